@@ -1,0 +1,137 @@
+// SlabAllocator: format, open (rebuild), allocate, free (slab_allocator.h).
+#include "slab_allocator.h"
+
+#include <sys/file.h>
+#include <xxhash.h>
+
+#include <cstring>
+#include <fmt/format.h>
+
+#include "cacheline.h"
+
+namespace cxlkv {
+namespace {
+
+uint64_t header_checksum(const AllocatorHeader& h) { return XXH64(&h, offsetof(AllocatorHeader, checksum), 0); }
+
+AllocatorHeader* header_at(const cxl::Region& region) {
+  return reinterpret_cast<AllocatorHeader*>(region.base() + region.data_offset());
+}
+
+}  // namespace
+
+Status SlabAllocator::format(cxl::Region& region) {
+  const SlabGeometry g = SlabGeometry::plan(region.size(), region.data_offset(), region.layout(), region.slab_pages());
+  if (g.slab_count == 0)
+    return Status(Code::kInvalidArgument,
+                  fmt::format("region {}: {} bytes hold no slab of {} bytes (layout {}, E = {})", region.describe(),
+                              region.size(), g.slab_bytes, region.layout().name(), g.slab_pages));
+  AllocatorHeader* h = header_at(region);
+  std::memset(static_cast<void*>(h), 0, 4096);
+  cxl::persist(h, 4096);
+  // Every slab free at generation 0, every page record zero (FREE).
+  uint8_t* base = region.base();
+  std::memset(base + g.state_offset, 0, 8ull * g.slab_count);
+  cxl::persist(base + g.state_offset, 8ull * g.slab_count);
+  const uint64_t record_bytes = uint64_t{kPageRecordBytes} * g.slab_count * g.slab_pages;
+  std::memset(base + g.records_offset, 0, record_bytes);
+  cxl::persist(base + g.records_offset, record_bytes);
+
+  AllocatorHeader fresh {};
+  fresh.format_version = kAllocatorFormatVersion;
+  fresh.geometry = g;
+  std::memcpy(fresh.magic, kAllocatorMagic, sizeof fresh.magic);
+  fresh.checksum = header_checksum(fresh);
+  std::memcpy(reinterpret_cast<uint8_t*>(h) + 8, reinterpret_cast<uint8_t*>(&fresh) + 8, sizeof fresh - 8);
+  cxl::persist(h, sizeof fresh);
+  std::memcpy(h->magic, kAllocatorMagic, sizeof kAllocatorMagic);  // last: the area is now valid
+  cxl::persist(h, sizeof h->magic);
+  return Status::ok();
+}
+
+Result<SlabGeometry> SlabAllocator::read_geometry(const cxl::Region& region) {
+  const std::string name = region.describe();
+  if (region.size() < region.data_offset() + 4096)
+    return Status(Code::kCorrupt, fmt::format("region {}: too small for an allocator area", name));
+  const AllocatorHeader* h = header_at(region);
+  if (std::memcmp(h->magic, kAllocatorMagic, sizeof kAllocatorMagic) != 0)
+    return Status(Code::kCorrupt, fmt::format("region {}: allocator area not formatted (bad magic)", name));
+  if (h->format_version != kAllocatorFormatVersion)
+    return Status(Code::kCorrupt, fmt::format("region {}: allocator format version {}, this build reads {}", name,
+                                              h->format_version, kAllocatorFormatVersion));
+  if (header_checksum(*h) != h->checksum)
+    return Status(Code::kCorrupt, fmt::format("region {}: allocator header checksum {:#x} does not match {:#x}", name,
+                                              h->checksum, header_checksum(*h)));
+  const SlabGeometry& g = h->geometry;
+  // The geometry must be the one this region's size, layout and E give: anything else is damage.
+  const SlabGeometry want = SlabGeometry::plan(region.size(), region.data_offset(), region.layout(), region.slab_pages());
+  if (std::memcmp(&g, &want, sizeof g) != 0)
+    return Status(Code::kCorrupt, fmt::format("region {}: allocator geometry ({} slabs of {} B) is not what the "
+                                              "header's size and layout give ({} slabs of {} B)",
+                                              name, g.slab_count, g.slab_bytes, want.slab_count, want.slab_bytes));
+  return g;
+}
+
+Result<std::unique_ptr<SlabAllocator>> SlabAllocator::open(cxl::Region& region) {
+  auto g = read_geometry(region);
+  if (!g) return g.status();
+  if (flock(region.fd(), LOCK_EX | LOCK_NB) != 0)
+    return Status(Code::kBusy, fmt::format("region {}: its allocator is held by another process", region.describe()));
+  std::unique_ptr<SlabAllocator> a(new SlabAllocator(region, *g));
+  // Rebuild the free stack from the state words; a word that is neither state is damage.
+  a->free_stack_.reserve(g->slab_count);
+  for (uint32_t i = g->slab_count; i-- > 0;) {
+    const uint64_t w = a->state_word(i);
+    if (word_state(w) == SlabState::kFree) a->free_stack_.push_back(i);
+    else if (word_state(w) != SlabState::kInUse)
+      return Status(Code::kCorrupt, fmt::format("region {}: slab {} has state word {:#x}", region.describe(), i, w));
+  }
+  return a;
+}
+
+SlabAllocator::SlabAllocator(cxl::Region& region, const SlabGeometry& geometry)
+    : region_(region), geometry_(geometry),
+      words_(reinterpret_cast<std::atomic<uint64_t>*>(region.base() + geometry.state_offset)) {
+  static_assert(sizeof(std::atomic<uint64_t>) == 8 && std::atomic<uint64_t>::is_always_lock_free);
+}
+
+SlabAllocator::~SlabAllocator() { flock(region_.fd(), LOCK_UN); }
+
+void SlabAllocator::store_word(uint32_t slab, uint64_t word) {
+  // One aligned 8-byte store: a kill leaves the old word or the new one, never a mix.
+  words_[slab].store(word, std::memory_order_release);
+  cxl::persist(&words_[slab], sizeof(uint64_t));
+}
+
+Result<uint32_t> SlabAllocator::allocate() {
+  std::lock_guard lock(mu_);
+  if (free_stack_.empty())
+    return Status(Code::kExhausted, fmt::format("region {}: all {} slabs in use", region_.describe(), geometry_.slab_count));
+  const uint32_t slab = free_stack_.back();
+  store_word(slab, slab_word(word_generation(state_word(slab)) + 1, SlabState::kInUse));
+  free_stack_.pop_back();
+  return slab;
+}
+
+Status SlabAllocator::free(uint32_t slab) {
+  std::lock_guard lock(mu_);
+  if (slab >= geometry_.slab_count)
+    return Status(Code::kInvalidArgument, fmt::format("free slab {}: past the last slab {}", slab, geometry_.slab_count - 1));
+  const uint64_t w = state_word(slab);
+  if (word_state(w) != SlabState::kInUse)
+    return Status(Code::kInvalidArgument, fmt::format("free slab {}: it is already free (generation {})", slab, word_generation(w)));
+  store_word(slab, slab_word(word_generation(w), SlabState::kFree));
+  free_stack_.push_back(slab);
+  return Status::ok();
+}
+
+SlabStats SlabAllocator::stats() const {
+  std::lock_guard lock(mu_);
+  SlabStats s;
+  s.total = geometry_.slab_count;
+  s.free = static_cast<uint32_t>(free_stack_.size());
+  s.in_use = s.total - s.free;
+  return s;
+}
+
+}  // namespace cxlkv

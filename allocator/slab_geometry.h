@@ -1,0 +1,55 @@
+// SlabGeometry: where a region's allocator area, slab state words, page records and slabs lie,
+// and where an entry lives inside a slab. Computed once by SlabAllocator::format from the region
+// size, layout and E, recorded in the allocator header, and read back (never recomputed) by the
+// daemon and by clients, which use entry_offset() on the gather path.
+#pragma once
+
+#include <cstdint>
+
+#include "cxlkv/layout.h"
+
+namespace cxlkv {
+
+// Bytes of one page record (slab table entry) kept for pool/ per page slot; two cache lines.
+inline constexpr uint32_t kPageRecordBytes = 128;
+
+// Region layout below the region header (all offsets from the region base):
+//   [data_offset, +4096)               allocator header (AllocatorHeader)
+//   [state_offset, +8 x slab_count)    slab state words: generation << 8 | state
+//   [records_offset, +128 x slab_count x E)  page records, slot = slab x E + position
+//   [slab_area_offset, +slab_bytes x slab_count)  the slabs, slab_area_offset 2 MiB-aligned
+// Inside a slab (layer-major, DESIGN.md): [stream][layer][E x page_tokens][entry_stride];
+//   entry (stream s, layer l, page position i, token t) at
+//   stream_offset[s] + ((l x E + i) x page_tokens + t) x stride[s].
+// Invariant: slab_area_offset + slab_count x slab_bytes <= region_bytes.
+struct SlabGeometry {
+  uint64_t state_offset = 0;
+  uint64_t records_offset = 0;
+  uint64_t slab_area_offset = 0;
+  uint64_t slab_bytes = 0;      // multiple of 4096
+  uint32_t slab_count = 0;
+  uint32_t slab_pages = 0;      // E
+  uint32_t page_tokens = 0;
+  uint32_t layers = 0;
+  uint64_t stream_offset[kMaxStreams] = {};  // 64 B-aligned
+  uint32_t stride[kMaxStreams] = {};
+
+  // Lays out a region of `region_bytes` for `layout` with E = slab_pages.
+  static SlabGeometry plan(uint64_t region_bytes, uint64_t data_offset, const Layout& layout, uint32_t slab_pages);
+
+  uint64_t slab_offset(uint32_t slab) const { return slab_area_offset + uint64_t{slab} * slab_bytes; }
+  uint64_t page_slot(uint32_t slab, uint32_t position) const { return uint64_t{slab} * slab_pages + position; }
+  uint64_t record_offset(uint64_t slot) const { return records_offset + slot * kPageRecordBytes; }
+
+  // Offset of one entry within its slab. Hot path (gather): no branches, no division by E.
+  uint64_t entry_offset(int stream, uint32_t layer, uint32_t position, uint32_t token) const {
+    return stream_offset[stream] +
+           ((uint64_t{layer} * slab_pages + position) * page_tokens + token) * stride[stream];
+  }
+  // Offset within its slab of the first entry of one page's run of a layer (page_tokens entries).
+  uint64_t page_run_offset(int stream, uint32_t layer, uint32_t position) const {
+    return entry_offset(stream, layer, position, 0);
+  }
+};
+
+}  // namespace cxlkv

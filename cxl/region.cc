@@ -1,0 +1,275 @@
+// Region create/format/open over the four backends (region.h).
+#include "region.h"
+
+#include <fcntl.h>
+#include <libpmem2.h>
+#include <numa.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <chrono>
+#include <cstring>
+#include <fmt/format.h>
+
+#include "cacheline.h"
+
+namespace cxlkv::cxl {
+
+uint64_t region_header_checksum(const RegionHeader& header) {
+  return XXH64(&header, offsetof(RegionHeader, checksum), 0);
+}
+
+const char* backend_name(Backend backend) {
+  switch (backend) {
+    case Backend::kShm: return "shm";
+    case Backend::kFile: return "file";
+    case Backend::kDevdax: return "devdax";
+    case Backend::kNuma: return "numa";
+  }
+  return "?";
+}
+
+Result<Backend> parse_backend(const std::string& name) {
+  if (name == "shm") return Backend::kShm;
+  if (name == "file") return Backend::kFile;
+  if (name == "devdax") return Backend::kDevdax;
+  if (name == "numa") return Backend::kNuma;
+  return Status(Code::kInvalidArgument, fmt::format("backend '{}' is not one of shm, file, devdax, numa", name));
+}
+
+// How the range was mapped, so it is unmapped the same way.
+struct Region::Mapping {
+  pmem2_map* pmem_map = nullptr;  // file, devdax
+  pmem2_source* pmem_source = nullptr;
+  pmem2_config* pmem_config = nullptr;
+  void* mmap_base = nullptr;  // shm, numa: the whole reservation
+  size_t mmap_bytes = 0;
+
+  ~Mapping() {
+    if (pmem_map) pmem2_map_delete(&pmem_map);
+    if (pmem_source) pmem2_source_delete(&pmem_source);
+    if (pmem_config) pmem2_config_delete(&pmem_config);
+    if (mmap_base) munmap(mmap_base, mmap_bytes);
+  }
+};
+
+namespace {
+
+constexpr uint64_t kHugePage = 2ull << 20;  // 2 MiB
+
+bool uses_pmem2(Backend b) { return b == Backend::kFile || b == Backend::kDevdax; }
+bool uses_shm(Backend b) { return b == Backend::kShm || b == Backend::kNuma; }
+
+Status check_shm_name(const std::string& name) {
+  if (name.size() < 2 || name[0] != '/' || name.find('/', 1) != std::string::npos || name.size() > 255)
+    return Status(Code::kInvalidArgument, fmt::format("shm region name '{}' must look like /name", name));
+  return Status::ok();
+}
+
+Status check_numa_node(int node) {
+  if (numa_available() < 0) return Status(Code::kUnavailable, "numa backend: this kernel has no NUMA support");
+  if (node < 0 || node > numa_max_node() || !numa_bitmask_isbitset(numa_all_nodes_ptr, node))
+    return Status(Code::kNotFound, fmt::format("numa backend: node {} does not exist (nodes 0..{})", node, numa_max_node()));
+  long long free_bytes = 0;
+  if (numa_node_size64(node, &free_bytes) <= 0)
+    return Status(Code::kNotFound, fmt::format("numa backend: node {} has no memory", node));
+  return Status::ok();
+}
+
+// Opens (or creates) the backing and returns its fd.
+Result<int> open_backing(const RegionSpec& spec, bool create) {
+  const int flags = O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0);
+  int fd = -1;
+  if (uses_shm(spec.backend)) {
+    if (Status st = check_shm_name(spec.path); !st) return st;
+    if (spec.backend == Backend::kNuma)
+      if (Status st = check_numa_node(spec.numa_node); !st) return st;
+    fd = shm_open(spec.path.c_str(), flags, 0600);
+  } else {
+    if (spec.path.empty()) return Status(Code::kInvalidArgument, fmt::format("{} backend needs a path", backend_name(spec.backend)));
+    fd = ::open(spec.path.c_str(), flags, 0600);
+  }
+  if (fd < 0) {
+    const Code code = errno == EEXIST ? Code::kAlreadyExists : errno == ENOENT ? Code::kNotFound : Code::kIoError;
+    return Status(code, fmt::format("region {}:{}: {}", backend_name(spec.backend), spec.path, std::strerror(errno)));
+  }
+  return fd;
+}
+
+uint64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+Region::Region(RegionSpec spec, int fd, uint8_t* base, uint64_t size, std::unique_ptr<Mapping> mapping)
+    : spec_(std::move(spec)), fd_(fd), base_(base), size_(size), mapping_(std::move(mapping)) {}
+
+Region::~Region() {
+  mapping_.reset();
+  if (fd_ >= 0) ::close(fd_);
+}
+
+std::string Region::describe() const {
+  if (spec_.backend == Backend::kNuma) return fmt::format("numa:{}@node{}", spec_.path, spec_.numa_node);
+  return fmt::format("{}:{}", backend_name(spec_.backend), spec_.path);
+}
+
+// Maps the whole backing of fd. Takes ownership of fd (closed on failure).
+Result<std::unique_ptr<Region>> Region::map_fd(const RegionSpec& spec, int fd) {
+  auto fail = [&](Status st) -> Result<std::unique_ptr<Region>> { ::close(fd); return st; };
+  const std::string name = fmt::format("{}:{}", backend_name(spec.backend), spec.path);
+  auto mapping = std::make_unique<Mapping>();
+  uint8_t* base = nullptr;
+  uint64_t size = 0;
+  struct stat st {};
+  if (fstat(fd, &st) != 0) return fail(io_error("region " + name + ": fstat"));
+  const bool pmem2 = uses_pmem2(spec.backend) || S_ISCHR(st.st_mode);
+  if (pmem2) {
+    if (pmem2_config_new(&mapping->pmem_config) != 0 ||
+        pmem2_config_set_required_store_granularity(mapping->pmem_config, PMEM2_GRANULARITY_PAGE) != 0 ||
+        pmem2_source_from_fd(&mapping->pmem_source, fd) != 0)
+      return fail(Status(Code::kIoError, fmt::format("region {}: libpmem2: {}", name, pmem2_errormsg())));
+    size_t bytes = 0;
+    if (pmem2_source_size(mapping->pmem_source, &bytes) != 0)
+      return fail(Status(Code::kIoError, fmt::format("region {}: libpmem2 size: {}", name, pmem2_errormsg())));
+    if (bytes < kRegionHeaderBytes)
+      return fail(Status(Code::kCorrupt, fmt::format("region {}: {} bytes, smaller than the {}-byte header (truncated?)", name, bytes, kRegionHeaderBytes)));
+    if (pmem2_map_new(&mapping->pmem_map, mapping->pmem_config, mapping->pmem_source) != 0)
+      return fail(Status(Code::kIoError, fmt::format("region {}: libpmem2 map: {}", name, pmem2_errormsg())));
+    base = static_cast<uint8_t*>(pmem2_map_get_address(mapping->pmem_map));
+    size = pmem2_map_get_size(mapping->pmem_map);
+  } else {
+    size = static_cast<uint64_t>(st.st_size);
+    if (size < kRegionHeaderBytes)
+      return fail(Status(Code::kCorrupt, fmt::format("region {}: {} bytes, smaller than the {}-byte header (truncated?)", name, size, kRegionHeaderBytes)));
+    // Reserve 2 MiB more and place the mapping on a 2 MiB boundary so THP (and the GPU's
+    // large translations) can back it.
+    const size_t reserve = size + kHugePage;
+    void* r = mmap(nullptr, reserve, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (r == MAP_FAILED) return fail(io_error("region " + name + ": reserve address space"));
+    mapping->mmap_base = r;
+    mapping->mmap_bytes = reserve;
+    auto aligned = (reinterpret_cast<uintptr_t>(r) + kHugePage - 1) & ~(kHugePage - 1);
+    void* m = mmap(reinterpret_cast<void*>(aligned), size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+    if (m == MAP_FAILED) return fail(io_error("region " + name + ": mmap"));
+    madvise(m, size, MADV_HUGEPAGE);  // advice only; shmem THP may be off
+    if (spec.backend == Backend::kNuma) {
+      if (Status s = check_numa_node(spec.numa_node); !s) return fail(s);
+      numa_tonode_memory(m, size, spec.numa_node);
+    }
+    base = static_cast<uint8_t*>(m);
+  }
+  return std::unique_ptr<Region>(new Region(spec, fd, base, size, std::move(mapping)));
+}
+
+Result<std::unique_ptr<Region>> Region::create(const RegionSpec& spec, const Layout& layout, uint32_t slab_pages) {
+  if (spec.backend == Backend::kDevdax)
+    return Status(Code::kInvalidArgument, fmt::format("region devdax:{}: a device is not created; use format", spec.path));
+  if (spec.size < kRegionHeaderBytes * 2 || spec.size % 4096 != 0)
+    return Status(Code::kInvalidArgument, fmt::format("region size {} must be a multiple of 4096 and at least 8192", spec.size));
+  if (Status st = layout.validate(); !st) return st;
+  auto fd = open_backing(spec, /*create=*/true);
+  if (!fd) return fd.status();
+  if (ftruncate(*fd, static_cast<off_t>(spec.size)) != 0) {
+    Status st = io_error(fmt::format("region {}:{}: size to {} bytes", backend_name(spec.backend), spec.path, spec.size));
+    ::close(*fd);
+    (void)remove(spec);
+    return st;
+  }
+  auto region = map_fd(spec, *fd);
+  if (!region) { (void)remove(spec); return region.status(); }
+  if (Status st = (*region)->write_header(layout, slab_pages); !st) { region->reset(); (void)remove(spec); return st; }
+  return region;
+}
+
+Result<std::unique_ptr<Region>> Region::format(const RegionSpec& spec, const Layout& layout, uint32_t slab_pages) {
+  if (Status st = layout.validate(); !st) return st;
+  auto fd = open_backing(spec, /*create=*/false);
+  if (!fd) return fd.status();
+  auto region = map_fd(spec, *fd);
+  if (!region) return region.status();
+  if (Status st = (*region)->write_header(layout, slab_pages); !st) return st;
+  return region;
+}
+
+Result<std::unique_ptr<Region>> Region::open(const RegionSpec& spec, const Layout* expected) {
+  auto fd = open_backing(spec, /*create=*/false);
+  if (!fd) return fd.status();
+  auto region = map_fd(spec, *fd);
+  if (!region) return region.status();
+  if (Status st = (*region)->check_header(expected); !st) return st;
+  return region;
+}
+
+Result<std::unique_ptr<Region>> Region::from_fd(int fd, const std::string& name, const Layout* expected) {
+  struct stat st {};
+  if (fstat(fd, &st) != 0) { ::close(fd); return io_error("region " + name + ": fstat"); }
+  RegionSpec spec;
+  spec.backend = S_ISCHR(st.st_mode) ? Backend::kDevdax : Backend::kShm;
+  spec.path = name;
+  auto region = map_fd(spec, fd);
+  if (!region) return region.status();
+  if (Status s = (*region)->check_header(expected); !s) return s;
+  return region;
+}
+
+Status Region::remove(const RegionSpec& spec) {
+  int rc = 0;
+  if (uses_shm(spec.backend)) rc = shm_unlink(spec.path.c_str());
+  else if (spec.backend == Backend::kFile) rc = ::unlink(spec.path.c_str());
+  else return Status::ok();
+  if (rc != 0 && errno != ENOENT) return io_error(fmt::format("region {}:{}: remove", backend_name(spec.backend), spec.path));
+  return Status::ok();
+}
+
+Status Region::write_header(const Layout& layout, uint32_t slab_pages) {
+  if (slab_pages == 0 || slab_pages > 1024)
+    return Status(Code::kInvalidArgument, fmt::format("slab_pages {} must be 1..1024", slab_pages));
+  RegionHeader h {};
+  if (getrandom(h.uuid, sizeof h.uuid, 0) != sizeof h.uuid) return io_error("region uuid: getrandom");
+  h.format_version = kRegionFormatVersion;
+  h.header_bytes = kRegionHeaderBytes;
+  h.region_bytes = size_;
+  h.data_offset = kRegionHeaderBytes;
+  h.slab_pages = slab_pages;
+  h.format_time_ns = now_ns();
+  h.layout = layout.record();
+  std::memcpy(h.magic, kRegionMagic, sizeof kRegionMagic);
+  h.checksum = region_header_checksum(h);
+  // The magic goes last: a format cut short leaves a region that open() rejects.
+  auto* dst = reinterpret_cast<RegionHeader*>(base_);
+  std::memset(base_, 0, kRegionHeaderBytes);
+  persist(base_, kRegionHeaderBytes);
+  std::memcpy(reinterpret_cast<uint8_t*>(dst) + sizeof h.magic, reinterpret_cast<const uint8_t*>(&h) + sizeof h.magic,
+              sizeof h - sizeof h.magic);
+  persist(dst, sizeof h);
+  std::memcpy(dst->magic, kRegionMagic, sizeof kRegionMagic);
+  persist(dst, sizeof h.magic);
+  return Status::ok();
+}
+
+Status Region::check_header(const Layout* expected) const {
+  const std::string name = describe();
+  const RegionHeader& h = header();
+  if (std::memcmp(h.magic, kRegionMagic, sizeof kRegionMagic) != 0)
+    return Status(Code::kCorrupt, fmt::format("region {}: bad magic (not a cxlkv region, or never formatted)", name));
+  if (h.format_version != kRegionFormatVersion)
+    return Status(Code::kCorrupt, fmt::format("region {}: format version {}, this build reads {}", name, h.format_version, kRegionFormatVersion));
+  if (region_header_checksum(h) != h.checksum)
+    return Status(Code::kCorrupt, fmt::format("region {}: header checksum {:#x} does not match {:#x}", name, h.checksum, region_header_checksum(h)));
+  if (h.header_bytes != kRegionHeaderBytes || h.data_offset != kRegionHeaderBytes)
+    return Status(Code::kCorrupt, fmt::format("region {}: header size {} / data offset {}, expected {}", name, h.header_bytes, h.data_offset, kRegionHeaderBytes));
+  if (h.region_bytes != size_)
+    return Status(Code::kCorrupt, fmt::format("region {}: header says {} bytes, backing has {} (truncated or resized)", name, h.region_bytes, size_));
+  Layout found(h.layout);
+  if (Status st = found.validate(); !st) return Status(Code::kCorrupt, fmt::format("region {}: {}", name, st.message()));
+  if (expected && !(found == *expected))
+    return Status(Code::kMismatch, fmt::format("region {}: layout {} expected, found {}", name, expected->describe(), found.describe()));
+  return Status::ok();
+}
+
+}  // namespace cxlkv::cxl
