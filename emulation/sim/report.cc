@@ -1,6 +1,7 @@
 // Report output (see report.h).
 #include "report.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -141,10 +142,14 @@ void print_reproduction(std::ostream& out, const Environment& env, const Reprodu
                f.calibrated ? " (calibrated)" : " (predicted)");
   }
   fmt::print(out, "\npoints behind the figures:\n");
+  std::vector<std::pair<double, DesignId>> printed;
   for (const FigureCheck& c : r.checks) {
     std::vector<const DesignPoint*> shown = {&c.design};
     if (!c.figure.baseline.empty()) shown.insert(shown.begin(), &c.baseline);
     for (const DesignPoint* p : shown) {
+      const std::pair<double, DesignId> key{p->context, p->design};
+      if (std::find(printed.begin(), printed.end(), key) != printed.end()) continue;
+      printed.push_back(key);
       fmt::print(out, "  {:>5} {:<10} batch {:>4} (cap {:>4})  hit {:.3f}  TBT {:7.1f} ms  {:9.0f} tok/s  TTFT {:8.1f} ms\n",
                  context_label(p->context), design_name(p->design), p->batch, p->batch_cap, p->hit_rate,
                  p->tbt_s * 1e3, p->throughput_tps, p->ttft.total_s * 1e3);
