@@ -1,0 +1,132 @@
+// The C API (cxlkv/cxlkv.h): opaque handles over Client, WriteLease and ReadLease.
+#include "cxlkv/cxlkv.h"
+
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string>
+
+#include "cxlkv/client.h"
+
+struct cxlkv_client {
+  std::unique_ptr<cxlkv::Client> client;
+};
+struct cxlkv_write_lease {
+  cxlkv::WriteLease lease;
+};
+struct cxlkv_read_lease {
+  cxlkv::ReadLease lease;
+};
+
+namespace {
+
+thread_local std::string t_last_error;
+
+int fail(const cxlkv::Status& st) {
+  if (st.is_ok()) return CXLKV_OK;
+  t_last_error = st.to_string();
+  return int(st.code());
+}
+
+int fail(cxlkv::Code code, const char* message) { return fail(cxlkv::Status(code, message)); }
+
+static_assert(sizeof(cxlkv_page_key) == sizeof(cxlkv::PageKey));
+static_assert(int(cxlkv::Code::kExpired) == CXLKV_EXPIRED);
+
+std::span<const cxlkv::PageKey> key_span(const cxlkv_page_key* keys, size_t n) {
+  return {reinterpret_cast<const cxlkv::PageKey*>(keys), keys ? n : 0};
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* cxlkv_last_error(void) { return t_last_error.c_str(); }
+
+int cxlkv_connect(const cxlkv_options* options, cxlkv_client** out) {
+  if (!options || !out || !options->endpoint) return fail(cxlkv::Code::kInvalidArgument, "cxlkv_connect: options, endpoint and out are required");
+  cxlkv::ClientOptions o;
+  o.endpoint = options->endpoint;
+  o.tenant = options->tenant ? options->tenant : "";
+  o.token = options->token ? options->token : "";
+  o.model = options->model ? options->model : "";
+  o.want_fd = options->want_fd != 0;
+  if (options->region_path) o.region_path = options->region_path;
+  if (options->io_timeout_ms > 0) o.io_timeout_ms = options->io_timeout_ms;
+  auto client = cxlkv::Client::connect(o);
+  if (!client) return fail(client.status());
+  *out = new (std::nothrow) cxlkv_client{std::move(*client)};
+  return *out ? CXLKV_OK : fail(cxlkv::Code::kExhausted, "cxlkv_connect: out of memory");
+}
+
+void cxlkv_disconnect(cxlkv_client* client) { delete client; }
+uint64_t cxlkv_namespace_id(const cxlkv_client* c) { return c->client->info().namespace_id; }
+uint32_t cxlkv_page_tokens(const cxlkv_client* c) { return c->client->page_tokens(); }
+uint32_t cxlkv_layers(const cxlkv_client* c) { return c->client->layout().layers(); }
+int cxlkv_stream_index(const cxlkv_client* c, const char* name) { return name ? c->client->layout().find_stream(name) : -1; }
+uint32_t cxlkv_entry_bytes(const cxlkv_client* c, int stream) {
+  return stream >= 0 && stream < c->client->layout().stream_count() ? c->client->layout().stream(stream).entry_bytes : 0;
+}
+
+size_t cxlkv_page_keys(const cxlkv_client* c, const int32_t* tokens, size_t n_tokens, const cxlkv_page_key* parent,
+                       cxlkv_page_key* out, size_t out_capacity) {
+  cxlkv::PageKey root;
+  if (parent) std::memcpy(root.bytes.data(), parent->bytes, sizeof parent->bytes);
+  auto keys = c->client->page_keys({tokens, tokens ? n_tokens : 0}, root);
+  for (size_t i = 0; i < keys.size() && i < out_capacity; ++i) std::memcpy(out[i].bytes, keys[i].bytes.data(), 32);
+  return keys.size();
+}
+
+int cxlkv_reserve(cxlkv_client* c, const cxlkv_page_key* parent, const cxlkv_page_key* keys, size_t n,
+                  cxlkv_write_lease** out) {
+  if (!out) return fail(cxlkv::Code::kInvalidArgument, "cxlkv_reserve: out is null");
+  cxlkv::PageKey root;
+  if (parent) std::memcpy(root.bytes.data(), parent->bytes, sizeof parent->bytes);
+  auto lease = c->client->reserve(root, key_span(keys, n));
+  if (!lease) return fail(lease.status());
+  *out = new cxlkv_write_lease{std::move(*lease)};
+  return CXLKV_OK;
+}
+
+uint32_t cxlkv_write_lease_pages(const cxlkv_write_lease* l) { return l->lease.pages(); }
+int cxlkv_write_lease_writable(const cxlkv_write_lease* l, uint32_t page) {
+  return page < l->lease.pages() && l->lease.writable(page);
+}
+int cxlkv_write_entries(cxlkv_write_lease* l, uint32_t page, int stream, uint32_t layer, const void* packed,
+                        uint32_t entries) {
+  return fail(l->lease.write_entries(page, stream, layer, packed, entries));
+}
+int cxlkv_commit(cxlkv_client* c, cxlkv_write_lease* l, uint32_t* committed) {
+  auto n = c->client->commit(l->lease);
+  if (!n) return fail(n.status());
+  if (committed) *committed = *n;
+  return CXLKV_OK;
+}
+int cxlkv_abort(cxlkv_client* c, cxlkv_write_lease* l) { return fail(c->client->abort(l->lease)); }
+void cxlkv_write_lease_free(cxlkv_write_lease* l) { delete l; }
+
+int cxlkv_lookup(cxlkv_client* c, const cxlkv_page_key* keys, size_t n, cxlkv_read_lease** out) {
+  if (!out) return fail(cxlkv::Code::kInvalidArgument, "cxlkv_lookup: out is null");
+  auto lease = c->client->lookup(key_span(keys, n));
+  if (!lease) return fail(lease.status());
+  *out = new cxlkv_read_lease{std::move(*lease)};
+  return CXLKV_OK;
+}
+uint32_t cxlkv_read_lease_pages(const cxlkv_read_lease* l) { return l->lease.pages(); }
+int cxlkv_gather_topk(const cxlkv_read_lease* l, int stream, uint32_t layer, const int32_t* indices, int k, void* dst) {
+  cxlkv::Status st = l->lease.gather_topk(stream, layer, indices, k, dst);
+  return st.is_ok() ? CXLKV_OK : fail(st);
+}
+int cxlkv_fetch_pages(const cxlkv_read_lease* l, int stream, uint32_t layer, uint32_t p0, uint32_t p1, void* dst) {
+  return fail(l->lease.fetch_pages(stream, layer, p0, p1, dst));
+}
+int cxlkv_renew(cxlkv_read_lease* l, uint32_t* ttl_ms) {
+  auto ttl = l->lease.renew();
+  if (!ttl) return fail(ttl.status());
+  if (ttl_ms) *ttl_ms = *ttl;
+  return CXLKV_OK;
+}
+int cxlkv_release(cxlkv_read_lease* l) { return fail(l->lease.release()); }
+void cxlkv_read_lease_free(cxlkv_read_lease* l) { delete l; }
+
+}  // extern "C"

@@ -1,0 +1,99 @@
+// Client: one session with a pool daemon (docs/protocol.md) and the mapping of its region.
+// Prefill workers reserve, write and commit pages; decode workers look prefixes up and read
+// through the returned ReadLease (read_lease.h). The control connection is serialized by a
+// mutex, so one Client may be shared by threads; the data plane never touches it.
+// Nothing here throws: every failure is a Status naming the problem and the value.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "cxlkv/layout.h"
+#include "cxlkv/page_key.h"
+#include "cxlkv/pool_view.h"
+#include "cxlkv/read_lease.h"
+#include "cxlkv/status.h"
+#include "cxlkv/write_lease.h"
+
+namespace cxlkv {
+
+namespace detail {
+class Session;
+}
+
+struct ClientOptions {
+  std::string endpoint = "unix:/run/cxlkv/pool.sock";  // "unix:/path" or "tcp:host:port"
+  std::string tenant;
+  std::string token;
+  std::string model;            // namespace = (tenant, model)
+  bool want_fd = true;          // Unix socket: map the region by the fd the daemon passes
+  std::string region_path;      // map by this path instead of RegionInfo.path (another host's name)
+  int io_timeout_ms = 30000;    // per send/receive on the control connection
+};
+
+// The daemon's counters (StatsResponse).
+struct PoolStats {
+  uint64_t pages_committed = 0, pages_reserved = 0;
+  uint64_t slabs_total = 0, slabs_free = 0;
+  uint64_t read_leases = 0, write_leases = 0;
+  uint64_t lookup_hits = 0, lookup_misses = 0, evictions = 0;
+};
+
+// What Hello told us, and how the region was mapped.
+struct SessionInfo {
+  uint64_t session = 0;
+  uint64_t namespace_id = 0;
+  uint32_t read_lease_ttl_ms = 0, write_lease_ttl_ms = 0;
+  uint32_t max_keys = 0;
+  bool mapped_by_fd = false;
+  std::string region;  // "shm:/cxlkv-pool"
+};
+
+class Client {
+ public:
+  // Connects, says hello, maps the region (by fd or by path) and checks its uuid and layout
+  // against the daemon's RegionInfo.
+  static Result<std::unique_ptr<Client>> connect(const ClientOptions& options);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  const SessionInfo& info() const;
+  const Layout& layout() const;
+  const PoolView& view() const;
+  uint32_t page_tokens() const { return view().page_tokens; }
+  // Keys of the whole pages of `tokens` in this session's namespace (page_key.h).
+  std::vector<PageKey> page_keys(std::span<const int32_t> tokens, const PageKey& parent = PageKey{}) const;
+
+  // Write path. reserve: slots for keys[i] = page i of a prefix run whose page before keys[0]
+  // has key `parent` (zero at the root). Pages already cached or being written are flagged.
+  Result<WriteLease> reserve(const PageKey& parent, std::span<const PageKey> keys);
+  Status write_entries(WriteLease& lease, uint32_t page, int stream, uint32_t layer, const void* packed,
+                       uint32_t entries) {
+    return lease.write_entries(page, stream, layer, packed, entries);
+  }
+  // Fences the lease's stores, then publishes every writable page with its checksum. Every
+  // (stream, layer) run of every writable page must have been written. Returns pages committed.
+  Result<uint32_t> commit(WriteLease& lease);
+  Status abort(WriteLease& lease);
+
+  // Read path. The longest committed prefix of keys in this namespace, pinned by a read lease
+  // (an empty lease when the first key misses). Invalidates a slab's lines here, once, when this
+  // client saw an older generation of it (coherence rule 2).
+  Result<ReadLease> lookup(std::span<const PageKey> keys);
+  Result<uint32_t> renew(ReadLease& lease) { return lease.renew(); }
+  Status release(ReadLease& lease) { return lease.release(); }
+
+  // Frees committed, unpinned pages of this namespace; returns how many.
+  Result<uint32_t> remove(std::span<const PageKey> keys);
+  Result<PoolStats> stats();
+
+ private:
+  explicit Client(std::shared_ptr<detail::Session> session);
+  std::shared_ptr<detail::Session> session_;
+};
+
+}  // namespace cxlkv

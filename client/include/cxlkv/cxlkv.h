@@ -1,0 +1,97 @@
+/* The C API of libcxlkv: the same session, write path and read path as client.h, behind opaque
+ * handles, for callers that are not C++ (Python ctypes/cffi, Rust, C serving engines). A thin
+ * wrapper over the C++ classes (client/c_api.cc); it adds no behaviour of its own.
+ * Every int-returning call returns 0 on success or a cxlkv_code; cxlkv_last_error() then gives
+ * this thread's message naming the problem and the value. Nothing here throws or aborts. */
+#ifndef CXLKV_CXLKV_H
+#define CXLKV_CXLKV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The values of cxlkv::Code (status.h). */
+enum cxlkv_code {
+  CXLKV_OK = 0,
+  CXLKV_INVALID_ARGUMENT = 1,
+  CXLKV_NOT_FOUND = 2,
+  CXLKV_ALREADY_EXISTS = 3,
+  CXLKV_CORRUPT = 4,
+  CXLKV_MISMATCH = 5,
+  CXLKV_EXHAUSTED = 6,
+  CXLKV_PERMISSION_DENIED = 7,
+  CXLKV_BUSY = 8,
+  CXLKV_IO_ERROR = 9,
+  CXLKV_PROTOCOL = 10,
+  CXLKV_UNAVAILABLE = 11,
+  CXLKV_EXPIRED = 12
+};
+
+typedef struct cxlkv_client cxlkv_client;
+typedef struct cxlkv_write_lease cxlkv_write_lease;
+typedef struct cxlkv_read_lease cxlkv_read_lease;
+
+/* A page key (page_key.h): 32 bytes; all zero is the parent of a prefix's first page. */
+typedef struct cxlkv_page_key {
+  uint8_t bytes[32];
+} cxlkv_page_key;
+
+typedef struct cxlkv_options {
+  const char* endpoint;    /* "unix:/path" or "tcp:host:port" */
+  const char* tenant;
+  const char* token;
+  const char* model;       /* namespace = (tenant, model) */
+  int want_fd;             /* non-zero: on a Unix socket, map the region by the daemon's fd */
+  const char* region_path; /* NULL, or a path to map instead of the daemon's (TCP) */
+  int io_timeout_ms;       /* 0: the default (30 s) */
+} cxlkv_options;
+
+/* This thread's message for the last failed call ("" if none). Valid until the next call. */
+const char* cxlkv_last_error(void);
+
+/* Session. */
+int cxlkv_connect(const cxlkv_options* options, cxlkv_client** out);
+void cxlkv_disconnect(cxlkv_client* client); /* leases still open keep the session alive */
+uint64_t cxlkv_namespace_id(const cxlkv_client* client);
+uint32_t cxlkv_page_tokens(const cxlkv_client* client);
+uint32_t cxlkv_layers(const cxlkv_client* client);
+/* Index of the stream called `name` ("latent", "indexer"), or -1. */
+int cxlkv_stream_index(const cxlkv_client* client, const char* name);
+uint32_t cxlkv_entry_bytes(const cxlkv_client* client, int stream);
+
+/* Keys of the whole pages of tokens[0..n_tokens), chained from parent (NULL = root). Writes at
+ * most out_capacity keys; returns the number of whole pages. */
+size_t cxlkv_page_keys(const cxlkv_client* client, const int32_t* tokens, size_t n_tokens,
+                       const cxlkv_page_key* parent, cxlkv_page_key* out, size_t out_capacity);
+
+/* Write path (write_lease.h). Writes to a page flagged cached/in flight are no-ops. */
+int cxlkv_reserve(cxlkv_client* client, const cxlkv_page_key* parent, const cxlkv_page_key* keys, size_t n,
+                  cxlkv_write_lease** out);
+uint32_t cxlkv_write_lease_pages(const cxlkv_write_lease* lease);
+int cxlkv_write_lease_writable(const cxlkv_write_lease* lease, uint32_t page);
+int cxlkv_write_entries(cxlkv_write_lease* lease, uint32_t page, int stream, uint32_t layer, const void* packed,
+                        uint32_t entries);
+int cxlkv_commit(cxlkv_client* client, cxlkv_write_lease* lease, uint32_t* committed);
+int cxlkv_abort(cxlkv_client* client, cxlkv_write_lease* lease);
+void cxlkv_write_lease_free(cxlkv_write_lease* lease); /* aborts a lease still open */
+
+/* Read path (read_lease.h). An empty lease (0 pages) is returned when the first key misses. */
+int cxlkv_lookup(cxlkv_client* client, const cxlkv_page_key* keys, size_t n, cxlkv_read_lease** out);
+uint32_t cxlkv_read_lease_pages(const cxlkv_read_lease* lease);
+/* HOT: no lock, no allocation, no system call. Index = page * page_tokens + offset; -1 skipped
+ * (dst row untouched); any index < -1 or past the prefix fails and nothing is read. */
+int cxlkv_gather_topk(const cxlkv_read_lease* lease, int stream, uint32_t layer, const int32_t* indices, int k,
+                      void* dst);
+int cxlkv_fetch_pages(const cxlkv_read_lease* lease, int stream, uint32_t layer, uint32_t p0, uint32_t p1, void* dst);
+int cxlkv_renew(cxlkv_read_lease* lease, uint32_t* ttl_ms);
+int cxlkv_release(cxlkv_read_lease* lease);
+void cxlkv_read_lease_free(cxlkv_read_lease* lease); /* releases */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CXLKV_CXLKV_H */

@@ -1,0 +1,49 @@
+// PoolView and Placement: what a lease needs to address entries in the client's mapping of the
+// region, with no daemon and no allocator in reach. Built once per connection from the region's
+// slab geometry (client/pool_view.cc); copied by value into every lease. Read-only after that.
+#pragma once
+
+#include <cstdint>
+
+#include "cxlkv/layout.h"
+
+namespace cxlkv {
+
+// Placement flags from Reserve (protocol v1): such a page gets no slot and must not be written.
+inline constexpr uint16_t kPlacementCached = 1;    // committed already
+inline constexpr uint16_t kPlacementInFlight = 2;  // another write lease holds it
+
+// Where one page of a prefix lives (the wire's Placement, docs/protocol.md).
+struct Placement {
+  uint64_t slab_offset = 0;  // from the region base
+  uint64_t generation = 0;   // the slab's allocation count (coherence rule 2)
+  uint32_t slab = 0;
+  uint16_t position = 0;     // page position in the slab, 0..E-1
+  uint16_t flags = 0;        // kPlacementCached | kPlacementInFlight
+};
+
+// The mapping and the entry arithmetic of a region, flattened for the gather path.
+// Entry (stream s, layer l, token t) of a page at (slab_offset, position) lives at
+//   base + slab_offset + streams[s].offset + l x streams[s].layer_step
+//        + (position x page_tokens + t) x streams[s].stride
+// which equals slab_offset + SlabGeometry::entry_offset(s, l, position, t) (allocator/).
+struct PoolView {
+  struct Stream {
+    uint64_t offset = 0;      // of the stream inside a slab, 64 B-aligned
+    uint64_t layer_step = 0;  // bytes between layers: E x page_tokens x stride
+    uint32_t stride = 0;      // bytes between consecutive entries (>= entry_bytes)
+    uint32_t entry_bytes = 0;
+  };
+  uint8_t* base = nullptr;  // the client's mapping of the region
+  uint64_t region_bytes = 0;
+  uint64_t slab_bytes = 0;
+  uint32_t slab_count = 0;
+  uint32_t slab_pages = 0;   // E
+  uint32_t page_tokens = 0;  // a power of two (64)
+  uint32_t page_shift = 0;   // log2(page_tokens)
+  uint32_t layers = 0;
+  uint32_t stream_count = 0;
+  Stream streams[kMaxStreams] = {};
+};
+
+}  // namespace cxlkv

@@ -1,0 +1,70 @@
+// PoolView construction and the lease factory (lease_factory.h).
+#include <bit>
+
+#include <fmt/format.h>
+
+#include "lease_factory.h"
+
+namespace cxlkv::detail {
+
+Result<PoolView> make_pool_view(uint8_t* base, uint64_t region_bytes, const SlabGeometry& g, const Layout& layout) {
+  if (g.page_tokens == 0 || !std::has_single_bit(g.page_tokens))
+    return Status(Code::kInvalidArgument, fmt::format("page_tokens {} is not a power of two (the gather path shifts)", g.page_tokens));
+  if (g.page_tokens != layout.page_tokens() || g.layers != layout.layers())
+    return Status(Code::kMismatch, fmt::format("geometry of {} tokens x {} layers, layout {} has {} x {}", g.page_tokens,
+                                               g.layers, layout.name(), layout.page_tokens(), layout.layers()));
+  if (g.slab_area_offset + uint64_t{g.slab_count} * g.slab_bytes > region_bytes)
+    return Status(Code::kCorrupt, fmt::format("geometry: {} slabs of {} B from {} overrun the region of {} B", g.slab_count,
+                                              g.slab_bytes, g.slab_area_offset, region_bytes));
+  PoolView v;
+  v.base = base;
+  v.region_bytes = region_bytes;
+  v.slab_bytes = g.slab_bytes;
+  v.slab_count = g.slab_count;
+  v.slab_pages = g.slab_pages;
+  v.page_tokens = g.page_tokens;
+  v.page_shift = uint32_t(std::countr_zero(g.page_tokens));
+  v.layers = g.layers;
+  v.stream_count = uint32_t(layout.stream_count());
+  for (int s = 0; s < layout.stream_count(); ++s) {
+    if (g.stride[s] < layout.stream(s).entry_bytes)
+      return Status(Code::kCorrupt, fmt::format("geometry: stream {} stride {} < entry_bytes {}", layout.stream_name(s),
+                                                g.stride[s], layout.stream(s).entry_bytes));
+    v.streams[s].offset = g.stream_offset[s];
+    v.streams[s].stride = g.stride[s];
+    v.streams[s].entry_bytes = layout.stream(s).entry_bytes;
+    v.streams[s].layer_step = uint64_t{g.slab_pages} * g.page_tokens * g.stride[s];
+  }
+  return v;
+}
+
+ReadLease LeaseFactory::read_lease(const PoolView& view, std::vector<Placement> pages, uint64_t id,
+                                   std::shared_ptr<Session> session) {
+  ReadLease lease;
+  lease.view_ = view;
+  lease.refs_.reserve(pages.size());
+  for (const Placement& p : pages) lease.refs_.push_back({p.slab_offset, uint64_t{p.position} * view.page_tokens});
+  lease.placements_ = std::move(pages);
+  lease.id_ = id;
+  lease.session_ = std::move(session);
+  return lease;
+}
+
+WriteLease LeaseFactory::write_lease(const PoolView& view, std::vector<Placement> pages, uint64_t id,
+                                     std::shared_ptr<Session> session) {
+  WriteLease lease;
+  lease.view_ = view;
+  const size_t n = pages.size();
+  lease.words_per_page_ = (view.stream_count * view.layers + 63) / 64;
+  lease.checksums_ = std::make_unique<std::atomic<uint64_t>[]>(n);
+  lease.written_ = std::make_unique<std::atomic<uint64_t>[]>(n * lease.words_per_page_);
+  for (size_t i = 0; i < n; ++i) lease.checksums_[i].store(0, std::memory_order_relaxed);
+  for (size_t i = 0; i < n * lease.words_per_page_; ++i) lease.written_[i].store(0, std::memory_order_relaxed);
+  lease.placements_ = std::move(pages);
+  lease.id_ = id;
+  lease.closed_ = false;
+  lease.session_ = std::move(session);
+  return lease;
+}
+
+}  // namespace cxlkv::detail

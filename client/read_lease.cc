@@ -1,0 +1,92 @@
+// ReadLease slow paths (read_lease.h): lifetime, bulk fetch, renew/release, error messages.
+#include "cxlkv/read_lease.h"
+
+#include <fmt/format.h>
+
+#include "session.h"
+
+namespace cxlkv {
+
+ReadLease& ReadLease::operator=(ReadLease&& other) noexcept {
+  if (this == &other) return *this;
+  (void)release();
+  view_ = other.view_;
+  refs_ = std::move(other.refs_);
+  placements_ = std::move(other.placements_);
+  id_ = std::exchange(other.id_, 0);
+  session_ = std::move(other.session_);
+  other.refs_.clear();
+  other.placements_.clear();
+  return *this;
+}
+
+ReadLease::~ReadLease() { (void)release(); }
+
+Status ReadLease::release() {
+  const uint64_t id = std::exchange(id_, 0);
+  std::shared_ptr<detail::Session> session = std::move(session_);
+  refs_.clear();
+  placements_.clear();
+  if (id == 0 || !session) return Status::ok();
+  return session->release(id);
+}
+
+Result<uint32_t> ReadLease::renew() {
+  if (id_ == 0) return Status(Code::kNotFound, "renew: the lease is empty (released, or lookup found nothing)");
+  if (!session_) return Status(Code::kUnavailable, fmt::format("renew: lease {} has no session", id_));
+  return session_->renew(id_);
+}
+
+Status ReadLease::gather_arg_error(int stream, uint32_t layer, int k, const int32_t* indices, const void* dst) const {
+  if (uint32_t(stream) >= view_.stream_count)
+    return Status(Code::kInvalidArgument, fmt::format("gather_topk: stream {} outside 0..{}", stream, int(view_.stream_count) - 1));
+  if (layer >= view_.layers)
+    return Status(Code::kInvalidArgument, fmt::format("gather_topk: layer {} outside 0..{}", layer, int(view_.layers) - 1));
+  if (k < 0) return Status(Code::kInvalidArgument, fmt::format("gather_topk: k = {} is negative", k));
+  return Status(Code::kInvalidArgument, fmt::format("gather_topk: k = {} with indices {} and dst {}", k,
+                                                    static_cast<const void*>(indices), dst));
+}
+
+Status ReadLease::index_error(const int32_t* indices, int k) const {
+  for (int i = 0; i < k; ++i) {
+    if (indices[i] < -1 || int64_t(indices[i]) >= prefix_tokens())
+      return Status(Code::kInvalidArgument, fmt::format("gather_topk: indices[{}] = {} outside [-1, {}) (the leased prefix of {} pages)",
+                                                        i, indices[i], prefix_tokens(), pages()));
+  }
+  return Status(Code::kInvalidArgument, "gather_topk: an index is outside the leased prefix");
+}
+
+Status ReadLease::fetch_pages(int stream, uint32_t layer, uint32_t p0, uint32_t p1, void* dst) const {
+  if (uint32_t(stream) >= view_.stream_count)
+    return Status(Code::kInvalidArgument, fmt::format("fetch_pages: stream {} outside 0..{}", stream, int(view_.stream_count) - 1));
+  if (layer >= view_.layers)
+    return Status(Code::kInvalidArgument, fmt::format("fetch_pages: layer {} outside 0..{}", layer, int(view_.layers) - 1));
+  if (p0 > p1 || p1 > pages())
+    return Status(Code::kInvalidArgument, fmt::format("fetch_pages: pages [{}, {}) outside the leased [0, {})", p0, p1, pages()));
+  if (p0 < p1 && dst == nullptr) return Status(Code::kInvalidArgument, "fetch_pages: dst is null");
+  const PoolView::Stream& s = view_.streams[stream];
+  const uint8_t* layer_base = view_.base + s.offset + uint64_t(layer) * s.layer_step;
+  const size_t run_bytes = size_t{view_.page_tokens} * s.entry_bytes;
+  auto* out = static_cast<uint8_t*>(dst);
+  for (uint32_t p = p0; p < p1;) {
+    const PageRef& first = refs_[p];
+    const uint8_t* src = layer_base + first.slab_offset + first.first_token * s.stride;
+    if (s.stride == s.entry_bytes) {
+      // Pages at consecutive positions of one slab are one contiguous run of this layer.
+      uint32_t q = p + 1;
+      while (q < p1 && refs_[q].slab_offset == first.slab_offset &&
+             refs_[q].first_token == first.first_token + uint64_t{q - p} * view_.page_tokens)
+        ++q;
+      std::memcpy(out, src, run_bytes * (q - p));
+      out += run_bytes * (q - p);
+      p = q;
+    } else {
+      for (uint32_t t = 0; t < view_.page_tokens; ++t) std::memcpy(out + size_t{t} * s.entry_bytes, src + size_t{t} * s.stride, s.entry_bytes);
+      out += run_bytes;
+      ++p;
+    }
+  }
+  return Status::ok();
+}
+
+}  // namespace cxlkv

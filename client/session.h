@@ -1,0 +1,81 @@
+// Session: one authenticated control connection plus the mapped region it names. Owns the op
+// encoding and decoding of docs/protocol.md, the checks on what the daemon answers (placements
+// inside the region), and coherence rule 2 (per-slab generations seen by this client).
+// Shared (shared_ptr) by the Client and its leases; every op takes mu_. Internal to client/.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <vector>
+
+#include <flatbuffers/flatbuffers.h>
+
+#include "cxlkv/client.h"
+#include "cxlkv_wire_generated.h"
+#include "connection.h"
+#include "lease_factory.h"
+#include "region.h"
+#include "slab_geometry.h"
+
+namespace cxlkv::detail {
+
+// What reserve and lookup answer: a lease id and one placement per page.
+struct LeaseReply {
+  uint64_t lease = 0;
+  std::vector<Placement> pages;
+};
+
+class Session {
+ public:
+  // Connects, says hello, maps and checks the region.
+  static Result<std::shared_ptr<Session>> open(const ClientOptions& options);
+
+  const SessionInfo& info() const { return info_; }
+  const Layout& layout() const { return layout_; }
+  const PoolView& view() const { return view_; }
+  const SlabGeometry& geometry() const { return geometry_; }
+
+  Result<LeaseReply> reserve(const PageKey& parent, std::span<const PageKey> keys);
+  Result<uint32_t> commit(uint64_t lease, std::span<const uint64_t> checksums);
+  Status abort(uint64_t lease);
+  // Also invalidates the lines of slabs seen before at an older generation.
+  Result<LeaseReply> lookup(std::span<const PageKey> keys);
+  Result<uint32_t> renew(uint64_t lease);
+  Status release(uint64_t lease);
+  Result<uint32_t> remove(std::span<const PageKey> keys);
+  Result<PoolStats> stats();
+
+ private:
+  Session() = default;
+  Status hello(const ClientOptions& options);
+  Status map_region(const wire::RegionInfo* info, int fd, const ClientOptions& options);
+  // Sends the request built in fbb_ (body of `type`) and returns the verified response whose
+  // body is `expect`; a non-zero code becomes that Status. mu_ held; valid until the next call.
+  Result<const wire::Response*> call(wire::RequestBody type, flatbuffers::Offset<void> body, wire::ResponseBody expect,
+                                     const char* op, int* received_fd = nullptr);
+  flatbuffers::Offset<flatbuffers::Vector<const wire::Key*>> key_vector(std::span<const PageKey> keys);
+  Status check_key_count(const char* op, size_t n) const;
+  // Copies and checks placements (slab inside the region, offset matches, position < E); with
+  // `track`, applies coherence rule 2 to every slotted page. mu_ held.
+  Result<std::vector<Placement>> take_placements(const flatbuffers::Vector<const wire::Placement*>* pages,
+                                                 size_t expected_max, const char* op);
+  void observe_generations(const std::vector<Placement>& pages);
+
+  std::mutex mu_;  // serializes the control connection and the fields below it
+  Connection conn_;
+  flatbuffers::FlatBufferBuilder fbb_{1 << 16};
+  std::vector<uint8_t> rx_;
+  uint64_t next_id_ = 1;
+  std::vector<uint64_t> seen_generation_;  // per slab; kNeverSeen until a lease names it
+
+  // Fixed after open()
+  std::unique_ptr<cxl::Region> region_;
+  SlabGeometry geometry_;
+  Layout layout_;
+  PoolView view_;
+  SessionInfo info_;
+};
+
+}  // namespace cxlkv::detail
