@@ -1,0 +1,248 @@
+// Configuration: defaults, then the TOML file, then command-line overrides (config.h).
+#include "config.h"
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <functional>
+#include <map>
+#include <set>
+#include <toml++/toml.h>
+
+namespace cxlkv::pool {
+
+Result<uint64_t> parse_size(const std::string& text) {
+  size_t used = 0;
+  uint64_t value = 0;
+  try {
+    value = std::stoull(text, &used);
+  } catch (const std::exception&) {
+    return Status(Code::kInvalidArgument, fmt::format("size '{}' is not a number with an optional unit", text));
+  }
+  static const std::map<std::string, uint64_t> units = {
+      {"", 1},         {"B", 1},          {"K", 1ull << 10},  {"KiB", 1ull << 10}, {"M", 1ull << 20},
+      {"MiB", 1ull << 20}, {"G", 1ull << 30}, {"GiB", 1ull << 30}, {"T", 1ull << 40}, {"TiB", 1ull << 40}};
+  const auto unit = units.find(text.substr(used));
+  if (unit == units.end())
+    return Status(Code::kInvalidArgument, fmt::format("size '{}': unit '{}' is not B, KiB, MiB, GiB or TiB", text,
+                                                      text.substr(used)));
+  return value * unit->second;
+}
+
+Status validate_config(const PoolConfig& c) {
+  const Watermarks& w = c.pool.watermarks;
+  if (!(w.low > 0 && w.low <= w.high && w.high <= 1))
+    return Status(Code::kInvalidArgument,
+                  fmt::format("eviction watermarks low {} / high {} must satisfy 0 < low <= high <= 1", w.low, w.high));
+  if (c.pool.read_lease_ttl_ms == 0 || c.pool.write_lease_ttl_ms == 0)
+    return Status(Code::kInvalidArgument, fmt::format("lease TTLs must be > 0 ms (read {}, write {})",
+                                                      c.pool.read_lease_ttl_ms, c.pool.write_lease_ttl_ms));
+  if (c.slab_pages == 0 || c.slab_pages > 1024)
+    return Status(Code::kInvalidArgument, fmt::format("slab_pages {} must be 1..1024", c.slab_pages));
+  if (c.pool.max_keys == 0 || c.pool.max_keys > 16384)
+    return Status(Code::kInvalidArgument, fmt::format("max_keys {} must be 1..16384", c.pool.max_keys));
+  if (c.max_connections == 0) return Status(Code::kInvalidArgument, "max_connections must be > 0");
+  if (c.unix_socket.empty() && c.tcp.empty())
+    return Status(Code::kInvalidArgument, "no listener: give a unix socket path or a TCP address");
+  if (auto layout = Layout::parse(c.layout); !layout) return layout.status();
+  for (const Tenant& t : c.tenants)
+    if (t.name.empty() || t.token.empty())
+      return Status(Code::kInvalidArgument, fmt::format("tenant '{}' needs a name and a token", t.name));
+  return Status::ok();
+}
+
+namespace {
+
+using Apply = std::function<void(PoolConfig&)>;
+
+// Registers an option whose value, when given, is applied to the config after the file is read.
+template <typename T, typename F>
+CLI::Option* override_option(CLI::App& app, std::vector<Apply>& later, const std::string& name,
+                             const std::string& help, F apply) {
+  return app.add_option_function<T>(
+      name, [&later, apply](const T& v) { later.push_back([apply, v](PoolConfig& c) { apply(c, v); }); }, help);
+}
+
+Status check_keys(const toml::table& t, const std::string& where, const std::set<std::string>& known) {
+  for (const auto& [k, v] : t)
+    if (!known.count(std::string(k.str())))
+      return Status(Code::kInvalidArgument, fmt::format("config: unknown key '{}' in [{}]", k.str(), where));
+  return Status::ok();
+}
+
+template <typename T>
+void read(const toml::table& t, const char* key, T& out) {
+  if (auto v = t[key].value<T>()) out = *v;
+}
+
+Status read_toml(const std::string& path, PoolConfig& c) {
+  toml::table root;
+  try {
+    root = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    return Status(Code::kInvalidArgument, fmt::format("config {}: {} (line {})", path, e.description(),
+                                                      e.source().begin.line));
+  }
+  if (Status st = check_keys(root, "top level", {"region", "server", "metrics", "leases", "eviction", "log", "tenant"}); !st)
+    return st;
+  if (const toml::table* r = root["region"].as_table()) {
+    if (Status st = check_keys(*r, "region", {"backend", "path", "numa_node", "size", "layout", "slab_pages", "verify_data"}); !st)
+      return st;
+    if (auto b = (*r)["backend"].value<std::string>()) {
+      auto backend = cxl::parse_backend(*b);
+      if (!backend) return backend.status();
+      c.region.backend = *backend;
+    }
+    read(*r, "path", c.region.path);
+    read(*r, "numa_node", c.region.numa_node);
+    if (auto s = (*r)["size"].value<std::string>()) {
+      auto bytes = parse_size(*s);
+      if (!bytes) return bytes.status();
+      c.region.size = *bytes;
+    } else {
+      read(*r, "size", c.region.size);
+    }
+    read(*r, "layout", c.layout);
+    read(*r, "slab_pages", c.slab_pages);
+    read(*r, "verify_data", c.pool.verify_data);
+  }
+  if (const toml::table* s = root["server"].as_table()) {
+    if (Status st = check_keys(*s, "server", {"unix_socket", "tcp", "max_connections", "max_keys", "max_leases"}); !st)
+      return st;
+    read(*s, "unix_socket", c.unix_socket);
+    read(*s, "tcp", c.tcp);
+    read(*s, "max_connections", c.max_connections);
+    read(*s, "max_keys", c.pool.max_keys);
+    read(*s, "max_leases", c.pool.max_leases);
+  }
+  if (const toml::table* m = root["metrics"].as_table()) {
+    if (Status st = check_keys(*m, "metrics", {"bind", "port"}); !st) return st;
+    read(*m, "bind", c.metrics_bind);
+    read(*m, "port", c.metrics_port);
+  }
+  if (const toml::table* l = root["leases"].as_table()) {
+    if (Status st = check_keys(*l, "leases", {"read_ttl_ms", "write_ttl_ms", "reaper_interval_ms"}); !st) return st;
+    read(*l, "read_ttl_ms", c.pool.read_lease_ttl_ms);
+    read(*l, "write_ttl_ms", c.pool.write_lease_ttl_ms);
+    read(*l, "reaper_interval_ms", c.reaper_interval_ms);
+  }
+  if (const toml::table* e = root["eviction"].as_table()) {
+    if (Status st = check_keys(*e, "eviction", {"high_watermark", "low_watermark"}); !st) return st;
+    read(*e, "high_watermark", c.pool.watermarks.high);
+    read(*e, "low_watermark", c.pool.watermarks.low);
+  }
+  if (const toml::table* l = root["log"].as_table()) {
+    if (Status st = check_keys(*l, "log", {"level"}); !st) return st;
+    read(*l, "level", c.log_level);
+  }
+  if (const toml::array* tenants = root["tenant"].as_array()) {
+    for (const auto& node : *tenants) {
+      const toml::table* t = node.as_table();
+      if (!t) return Status(Code::kInvalidArgument, "config: [[tenant]] entries must be tables");
+      if (Status st = check_keys(*t, "tenant", {"name", "token"}); !st) return st;
+      Tenant tenant;
+      read(*t, "name", tenant.name);
+      read(*t, "token", tenant.token);
+      c.tenants.push_back(tenant);
+    }
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+ConfigOutcome load_config(int argc, char** argv) {
+  ConfigOutcome out;
+  CLI::App app{"cxlkv-poold: the cxlkv KV-cache pool daemon. Serves one region (shm, file, devdax or numa) "
+               "to clients over a Unix socket and TCP. Settings come from defaults, then --config, then flags."};
+  std::vector<Apply> later;
+  std::string config_path;
+  app.add_option("--config", config_path, "TOML configuration file (see cxlkv-poold.example.toml)")
+      ->check(CLI::ExistingFile);
+  override_option<std::string>(app, later, "--backend", "region backend: shm, file, devdax or numa (default shm)",
+                               [](PoolConfig& c, const std::string& v) {
+                                 if (auto b = cxl::parse_backend(v)) c.region.backend = *b;
+                                 else c.region.backend = static_cast<cxl::Backend>(0xff);
+                               });
+  override_option<std::string>(app, later, "--path",
+                               "region path: shm/numa object name (/cxlkv-pool), file path or /dev/daxX.Y",
+                               [](PoolConfig& c, const std::string& v) { c.region.path = v; });
+  override_option<int>(app, later, "--numa-node", "NUMA node of the numa backend",
+                       [](PoolConfig& c, int v) { c.region.numa_node = v; });
+  override_option<std::string>(app, later, "--size", "region size when created, e.g. 4GiB, 512MiB (default 4GiB)",
+                               [](PoolConfig& c, const std::string& v) {
+                                 auto b = parse_size(v);
+                                 c.region.size = b ? *b : 0;
+                               });
+  override_option<std::string>(app, later, "--layout",
+                               "layout class: deepseek-v3.2 (default), a preset with strides, or custom:...",
+                               [](PoolConfig& c, const std::string& v) { c.layout = v; });
+  override_option<uint32_t>(app, later, "--slab-pages", "pages per slab E when created (default 1)",
+                            [](PoolConfig& c, uint32_t v) { c.slab_pages = v; });
+  override_option<std::string>(app, later, "--socket", "Unix socket path (default /tmp/cxlkv-poold.sock; '' = none)",
+                               [](PoolConfig& c, const std::string& v) { c.unix_socket = v; });
+  override_option<std::string>(app, later, "--tcp", "TCP listen address host:port (default none)",
+                               [](PoolConfig& c, const std::string& v) { c.tcp = v; });
+  override_option<uint32_t>(app, later, "--max-connections", "open connections at most (default 256)",
+                            [](PoolConfig& c, uint32_t v) { c.max_connections = v; });
+  override_option<uint32_t>(app, later, "--max-keys", "keys per request at most, <= 16384 (default 16384)",
+                            [](PoolConfig& c, uint32_t v) { c.pool.max_keys = v; });
+  override_option<uint32_t>(app, later, "--max-leases", "live leases at most (default 65536)",
+                            [](PoolConfig& c, uint32_t v) { c.pool.max_leases = v; });
+  override_option<std::string>(app, later, "--metrics-bind", "metrics HTTP address (default 127.0.0.1)",
+                               [](PoolConfig& c, const std::string& v) { c.metrics_bind = v; });
+  override_option<uint16_t>(app, later, "--metrics-port", "metrics HTTP port, GET /metrics (default 9464; 0 = off)",
+                            [](PoolConfig& c, uint16_t v) { c.metrics_port = v; });
+  override_option<uint32_t>(app, later, "--read-lease-ttl-ms", "read lease TTL in ms (default 30000)",
+                            [](PoolConfig& c, uint32_t v) { c.pool.read_lease_ttl_ms = v; });
+  override_option<uint32_t>(app, later, "--write-lease-ttl-ms", "write lease TTL in ms (default 30000)",
+                            [](PoolConfig& c, uint32_t v) { c.pool.write_lease_ttl_ms = v; });
+  override_option<uint32_t>(app, later, "--reaper-interval-ms",
+                            "lease reaper period in ms (default: a quarter of the shortest TTL, 10..1000)",
+                            [](PoolConfig& c, uint32_t v) { c.reaper_interval_ms = v; });
+  override_option<double>(app, later, "--evict-high", "evict above this fraction of slabs in use (default 0.95)",
+                          [](PoolConfig& c, double v) { c.pool.watermarks.high = v; });
+  override_option<double>(app, later, "--evict-low", "evict down to this fraction of slabs in use (default 0.90)",
+                          [](PoolConfig& c, double v) { c.pool.watermarks.low = v; });
+  override_option<std::vector<std::string>>(
+      app, later, "--tenant", "tenant NAME:TOKEN, repeatable; replaces the file's tenants (default: open auth)",
+      [](PoolConfig& c, const std::vector<std::string>& v) {
+        c.tenants.clear();
+        for (const std::string& t : v) {
+          const size_t colon = t.find(':');
+          c.tenants.push_back(colon == std::string::npos ? Tenant{t, ""} : Tenant{t.substr(0, colon), t.substr(colon + 1)});
+        }
+      });
+  override_option<std::string>(app, later, "--log-level", "trace, debug, info, warn, error (default info)",
+                               [](PoolConfig& c, const std::string& v) { c.log_level = v; });
+  bool format = false, verify = false;
+  app.add_flag("--format", format, "format the region even if it exists (destroys its pages)");
+  app.add_flag("--verify-data", verify, "at recovery, recompute every committed page's data checksum");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    std::ostringstream msg;
+    out.exit_code = app.exit(e, msg, msg);
+    out.exit_now = true;
+    out.message = msg.str();
+    if (out.exit_code != 0) out.exit_code = 2;
+    return out;
+  }
+  if (!config_path.empty()) {
+    if (Status st = read_toml(config_path, out.config); !st) {
+      out.exit_now = true, out.exit_code = 2, out.message = st.to_string();
+      return out;
+    }
+  }
+  for (const Apply& apply : later) apply(out.config);
+  out.config.format = format;
+  if (verify) out.config.pool.verify_data = true;
+  if (static_cast<uint8_t>(out.config.region.backend) > static_cast<uint8_t>(cxl::Backend::kNuma))
+    out.exit_now = true, out.exit_code = 2, out.message = "--backend: not one of shm, file, devdax, numa";
+  else if (out.config.region.size == 0 && out.config.region.backend != cxl::Backend::kDevdax)
+    out.exit_now = true, out.exit_code = 2, out.message = "--size: not a size like 4GiB";
+  else if (Status st = validate_config(out.config); !st)
+    out.exit_now = true, out.exit_code = 2, out.message = st.to_string();
+  return out;
+}
+
+}  // namespace cxlkv::pool

@@ -1,0 +1,59 @@
+// The daemon's configuration: defaults, a TOML file (--config) and command-line overrides, in
+// that order of precedence (the command line wins). main.cc calls load_config once; nothing
+// else parses options. toml++ and CLI11 throw; this unit catches and returns a Status.
+// The keys and flags are listed in pool/cxlkv-poold.example.toml and `cxlkv-poold --help`.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cxlkv/status.h"
+#include "pool_service.h"
+#include "region.h"
+
+namespace cxlkv::pool {
+
+struct Tenant {
+  std::string name;
+  std::string token;
+};
+
+struct PoolConfig {
+  // [region]
+  cxl::RegionSpec region{cxl::Backend::kShm, "/cxlkv-pool", -1, 4ull << 30};
+  std::string layout = "deepseek-v3.2";
+  uint32_t slab_pages = 1;
+  bool format = false;  // format an existing region (destroys it)
+  // [server]
+  std::string unix_socket = "/tmp/cxlkv-poold.sock";
+  std::string tcp;                 // "host:port"; empty: no TCP listener
+  uint32_t max_connections = 256;
+  // [metrics]
+  std::string metrics_bind = "127.0.0.1";
+  uint16_t metrics_port = 9464;    // 0: no metrics listener
+  // [leases], [eviction], limits, recovery
+  PoolOptions pool;
+  uint32_t reaper_interval_ms = 0;  // 0: a quarter of the shortest TTL, within 10..1000 ms
+  // [[tenant]]; empty: open auth, any tenant and token accepted (logged as a warning)
+  std::vector<Tenant> tenants;
+  // [log]
+  std::string log_level = "info";
+};
+
+// What load_config decided: run with `config`, or exit with `exit_code` (--help: 0).
+struct ConfigOutcome {
+  PoolConfig config;
+  bool exit_now = false;
+  int exit_code = 0;
+  std::string message;  // help text or the error, for main to print
+};
+
+ConfigOutcome load_config(int argc, char** argv);
+
+// Parses "4GiB", "512MiB", "65536", "2G" into bytes.
+Result<uint64_t> parse_size(const std::string& text);
+// Checks value ranges across fields (watermarks, TTLs, E, the layout spec); names the bad one.
+Status validate_config(const PoolConfig& config);
+
+}  // namespace cxlkv::pool

@@ -1,0 +1,207 @@
+// Dispatcher: verification, session checks and the op handlers (dispatch.h).
+#include "dispatch.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <fmt/format.h>
+
+#include "frame.h"
+
+namespace cxlkv::pool {
+
+// What a handler produces: a status, or a body of some type; encode() writes the Response.
+struct Dispatcher::Reply {
+  flatbuffers::FlatBufferBuilder& fbb;
+  Status status;
+  wire::ResponseBody type = wire::ResponseBody::NONE;
+  flatbuffers::Offset<void> body;
+  DispatchOutcome outcome;
+
+  void fail(Status st) { status = std::move(st); }
+  template <typename T>
+  void ok(wire::ResponseBody t, flatbuffers::Offset<T> b) {
+    type = t;
+    body = b.Union();
+  }
+};
+
+Dispatcher::Dispatcher(PoolService& service, std::vector<Tenant> tenants, Metrics& metrics)
+    : service_(service), tenants_(std::move(tenants)), metrics_(metrics), placements_(service.options().max_keys) {}
+
+void Dispatcher::error_response(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const Status& status) {
+  fbb.Clear();
+  auto msg = fbb.CreateString(status.message());
+  fbb.Finish(wire::CreateResponse(fbb, id, static_cast<uint8_t>(status.code()), msg));
+}
+
+Status Dispatcher::check_count(const char* op, uint32_t n) const {
+  if (n > service_.options().max_keys)
+    return Status(Code::kInvalidArgument, fmt::format("{}: {} keys, at most {}", op, n, service_.options().max_keys));
+  return Status::ok();
+}
+
+namespace {
+
+const PageKey* keys_of(const flatbuffers::Vector<const wire::Key*>* v) {
+  return v ? reinterpret_cast<const PageKey*>(v->data()) : nullptr;
+}
+uint32_t size_of(const flatbuffers::Vector<const wire::Key*>* v) { return v ? v->size() : 0; }
+
+Op op_of(wire::RequestBody type) {
+  switch (type) {
+    case wire::RequestBody::HelloRequest: return Op::kHello;
+    case wire::RequestBody::ReserveRequest: return Op::kReserve;
+    case wire::RequestBody::CommitRequest: return Op::kCommit;
+    case wire::RequestBody::AbortRequest: return Op::kAbort;
+    case wire::RequestBody::LookupRequest: return Op::kLookup;
+    case wire::RequestBody::RenewRequest: return Op::kRenew;
+    case wire::RequestBody::ReleaseRequest: return Op::kRelease;
+    case wire::RequestBody::RemoveRequest: return Op::kRemove;
+    case wire::RequestBody::StatsRequest: return Op::kStats;
+    default: return Op::kBad;
+  }
+}
+
+}  // namespace
+
+DispatchOutcome Dispatcher::handle(Session& session, const uint8_t* msg, size_t size,
+                                   flatbuffers::FlatBufferBuilder& fbb) {
+  const auto start = Clock::now();
+  fbb.Clear();
+  auto verified = wire::verify_request(msg, size);
+  if (!verified) {
+    metrics_.count_protocol_error();
+    metrics_.observe(Op::kBad, 0, false);
+    error_response(fbb, 0, verified.status());
+    return {};
+  }
+  const wire::Request* req = *verified;
+  const Op op = op_of(req->body_type());
+  Reply reply{fbb};
+  if (op == Op::kBad || req->body() == nullptr) {
+    reply.fail(Status(Code::kProtocol, fmt::format("request {} has no known body (type {})", req->id(),
+                                                   static_cast<int>(req->body_type()))));
+  } else if (session.id == 0 && op != Op::kHello) {
+    reply.fail(Status(Code::kPermissionDenied, fmt::format("{}: Hello must be the first request", op_name(op))));
+    reply.outcome.close = true;
+  } else {
+    const uint64_t sid = session.id;
+    switch (op) {
+      case Op::kHello: hello(session, req->body_as_HelloRequest(), reply); break;
+      case Op::kReserve: reserve(session, req->body_as_ReserveRequest(), reply); break;
+      case Op::kCommit: commit(session, req->body_as_CommitRequest(), reply); break;
+      case Op::kLookup: lookup(session, req->body_as_LookupRequest(), reply); break;
+      case Op::kAbort:
+        if (Status st = service_.abort(sid, req->body_as_AbortRequest()->lease()); !st) reply.fail(st);
+        else reply.ok(wire::ResponseBody::Empty, wire::CreateEmpty(fbb));
+        break;
+      case Op::kRenew:
+        if (auto ttl = service_.renew(sid, req->body_as_RenewRequest()->lease(), Clock::now()); !ttl) reply.fail(ttl.status());
+        else reply.ok(wire::ResponseBody::RenewResponse, wire::CreateRenewResponse(fbb, *ttl));
+        break;
+      case Op::kRelease:
+        if (Status st = service_.release(sid, req->body_as_ReleaseRequest()->lease()); !st) reply.fail(st);
+        else reply.ok(wire::ResponseBody::Empty, wire::CreateEmpty(fbb));
+        break;
+      case Op::kRemove: {
+        const auto* keys = req->body_as_RemoveRequest()->keys();
+        if (Status st = check_count("remove", size_of(keys)); !st) reply.fail(st);
+        else reply.ok(wire::ResponseBody::RemoveResponse,
+                      wire::CreateRemoveResponse(fbb, service_.remove(session.ns, keys_of(keys), size_of(keys))));
+        break;
+      }
+      case Op::kStats: stats(reply); break;
+      default: break;
+    }
+  }
+  if (!reply.status.is_ok()) {
+    fbb.Clear();  // drop any half-built body
+    auto m = fbb.CreateString(reply.status.message());
+    fbb.Finish(wire::CreateResponse(fbb, req->id(), static_cast<uint8_t>(reply.status.code()), m));
+    if (reply.status.code() == Code::kProtocol) metrics_.count_protocol_error();
+  } else {
+    fbb.Finish(wire::CreateResponse(fbb, req->id(), 0, 0, reply.type, reply.body));
+  }
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  metrics_.observe(op, seconds, reply.status.is_ok());
+  return reply.outcome;
+}
+
+void Dispatcher::hello(Session& s, const wire::HelloRequest* r, Reply& reply) {
+  if (s.id != 0) return reply.fail(Status(Code::kInvalidArgument, fmt::format("hello: session {} is open already", s.id)));
+  if (r->protocol_version() != wire::kProtocolVersion)
+    return reply.fail(Status(Code::kProtocol, fmt::format("hello: protocol version {}, this daemon speaks {}",
+                                                          r->protocol_version(), wire::kProtocolVersion)));
+  const std::string tenant = r->tenant() ? r->tenant()->str() : "";
+  const std::string token = r->token() ? r->token()->str() : "";
+  const std::string model = r->model() ? r->model()->str() : "";
+  if (tenant.empty() || model.empty())
+    return reply.fail(Status(Code::kInvalidArgument, fmt::format("hello: tenant '{}' and model '{}' must not be empty",
+                                                                 tenant, model)));
+  if (!tenants_.empty()) {
+    bool allowed = false;
+    for (const Tenant& t : tenants_) allowed |= t.name == tenant && t.token == token;
+    if (!allowed) {
+      spdlog::warn("hello refused for tenant '{}': unknown tenant or wrong token", tenant);
+      return reply.fail(Status(Code::kPermissionDenied, fmt::format("hello: tenant '{}' unknown or token wrong", tenant)));
+    }
+  }
+  s.id = service_.new_session();
+  s.ns = namespace_id(tenant, model);
+  s.tenant = tenant;
+  spdlog::debug("session {}: tenant '{}' model '{}' namespace {:#x}", s.id, tenant, model, s.ns);
+  const cxl::Region& region = service_.region();
+  reply.outcome.pass_fd = r->want_fd() && s.unix_socket;
+  flatbuffers::FlatBufferBuilder& fbb = reply.fbb;
+  const auto& h = region.header();
+  auto info = wire::CreateRegionInfo(
+      fbb, fbb.CreateString(cxl::backend_name(region.spec().backend)), fbb.CreateString(region.spec().path),
+      region.size(), fbb.CreateVector(h.uuid, sizeof h.uuid),
+      fbb.CreateVector(reinterpret_cast<const uint8_t*>(&h.layout), sizeof h.layout), region.slab_pages());
+  const PoolOptions& o = service_.options();
+  reply.ok(wire::ResponseBody::HelloResponse,
+           wire::CreateHelloResponse(fbb, s.id, info, reply.outcome.pass_fd, o.read_lease_ttl_ms, o.write_lease_ttl_ms,
+                                     o.max_keys));
+}
+
+
+void Dispatcher::reserve(Session& s, const wire::ReserveRequest* r, Reply& reply) {
+  const uint32_t n = size_of(r->keys());
+  if (n == 0) return reply.fail(Status(Code::kInvalidArgument, "reserve: no keys"));
+  if (Status st = check_count("reserve", n); !st) return reply.fail(st);
+  const PageKey parent = r->parent() ? *reinterpret_cast<const PageKey*>(r->parent()) : PageKey{};
+  auto lease = service_.reserve(s.id, s.ns, parent, keys_of(r->keys()), n, placements_.data(), Clock::now());
+  if (!lease) return reply.fail(lease.status());
+  auto pages = reply.fbb.CreateVectorOfStructs(placements_.data(), n);
+  reply.ok(wire::ResponseBody::ReserveResponse, wire::CreateReserveResponse(reply.fbb, *lease, pages));
+}
+
+void Dispatcher::commit(Session& s, const wire::CommitRequest* r, Reply& reply) {
+  const auto* sums = r->checksums();
+  const uint32_t n = sums ? sums->size() : 0;
+  if (Status st = check_count("commit", n); !st) return reply.fail(st);
+  // FlatBuffers vectors of scalars are little-endian and 8-byte aligned for ulong: read in place.
+  auto committed = service_.commit(s.id, r->lease(), sums ? sums->data() : nullptr, n, Clock::now());
+  if (!committed) return reply.fail(committed.status());
+  reply.ok(wire::ResponseBody::CommitResponse, wire::CreateCommitResponse(reply.fbb, *committed));
+}
+
+// Hot: one hash probe per key, placements into the scratch vector, one copy into the reply.
+void Dispatcher::lookup(Session& s, const wire::LookupRequest* r, Reply& reply) {
+  const uint32_t n = size_of(r->keys());
+  if (Status st = check_count("lookup", n); !st) return reply.fail(st);
+  auto found = service_.lookup(s.id, s.ns, keys_of(r->keys()), n, placements_.data(), Clock::now());
+  if (!found) return reply.fail(found.status());
+  auto pages = reply.fbb.CreateVectorOfStructs(placements_.data(), found->hits);
+  reply.ok(wire::ResponseBody::LookupResponse, wire::CreateLookupResponse(reply.fbb, found->lease, pages));
+}
+
+void Dispatcher::stats(Reply& reply) {
+  const PoolStats p = service_.stats();
+  reply.ok(wire::ResponseBody::StatsResponse,
+           wire::CreateStatsResponse(reply.fbb, p.pages_committed, p.pages_reserved, p.slabs_total, p.slabs_free,
+                                     p.read_leases, p.write_leases, p.lookup_hits, p.lookup_misses, p.evictions));
+}
+
+}  // namespace cxlkv::pool

@@ -1,0 +1,59 @@
+// Dispatcher: turns one received message (the bytes after a frame header) into one response,
+// for one session: verifies the FlatBuffer, checks the session (Hello first, tenant tokens),
+// counts and ids, calls PoolService and builds the Response. The server calls it for every
+// frame; tests may call it with bytes, no socket needed. It never throws and never trusts a byte
+// before wire::verify_request.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <flatbuffers/flatbuffers.h>
+
+#include "config.h"
+#include "metrics.h"
+#include "pool_service.h"
+
+namespace cxlkv::pool {
+
+// One connection's state.
+struct Session {
+  uint64_t id = 0;  // 0 until Hello succeeds
+  uint64_t ns = 0;
+  std::string tenant;
+  bool unix_socket = false;  // the region fd may be passed
+};
+
+struct DispatchOutcome {
+  bool close = false;    // close the connection after sending the reply
+  bool pass_fd = false;  // send the region fd with the reply (Hello with want_fd on a Unix socket)
+};
+
+class Dispatcher {
+ public:
+  Dispatcher(PoolService& service, std::vector<Tenant> tenants, Metrics& metrics);
+
+  // Handles the message msg[0..size) of `session`; the finished Response is in `fbb`.
+  DispatchOutcome handle(Session& session, const uint8_t* msg, size_t size, flatbuffers::FlatBufferBuilder& fbb);
+
+  // A Response with an error only (for frames refused before handle()).
+  static void error_response(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const Status& status);
+
+ private:
+  struct Reply;
+  void hello(Session& s, const wire::HelloRequest* r, Reply& reply);
+  void reserve(Session& s, const wire::ReserveRequest* r, Reply& reply);
+  void commit(Session& s, const wire::CommitRequest* r, Reply& reply);
+  void lookup(Session& s, const wire::LookupRequest* r, Reply& reply);
+  void stats(Reply& reply);
+  // kInvalidArgument when a key vector is larger than max_keys; names the op and the count.
+  Status check_count(const char* op, uint32_t n) const;
+
+  PoolService& service_;
+  std::vector<Tenant> tenants_;
+  Metrics& metrics_;
+  std::vector<wire::Placement> placements_;  // scratch, max_keys long, so replies do not allocate
+};
+
+}  // namespace cxlkv::pool

@@ -1,0 +1,152 @@
+// cxlkv-poold: the pool daemon of one memory node. Reads its configuration, creates or opens
+// (and recovers) the region, then serves the control plane and the metrics endpoint on one I/O
+// thread until SIGTERM or SIGINT. Exit codes: 0 after a signal, 2 for a configuration or region
+// error (a layout mismatch, a damaged header), 1 for a failure while serving.
+#include <csignal>
+#include <cstdio>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/asio.hpp>
+
+#include "config.h"
+#include "dispatch.h"
+#include "metrics_server.h"
+#include "server.h"
+
+namespace asio = boost::asio;
+using namespace cxlkv;
+using namespace cxlkv::pool;
+
+namespace {
+
+// Creates the region if it does not exist, formats it only when asked, else opens it as it is.
+Result<std::unique_ptr<cxl::Region>> open_region(const PoolConfig& c, const Layout& layout) {
+  const std::string name = fmt::format("{}:{}", cxl::backend_name(c.region.backend), c.region.path);
+  auto fresh = [&](Result<std::unique_ptr<cxl::Region>> r) -> Result<std::unique_ptr<cxl::Region>> {
+    if (!r) return r;
+    if (Status st = SlabAllocator::format(**r); !st) return st;
+    spdlog::info("region {}: formatted, {} bytes, layout {}, E = {}", name, (*r)->size(), layout.describe(),
+                 c.slab_pages);
+    return r;
+  };
+  if (c.format) {
+    auto r = cxl::Region::format(c.region, layout, c.slab_pages);
+    if (!r && r.status().code() == Code::kNotFound) return fresh(cxl::Region::create(c.region, layout, c.slab_pages));
+    return fresh(std::move(r));
+  }
+  auto r = cxl::Region::open(c.region, &layout);
+  if (!r && r.status().code() == Code::kNotFound && c.region.backend != cxl::Backend::kDevdax)
+    return fresh(cxl::Region::create(c.region, layout, c.slab_pages));
+  if (!r) return Status(r.status().code(), r.status().message() + " (use --format to wipe and format it)");
+  if ((*r)->slab_pages() != c.slab_pages)
+    return Status(Code::kMismatch, fmt::format("region {}: slab_pages {} configured, the region has {} (use "
+                                               "--format to wipe and format it)", name, c.slab_pages,
+                                               (*r)->slab_pages()));
+  return r;
+}
+
+int serve(const PoolConfig& config) {
+  asio::io_context io(1);  // first: outlives everything that posts work to it
+  auto layout = Layout::parse(config.layout);
+  auto region = open_region(config, *layout);
+  if (!region) {
+    spdlog::error("{}", region.status().to_string());
+    return 2;
+  }
+  auto allocator = SlabAllocator::open(**region);
+  if (!allocator) {
+    spdlog::error("{}", allocator.status().to_string());
+    return 2;
+  }
+  RecoveryReport report;
+  auto service = PoolService::open(**region, **allocator, config.pool, &report);
+  if (!service) {
+    spdlog::error("recovery: {}", service.status().to_string());
+    return 2;
+  }
+  const PoolStats s = (*service)->stats();
+  spdlog::info("region {}: recovered {} committed pages; freed {} reserved and {} invalid records, {} slabs; "
+               "{} of {} slabs free", (*region)->describe(), report.committed, report.reserved_freed,
+               report.invalid_freed, report.slabs_freed, s.slabs_free, s.slabs_total);
+  if (config.tenants.empty())
+    spdlog::warn("auth is open: no tenants configured, every tenant and token is accepted (add [[tenant]] entries)");
+
+  Metrics metrics;
+  Dispatcher dispatcher(**service, config.tenants, metrics);
+  Server server(io, dispatcher, metrics, config, (*region)->fd());
+  if (Status st = server.start(); !st) {
+    spdlog::error("{}", st.to_string());
+    return 2;
+  }
+  MetricsServer metrics_server(io, metrics, **service);
+  if (config.metrics_port != 0) {
+    auto port = metrics_server.start(config.metrics_bind, config.metrics_port);
+    if (!port) {
+      spdlog::error("{}", port.status().to_string());
+      return 2;
+    }
+    spdlog::info("metrics on http://{}:{}/metrics", config.metrics_bind, *port);
+  }
+
+  // The reaper: expired leases, then the watermarks.
+  const uint32_t shortest = std::min(config.pool.read_lease_ttl_ms, config.pool.write_lease_ttl_ms);
+  const auto period = std::chrono::milliseconds(
+      config.reaper_interval_ms ? config.reaper_interval_ms : std::clamp(shortest / 4, 10u, 1000u));
+  asio::steady_timer reaper(io);
+  std::function<void()> tick = [&] {
+    reaper.expires_after(period);
+    reaper.async_wait([&](boost::system::error_code ec) {
+      if (ec) return;
+      if (uint32_t n = (*service)->reap(Clock::now())) spdlog::debug("reaper: {} leases expired", n);
+      if (uint32_t n = (*service)->maintain_watermarks()) spdlog::info("eviction: {} pages over the high watermark", n);
+      tick();
+    });
+  };
+  tick();
+
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](boost::system::error_code ec, int sig) {
+    if (!ec) spdlog::info("signal {}: shutting down", sig);
+    io.stop();
+  });
+  spdlog::info("cxlkv-poold ready: {} ({} slabs, E = {})", (*layout).describe(), s.slabs_total, config.slab_pages);
+  try {
+    io.run();
+  } catch (const std::exception& e) {
+    spdlog::error("serving: {}", e.what());
+    return 1;
+  }
+  // Teardown: close listeners and connections, then let their handlers finish (a bounded drain),
+  // so no connection outlives the server it reports to.
+  server.stop();
+  metrics_server.stop();
+  reaper.cancel();
+  signals.cancel();
+  io.restart();
+  io.run_for(std::chrono::seconds(1));
+  spdlog::info("cxlkv-poold stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  ConfigOutcome outcome = load_config(argc, argv);
+  if (outcome.exit_now) {
+    std::fputs(outcome.message.c_str(), outcome.exit_code == 0 ? stdout : stderr);
+    if (!outcome.message.empty() && outcome.message.back() != '\n') std::fputc('\n', stderr);
+    return outcome.exit_code;
+  }
+  auto logger = spdlog::stderr_color_mt("cxlkv-poold");
+  spdlog::set_default_logger(logger);
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%P] %v");
+  const auto level = spdlog::level::from_str(outcome.config.log_level);
+  if (level == spdlog::level::off && outcome.config.log_level != "off") {
+    std::fprintf(stderr, "invalid argument: log level '%s' is not trace, debug, info, warn, error or off\n",
+                 outcome.config.log_level.c_str());
+    return 2;
+  }
+  spdlog::set_level(level);
+  return serve(outcome.config);
+}

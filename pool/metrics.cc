@@ -1,0 +1,75 @@
+// Prometheus text rendering of the daemon's counters and histograms (metrics.h).
+#include "metrics.h"
+
+#include <fmt/format.h>
+
+namespace cxlkv::pool {
+
+const char* op_name(Op op) {
+  switch (op) {
+    case Op::kHello: return "hello";
+    case Op::kReserve: return "reserve";
+    case Op::kCommit: return "commit";
+    case Op::kAbort: return "abort";
+    case Op::kLookup: return "lookup";
+    case Op::kRenew: return "renew";
+    case Op::kRelease: return "release";
+    case Op::kRemove: return "remove";
+    case Op::kStats: return "stats";
+    default: return "bad";
+  }
+}
+
+namespace {
+
+void gauge(std::string& out, const char* name, const char* type, const char* help, uint64_t value) {
+  fmt::format_to(std::back_inserter(out), "# HELP {0} {1}\n# TYPE {0} {2}\n{0} {3}\n", name, help, type, value);
+}
+
+}  // namespace
+
+std::string Metrics::render(const PoolStats& s) const {
+  std::string out;
+  out.reserve(16 << 10);
+  gauge(out, "cxlkv_pages_committed", "gauge", "Pages committed and visible to lookups.", s.pages_committed);
+  gauge(out, "cxlkv_pages_reserved", "gauge", "Pages reserved under write leases.", s.pages_reserved);
+  gauge(out, "cxlkv_slabs_total", "gauge", "Slabs in the region.", s.slabs_total);
+  gauge(out, "cxlkv_slabs_free", "gauge", "Slabs free in the allocator.", s.slabs_free);
+  gauge(out, "cxlkv_slabs_used", "gauge", "Slabs in use.", s.slabs_total - s.slabs_free);
+  gauge(out, "cxlkv_read_leases", "gauge", "Live read leases.", s.read_leases);
+  gauge(out, "cxlkv_write_leases", "gauge", "Live write leases.", s.write_leases);
+  gauge(out, "cxlkv_lookup_hits_total", "counter", "Pages found by lookups.", s.lookup_hits);
+  gauge(out, "cxlkv_lookup_misses_total", "counter", "Lookups that stopped short of their last key.", s.lookup_misses);
+  gauge(out, "cxlkv_lookups_total", "counter", "Lookups served.", s.lookups);
+  gauge(out, "cxlkv_commits_total", "counter", "Write leases committed.", s.commits);
+  gauge(out, "cxlkv_evictions_total", "counter", "Pages evicted.", s.evictions);
+  gauge(out, "cxlkv_leases_expired_total", "counter", "Leases ended by the reaper or found expired.", s.expired_leases);
+  gauge(out, "cxlkv_connections", "gauge", "Open control-plane connections.", connections_);
+  gauge(out, "cxlkv_connections_rejected_total", "counter", "Connections refused over max_connections.",
+        rejected_connections_);
+  gauge(out, "cxlkv_protocol_errors_total", "counter", "Frames that failed the header check or verification.",
+        protocol_errors_);
+  out += "# HELP cxlkv_request_seconds Control-plane request latency by op.\n# TYPE cxlkv_request_seconds histogram\n";
+  for (size_t i = 0; i < ops_.size(); ++i) {
+    const OpHistogram& h = ops_[i];
+    const char* op = op_name(static_cast<Op>(i));
+    uint64_t cumulative = 0;
+    for (size_t b = 0; b < kLatencyBuckets.size(); ++b) {
+      cumulative += h.buckets[b];
+      fmt::format_to(std::back_inserter(out), "cxlkv_request_seconds_bucket{{op=\"{}\",le=\"{}\"}} {}\n", op,
+                     kLatencyBuckets[b], cumulative);
+    }
+    cumulative += h.buckets.back();
+    fmt::format_to(std::back_inserter(out),
+                   "cxlkv_request_seconds_bucket{{op=\"{0}\",le=\"+Inf\"}} {1}\n"
+                   "cxlkv_request_seconds_sum{{op=\"{0}\"}} {2}\ncxlkv_request_seconds_count{{op=\"{0}\"}} {1}\n",
+                   op, cumulative, h.sum);
+  }
+  out += "# HELP cxlkv_request_errors_total Error replies by op.\n# TYPE cxlkv_request_errors_total counter\n";
+  for (size_t i = 0; i < ops_.size(); ++i)
+    fmt::format_to(std::back_inserter(out), "cxlkv_request_errors_total{{op=\"{}\"}} {}\n",
+                   op_name(static_cast<Op>(i)), ops_[i].errors);
+  return out;
+}
+
+}  // namespace cxlkv::pool

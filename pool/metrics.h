@@ -1,0 +1,55 @@
+// Metrics: per-op request latency histograms and error counts, and the Prometheus text rendering
+// of them together with PoolService's counters. The dispatcher records; metrics_server.h serves
+// render() on GET /metrics. Single-threaded like the rest of the daemon: no atomics, no locks.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include "pool_service.h"
+
+namespace cxlkv::pool {
+
+enum class Op : uint8_t { kHello, kReserve, kCommit, kAbort, kLookup, kRenew, kRelease, kRemove, kStats, kBad, kCount };
+const char* op_name(Op op);
+
+// Upper bounds of the latency buckets, in seconds (10 us .. 1 s), plus +Inf.
+inline constexpr std::array<double, 12> kLatencyBuckets = {1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4,
+                                                           1e-3, 2.5e-3, 5e-3, 1e-2, 1e-1, 1.0};
+
+class Metrics {
+ public:
+  // Records one request of `op` that took `seconds`; `ok` false counts an error reply.
+  void observe(Op op, double seconds, bool ok) {
+    OpHistogram& h = ops_[static_cast<size_t>(op)];
+    size_t b = 0;
+    while (b < kLatencyBuckets.size() && seconds > kLatencyBuckets[b]) ++b;
+    ++h.buckets[b];
+    ++h.count;
+    h.sum += seconds;
+    if (!ok) ++h.errors;
+  }
+  void set_connections(uint64_t n) { connections_ = n; }
+  void count_rejected_connection() { ++rejected_connections_; }
+  void count_protocol_error() { ++protocol_errors_; }
+  void count_reaped(uint64_t n) { reaped_ += n; }
+
+  // The Prometheus text exposition (version 0.0.4) of everything, pool counters included.
+  std::string render(const PoolStats& pool) const;
+
+ private:
+  struct OpHistogram {
+    std::array<uint64_t, kLatencyBuckets.size() + 1> buckets{};  // last: +Inf
+    uint64_t count = 0;
+    uint64_t errors = 0;
+    double sum = 0;
+  };
+  std::array<OpHistogram, static_cast<size_t>(Op::kCount)> ops_{};
+  uint64_t connections_ = 0;
+  uint64_t rejected_connections_ = 0;
+  uint64_t protocol_errors_ = 0;
+  uint64_t reaped_ = 0;
+};
+
+}  // namespace cxlkv::pool

@@ -1,0 +1,34 @@
+// MetricsServer: the Prometheus endpoint, GET /metrics over HTTP/1.1 (Boost.Beast), on the
+// daemon's I/O thread. Renders Metrics and PoolService's counters at each scrape; any other
+// target is 404. One request per connection. main.cc owns it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>  // before Asio: boost 1.74's awaitable.hpp uses std::exchange
+
+#include <boost/asio.hpp>
+
+#include "metrics.h"
+#include "pool_service.h"
+
+namespace cxlkv::pool {
+
+class MetricsServer {
+ public:
+  MetricsServer(boost::asio::io_context& io, Metrics& metrics, const PoolService& service);
+  // Listens on bind:port; returns the port bound (port 0 picks one).
+  Result<uint16_t> start(const std::string& bind, uint16_t port);
+  void stop();
+
+ private:
+  void accept();
+
+  boost::asio::io_context& io_;
+  Metrics& metrics_;
+  const PoolService& service_;
+  std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
+};
+
+}  // namespace cxlkv::pool

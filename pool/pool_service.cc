@@ -1,0 +1,248 @@
+// PoolService operations: reserve, commit, abort, lookup, renew, release, remove, reap, stats
+// (pool_service.h). Eviction lives in eviction.cc, recovery in recovery.cc.
+//
+// Why a kill -9 at any instant loses no committed page and leaks nothing (recovery.cc relies on it):
+//  - reserve: the allocator persists the slab's in-use word (new generation) before any record of
+//    the slab is written; records then go RESERVED (persisted). A kill in between leaves an in-use
+//    slab with no COMMITTED record, or RESERVED records: recovery frees both.
+//  - commit: the writer made its data durable (flush + fence) before sending Commit. The daemon
+//    persists the record body with its checksum, then the state word COMMITTED, then replies. So an
+//    acknowledged commit is durable; a kill before the state word leaves RESERVED (reclaimed, never
+//    acknowledged); the 8-byte state word cannot tear.
+//  - free (abort, expiry, remove, eviction): the state word goes FREE (persisted) first, and only
+//    when no page of the slab is live does the allocator's word go free. A kill between the two
+//    leaves an in-use slab without a COMMITTED page: recovery frees it.
+#include "pool_service.h"
+
+#include <xxhash.h>
+
+#include <fmt/format.h>
+#include <string>
+
+namespace cxlkv::pool {
+
+static_assert(sizeof(wire::Key) == sizeof(PageKey), "wire keys are read in place as PageKey");
+
+uint64_t namespace_id(std::string_view tenant, std::string_view model) {
+  std::string s;
+  s.reserve(tenant.size() + 1 + model.size());
+  s.append(tenant).push_back('\0');
+  s.append(model);
+  return XXH64(s.data(), s.size(), 0);
+}
+
+PoolService::PoolService(cxl::Region& region, SlabAllocator& allocator, const PoolOptions& options)
+    : region_(region), allocator_(allocator), options_(options), geometry_(allocator.geometry()),
+      layout_(region.layout()), index_(uint64_t{geometry_.slab_count} * geometry_.slab_pages),
+      leases_(options.max_leases), slab_pages_live_(geometry_.slab_count, 0) {}
+
+Result<std::unique_ptr<PoolService>> PoolService::open(cxl::Region& region, SlabAllocator& allocator,
+                                                       const PoolOptions& options, RecoveryReport* report) {
+  std::unique_ptr<PoolService> s(new PoolService(region, allocator, options));
+  RecoveryReport local;
+  if (Status st = s->recover(report ? *report : local); !st) return st;
+  return s;
+}
+
+wire::Placement PoolService::placement(uint32_t slot, uint16_t flags) const {
+  const uint32_t slab = slot / geometry_.slab_pages;
+  return wire::Placement(geometry_.slab_offset(slab), allocator_.generation(slab), slab,
+                         static_cast<uint16_t>(slot % geometry_.slab_pages), flags);
+}
+
+Clock::time_point PoolService::deadline(LeaseKind kind, Clock::time_point now) const {
+  const uint32_t ms = kind == LeaseKind::kRead ? options_.read_lease_ttl_ms : options_.write_lease_ttl_ms;
+  return now + std::chrono::milliseconds(ms);
+}
+
+Result<LookupResult> PoolService::lookup(uint64_t session, uint64_t ns, const PageKey* keys, uint32_t n,
+                                         wire::Placement* out, Clock::time_point now) {
+  ++lookups_;
+  uint32_t h = 0;
+  for (; h < n; ++h) {
+    const uint32_t slot = index_.find(ns, keys[h]);
+    if (slot == kNoSlot || index_.page(slot).state != PageState::kCommitted) break;
+    out[h] = placement(slot, 0);
+  }
+  lookup_hits_ += h;
+  if (h < n) ++lookup_misses_;
+  if (h == 0) return LookupResult{};
+  auto lease = leases_.create(session, LeaseKind::kRead, deadline(LeaseKind::kRead, now));
+  if (!lease) return lease.status();
+  Lease* l = *lease;
+  for (uint32_t i = 0; i < h; ++i) {
+    const uint32_t slot = static_cast<uint32_t>(geometry_.page_slot(out[i].slab(), out[i].position()));
+    index_.pin(slot);
+    l->slots.push_back(slot);
+  }
+  return LookupResult{l->id, h};
+}
+
+Result<uint64_t> PoolService::reserve(uint64_t session, uint64_t ns, const PageKey& parent, const PageKey* keys,
+                                      uint32_t n, wire::Placement* out, Clock::time_point now) {
+  if (leases_.full()) return Status(Code::kExhausted, "reserve: the lease table is full");
+  // Pages to write: not in the index. A key repeated in the request counts here and is flagged
+  // InFlight below; the slab positions it would have taken stay FREE.
+  uint32_t wanted = 0;
+  for (uint32_t i = 0; i < n; ++i) wanted += index_.find(ns, keys[i]) == kNoSlot;
+  const uint32_t E = geometry_.slab_pages;
+  const uint32_t slabs_needed = (wanted + E - 1) / E;
+  if (allocator_.stats().free < slabs_needed) evict_until_free(slabs_needed);
+  if (allocator_.stats().free < slabs_needed)
+    return Status(Code::kExhausted, fmt::format("reserve: {} slabs needed for {} pages, {} free and nothing evictable",
+                                                slabs_needed, wanted, allocator_.stats().free));
+  slab_scratch_.clear();
+  for (uint32_t j = 0; j < slabs_needed; ++j) {
+    auto slab = allocator_.allocate();
+    if (!slab) return slab.status();  // cannot happen: free was checked, one thread
+    slab_scratch_.push_back(*slab);
+  }
+  Lease* l = *leases_.create(session, LeaseKind::kWrite, deadline(LeaseKind::kWrite, now));
+  uint32_t next = 0;  // pages placed so far; page j goes to slab j / E, position j % E
+  for (uint32_t i = 0; i < n; ++i) {
+    const PageKey& key_parent = i == 0 ? parent : keys[i - 1];
+    const uint32_t found = index_.find(ns, keys[i]);
+    if (found != kNoSlot) {
+      const bool cached = index_.page(found).state == PageState::kCommitted;
+      out[i] = cached ? placement(found, uint16_t(wire::PlacementFlags::Cached))
+                      : wire::Placement(0, 0, 0, 0, uint16_t(wire::PlacementFlags::InFlight));
+      l->slots.push_back(kNoSlot);
+      continue;
+    }
+    const uint32_t slab = slab_scratch_[next / E];
+    const uint32_t position = next % E;
+    ++next;
+    const auto slot = static_cast<uint32_t>(geometry_.page_slot(slab, position));
+    PageRecord body{};
+    body.generation = allocator_.generation(slab);
+    body.ns = ns;
+    body.key = keys[i];
+    body.parent = key_parent;
+    body.slab = slab;
+    body.position = static_cast<uint16_t>(position);
+    write_reserved(record_bytes(slot), body);
+    index_.add_reserved(slot, ns, keys[i], key_parent, l->id);
+    ++slab_pages_live_[slab];
+    l->slots.push_back(slot);
+    out[i] = placement(slot, 0);
+  }
+  for (uint32_t slab : slab_scratch_)  // only when keys repeated: a slab nobody landed in
+    if (slab_pages_live_[slab] == 0) (void)allocator_.free(slab);
+  return l->id;
+}
+
+Result<uint32_t> PoolService::commit(uint64_t session, uint64_t lease, const uint64_t* checksums, uint32_t n,
+                                     Clock::time_point now) {
+  Lease* l = leases_.find(lease, session);
+  if (!l || l->kind != LeaseKind::kWrite)
+    return Status(Code::kNotFound, fmt::format("commit: lease {} is not a write lease of this session", lease));
+  if (l->expires <= now) {
+    end_write_lease(l);
+    return Status(Code::kExpired, fmt::format("commit: write lease {} expired; its pages are freed", lease));
+  }
+  if (n != l->slots.size())
+    return Status(Code::kInvalidArgument,
+                  fmt::format("commit: {} checksums for write lease {} of {} keys", n, lease, l->slots.size()));
+  uint32_t committed = 0;
+  for (uint32_t i = 0; i < n; ++i) {
+    const uint32_t slot = l->slots[i];
+    if (slot == kNoSlot) continue;
+    write_committed(record_bytes(slot), checksums[i], commit_seq_++);
+    index_.set_committed(slot);
+    ++committed;
+  }
+  ++commits_;
+  leases_.destroy(l);
+  return committed;
+}
+
+void PoolService::free_page(uint32_t slot) {
+  write_free(record_bytes(slot));
+  index_.erase(slot);
+  const uint32_t slab = slot / geometry_.slab_pages;
+  if (--slab_pages_live_[slab] == 0) (void)allocator_.free(slab);
+}
+
+void PoolService::end_write_lease(Lease* lease) {
+  for (uint32_t slot : lease->slots)
+    if (slot != kNoSlot) free_page(slot);
+  leases_.destroy(lease);
+}
+
+void PoolService::end_read_lease(Lease* lease) {
+  // Deepest page first, so the prefix's root ends nearest the LRU head (leaves go first).
+  for (auto it = lease->slots.rbegin(); it != lease->slots.rend(); ++it) index_.unpin(*it);
+  leases_.destroy(lease);
+}
+
+Status PoolService::abort(uint64_t session, uint64_t lease) {
+  Lease* l = leases_.find(lease, session);
+  if (!l || l->kind != LeaseKind::kWrite)
+    return Status(Code::kNotFound, fmt::format("abort: lease {} is not a write lease of this session", lease));
+  end_write_lease(l);
+  return Status::ok();
+}
+
+Result<uint32_t> PoolService::renew(uint64_t session, uint64_t lease, Clock::time_point now) {
+  Lease* l = leases_.find(lease, session);
+  if (!l) return Status(Code::kNotFound, fmt::format("renew: lease {} is not a lease of this session", lease));
+  if (l->expires <= now) {
+    if (l->kind == LeaseKind::kWrite) end_write_lease(l);
+    else end_read_lease(l);
+    return Status(Code::kExpired, fmt::format("renew: lease {} expired", lease));
+  }
+  l->expires = deadline(l->kind, now);
+  return l->kind == LeaseKind::kRead ? options_.read_lease_ttl_ms : options_.write_lease_ttl_ms;
+}
+
+Status PoolService::release(uint64_t session, uint64_t lease) {
+  Lease* l = leases_.find(lease, session);
+  if (!l || l->kind != LeaseKind::kRead)
+    return Status(Code::kNotFound, fmt::format("release: lease {} is not a read lease of this session", lease));
+  end_read_lease(l);
+  return Status::ok();
+}
+
+uint32_t PoolService::remove(uint64_t ns, const PageKey* keys, uint32_t n) {
+  uint32_t removed = 0;
+  for (uint32_t i = 0; i < n; ++i) {
+    const uint32_t slot = index_.find(ns, keys[i]);
+    if (slot == kNoSlot) continue;
+    const PageMeta& m = index_.page(slot);
+    if (m.state != PageState::kCommitted || m.pins > 0) continue;
+    free_page(slot);
+    ++removed;
+  }
+  return removed;
+}
+
+uint32_t PoolService::reap(Clock::time_point now) {
+  leases_.expired(now, expired_scratch_);
+  for (uint64_t id : expired_scratch_) {
+    Lease* l = leases_.find_any(id);
+    if (l->kind == LeaseKind::kWrite) end_write_lease(l);
+    else end_read_lease(l);
+  }
+  expired_leases_ += expired_scratch_.size();
+  return static_cast<uint32_t>(expired_scratch_.size());
+}
+
+PoolStats PoolService::stats() const {
+  const SlabStats slabs = allocator_.stats();
+  PoolStats s;
+  s.pages_committed = index_.committed();
+  s.pages_reserved = index_.reserved();
+  s.slabs_total = slabs.total;
+  s.slabs_free = slabs.free;
+  s.read_leases = leases_.count(LeaseKind::kRead);
+  s.write_leases = leases_.count(LeaseKind::kWrite);
+  s.lookup_hits = lookup_hits_;
+  s.lookup_misses = lookup_misses_;
+  s.evictions = evictions_;
+  s.lookups = lookups_;
+  s.commits = commits_;
+  s.expired_leases = expired_leases_;
+  return s;
+}
+
+}  // namespace cxlkv::pool

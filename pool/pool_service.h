@@ -1,0 +1,135 @@
+// PoolService: the pool's state and its operations (reserve, commit, abort, lookup, renew,
+// release, remove, stats, the lease reaper, eviction, recovery) in plain types, with no sockets.
+// The dispatcher (dispatch.h) calls it for every request; tests call it directly. It owns the
+// prefix index and the lease table and is the only writer of page records. Single-threaded: the
+// server's one I/O thread owns it, so it takes no locks.
+// Split over files by job: pool_service.cc (ops), eviction.cc, recovery.cc.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "cxlkv/status.h"
+#include "cxlkv_wire_generated.h"
+#include "eviction.h"
+#include "leases.h"
+#include "prefix_index.h"
+#include "slab_allocator.h"
+
+namespace cxlkv::pool {
+
+struct PoolOptions {
+  uint32_t read_lease_ttl_ms = 30'000;
+  uint32_t write_lease_ttl_ms = 30'000;
+  Watermarks watermarks;
+  uint32_t max_keys = 16384;
+  uint32_t max_leases = 65536;
+  bool verify_data = false;  // recovery recomputes every committed page's data checksum
+};
+
+// What recovery found and did.
+struct RecoveryReport {
+  uint64_t committed = 0;          // pages back in the index
+  uint64_t reserved_freed = 0;     // RESERVED records set FREE
+  uint64_t invalid_freed = 0;      // damaged, stale-generation, duplicate or bad-data records set FREE
+  uint64_t slabs_freed = 0;        // in-use slabs with no committed page, returned to the allocator
+};
+
+struct PoolStats {
+  uint64_t pages_committed = 0, pages_reserved = 0;
+  uint64_t slabs_total = 0, slabs_free = 0;
+  uint64_t read_leases = 0, write_leases = 0;
+  uint64_t lookup_hits = 0, lookup_misses = 0;
+  uint64_t evictions = 0;
+  uint64_t lookups = 0, commits = 0, expired_leases = 0;
+};
+
+struct LookupResult {
+  uint64_t lease = 0;  // 0 when no page hit
+  uint32_t hits = 0;   // placements written
+};
+
+class PoolService {
+ public:
+  // Takes the region's allocator (opened by the caller), recovers the slab table into the index.
+  static Result<std::unique_ptr<PoolService>> open(cxl::Region& region, SlabAllocator& allocator,
+                                                   const PoolOptions& options, RecoveryReport* report = nullptr);
+  PoolService(const PoolService&) = delete;
+  PoolService& operator=(const PoolService&) = delete;
+
+  // A new session id (Hello).
+  uint64_t new_session() { return ++sessions_; }
+
+  // Hot. The longest prefix of keys[0..n) COMMITTED in `ns`: writes its placements to out[0..h)
+  // and pins those pages under a new read lease. n <= max_keys is the caller's check.
+  [[gnu::hot]] Result<LookupResult> lookup(uint64_t session, uint64_t ns, const PageKey* keys, uint32_t n,
+                                           wire::Placement* out, Clock::time_point now);
+  // Reserves slots for keys[0..n) (keys[0]'s parent is `parent`); out[i] is key i's placement or
+  // its Cached/InFlight flag. Returns the write lease. Evicts on demand; kExhausted if still full.
+  Result<uint64_t> reserve(uint64_t session, uint64_t ns, const PageKey& parent, const PageKey* keys, uint32_t n,
+                           wire::Placement* out, Clock::time_point now);
+  // Commits every slotted page of a write lease with checksums[i] for key i; n must equal the
+  // reserved key count. Returns the pages committed; the lease ends.
+  Result<uint32_t> commit(uint64_t session, uint64_t lease, const uint64_t* checksums, uint32_t n,
+                          Clock::time_point now);
+  Status abort(uint64_t session, uint64_t lease);
+  // Extends a read or write lease by its TTL; returns the TTL in ms.
+  Result<uint32_t> renew(uint64_t session, uint64_t lease, Clock::time_point now);
+  Status release(uint64_t session, uint64_t lease);
+  // Frees the COMMITTED, unpinned pages among keys of `ns`; returns how many.
+  uint32_t remove(uint64_t ns, const PageKey* keys, uint32_t n);
+
+  // Ends every lease past its deadline (read: unpin; write: as abort). Returns how many.
+  uint32_t reap(Clock::time_point now);
+  // Evicts LRU pages while slab usage is above the high watermark, down to the low one.
+  uint32_t maintain_watermarks();
+
+  PoolStats stats() const;
+  const PrefixIndex& index() const { return index_; }
+  const PoolOptions& options() const { return options_; }
+  const SlabGeometry& geometry() const { return geometry_; }
+  cxl::Region& region() const { return region_; }
+
+ private:
+  PoolService(cxl::Region& region, SlabAllocator& allocator, const PoolOptions& options);
+  // recovery.cc
+  Status recover(RecoveryReport& report);
+  // eviction.cc: evicts LRU leaves until `free_slabs` slabs are free or nothing is evictable.
+  uint32_t evict_until_free(uint64_t free_slabs);
+
+  uint8_t* record_bytes(uint32_t slot) const {
+    return allocator_.page_record(slot / geometry_.slab_pages, slot % geometry_.slab_pages);
+  }
+  wire::Placement placement(uint32_t slot, uint16_t flags) const;
+  // Sets a RESERVED or COMMITTED page FREE (record first), drops it from the index and returns
+  // its slab to the allocator when the slab holds no other page.
+  void free_page(uint32_t slot);
+  void end_write_lease(Lease* lease);
+  void end_read_lease(Lease* lease);
+  Clock::time_point deadline(LeaseKind kind, Clock::time_point now) const;
+
+  cxl::Region& region_;
+  SlabAllocator& allocator_;
+  PoolOptions options_;
+  SlabGeometry geometry_;
+  Layout layout_;
+  PrefixIndex index_;
+  LeaseTable leases_;
+  // Pages of each slab that are RESERVED or COMMITTED. Invariant: a slab is in use in the
+  // allocator iff slab_pages_live_[slab] > 0 (between operations).
+  std::vector<uint16_t> slab_pages_live_;
+  uint64_t commit_seq_ = 1;
+  uint64_t sessions_ = 0;
+  std::vector<uint64_t> expired_scratch_;
+  std::vector<uint32_t> slab_scratch_;
+
+  // Counters
+  uint64_t lookups_ = 0, lookup_hits_ = 0, lookup_misses_ = 0;
+  uint64_t commits_ = 0, evictions_ = 0, expired_leases_ = 0;
+};
+
+// The namespace id of (tenant, model): XXH64(tenant + "\0" + model, seed 0) (docs/protocol.md).
+uint64_t namespace_id(std::string_view tenant, std::string_view model);
+
+}  // namespace cxlkv::pool

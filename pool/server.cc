@@ -1,0 +1,228 @@
+// Listeners and connections of the control plane (server.h).
+#include "server.h"
+
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "frame.h"
+
+namespace cxlkv::pool {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+namespace {
+
+// One client connection: header, body, dispatch, reply; then the next frame.
+template <typename Socket>
+class Connection : public std::enable_shared_from_this<Connection<Socket>> {
+ public:
+  Connection(Server& server, Socket socket, bool unix_socket) : server_(server), socket_(std::move(socket)) {
+    session_.unix_socket = unix_socket;
+  }
+  ~Connection() {
+    if (id_ != 0) server_.leave(id_);
+  }
+
+  // Registers with the server (false: over the connection limit) and reads the first frame.
+  bool start() {
+    id_ = server_.admit([this] {
+      error_code ignored;
+      socket_.close(ignored);
+    });
+    if (id_ == 0) return false;
+    read_header();
+    return true;
+  }
+
+  // Over the connection limit: an `exhausted` reply, then the socket closes (the peer may not read it).
+  void refuse(uint32_t limit) {
+    Dispatcher::error_response(fbb_, 0, Status(Code::kExhausted, fmt::format("connection refused: at most {} "
+                                                                             "connections", limit)));
+    const wire::FrameHeader h = wire::make_frame_header(static_cast<uint32_t>(fbb_.GetSize()));
+    std::array<asio::const_buffer, 2> bufs = {asio::buffer(&h, sizeof h), asio::buffer(fbb_.GetBufferPointer(), fbb_.GetSize())};
+    error_code ec;
+    asio::write(socket_, bufs, ec);
+    socket_.close(ec);
+  }
+
+ private:
+  void read_header() {
+    asio::async_read(socket_, asio::buffer(header_), [self = this->shared_from_this()](error_code ec, size_t) {
+      if (ec) return;  // the peer closed or the server stopped: the connection ends
+      self->on_header();
+    });
+  }
+
+  void on_header() {
+    auto h = wire::check_frame_header(header_);
+    if (!h) {
+      // The stream cannot be resynchronised: close (docs/protocol.md, "Frames").
+      server_.metrics().count_protocol_error();
+      spdlog::warn("session {}: {}; closing the connection", session_.id, h.status().message());
+      return;
+    }
+    body_.resize(h->length);
+    asio::async_read(socket_, asio::buffer(body_), [self = this->shared_from_this()](error_code ec, size_t) {
+      if (ec) return;
+      self->on_body();
+    });
+  }
+
+  void on_body() {
+    const DispatchOutcome out = server_.dispatcher().handle(session_, body_.data(), body_.size(), fbb_);
+    close_after_ = out.close;
+    const auto size = static_cast<uint32_t>(fbb_.GetSize());
+    if (out.pass_fd) {
+      // Hello with the region fd (SCM_RIGHTS on the header): a small reply on an idle connection,
+      // so the socket buffer takes it at once and the blocking helper does not block.
+      if (Status st = wire::write_frame(socket_.native_handle(), fbb_.GetBufferPointer(), size, server_.region_fd()); !st) {
+        spdlog::warn("session {}: reply with the region fd: {}", session_.id, st.message());
+        return;
+      }
+      return read_header();
+    }
+    reply_header_ = wire::make_frame_header(size);
+    std::array<asio::const_buffer, 2> bufs = {asio::buffer(&reply_header_, sizeof reply_header_),
+                                              asio::buffer(fbb_.GetBufferPointer(), size)};
+    asio::async_write(socket_, bufs, [self = this->shared_from_this()](error_code ec, size_t) {
+      if (ec || self->close_after_) return;
+      self->read_header();
+    });
+  }
+
+  Server& server_;
+  Socket socket_;
+  uint64_t id_ = 0;
+  Session session_;
+  uint8_t header_[wire::kFrameHeaderBytes] = {};
+  std::vector<uint8_t> body_;
+  flatbuffers::FlatBufferBuilder fbb_{64 << 10};
+  wire::FrameHeader reply_header_{};
+  bool close_after_ = false;
+};
+
+}  // namespace
+
+Server::Server(asio::io_context& io, Dispatcher& dispatcher, Metrics& metrics, const PoolConfig& config,
+               int region_fd)
+    : io_(io), dispatcher_(dispatcher), metrics_(metrics), config_(config), region_fd_(region_fd) {}
+
+Server::~Server() { stop(); }
+
+uint64_t Server::admit(std::function<void()> close) {
+  if (connections_.size() >= config_.max_connections) {
+    metrics_.count_rejected_connection();
+    return 0;
+  }
+  connections_.emplace(++next_connection_, std::move(close));
+  metrics_.set_connections(connections_.size());
+  return next_connection_;
+}
+
+void Server::leave(uint64_t id) {
+  connections_.erase(id);
+  metrics_.set_connections(connections_.size());
+}
+
+Status Server::start() {
+  if (!config_.unix_socket.empty())
+    if (Status st = start_unix(); !st) return st;
+  if (!config_.tcp.empty())
+    if (Status st = start_tcp(); !st) return st;
+  return Status::ok();
+}
+
+Status Server::start_unix() {
+  const std::string& path = config_.unix_socket;
+  if (path.size() >= sizeof(sockaddr_un::sun_path))
+    return Status(Code::kInvalidArgument, fmt::format("unix socket path '{}' is longer than {} bytes", path,
+                                                      sizeof(sockaddr_un::sun_path) - 1));
+  using local = asio::local::stream_protocol;
+  error_code ec;
+  if (::access(path.c_str(), F_OK) == 0) {
+    local::socket probe(io_);
+    probe.connect(local::endpoint(path), ec);
+    if (!ec) return Status(Code::kBusy, fmt::format("unix socket {}: another daemon answers there", path));
+    ::unlink(path.c_str());
+  }
+  unix_acceptor_ = std::make_unique<local::acceptor>(io_);
+  unix_acceptor_->open(local(), ec);
+  if (!ec) unix_acceptor_->bind(local::endpoint(path), ec);
+  if (!ec) unix_acceptor_->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return Status(Code::kIoError, fmt::format("unix socket {}: {}", path, ec.message()));
+  spdlog::info("listening on unix socket {}", path);
+  accept_unix();
+  return Status::ok();
+}
+
+Status Server::start_tcp() {
+  const std::string& addr = config_.tcp;
+  const size_t colon = addr.rfind(':');
+  error_code ec;
+  asio::ip::address ip;
+  unsigned long port = 0;
+  if (colon != std::string::npos) {
+    ip = asio::ip::make_address(addr.substr(0, colon), ec);
+    try {
+      port = std::stoul(addr.substr(colon + 1));
+    } catch (const std::exception&) {
+      port = 1ul << 16;
+    }
+  }
+  if (colon == std::string::npos || ec || port > 65535)
+    return Status(Code::kInvalidArgument, fmt::format("tcp address '{}' is not host:port", addr));
+  using tcp = asio::ip::tcp;
+  const tcp::endpoint ep(ip, static_cast<uint16_t>(port));
+  tcp_acceptor_ = std::make_unique<tcp::acceptor>(io_);
+  tcp_acceptor_->open(ep.protocol(), ec);
+  if (!ec) tcp_acceptor_->set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) tcp_acceptor_->bind(ep, ec);
+  if (!ec) tcp_acceptor_->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return Status(Code::kIoError, fmt::format("tcp {}: {}", addr, ec.message()));
+  spdlog::info("listening on tcp {}:{}", ip.to_string(), tcp_acceptor_->local_endpoint().port());
+  accept_tcp();
+  return Status::ok();
+}
+
+void Server::accept_unix() {
+  unix_acceptor_->async_accept([this](error_code ec, asio::local::stream_protocol::socket socket) {
+    if (ec == asio::error::operation_aborted || !unix_acceptor_ || !unix_acceptor_->is_open()) return;
+    if (!ec) {
+      auto c = std::make_shared<Connection<asio::local::stream_protocol::socket>>(*this, std::move(socket), true);
+      if (!c->start()) c->refuse(config_.max_connections);
+    }
+    accept_unix();
+  });
+}
+
+void Server::accept_tcp() {
+  tcp_acceptor_->async_accept([this](error_code ec, asio::ip::tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || !tcp_acceptor_ || !tcp_acceptor_->is_open()) return;
+    if (!ec) {
+      socket.set_option(asio::ip::tcp::no_delay(true), ec);
+      auto c = std::make_shared<Connection<asio::ip::tcp::socket>>(*this, std::move(socket), false);
+      if (!c->start()) c->refuse(config_.max_connections);
+    }
+    accept_tcp();
+  });
+}
+
+void Server::stop() {
+  error_code ec;
+  if (unix_acceptor_) {
+    unix_acceptor_->close(ec);
+    ::unlink(config_.unix_socket.c_str());
+    unix_acceptor_.reset();
+  }
+  if (tcp_acceptor_) {
+    tcp_acceptor_->close(ec);
+    tcp_acceptor_.reset();
+  }
+  for (auto& [id, close] : connections_) close();
+}
+
+}  // namespace cxlkv::pool
