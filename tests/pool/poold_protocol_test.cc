@@ -1,0 +1,246 @@
+// The real cxlkv-poold against docs/protocol.md: bad frames, sessions, tenants, namespaces,
+// lease ids, and a client that dies holding leases. Each test starts its own daemon.
+#include <catch2/catch_test_macros.hpp>
+
+#include <sys/wait.h>
+
+#include <chrono>
+#include <thread>
+
+#include "daemon_fixture.h"
+
+using namespace cxlkv;
+using namespace cxlkv::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+// The other client is still served: its Stats call answers.
+void require_served(RawClient& other) { REQUIRE(code_of(other.stats()) == Code::kOk); }
+
+wire::FrameHeader header(uint16_t magic, uint16_t version, uint32_t length) { return {magic, version, length}; }
+
+// Reserves and commits `n` pages of chain `chain` (zero checksums); returns the keys.
+std::vector<wire::Key> commit_pages(RawClient& c, uint64_t chain, int n) {
+  auto keys = test_keys(chain, n);
+  const wire::Response* r = c.reserve(wire::Key(), keys);
+  REQUIRE(code_of(r) == Code::kOk);
+  const uint64_t lease = r->body_as_ReserveResponse()->lease();
+  r = c.commit(lease, std::vector<uint64_t>(n, 0));
+  REQUIRE(code_of(r) == Code::kOk);
+  REQUIRE(r->body_as_CommitResponse()->committed() == static_cast<uint32_t>(n));
+  return keys;
+}
+
+}  // namespace
+
+TEST_CASE("a frame header with bad magic, bad version or oversized length closes only that connection") {
+  TestDaemon d;
+  REQUIRE(d.process.start());
+  auto other = d.client();
+  const wire::FrameHeader bad[] = {header(0x1234, wire::kProtocolVersion, 16), header(wire::kFrameMagic, 2, 16),
+                                   header(wire::kFrameMagic, wire::kProtocolVersion, wire::kMaxFrameBytes + 1),
+                                   header(wire::kFrameMagic, wire::kProtocolVersion, 0)};
+  for (const wire::FrameHeader& h : bad) {
+    RawClient c(d.socket);
+    REQUIRE(c.send_raw(&h, sizeof h));
+    CHECK(c.closed_by_peer());
+    require_served(*other);
+  }
+  REQUIRE(d.process.running());
+}
+
+TEST_CASE("a truncated frame ends that connection and the daemon keeps serving others") {
+  TestDaemon d;
+  REQUIRE(d.process.start());
+  auto other = d.client();
+  {
+    RawClient c(d.socket);
+    const wire::FrameHeader h = header(wire::kFrameMagic, wire::kProtocolVersion, 100);
+    REQUIRE(c.send_raw(&h, sizeof h));
+    REQUIRE(c.send_raw("0123456789", 10));
+    ::shutdown(c.fd(), SHUT_WR);
+    CHECK(c.closed_by_peer());
+  }
+  require_served(*other);
+  REQUIRE(d.process.running());
+}
+
+TEST_CASE("a frame whose FlatBuffer fails verification gets a protocol error and the connection stays usable") {
+  TestDaemon d;
+  REQUIRE(d.process.start());
+  auto other = d.client();
+  RawClient c(d.socket);
+  std::vector<uint8_t> garbage(64);
+  for (size_t i = 0; i < garbage.size(); ++i) garbage[i] = static_cast<uint8_t>(i * 37 + 11);
+  const wire::FrameHeader h = header(wire::kFrameMagic, wire::kProtocolVersion, 64);
+  REQUIRE(c.send_raw(&h, sizeof h));
+  REQUIRE(c.send_raw(garbage.data(), garbage.size()));
+  const wire::Response* r = c.receive();
+  REQUIRE(code_of(r) == Code::kProtocol);
+  // Still the same connection, and Hello still works on it.
+  REQUIRE(code_of(c.hello("t", "x", "m")) == Code::kOk);
+  require_served(*other);
+}
+
+TEST_CASE("any op before hello is refused with permission denied and the connection closes") {
+  TestDaemon d;
+  REQUIRE(d.process.start());
+  RawClient c(d.socket);
+  REQUIRE(code_of(c.lookup(test_keys(1, 2))) == Code::kPermissionDenied);
+  CHECK(c.closed_by_peer());
+  RawClient c2(d.socket);
+  REQUIRE(code_of(c2.stats()) == Code::kPermissionDenied);
+}
+
+TEST_CASE("hello with a wrong token or an unknown tenant is refused; the right token opens a session") {
+  TestDaemon d({"--tenant", "alice:secret-a", "--tenant", "bob:secret-b"});
+  REQUIRE(d.process.start());
+  RawClient c(d.socket);
+  REQUIRE(code_of(c.hello("alice", "secret-b", "m")) == Code::kPermissionDenied);
+  REQUIRE(code_of(c.hello("mallory", "secret-a", "m")) == Code::kPermissionDenied);
+  REQUIRE(code_of(c.stats()) == Code::kPermissionDenied);  // still no session
+  RawClient ok(d.socket);
+  const wire::Response* r = ok.hello("alice", "secret-a", "m", /*want_fd=*/true);
+  REQUIRE(code_of(r) == Code::kOk);
+  const wire::HelloResponse* h = r->body_as_HelloResponse();
+  REQUIRE(h->session() != 0);
+  REQUIRE(h->fd_attached());
+  REQUIRE(ok.received_fd() >= 0);
+  REQUIRE(h->region()->layout()->size() == sizeof(LayoutRecord));
+  // The daemon never logs a token.
+  REQUIRE(d.process.log().find("secret-b") == std::string::npos);
+}
+
+TEST_CASE("pages committed under one model are invisible to another model and to another tenant") {
+  TestDaemon d;
+  REQUIRE(d.process.start());
+  auto a = d.client("model-a", "t");
+  auto b = d.client("model-b", "t");
+  auto other_tenant = d.client("model-a", "u");
+  const auto keys = commit_pages(*a, 7, 4);
+  const wire::Response* r = b->lookup(keys);
+  REQUIRE(code_of(r) == Code::kOk);
+  REQUIRE(r->body_as_LookupResponse()->lease() == 0);
+  REQUIRE(r->body_as_LookupResponse()->pages()->size() == 0);
+  r = other_tenant->lookup(keys);
+  REQUIRE(r->body_as_LookupResponse()->pages()->size() == 0);
+  REQUIRE(code_of(b->remove(keys)) == Code::kOk);  // removes nothing of model-a
+  r = a->lookup(keys);
+  REQUIRE(r->body_as_LookupResponse()->pages()->size() == 4);
+  REQUIRE(r->body_as_LookupResponse()->lease() != 0);
+}
+
+TEST_CASE("lookup returns the longest committed prefix in key order") {
+  TestDaemon d;
+  REQUIRE(d.process.start());
+  auto c = d.client();
+  const auto keys = commit_pages(*c, 3, 5);
+  auto longer = keys;
+  longer.push_back(test_key(3, 5));
+  longer.push_back(test_key(3, 6));
+  const wire::Response* r = c->lookup(longer);
+  REQUIRE(r->body_as_LookupResponse()->pages()->size() == 5);
+  auto gap = keys;
+  gap[2] = test_key(99, 0);
+  r = c->lookup(gap);
+  REQUIRE(r->body_as_LookupResponse()->pages()->size() == 2);
+  const auto* s = stats_of(*c);
+  REQUIRE(s->lookup_hits() == 7);
+  REQUIRE(s->lookup_misses() == 2);
+}
+
+TEST_CASE("unknown, zero, out-of-range and other sessions' lease ids are not found") {
+  TestDaemon d;
+  REQUIRE(d.process.start());
+  auto c = d.client();
+  auto thief = d.client();
+  const wire::Response* r = c->reserve(wire::Key(), test_keys(1, 2));
+  REQUIRE(code_of(r) == Code::kOk);
+  const uint64_t write_lease = r->body_as_ReserveResponse()->lease();
+  for (uint64_t bogus : {uint64_t{0}, uint64_t{12345}, ~uint64_t{0}, write_lease + 1}) {
+    INFO("lease " << bogus);
+    REQUIRE(code_of(c->commit(bogus, {0, 0})) == Code::kNotFound);
+    REQUIRE(code_of(c->renew(bogus)) == Code::kNotFound);
+    REQUIRE(code_of(c->release(bogus)) == Code::kNotFound);
+    REQUIRE(code_of(c->abort(bogus)) == Code::kNotFound);
+  }
+  REQUIRE(code_of(thief->commit(write_lease, {0, 0})) == Code::kNotFound);
+  REQUIRE(code_of(thief->abort(write_lease)) == Code::kNotFound);
+  REQUIRE(code_of(c->release(write_lease)) == Code::kNotFound);  // a write lease is not released
+  REQUIRE(code_of(c->commit(write_lease, {0})) == Code::kInvalidArgument);  // wrong checksum count
+  REQUIRE(code_of(c->abort(write_lease)) == Code::kOk);
+  REQUIRE(code_of(c->abort(write_lease)) == Code::kNotFound);  // ended
+  const auto* s = stats_of(*c);
+  REQUIRE(s->pages_reserved() == 0);
+  REQUIRE(s->slabs_free() == s->slabs_total());
+}
+
+TEST_CASE("a request with more keys than max_keys is refused with a message naming the count") {
+  TestDaemon d({"--max-keys", "100"});
+  REQUIRE(d.process.start());
+  auto c = d.client();
+  const wire::Response* r = c->lookup(test_keys(1, 101));
+  REQUIRE(code_of(r) == Code::kInvalidArgument);
+  REQUIRE(r->message()->str() == "lookup: 101 keys, at most 100");
+  REQUIRE(code_of(c->lookup(test_keys(1, 100))) == Code::kOk);
+}
+
+TEST_CASE("reserve flags pages already committed (Cached) or being written (InFlight) and gives them no slot") {
+  TestDaemon d;
+  REQUIRE(d.process.start());
+  auto c = d.client();
+  auto w = d.client();
+  const auto keys = commit_pages(*c, 5, 2);
+  const wire::Response* r = w->reserve(wire::Key(), test_keys(5, 3));
+  REQUIRE(code_of(r) == Code::kOk);
+  const auto* pages = r->body_as_ReserveResponse()->pages();
+  REQUIRE(pages->Get(0)->flags() == uint16_t(wire::PlacementFlags::Cached));
+  REQUIRE(pages->Get(1)->flags() == uint16_t(wire::PlacementFlags::Cached));
+  REQUIRE(pages->Get(2)->flags() == 0);
+  r = c->reserve(keys[1], test_keys(5, 1, 2));
+  REQUIRE(r->body_as_ReserveResponse()->pages()->Get(0)->flags() == uint16_t(wire::PlacementFlags::InFlight));
+}
+
+TEST_CASE("a client killed while holding read and write leases loses them after the TTL") {
+  TestDaemon d({"--read-lease-ttl-ms", "300", "--write-lease-ttl-ms", "300"});
+  REQUIRE(d.process.start());
+  auto c = d.client();
+  const auto pinned = commit_pages(*c, 11, 3);
+  const pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    RawClient k(d.socket);
+    bool ok = code_of(k.hello("t", "x", "m")) == Code::kOk;
+    ok = ok && code_of(k.reserve(wire::Key(), test_keys(12, 4))) == Code::kOk;
+    ok = ok && code_of(k.lookup(pinned)) == Code::kOk;
+    if (!ok) _exit(1);
+    pause();  // killed here, leases held
+    _exit(0);
+  }
+  // Wait until the child holds both leases, then kill it.
+  bool held = false;
+  for (int i = 0; i < 500 && !held; ++i) {
+    const auto* s = stats_of(*c);
+    held = s->write_leases() == 1 && s->read_leases() == 1;
+    if (!held) std::this_thread::sleep_for(2ms);
+  }
+  ::kill(child, SIGKILL);
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  REQUIRE(held);
+  {
+    const auto* s = stats_of(*c);
+    REQUIRE(s->pages_reserved() == 4);
+    REQUIRE(code_of(c->remove(pinned)) == Code::kOk);  // pinned: nothing removed yet
+  }
+  REQUIRE(stats_of(*c)->pages_committed() == 3);
+  std::this_thread::sleep_for(300ms + 200ms);  // TTL + reaper period and slack
+  const auto* s = stats_of(*c);
+  REQUIRE(s->write_leases() == 0);
+  REQUIRE(s->read_leases() == 0);
+  REQUIRE(s->pages_reserved() == 0);
+  REQUIRE(s->slabs_free() == s->slabs_total() - 3);
+  const wire::Response* r = c->remove(pinned);  // no pin is left
+  REQUIRE(r->body_as_RemoveResponse()->removed() == 3);
+}
