@@ -1,0 +1,443 @@
+// cxlkv-bench-gpu: GPU top-k gather from a registered pool region, in one run on the device:
+//   bulk host-to-device copy rate (the ceiling), the decode-step pattern (batch x layers, top-k
+//   per request over 128K-token prefixes in slabs from the real allocator), the stress pattern
+//   (k uniformly random entries over the pool, unsorted and sorted), and the hot buffer on
+//   overlapping traces. Every kernel output is compared byte for byte with the CPU reference.
+// Prints tables; --json writes every figure (the simulator reads gather_gbps / bulk_h2d_gbps).
+#include <CLI/CLI.hpp>
+#include <cuda_runtime.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+
+#include "gather.h"
+#include "gpu_region.h"
+#include "hot_buffer.h"
+#include "reference.h"
+#include "workload.h"
+
+using namespace cxlkv;
+using namespace cxlkv::kernels;
+using json = nlohmann::json;
+
+namespace {
+
+#define CUDA_OK(call)                                                                             \
+  do {                                                                                            \
+    cudaError_t e_ = (call);                                                                      \
+    if (e_ != cudaSuccess) {                                                                      \
+      fmt::print(stderr, "cxlkv-bench-gpu: {} failed: {}\n", #call, cudaGetErrorString(e_));      \
+      std::exit(1);                                                                               \
+    }                                                                                             \
+  } while (0)
+
+template <typename T>
+T* device_copy(const std::vector<T>& v) {
+  T* d = nullptr;
+  CUDA_OK(cudaMalloc(&d, std::max<size_t>(1, v.size()) * sizeof(T)));
+  if (!v.empty()) CUDA_OK(cudaMemcpy(d, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+  return d;
+}
+
+struct Timer {
+  cudaEvent_t a, b;
+  Timer() { CUDA_OK(cudaEventCreate(&a)); CUDA_OK(cudaEventCreate(&b)); }
+  ~Timer() { cudaEventDestroy(a); cudaEventDestroy(b); }
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+// Times `launch` reps times (after 3 warm-ups), rotating over sets; returns median seconds.
+template <typename F>
+double time_median(int reps, int sets, F&& launch) {
+  Timer t;
+  for (int i = 0; i < 3; ++i) launch(i % sets);
+  CUDA_OK(cudaDeviceSynchronize());
+  std::vector<double> ms;
+  for (int i = 0; i < reps; ++i) {
+    CUDA_OK(cudaEventRecord(t.a));
+    launch(i % sets);
+    CUDA_OK(cudaEventRecord(t.b));
+    CUDA_OK(cudaEventSynchronize(t.b));
+    float m = 0;
+    CUDA_OK(cudaEventElapsedTime(&m, t.a, t.b));
+    ms.push_back(m);
+  }
+  return median(ms) / 1e3;
+}
+
+// A batch of gather segments with R index sets, on the device and on the host (for reference).
+struct GatherCase {
+  uint32_t segments = 0, k = 0;
+  std::vector<std::vector<int32_t>> host_indices;        // [set][segment x k]
+  std::vector<std::vector<GatherSegment>> host_segments; // [set][segment], host pointers
+  std::vector<GatherSegment*> device_segments;           // [set]
+  std::vector<int32_t*> device_indices;
+  uint8_t* device_out = nullptr;
+  uint64_t valid_entries = 0;  // per launch (set 0)
+};
+
+struct Bench {
+  bench::PoolWorkload* w = nullptr;
+  const uint8_t* dev_pool = nullptr;
+  StreamShape shape;
+  std::vector<uint64_t*> dev_page_base;  // per prefix
+  std::vector<uint64_t> all_pages;       // concatenated block table (stress)
+  uint64_t* dev_all_pages = nullptr;
+  uint32_t* dev_errors = nullptr;
+  double bulk_gbps = 0;
+  json out;
+};
+
+// Builds a case: segment s uses page table `tables[s]` (host, device) with `pages` pages, layer
+// layers[s], and index set generator gen(set, s).
+template <typename Gen>
+GatherCase make_case(Bench& b, uint32_t segments, uint32_t k, int sets,
+                     const std::vector<std::pair<const uint64_t*, const uint64_t*>>& tables,
+                     const std::vector<uint32_t>& pages, const std::vector<uint32_t>& layers, Gen&& gen) {
+  GatherCase c;
+  c.segments = segments;
+  c.k = k;
+  CUDA_OK(cudaMalloc(&c.device_out, uint64_t{segments} * k * b.shape.entry_bytes));
+  for (int set = 0; set < sets; ++set) {
+    std::vector<int32_t> idx;
+    idx.reserve(uint64_t{segments} * k);
+    for (uint32_t s = 0; s < segments; ++s) {
+      auto v = gen(set, s);
+      idx.insert(idx.end(), v.begin(), v.end());
+    }
+    int32_t* d_idx = device_copy(idx);
+    std::vector<GatherSegment> hs(segments), ds(segments);
+    for (uint32_t s = 0; s < segments; ++s) {
+      hs[s] = GatherSegment{tables[s].first, nullptr, nullptr, pages[s], layers[s], k, 0};
+      ds[s] = GatherSegment{tables[s].second, d_idx + uint64_t{s} * k, c.device_out + uint64_t{s} * k * b.shape.entry_bytes,
+                            pages[s], layers[s], k, 0};
+    }
+    c.host_indices.push_back(std::move(idx));
+    c.host_segments.push_back(std::move(hs));
+    c.device_segments.push_back(device_copy(ds));
+    c.device_indices.push_back(d_idx);
+  }
+  for (int32_t i : c.host_indices[0]) c.valid_entries += i >= 0;
+  return c;
+}
+
+void free_case(GatherCase& c) {
+  cudaFree(c.device_out);
+  for (auto* p : c.device_segments) cudaFree(p);
+  for (auto* p : c.device_indices) cudaFree(p);
+}
+
+// Runs set 0 once on poisoned output and compares every byte with the CPU reference.
+template <typename F>
+bool verify(Bench& b, GatherCase& c, F&& launch) {
+  const uint64_t bytes = uint64_t{c.segments} * c.k * b.shape.entry_bytes;
+  CUDA_OK(cudaMemset(c.device_out, 0xA5, bytes));
+  CUDA_OK(cudaMemset(b.dev_errors, 0, sizeof(uint32_t)));
+  launch(0);
+  CUDA_OK(cudaDeviceSynchronize());
+  std::vector<uint8_t> got(bytes), want(bytes, 0xA5);
+  CUDA_OK(cudaMemcpy(got.data(), c.device_out, bytes, cudaMemcpyDeviceToHost));
+  auto segs = c.host_segments[0];
+  for (uint32_t s = 0; s < c.segments; ++s) {
+    segs[s].indices = c.host_indices[0].data() + uint64_t{s} * c.k;
+    segs[s].out = want.data() + uint64_t{s} * c.k * b.shape.entry_bytes;
+  }
+  reference_gather(b.w->region->base(), b.shape, segs.data(), c.segments);
+  uint32_t errors = 0;
+  CUDA_OK(cudaMemcpy(&errors, b.dev_errors, sizeof errors, cudaMemcpyDeviceToHost));
+  return got == want && errors == 0;
+}
+
+struct Variant {
+  std::string name;
+  GatherTuning tuning;
+  bool warp_per_entry = false;
+};
+
+std::vector<Variant> variants() {
+  std::vector<Variant> v{{"warp/entry", {}, true}};
+  for (uint32_t threads : {256u, 512u})
+    for (uint32_t loads : {2u, 4u, 8u})
+      v.push_back({fmt::format("flat t{} l{}", threads, loads), GatherTuning{threads, loads, 8, 0}, false});
+  for (uint32_t epb : {16u, 32u, 64u})
+    for (uint32_t loads : {4u, 8u})
+      v.push_back({fmt::format("window t256 l{} e{}", loads, epb), GatherTuning{256, loads, 8, epb}, false});
+  return v;
+}
+
+// Times every variant on a case, verifies the yardstick and the best; returns the JSON row.
+json run_case(Bench& b, GatherCase& c, const std::string& label, int reps, int sets) {
+  json row = {{"case", label}, {"entries", c.valid_entries}, {"bytes", c.valid_entries * b.shape.entry_bytes}};
+  double best_gbps = 0, yard_gbps = 0;
+  std::string best_name;
+  GatherTuning best{};
+  for (const auto& v : variants()) {
+    auto launch = [&](int set) {
+      if (v.warp_per_entry)
+        CUDA_OK(launch_gather_topk_warp_per_entry(b.dev_pool, b.shape, c.device_segments[set], c.segments, c.k, b.dev_errors, 0));
+      else
+        CUDA_OK(launch_gather_topk(b.dev_pool, b.shape, c.device_segments[set], c.segments, c.k, b.dev_errors, v.tuning, 0));
+    };
+    const double s = time_median(reps, sets, launch);
+    const double gbps = c.valid_entries * b.shape.entry_bytes / s / 1e9;
+    row["variants"][v.name] = {{"us", s * 1e6}, {"gbps", gbps}};
+    if (v.warp_per_entry) {
+      yard_gbps = gbps;
+      if (!verify(b, c, launch)) { fmt::print(stderr, "MISMATCH: {} {}\n", label, v.name); std::exit(2); }
+    } else if (gbps > best_gbps) {
+      best_gbps = gbps, best_name = v.name, best = v.tuning;
+    }
+  }
+  const bool ok = verify(b, c, [&](int set) {
+    CUDA_OK(launch_gather_topk(b.dev_pool, b.shape, c.device_segments[set], c.segments, c.k, b.dev_errors, best, 0));
+  });
+  if (!ok) { fmt::print(stderr, "MISMATCH: {} {}\n", label, best_name); std::exit(2); }
+  row["best"] = best_name;
+  row["gbps"] = best_gbps;
+  row["ratio_to_bulk"] = best_gbps / b.bulk_gbps;
+  row["yardstick_gbps"] = yard_gbps;
+  row["verified"] = true;
+  const double us = c.valid_entries * b.shape.entry_bytes / best_gbps / 1e3;
+  fmt::print("{:<34} {:>9} {:>9.1f} {:>8.1f} {:>7.2f} {:>9.1f} {:>8.1f}  {} ok\n", label, c.valid_entries, us,
+             best_gbps, best_gbps / b.bulk_gbps, c.valid_entries / us, yard_gbps, best_name);
+  return row;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"cxlkv-bench-gpu: top-k gather from a registered pool region into GPU memory"};
+  double pool_gib = 32;
+  uint32_t slab_pages = 1, stride = 656, context = 131072, topk = 2048, steps = 32, max_prefixes = 64;
+  int reps = 20, sets = 4;
+  std::vector<uint32_t> batches = {1, 16, 64}, all_layer_batches = {1, 16};
+  std::vector<uint32_t> stress_k = {2048, 16384, 131072, 1048576};
+  std::vector<double> overlaps = {0.5, 0.8, 0.95};
+  uint32_t hot_requests = 16, hot_factor = 3;
+  std::string json_path;
+  unsigned threads = std::max(1u, std::thread::hardware_concurrency());
+  app.add_option("--pool-gib", pool_gib, "Pool region size, GiB")->capture_default_str();
+  app.add_option("--slab-pages", slab_pages, "Pages per slab (E)")->capture_default_str();
+  app.add_option("--stride", stride, "Latent entry stride in the pool, bytes (656 = packed, 704 = 11 lines)")->capture_default_str();
+  app.add_option("--context", context, "Prefix length, tokens")->capture_default_str();
+  app.add_option("--topk", topk, "Entries per request per layer")->capture_default_str();
+  app.add_option("--batches", batches, "Decode batches, one layer")->capture_default_str();
+  app.add_option("--all-layer-batches", all_layer_batches, "Decode batches, all layers in one launch")->capture_default_str();
+  app.add_option("--stress-k", stress_k, "Stress pattern: uniformly random entries over the pool")->capture_default_str();
+  app.add_option("--overlaps", overlaps, "Hot buffer: step-to-step top-k overlap")->capture_default_str();
+  app.add_option("--hot-requests", hot_requests, "Hot buffer: requests")->capture_default_str();
+  app.add_option("--hot-factor", hot_factor, "Hot buffer rows = factor x top-k")->capture_default_str();
+  app.add_option("--steps", steps, "Hot buffer: decode steps per trace")->capture_default_str();
+  app.add_option("--reps", reps, "Timed repetitions (median reported)")->capture_default_str();
+  app.add_option("--sets", sets, "Index sets rotated between repetitions (defeats L2 reuse)")->capture_default_str();
+  app.add_option("--max-prefixes", max_prefixes, "Distinct prefixes allocated at most")->capture_default_str();
+  app.add_option("--json", json_path, "Write every figure to this JSON file");
+  CLI11_PARSE(app, argc, argv);
+
+  std::string why;
+  if (!gpu_available(&why)) { fmt::print(stderr, "cxlkv-bench-gpu: no GPU: {}\n", why); return 1; }
+  cudaDeviceProp prop{};
+  CUDA_OK(cudaGetDeviceProperties(&prop, 0));
+  Bench b;
+  b.out["device"] = prop.name;
+  fmt::print("device: {} ({} SMs)\n", prop.name, prop.multiProcessorCount);
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+
+  auto t0 = std::chrono::steady_clock::now();
+  auto w = bench::make_pool(uint64_t(pool_gib * (1ull << 30)), fmt::format("deepseek-v3.2:latent_stride={}", stride),
+                            slab_pages, context, max_prefixes, threads);
+  b.w = w.get();
+  const SlabGeometry& g = w->allocator->geometry();
+  const double fill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  t0 = std::chrono::steady_clock::now();
+  auto reg = GpuRegistration::register_range(w->region->base(), w->region->size());
+  if (!reg) { fmt::print(stderr, "cxlkv-bench-gpu: {}\n", reg.status().to_string()); return 1; }
+  const double reg_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  b.dev_pool = (*reg)->device();
+  b.shape = StreamShape{656, stride, uint64_t{slab_pages} * g.page_tokens * stride, g.page_tokens, 6};
+  const uint32_t prefixes = uint32_t(w->page_base.size());
+  fmt::print("pool: {:.0f} GiB shm region, E = {}, stride {}, {} prefixes of {} tokens ({:.1f} GB filled in {:.1f} s), "
+             "registered in {:.1f} s; {}\n", pool_gib, slab_pages, stride, prefixes, context, w->filled_bytes / 1e9, fill_s,
+             reg_s, bench::huge_page_report());
+  b.out["pool"] = {{"gib", pool_gib}, {"slab_pages", slab_pages}, {"stride", stride}, {"prefixes", prefixes},
+                   {"context", context}, {"register_s", reg_s}, {"huge_pages", bench::huge_page_report()}};
+  for (auto& t : w->page_base) b.dev_page_base.push_back(device_copy(t));
+  for (auto& t : w->page_base) b.all_pages.insert(b.all_pages.end(), t.begin(), t.end());
+  b.dev_all_pages = device_copy(b.all_pages);
+  CUDA_OK(cudaMalloc(&b.dev_errors, sizeof(uint32_t)));
+  CUDA_OK(cudaMemset(b.dev_errors, 0, sizeof(uint32_t)));
+
+  // Ceiling: bulk copy of 1 GiB out of the registered region.
+  {
+    const uint64_t bytes = std::min<uint64_t>(1ull << 30, w->filled_bytes);
+    uint8_t* dst = nullptr;
+    CUDA_OK(cudaMalloc(&dst, bytes));
+    const uint8_t* src = w->region->base() + g.slab_area_offset;
+    const double s = time_median(10, 1, [&](int) { CUDA_OK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, 0)); });
+    b.bulk_gbps = bytes / s / 1e9;
+    CUDA_OK(cudaFree(dst));
+  }
+  b.out["bulk_h2d_gbps"] = b.bulk_gbps;
+  fmt::print("bulk host-to-device copy (1 GiB from the registered region): {:.1f} GB/s\n\n", b.bulk_gbps);
+
+  std::mt19937_64 rng(20261123);
+  fmt::print("{:<34} {:>9} {:>9} {:>8} {:>7} {:>9} {:>8}  {}\n", "pattern", "entries", "us", "GB/s", "x bulk",
+             "ent/us", "warp/e", "best variant");
+  // (a) decode-step pattern.
+  auto decode = [&](uint32_t batch, uint32_t layers, bool sorted) {
+    const uint32_t segments = batch * layers;
+    std::vector<std::pair<const uint64_t*, const uint64_t*>> tables;
+    std::vector<uint32_t> pages, lay;
+    for (uint32_t r = 0; r < batch; ++r)
+      for (uint32_t l = 0; l < layers; ++l) {
+        tables.emplace_back(w->page_base[r % prefixes].data(), b.dev_page_base[r % prefixes]);
+        pages.push_back(w->pages_per_prefix);
+        lay.push_back(layers == 1 ? 30 : l);
+      }
+    auto c = make_case(b, segments, topk, sets, tables, pages, lay,
+                       [&](int, uint32_t) {
+                         auto v = bench::unique_random(topk, context, rng);
+                         if (sorted) std::sort(v.begin(), v.end());
+                         return v;
+                       });
+    auto row = run_case(b, c, fmt::format("decode batch {} x {} layer{}{}", batch, layers, layers > 1 ? "s" : "",
+                                          sorted ? " sorted" : ""), reps, sets);
+    row["batch"] = batch;
+    row["layers"] = layers;
+    row["sorted"] = sorted;
+    b.out["decode"].push_back(row);
+    free_case(c);
+  };
+  for (bool sorted : {false, true}) {
+    for (uint32_t batch : batches) decode(batch, 1, sorted);
+    for (uint32_t batch : all_layer_batches) decode(batch, g.layers, sorted);
+  }
+
+  // (b) stress: k uniformly random entries over every page of the pool, spread over the layers.
+  const uint32_t all_tokens = uint32_t(std::min<uint64_t>(b.all_pages.size() * g.page_tokens, INT32_MAX));
+  for (bool sorted : {false, true})
+    for (uint32_t k : stress_k) {
+      const uint32_t segs = g.layers, per = std::max<uint32_t>(1, k / segs);
+      std::vector<std::pair<const uint64_t*, const uint64_t*>> tables(segs, {b.all_pages.data(), b.dev_all_pages});
+      std::vector<uint32_t> pages(segs, uint32_t(b.all_pages.size())), lay(segs);
+      for (uint32_t l = 0; l < segs; ++l) lay[l] = l;
+      auto c = make_case(b, segs, per, sets, tables, pages, lay, [&](int, uint32_t) {
+        auto v = bench::unique_random(per, all_tokens, rng);
+        if (sorted) std::sort(v.begin(), v.end());
+        return v;
+      });
+      auto row = run_case(b, c, fmt::format("stress k={} {}", per * segs, sorted ? "sorted" : "random"), reps, sets);
+      row["k"] = per * segs;
+      row["sorted"] = sorted;
+      b.out["stress"].push_back(row);
+      free_case(c);
+    }
+
+  // (c) hot buffer on overlapping traces.
+  fmt::print("\n{:<24} {:>9} {:>12} {:>14} {:>10}\n", "hot buffer trace", "hit rate", "fetch/step", "x all top-k", "us/step");
+  const uint32_t capacity = hot_factor * topk;
+  for (double overlap : overlaps) {
+    std::vector<HotBufferState> ref(hot_requests);
+    std::vector<HotSegment> hs(hot_requests);
+    std::vector<std::vector<int32_t>> prev(hot_requests);
+    int32_t *d_idx = nullptr, *d_row_of = nullptr;
+    uint32_t* d_counts = nullptr;
+    CUDA_OK(cudaMalloc(&d_idx, uint64_t{hot_requests} * topk * 4));
+    CUDA_OK(cudaMalloc(&d_row_of, uint64_t{hot_requests} * topk * 4));
+    CUDA_OK(cudaMalloc(&d_counts, uint64_t{hot_requests} * 8));
+    std::vector<void*> allocations;
+    auto dev_fill = [&](size_t bytes, int value) {
+      void* p = nullptr;
+      CUDA_OK(cudaMalloc(&p, bytes));
+      CUDA_OK(cudaMemset(p, value, bytes));
+      allocations.push_back(p);
+      return p;
+    };
+    for (uint32_t r = 0; r < hot_requests; ++r) {
+      ref[r].reset(capacity, context, 656);
+      HotSegment& h = hs[r];
+      h.gather = GatherSegment{b.dev_page_base[r % prefixes], d_idx + uint64_t{r} * topk, nullptr, w->pages_per_prefix, 30, topk, 0};
+      h.slot_of = static_cast<int32_t*>(dev_fill(uint64_t{context} * 4, 0xff));
+      h.token_of = static_cast<int32_t*>(dev_fill(uint64_t{capacity} * 4, 0xff));
+      h.last_used = static_cast<int32_t*>(dev_fill(uint64_t{capacity} * 4, 0xff));
+      h.victims = static_cast<uint32_t*>(dev_fill(uint64_t{capacity} * 4, 0));
+      h.rows = static_cast<uint8_t*>(dev_fill(uint64_t{capacity} * 656, 0));
+      h.row_of = d_row_of + uint64_t{r} * topk;
+      h.hits = d_counts + 2 * r;
+      h.misses = d_counts + 2 * r + 1;
+      h.capacity = capacity;
+      h.tokens = context;
+    }
+    HotSegment* d_hs = device_copy(hs);
+    Timer t;
+    double hit_sum = 0, fetched_sum = 0;
+    std::vector<double> step_us;
+    for (uint32_t step = 0; step < steps; ++step) {
+      std::vector<int32_t> idx;
+      for (uint32_t r = 0; r < hot_requests; ++r) {
+        prev[r] = step == 0 ? bench::unique_random(topk, context, rng) : bench::next_overlapping(prev[r], overlap, context, rng);
+        idx.insert(idx.end(), prev[r].begin(), prev[r].end());
+      }
+      CUDA_OK(cudaMemcpy(d_idx, idx.data(), idx.size() * 4, cudaMemcpyHostToDevice));
+      CUDA_OK(cudaEventRecord(t.a));
+      CUDA_OK(launch_hot_step(b.dev_pool, b.shape, d_hs, hot_requests, int32_t(step), b.dev_errors, 0));
+      CUDA_OK(cudaEventRecord(t.b));
+      CUDA_OK(cudaEventSynchronize(t.b));
+      float ms = 0;
+      CUDA_OK(cudaEventElapsedTime(&ms, t.a, t.b));
+      std::vector<int32_t> row_of(idx.size());
+      std::vector<uint32_t> counts(2 * hot_requests);
+      CUDA_OK(cudaMemcpy(row_of.data(), d_row_of, row_of.size() * 4, cudaMemcpyDeviceToHost));
+      CUDA_OK(cudaMemcpy(counts.data(), d_counts, counts.size() * 4, cudaMemcpyDeviceToHost));
+      uint64_t hits = 0, misses = 0;
+      for (uint32_t r = 0; r < hot_requests; ++r) {
+        GatherSegment seg{w->page_base[r % prefixes].data(), prev[r].data(), nullptr, w->pages_per_prefix, 30, topk, 0};
+        auto want = reference_hot_step(ref[r], w->region->base(), b.shape, seg, int32_t(step));
+        if (want.hits != counts[2 * r] || want.misses != counts[2 * r + 1] ||
+            !std::equal(want.row_of.begin(), want.row_of.end(), row_of.begin() + uint64_t{r} * topk)) {
+          fmt::print(stderr, "MISMATCH: hot buffer overlap {} step {} request {}\n", overlap, step, r);
+          return 2;
+        }
+        hits += want.hits, misses += want.misses;
+      }
+      if (step > 0) {
+        hit_sum += double(hits) / (uint64_t{hot_requests} * topk);
+        fetched_sum += double(misses) / (uint64_t{hot_requests} * topk);
+        step_us.push_back(ms * 1e3);
+      }
+    }
+    // The rows themselves, byte for byte, after the last step.
+    for (uint32_t r = 0; r < hot_requests; ++r) {
+      std::vector<uint8_t> rows(uint64_t{capacity} * 656);
+      CUDA_OK(cudaMemcpy(rows.data(), hs[r].rows, rows.size(), cudaMemcpyDeviceToHost));
+      if (rows != ref[r].rows) { fmt::print(stderr, "MISMATCH: hot buffer rows, request {}\n", r); return 2; }
+    }
+    const double hit_rate = hit_sum / (steps - 1), fetch_ratio = fetched_sum / (steps - 1);
+    fmt::print("{:<24} {:>9.3f} {:>10.0f}KB {:>14.3f} {:>10.1f}  ok\n", fmt::format("overlap {:.2f}, {} req", overlap, hot_requests),
+               hit_rate, fetch_ratio * hot_requests * topk * 656 / 1e3, fetch_ratio, median(step_us));
+    b.out["hot"].push_back({{"overlap", overlap}, {"requests", hot_requests}, {"capacity_rows", capacity},
+                            {"hit_rate", hit_rate}, {"fetch_ratio", fetch_ratio}, {"us_per_step", median(step_us)},
+                            {"verified", true}});
+    for (void* p : allocations) cudaFree(p);
+    cudaFree(d_hs), cudaFree(d_idx), cudaFree(d_row_of), cudaFree(d_counts);
+  }
+
+  for (auto& row : b.out["decode"])
+    if (row["batch"] == 16 && row["layers"] == 1 && !row["sorted"]) b.out["gather_gbps"] = row["gbps"];
+  if (!json_path.empty()) std::ofstream(json_path) << b.out.dump(2) << "\n";
+  for (auto* p : b.dev_page_base) cudaFree(p);
+  cudaFree(b.dev_all_pages);
+  cudaFree(b.dev_errors);
+  reg->reset();
+  return 0;
+}

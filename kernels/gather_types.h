@@ -1,0 +1,43 @@
+// Plain descriptions of a top-k gather, shared by the CUDA kernels (gather.cu, hot_buffer.cu),
+// their CPU references (reference.cc) and the callers that build them from a lease's block
+// table. No CUDA types here, so CPU-only builds and tests use the same structs.
+#pragma once
+
+#include <cstdint>
+
+namespace cxlkv::kernels {
+
+// The shape of one stream in the pool (from SlabGeometry and the layout).
+//   entry (page p, layer l, token t) at  pool + page_base[p] + l x layer_step + t x stride
+// where page_base[p] = slab_offset(p) + stream_offset + position(p) x page_tokens x stride.
+struct StreamShape {
+  uint32_t entry_bytes = 0;   // copied per entry (656 for the DeepSeek-V3.2 latent)
+  uint32_t stride = 0;        // distance between entries in the pool (>= entry_bytes)
+  uint64_t layer_step = 0;    // E x page_tokens x stride
+  uint32_t page_tokens = 64;
+  uint32_t page_shift = 6;    // log2(page_tokens); page_tokens must be a power of two
+};
+
+// One (request, layer) pair of a decode step. Pointers are device pointers in GPU launches and
+// host pointers in the CPU reference.
+//   output row i  <-  entry indices[i] (FlashMLA convention: page x page_tokens + offset within
+//   the prefix; -1 = invalid, row left untouched; >= pages x page_tokens = out of range: the
+//   row is left untouched and the segment's error flag is raised; nothing outside the prefix
+//   is ever read).
+struct GatherSegment {
+  const uint64_t* page_base = nullptr;  // [pages] byte offsets into the pool
+  const int32_t* indices = nullptr;     // [k]
+  uint8_t* out = nullptr;               // [k][entry_bytes], packed
+  uint32_t pages = 0;
+  uint32_t layer = 0;
+  uint32_t k = 0;
+  uint32_t reserved = 0;
+};
+
+// Page base offsets of a leased prefix for one stream: base[p] for p in [0, pages).
+inline uint64_t page_base_offset(uint64_t slab_offset, uint64_t stream_offset, uint32_t position, uint32_t page_tokens,
+                                 uint32_t stride) {
+  return slab_offset + stream_offset + uint64_t{position} * page_tokens * stride;
+}
+
+}  // namespace cxlkv::kernels

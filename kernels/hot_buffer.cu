@@ -1,0 +1,144 @@
+// The hot-buffer resolver (hot_buffer.h): one block of 1024 threads per (request, layer).
+//   1. blocked pass over the top-k slots: hits mark their row used this step; misses get a
+//      deterministic ordinal from a block scan (top-k order), so the result matches the CPU
+//      reference exactly;
+//   2. a stable block radix sort of the rows by last use (rows used this step last) gives the
+//      victims, least recently used first;
+//   3. miss j takes victim j (evicting its old token);
+//   4. the block copies the misses' entries from the pool into their rows, 4 loads in flight.
+#include "hot_buffer.h"
+
+#include <cuda_runtime.h>
+
+#include <cub/block/block_radix_sort.cuh>
+#include <cub/block/block_reduce.cuh>
+#include <cub/block/block_scan.cuh>
+
+namespace cxlkv::kernels {
+namespace {
+
+constexpr int kThreads = 1024;
+constexpr int kItems = kHotMaxRows / kThreads;  // 8
+
+__global__ void __launch_bounds__(kThreads) hot_step_kernel(const uint8_t* __restrict__ pool, StreamShape shape,
+                                                            const HotSegment* __restrict__ segments, int32_t step,
+                                                            uint32_t* __restrict__ error_count) {
+  using Sort = cub::BlockRadixSort<uint32_t, kThreads, kItems, uint32_t>;
+  using Scan = cub::BlockScan<uint32_t, kThreads>;
+  using Reduce = cub::BlockReduce<uint32_t, kThreads>;
+  __shared__ union {
+    typename Sort::TempStorage sort;
+    typename Scan::TempStorage scan;
+    typename Reduce::TempStorage reduce;
+  } tmp;
+  __shared__ uint32_t miss_total;
+
+  const HotSegment h = segments[blockIdx.x];
+  const GatherSegment& g = h.gather;
+  const uint32_t tid = threadIdx.x;
+
+  // 1. Hits and misses over the top-k slots, thread t owning slots [t x kItems, +kItems).
+  uint32_t my_misses = 0, my_hits = 0;
+  uint32_t miss_mask = 0;
+#pragma unroll
+  for (int j = 0; j < kItems; ++j) {
+    const uint32_t slot = tid * kItems + j;
+    if (slot >= g.k) continue;
+    const int32_t idx = g.indices[slot];
+    h.row_of[slot] = -1;
+    if (idx == -1) continue;
+    if (idx < -1 || (uint32_t(idx) >> shape.page_shift) >= g.pages || uint32_t(idx) >= h.tokens) {
+      atomicAdd(error_count, 1u);
+      continue;
+    }
+    const int32_t row = h.slot_of[idx];
+    if (row >= 0) {
+      h.last_used[row] = step;
+      h.row_of[slot] = row;
+      ++my_hits;
+    } else {
+      miss_mask |= 1u << j;
+      ++my_misses;
+    }
+  }
+  uint32_t miss_base = 0, total = 0;
+  Scan(tmp.scan).ExclusiveSum(my_misses, miss_base, total);
+  __syncthreads();
+  const uint32_t hits = Reduce(tmp.reduce).Sum(my_hits);
+  if (tid == 0) {
+    miss_total = total;
+    *h.hits = hits;
+    *h.misses = total;
+  }
+  __syncthreads();  // last_used of the hits is visible to the sort below
+
+  // 2. Victims: rows by (last use + 1), rows used this step and padding last; stable by row.
+  uint32_t keys[kItems], rows[kItems];
+#pragma unroll
+  for (int j = 0; j < kItems; ++j) {
+    const uint32_t r = tid * kItems + j;
+    const int32_t used = r < h.capacity ? h.last_used[r] : step;
+    keys[j] = used == step ? 0xffffffffu : uint32_t(used + 1);
+    rows[j] = r;
+  }
+  Sort(tmp.sort).Sort(keys, rows);
+#pragma unroll
+  for (int j = 0; j < kItems; ++j)
+    if (tid * kItems + j < h.capacity) h.victims[tid * kItems + j] = rows[j];
+  __syncthreads();
+
+  // 3. Miss j takes victim j.
+  uint32_t ordinal = miss_base;
+#pragma unroll
+  for (int j = 0; j < kItems; ++j) {
+    if (!(miss_mask & (1u << j))) continue;
+    const uint32_t slot = tid * kItems + j;
+    const int32_t idx = g.indices[slot];
+    const uint32_t row = h.victims[ordinal++];
+    const int32_t old = h.token_of[row];
+    if (old >= 0) h.slot_of[old] = -1;
+    h.token_of[row] = idx;
+    h.slot_of[idx] = int32_t(row);
+    h.last_used[row] = step;
+    h.row_of[slot] = int32_t(row);
+  }
+  __syncthreads();
+
+  // 4. Fetch the misses, 16 B pieces, 4 loads in flight per thread.
+  constexpr int kLoads = 4;
+  const uint32_t pieces_per_entry = shape.entry_bytes / 16;
+  const uint32_t pieces = miss_total * pieces_per_entry;
+  const uint64_t layer_base = uint64_t{g.layer} * shape.layer_step;
+  for (uint32_t base = tid; base < pieces; base += kThreads * kLoads) {
+    int4 v[kLoads];
+    int4* dst[kLoads];
+#pragma unroll
+    for (int j = 0; j < kLoads; ++j) {
+      dst[j] = nullptr;
+      const uint32_t piece = base + j * kThreads;
+      if (piece >= pieces) continue;
+      const uint32_t m = piece / pieces_per_entry, part = piece - m * pieces_per_entry;
+      const uint32_t row = h.victims[m];
+      const uint32_t idx = uint32_t(h.token_of[row]);
+      const uint8_t* src = pool + g.page_base[idx >> shape.page_shift] + layer_base +
+                           uint64_t(idx & (shape.page_tokens - 1)) * shape.stride + part * 16u;
+      v[j] = __ldg(reinterpret_cast<const int4*>(src));
+      dst[j] = reinterpret_cast<int4*>(h.rows + uint64_t{row} * shape.entry_bytes + part * 16u);
+    }
+#pragma unroll
+    for (int j = 0; j < kLoads; ++j)
+      if (dst[j]) *dst[j] = v[j];
+  }
+}
+
+}  // namespace
+
+cudaError_t launch_hot_step(const uint8_t* pool, const StreamShape& shape, const HotSegment* segments,
+                            uint32_t count, int32_t step, uint32_t* error_count, cudaStream_t stream) {
+  if (count == 0) return cudaSuccess;
+  if (shape.entry_bytes % 16 || shape.stride % 16) return cudaErrorInvalidValue;
+  hot_step_kernel<<<dim3(count), dim3(kThreads), 0, stream>>>(pool, shape, segments, step, error_count);
+  return cudaGetLastError();
+}
+
+}  // namespace cxlkv::kernels

@@ -1,0 +1,87 @@
+// CPU references (reference.h).
+#include "reference.h"
+
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+
+namespace cxlkv::kernels {
+
+namespace {
+const uint8_t* entry_at(const uint8_t* pool, const StreamShape& shape, const GatherSegment& seg, int32_t idx) {
+  const uint32_t page = uint32_t(idx) >> shape.page_shift, token = uint32_t(idx) & (shape.page_tokens - 1);
+  return pool + seg.page_base[page] + uint64_t{seg.layer} * shape.layer_step + uint64_t{token} * shape.stride;
+}
+bool in_prefix(const StreamShape& shape, const GatherSegment& seg, int32_t idx) {
+  return idx >= 0 && (uint64_t(idx) >> shape.page_shift) < seg.pages;
+}
+}  // namespace
+
+uint64_t reference_gather(const uint8_t* pool, const StreamShape& shape, const GatherSegment* segments, uint32_t count) {
+  uint64_t out_of_range = 0;
+  for (uint32_t s = 0; s < count; ++s) {
+    const GatherSegment& seg = segments[s];
+    for (uint32_t i = 0; i < seg.k; ++i) {
+      const int32_t idx = seg.indices[i];
+      if (idx == -1) continue;
+      if (!in_prefix(shape, seg, idx)) { ++out_of_range; continue; }
+      std::memcpy(seg.out + uint64_t{i} * shape.entry_bytes, entry_at(pool, shape, seg, idx), shape.entry_bytes);
+    }
+  }
+  return out_of_range;
+}
+
+void reference_copy_runs(const uint8_t* pool, const uint64_t* src_offset, const uint32_t* bytes, uint32_t count, uint8_t* out) {
+  for (uint32_t i = 0; i < count; ++i) {
+    std::memcpy(out, pool + src_offset[i], bytes[i]);
+    out += bytes[i];
+  }
+}
+
+void HotBufferState::reset(uint32_t capacity_rows, uint32_t prefix_tokens, uint32_t entry_bytes) {
+  capacity = capacity_rows;
+  tokens = prefix_tokens;
+  slot_of.assign(prefix_tokens, -1);
+  token_of.assign(capacity_rows, -1);
+  last_used.assign(capacity_rows, -1);
+  rows.assign(size_t{capacity_rows} * entry_bytes, 0);
+}
+
+HotStepResult reference_hot_step(HotBufferState& st, const uint8_t* pool, const StreamShape& shape,
+                                 const GatherSegment& seg, int32_t step) {
+  HotStepResult r;
+  r.row_of.assign(seg.k, -1);
+  std::vector<uint32_t> miss_slots;
+  for (uint32_t i = 0; i < seg.k; ++i) {
+    const int32_t idx = seg.indices[i];
+    if (!in_prefix(shape, seg, idx) || uint32_t(idx) >= st.tokens) continue;
+    const int32_t row = st.slot_of[idx];
+    if (row >= 0) {
+      st.last_used[row] = step;
+      r.row_of[i] = row;
+      ++r.hits;
+    } else {
+      miss_slots.push_back(i);
+    }
+  }
+  // Victims: rows not used this step, least recently used first, ties by row number.
+  std::vector<uint32_t> order(st.capacity);
+  std::iota(order.begin(), order.end(), 0u);
+  auto key = [&](uint32_t row) { return st.last_used[row] == step ? INT32_MAX : st.last_used[row]; };
+  std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return key(a) < key(b); });
+  for (size_t j = 0; j < miss_slots.size(); ++j) {
+    const uint32_t slot = miss_slots[j];
+    const int32_t idx = seg.indices[slot];
+    const uint32_t row = order[j];
+    if (st.token_of[row] >= 0) st.slot_of[st.token_of[row]] = -1;
+    st.token_of[row] = idx;
+    st.slot_of[idx] = int32_t(row);
+    st.last_used[row] = step;
+    std::memcpy(&st.rows[size_t{row} * shape.entry_bytes], entry_at(pool, shape, seg, idx), shape.entry_bytes);
+    r.row_of[slot] = int32_t(row);
+  }
+  r.misses = uint32_t(miss_slots.size());
+  return r;
+}
+
+}  // namespace cxlkv::kernels

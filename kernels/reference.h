@@ -1,0 +1,49 @@
+// CPU references of the GPU kernels: the definition of what each kernel must produce, byte for
+// byte. The Catch2 tests run them on CI (no GPU) and the GPU tests and benchmark compare the
+// kernels' output with them. Straightforward loops on purpose; never used on a hot path.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "gather_types.h"
+
+namespace cxlkv::kernels {
+
+// Gathers every segment from `pool` into its out rows. Returns the number of out-of-range
+// indices seen (their rows are left untouched, like -1 rows).
+uint64_t reference_gather(const uint8_t* pool, const StreamShape& shape, const GatherSegment* segments, uint32_t count);
+
+// A run copy: out[i] = pool[src_offset[i], +bytes[i]) packed back to back (bulk stream fetch).
+void reference_copy_runs(const uint8_t* pool, const uint64_t* src_offset, const uint32_t* bytes, uint32_t count, uint8_t* out);
+
+// The GPU hot buffer's state for one (request, layer): `capacity` rows of entry_bytes in HBM,
+// which prefix token each row holds, when each row was last used, and the inverse map.
+// Invariant: slot_of[token_of[r]] == r for every row r with token_of[r] >= 0, and every
+// slot_of[t] >= 0 names a row whose token_of is t.
+struct HotBufferState {
+  uint32_t capacity = 0;
+  uint32_t tokens = 0;                 // prefix length: the domain of slot_of
+  std::vector<int32_t> slot_of;        // [tokens]: row or -1
+  std::vector<int32_t> token_of;       // [capacity]: token or -1
+  std::vector<int32_t> last_used;      // [capacity]: step, or -1 if never
+  std::vector<uint8_t> rows;           // [capacity][entry_bytes]
+  void reset(uint32_t capacity_rows, uint32_t prefix_tokens, uint32_t entry_bytes);
+};
+
+struct HotStepResult {
+  uint32_t hits = 0;
+  uint32_t misses = 0;                 // entries fetched from the pool this step
+  std::vector<int32_t> row_of;         // [k]: hot-buffer row of each top-k slot, -1 for -1 slots
+};
+
+// One decode step of the hot buffer (the algorithm hot_buffer.cu implements):
+//  1. each valid index whose token is resident is a hit; its row's last_used becomes `step`;
+//  2. the misses, in top-k order, take the rows not used this step in LRU order (last_used
+//     ascending, ties by row number), evicting their old tokens;
+//  3. each miss's entry is copied from the pool into its row.
+// Indices must be unique apart from -1 and capacity >= 2k (so a victim always exists).
+HotStepResult reference_hot_step(HotBufferState& state, const uint8_t* pool, const StreamShape& shape,
+                                 const GatherSegment& segment, int32_t step);
+
+}  // namespace cxlkv::kernels
