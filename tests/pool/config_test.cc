@@ -1,0 +1,110 @@
+// Configuration: sizes, ranges, the TOML file, and flags over the file.
+#include <catch2/catch_test_macros.hpp>
+
+#include <cstdio>
+#include <fstream>
+
+#include "config.h"
+#include "support/poold_process.h"
+
+using namespace cxlkv;
+using namespace cxlkv::pool;
+
+namespace {
+
+ConfigOutcome load(std::vector<std::string> args) {
+  args.insert(args.begin(), "cxlkv-poold");
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  return load_config(static_cast<int>(argv.size()), argv.data());
+}
+
+// A TOML file that removes itself.
+struct TempToml {
+  std::string path = test::unique_name("config.toml");
+  explicit TempToml(const std::string& text) { std::ofstream(path) << text; }
+  ~TempToml() { std::remove(path.c_str()); }
+};
+
+}  // namespace
+
+TEST_CASE("sizes parse with binary units and bad ones are named") {
+  REQUIRE(*parse_size("4GiB") == 4ull << 30);
+  REQUIRE(*parse_size("512MiB") == 512ull << 20);
+  REQUIRE(*parse_size("2G") == 2ull << 30);
+  REQUIRE(*parse_size("65536") == 65536);
+  REQUIRE(parse_size("4 GiB").status().message().find("'4 GiB'") != std::string::npos);
+  REQUIRE(parse_size("lots").status().code() == Code::kInvalidArgument);
+}
+
+TEST_CASE("no arguments give a shm region of 4 GiB, layout deepseek-v3.2, E = 1, on a Unix socket, open auth") {
+  const ConfigOutcome o = load({});
+  REQUIRE_FALSE(o.exit_now);
+  REQUIRE(o.config.region.backend == cxl::Backend::kShm);
+  REQUIRE(o.config.region.path == "/cxlkv-pool");
+  REQUIRE(o.config.region.size == 4ull << 30);
+  REQUIRE(o.config.layout == "deepseek-v3.2");
+  REQUIRE(o.config.slab_pages == 1);
+  REQUIRE(o.config.unix_socket == "/tmp/cxlkv-poold.sock");
+  REQUIRE(o.config.tenants.empty());
+}
+
+TEST_CASE("the TOML file sets values and command-line flags override it") {
+  TempToml file(R"(
+[region]
+size = "1GiB"
+slab_pages = 8
+[leases]
+read_ttl_ms = 500
+[[tenant]]
+name = "a"
+token = "ta"
+)");
+  ConfigOutcome o = load({"--config", file.path});
+  REQUIRE_FALSE(o.exit_now);
+  REQUIRE(o.config.region.size == 1ull << 30);
+  REQUIRE(o.config.slab_pages == 8);
+  REQUIRE(o.config.pool.read_lease_ttl_ms == 500);
+  REQUIRE(o.config.tenants.size() == 1);
+  o = load({"--config", file.path, "--slab-pages", "4", "--tenant", "b:tb", "--size", "2GiB"});
+  REQUIRE(o.config.slab_pages == 4);
+  REQUIRE(o.config.region.size == 2ull << 30);
+  REQUIRE(o.config.tenants.size() == 1);
+  REQUIRE(o.config.tenants[0].name == "b");
+  REQUIRE(o.config.tenants[0].token == "tb");
+}
+
+TEST_CASE("an unknown key, a bad watermark pair or a bad layout is a configuration error") {
+  TempToml typo("[region]\nsize_bytes = 5\n");
+  ConfigOutcome o = load({"--config", typo.path});
+  REQUIRE(o.exit_now);
+  REQUIRE(o.exit_code == 2);
+  REQUIRE(o.message.find("size_bytes") != std::string::npos);
+  o = load({"--evict-high", "0.5", "--evict-low", "0.6"});
+  REQUIRE(o.exit_code == 2);
+  REQUIRE(o.message.find("watermarks") != std::string::npos);
+  o = load({"--layout", "no-such-layout"});
+  REQUIRE(o.exit_code == 2);
+  o = load({"--backend", "tape"});
+  REQUIRE(o.exit_code == 2);
+}
+
+TEST_CASE("--help exits 0 and documents every option") {
+  const ConfigOutcome o = load({"--help"});
+  REQUIRE(o.exit_now);
+  REQUIRE(o.exit_code == 0);
+  for (const char* flag : {"--config", "--backend", "--path", "--numa-node", "--size", "--layout", "--slab-pages",
+                           "--socket", "--tcp", "--metrics-port", "--read-lease-ttl-ms", "--write-lease-ttl-ms",
+                           "--evict-high", "--evict-low", "--tenant", "--log-level", "--format", "--verify-data"})
+    REQUIRE(o.message.find(flag) != std::string::npos);
+}
+
+TEST_CASE("the shipped example configuration loads") {
+  const char* path = std::getenv("CXLKV_EXAMPLE_CONFIG");
+  REQUIRE(path != nullptr);
+  const ConfigOutcome o = load({"--config", path});
+  INFO(o.message);
+  REQUIRE_FALSE(o.exit_now);
+  REQUIRE(o.config.tenants.size() == 1);
+  REQUIRE(o.config.metrics_port == 9464);
+}

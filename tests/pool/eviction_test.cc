@@ -1,0 +1,73 @@
+// Eviction: watermarks, on-demand eviction in reserve, pinned pages never evicted.
+#include <catch2/catch_test_macros.hpp>
+
+#include "eviction.h"
+#include "service_fixture.h"
+
+using namespace cxlkv;
+using namespace cxlkv::pool;
+using namespace cxlkv::test;
+
+TEST_CASE("the watermark target is zero at or below the high watermark and reaches the low one above it") {
+  const Watermarks w{0.8, 0.5};
+  REQUIRE(watermark_free_target(100, 20, w) == 0);   // 80 used: at high
+  REQUIRE(watermark_free_target(100, 19, w) == 50);  // 81 used: down to 50 used
+  REQUIRE(watermark_free_target(100, 100, w) == 0);
+  REQUIRE(watermark_free_target(0, 0, w) == 0);
+  REQUIRE(watermark_free_target(100, 0, Watermarks{1.0, 1.0}) == 0);  // off
+}
+
+TEST_CASE("over the high watermark, eviction frees LRU pages down to the low watermark") {
+  PoolOptions o;
+  o.watermarks = {0.75, 0.5};
+  ServiceFixture f(16, 1, o);
+  REQUIRE(f.service->stats().slabs_total == 16);
+  for (uint64_t c = 0; c < 12; ++c) f.put(1, page_keys(c, 1));  // 12 of 16 used: at high
+  REQUIRE(f.service->maintain_watermarks() == 0);
+  f.put(1, page_keys(12, 1));  // 13 used
+  REQUIRE(f.service->maintain_watermarks() == 5);
+  REQUIRE(f.service->stats().slabs_free == 8);
+  REQUIRE(f.service->stats().evictions == 5);
+  for (uint64_t c = 0; c < 5; ++c) REQUIRE(f.get(1, page_keys(c, 1)).hits == 0);  // the oldest went
+  for (uint64_t c = 5; c < 13; ++c) REQUIRE(f.get(1, page_keys(c, 1)).hits == 1);
+}
+
+TEST_CASE("a reserve on a full pool evicts the least recently used pages, leaves first") {
+  ServiceFixture f(8);
+  const auto old_chain = page_keys(1, 4);
+  f.put(1, old_chain);
+  f.put(1, page_keys(2, 4));
+  REQUIRE(f.service->stats().slabs_free == 0);
+  REQUIRE(f.service->release(1, f.get(1, page_keys(2, 4)).lease).is_ok());  // chain 2 used recently
+  const auto fresh = page_keys(3, 2);
+  REQUIRE(f.service->reserve(1, 1, {}, fresh.data(), 2, f.out.data(), f.now).is_ok());
+  // Chain 1 lost its last two pages (leaves first); its prefix of two is still served.
+  REQUIRE(f.get(1, old_chain).hits == 2);
+  REQUIRE(f.get(1, page_keys(2, 4)).hits == 4);
+  REQUIRE(f.service->stats().evictions == 2);
+}
+
+TEST_CASE("pinned pages are never evicted: a full pool of pinned pages answers exhausted") {
+  ServiceFixture f(4);
+  const auto keys = page_keys(1, 4);
+  f.put(1, keys);
+  const LookupResult pin = f.get(1, keys);
+  REQUIRE(pin.hits == 4);
+  const auto more = page_keys(2, 1);
+  auto r = f.service->reserve(1, 1, {}, more.data(), 1, f.out.data(), f.now);
+  REQUIRE(r.status().code() == Code::kExhausted);
+  REQUIRE(f.service->maintain_watermarks() == 0);
+  REQUIRE(f.service->stats().evictions == 0);
+  REQUIRE(f.service->release(1, pin.lease).is_ok());
+  REQUIRE(f.service->reserve(1, 1, {}, more.data(), 1, f.out.data(), f.now).is_ok());
+  REQUIRE(f.service->stats().evictions == 1);
+}
+
+TEST_CASE("reserved pages are never evicted") {
+  ServiceFixture f(2);
+  const auto keys = page_keys(1, 2);
+  REQUIRE(f.service->reserve(1, 1, {}, keys.data(), 2, f.out.data(), f.now).is_ok());
+  const auto more = page_keys(2, 1);
+  REQUIRE(f.service->reserve(1, 1, {}, more.data(), 1, f.out.data(), f.now).status().code() == Code::kExhausted);
+  REQUIRE(f.service->stats().pages_reserved == 2);
+}
