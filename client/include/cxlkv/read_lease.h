@@ -24,6 +24,7 @@ struct LeaseFactory;
 
 // Entries ahead of the one being copied whose lines gather_topk prefetches.
 inline constexpr int kGatherPrefetchAhead = 8;
+inline constexpr int kGatherTlbAhead = 32;
 
 class ReadLease {
  public:
@@ -64,6 +65,7 @@ class ReadLease {
     for (int i = 0; i < k && i < kGatherPrefetchAhead; ++i) prefetch_entry(s, layer_base, indices[i]);
     for (int i = 0; i < k; ++i) {
       if (i + kGatherPrefetchAhead < k) prefetch_entry(s, layer_base, indices[i + kGatherPrefetchAhead]);
+      if (i + kGatherTlbAhead < k) touch_entry(s, layer_base, indices[i + kGatherTlbAhead]);
       if (indices[i] >= 0) std::memcpy(out + size_t(i) * bytes, entry_address(s, layer_base, indices[i]), bytes);
     }
     return Status::ok();
@@ -104,6 +106,12 @@ class ReadLease {
     const uintptr_t end = reinterpret_cast<uintptr_t>(p) + s.entry_bytes;
     for (uintptr_t a = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63}; a < end; a += 64)
       __builtin_prefetch(reinterpret_cast<const void*>(a), 0, 3);
+  }
+  // Prefetches the first and last line of an entry, so its OS pages are in the TLB in time.
+  void touch_entry(const PoolView::Stream& s, const uint8_t* layer_base, int32_t index) const {
+    if (index < 0) return;
+    const uint8_t* p = entry_address(s, layer_base, index);
+    __builtin_prefetch(p, 0, 1);
   }
   // Slow paths: build the Status that names the bad argument or the first bad index.
   Status gather_arg_error(int stream, uint32_t layer, int k, const int32_t* indices, const void* dst) const;

@@ -1,0 +1,36 @@
+// cxlkv-bench-client: CPU-side client benchmarks. Subcommands: gather (top-k gather vs memcpy,
+// no daemon), lookup (round trips over Unix and TCP), commit (reserve+commit with and without
+// data). Each prints its ceiling or bar beside the result.
+#include <CLI/CLI.hpp>
+
+#include "control_bench.h"
+#include "gather_bench.h"
+
+int main(int argc, char** argv) {
+  using namespace cxlkv::bench;
+  CLI::App app{"cxlkv-bench-client: libcxlkv CPU benchmarks"};
+  app.require_subcommand(1);
+  GatherBenchOptions g;
+  auto* gather = app.add_subcommand("gather", "top-k gather throughput vs a contiguous memcpy of the same bytes");
+  gather->add_option("--layout", g.layout, "layout spec (default: the deepseek-v3.2 streams over 4 layers)");
+  gather->add_option("--slab-pages", g.slab_pages, "E, pages per slab");
+  gather->add_option("--stream", g.stream, "stream to gather");
+  gather->add_option("--prefix-tokens", g.prefix_tokens, "tokens in the leased prefix");
+  gather->add_option("-k", g.k, "entries per gather");
+  gather->add_option("--rounds", g.rounds, "rounds (each gathers every layer once, then copies as much)");
+  ControlBenchOptions c;
+  auto* lookup = app.add_subcommand("lookup", "lookup round trip p50/p99 over the Unix socket and TCP");
+  auto* commit = app.add_subcommand("commit", "reserve + commit of a prefix, with and without writing its data");
+  for (auto* sub : {lookup, commit}) {
+    sub->add_option("--poold", c.poold, "daemon binary to start privately (default $CXLKV_POOLD)");
+    sub->add_option("--endpoint", c.endpoint, "use a running daemon instead (unix:/path or tcp:host:port)");
+    sub->add_option("--layout", c.layout, "layout of the private daemon's region");
+    sub->add_option("--keys", c.keys, "pages per lookup or commit");
+  }
+  lookup->add_option("--iters", c.iters, "lookups per transport");
+  commit->add_option("--iters", c.commit_iters, "commits of each kind");
+  CLI11_PARSE(app, argc, argv);
+  if (gather->parsed()) return run_gather_bench(g);
+  if (lookup->parsed()) return run_lookup_bench(c);
+  return run_commit_bench(c);
+}

@@ -1,0 +1,176 @@
+// Lookup round trips (p50/p99, Unix socket and TCP) and reserve+commit of a prefix, with and
+// without writing its data, against the real daemon.
+#include "control_bench.h"
+
+#include <cstdio>
+#include <memory>
+#include <numeric>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "bench_util.h"
+#include "cxlkv/client.h"
+#include "testing/poold_process.h"
+#include "testing/synthetic.h"
+
+namespace cxlkv::bench {
+
+namespace {
+
+struct Daemon {
+  std::unique_ptr<testing::PooldProcess> process;
+  std::string unix_ep, tcp_ep;
+};
+
+Result<Daemon> start_daemon(const ControlBenchOptions& o) {
+  Daemon d;
+  if (!o.endpoint.empty()) {
+    (o.endpoint.rfind("tcp:", 0) == 0 ? d.tcp_ep : d.unix_ep) = o.endpoint;
+    return d;
+  }
+  testing::PooldOptions po;
+  po.exe = o.poold;
+  po.layout = o.layout;
+  po.size = "512MiB";
+  po.tcp = true;
+  auto p = testing::PooldProcess::start(po);
+  if (!p) return p.status();
+  d.unix_ep = (*p)->unix_endpoint();
+  d.tcp_ep = (*p)->tcp_endpoint();
+  d.process = std::move(*p);
+  return d;
+}
+
+Result<std::unique_ptr<Client>> connect(const std::string& endpoint) {
+  ClientOptions co;
+  co.endpoint = endpoint;
+  co.tenant = "bench";
+  co.model = "deepseek-v3.2";
+  return Client::connect(co);
+}
+
+std::vector<int32_t> tokens_for(uint32_t pages, uint32_t page_tokens, int32_t salt) {
+  std::vector<int32_t> t(size_t{pages} * page_tokens);
+  std::iota(t.begin(), t.end(), salt * 1000003);
+  return t;
+}
+
+// Writes every run of every writable page of the lease. With `runs` (one packed run per stream,
+// made beforehand), the timed span holds only the copies; without, synthetic data per page.
+Status write_pages(Client& c, WriteLease& lease, const std::vector<PageKey>& keys,
+                   const std::vector<std::vector<uint8_t>>* runs = nullptr) {
+  std::vector<uint8_t> run;
+  for (uint32_t p = 0; p < lease.pages(); ++p)
+    for (int s = 0; s < c.layout().stream_count(); ++s)
+      for (uint32_t l = 0; l < c.layout().layers(); ++l) {
+        if (!runs) testing::fill_run(run, keys[p], s, l, c.page_tokens(), c.layout().stream(s).entry_bytes);
+        const uint8_t* data = runs ? (*runs)[s].data() : run.data();
+        if (Status st = c.write_entries(lease, p, s, l, data, c.page_tokens()); !st) return st;
+      }
+  return Status::ok();
+}
+
+Status commit_prefix(Client& c, const std::vector<PageKey>& keys, const std::vector<std::vector<uint8_t>>* runs = nullptr) {
+  auto lease = c.reserve(PageKey{}, keys);
+  if (!lease) return lease.status();
+  if (Status st = write_pages(c, *lease, keys, runs); !st) return st;
+  auto n = c.commit(*lease);
+  return n ? Status::ok() : n.status();
+}
+
+#define BENCH_CHECK(expr)                                                           \
+  do {                                                                              \
+    if (Status st_ = (expr); !st_) {                                                \
+      fmt::print(stderr, "bench: {}: {}\n", #expr, st_.to_string());                \
+      return 1;                                                                     \
+    }                                                                               \
+  } while (0)
+
+}  // namespace
+
+int run_lookup_bench(const ControlBenchOptions& o) {
+  auto daemon = start_daemon(o);
+  if (!daemon) return fmt::print(stderr, "lookup: {}\n", daemon.status().to_string()), 2;
+  fmt::print("lookup of {} keys (a {}-token prefix), {} round trips per transport, each followed by an untimed release\n",
+             o.keys, uint64_t{o.keys} * 64, o.iters);
+  fmt::print("  {:<10} {:>10} {:>10} {:>10} {:>8}\n", "transport", "p50 us", "p99 us", "mean us", "hits");
+  bool prefilled = false;
+  for (const std::string& ep : {daemon->unix_ep, daemon->tcp_ep}) {
+    if (ep.empty()) continue;
+    auto c = connect(ep);
+    if (!c) return fmt::print(stderr, "lookup: {}\n", c.status().to_string()), 1;
+    const auto keys = (*c)->page_keys(tokens_for(o.keys, (*c)->page_tokens(), 1));
+    if (!prefilled) {
+      BENCH_CHECK(commit_prefix(**c, keys));
+      prefilled = true;
+    }
+    std::vector<double> us;
+    uint32_t hits = 0;
+    for (int i = 0; i < o.iters + 20; ++i) {
+      const double t0 = now_s();
+      auto lease = (*c)->lookup(keys);
+      const double t1 = now_s();
+      if (!lease) return fmt::print(stderr, "lookup: {}\n", lease.status().to_string()), 1;
+      hits = lease->pages();
+      BENCH_CHECK(lease->release());
+      if (i >= 20) us.push_back((t1 - t0) * 1e6);
+    }
+    const double mean = std::accumulate(us.begin(), us.end(), 0.0) / double(us.size());
+    fmt::print("  {:<10} {:>10.1f} {:>10.1f} {:>10.1f} {:>8}\n", ep.substr(0, ep.find(':')), percentile(us, 0.5),
+               percentile(us, 0.99), mean, hits);
+  }
+  fmt::print("  bar: Unix socket p50 <= 200 us\n");
+  return 0;
+}
+
+int run_commit_bench(const ControlBenchOptions& o) {
+  auto daemon = start_daemon(o);
+  if (!daemon) return fmt::print(stderr, "commit: {}\n", daemon.status().to_string()), 2;
+  auto c = connect(daemon->unix_ep.empty() ? daemon->tcp_ep : daemon->unix_ep);
+  if (!c) return fmt::print(stderr, "commit: {}\n", c.status().to_string()), 1;
+  Client& client = **c;
+  const double page_bytes = double(client.layout().page_payload_bytes());
+  std::vector<double> ctrl_us, reserve_us, full_ms;
+  std::vector<std::vector<uint8_t>> runs(client.layout().stream_count());
+  for (int s = 0; s < client.layout().stream_count(); ++s)
+    testing::fill_run(runs[s], PageKey{}, s, 0, client.page_tokens(), client.layout().stream(s).entry_bytes);
+  for (int i = 0; i < o.commit_iters; ++i) {
+    // Control plane only: reserve + commit, the data written outside the timed span.
+    {
+      const auto keys = client.page_keys(tokens_for(o.keys, client.page_tokens(), 100 + 2 * i));
+      const double t0 = now_s();
+      auto lease = client.reserve(PageKey{}, keys);
+      const double t1 = now_s();
+      if (!lease) return fmt::print(stderr, "commit: {}\n", lease.status().to_string()), 1;
+      BENCH_CHECK(write_pages(client, *lease, keys));
+      const double t2 = now_s();
+      auto n = client.commit(*lease);
+      const double t3 = now_s();
+      if (!n) return fmt::print(stderr, "commit: {}\n", n.status().to_string()), 1;
+      reserve_us.push_back((t1 - t0) * 1e6);
+      ctrl_us.push_back((t1 - t0 + t3 - t2) * 1e6);
+      if (auto r = client.remove(keys); !r) return fmt::print(stderr, "commit: remove: {}\n", r.status().to_string()), 1;
+    }
+    // Everything: reserve, write every run (data made beforehand), commit.
+    {
+      const auto keys = client.page_keys(tokens_for(o.keys, client.page_tokens(), 101 + 2 * i));
+      const double t0 = now_s();
+      BENCH_CHECK(commit_prefix(client, keys, &runs));
+      full_ms.push_back((now_s() - t0) * 1e3);
+      if (auto r = client.remove(keys); !r) return fmt::print(stderr, "commit: remove: {}\n", r.status().to_string()), 1;
+    }
+  }
+  const double full_p50 = percentile(full_ms, 0.5);
+  fmt::print("commit of {} pages (layout {}, {:.0f} B of entries per page), {} iterations, Unix socket\n", o.keys,
+             client.layout().name(), page_bytes, o.commit_iters);
+  fmt::print("  {:<40} {:>10} {:>10}\n", "what", "p50", "p99");
+  fmt::print("  {:<40} {:>7.1f} us {:>7.1f} us\n", "reserve round trip", percentile(reserve_us, 0.5), percentile(reserve_us, 0.99));
+  fmt::print("  {:<40} {:>7.1f} us {:>7.1f} us\n", "reserve + commit round trips (no data)", percentile(ctrl_us, 0.5),
+             percentile(ctrl_us, 0.99));
+  fmt::print("  {:<40} {:>7.2f} ms {:>7.2f} ms   ({:.2f} GB/s of entries written)\n", "reserve + write + commit",
+             full_p50, percentile(full_ms, 0.99), page_bytes * o.keys / (full_p50 * 1e-3) / 1e9);
+  return 0;
+}
+
+}  // namespace cxlkv::bench

@@ -1,0 +1,24 @@
+// The control-plane benchmarks (control_bench.cc): lookup round trips and reserve+commit, against
+// a daemon started privately (--poold or $CXLKV_POOLD) or an existing one (--endpoint).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace cxlkv::bench {
+
+struct ControlBenchOptions {
+  std::string poold;     // the daemon binary; empty: $CXLKV_POOLD
+  std::string endpoint;  // an existing daemon instead (then only this endpoint is measured)
+  // One layer of the deepseek-v3.2 streams: control-plane costs do not depend on the layer count,
+  // and 2048 pages of it fit in 256 MiB.
+  std::string layout = "custom:name=dsv32-1l,layers=1,page_tokens=64,stream=latent/656/656/sparse,stream=indexer/132/132/bulk";
+  uint32_t keys = 2048;
+  int iters = 1000;
+  int commit_iters = 20;
+};
+
+int run_lookup_bench(const ControlBenchOptions& options);
+int run_commit_bench(const ControlBenchOptions& options);
+
+}  // namespace cxlkv::bench
