@@ -1,0 +1,309 @@
+// libcxlkv against the real daemon (CXLKV_POOLD): prefill and decode in separate processes,
+// many writers at once, namespaces, index checks on a real lease, release, both transports.
+#include <catch2/catch_test_macros.hpp>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <numeric>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "cxlkv/client.h"
+#include "cxlkv/cxlkv.h"
+#include "testing/poold_process.h"
+#include "testing/prefix_io.h"
+
+using namespace cxlkv;
+using testing::PooldProcess;
+
+namespace {
+
+// The deepseek-v3.2 streams over 3 layers, one with a padded stride: small regions, real shapes.
+const char* kLayout = "custom:name=dsv32-3l,layers=3,page_tokens=64,stream=latent/656/704/sparse,stream=indexer/132/132/bulk";
+
+std::unique_ptr<PooldProcess> start_daemon(uint32_t slab_pages = 1, bool tcp = false) {
+  testing::PooldOptions o;
+  o.layout = kLayout;
+  o.slab_pages = slab_pages;
+  o.size = "256MiB";
+  o.tcp = tcp;
+  o.tenants = {"acme:s3cret", "other:pw"};
+  auto p = PooldProcess::start(o);
+  INFO(p.status().to_string());
+  REQUIRE(p.is_ok());
+  return std::move(*p);
+}
+
+ClientOptions options(const std::string& endpoint, const std::string& tenant = "acme", const std::string& model = "dsv32") {
+  ClientOptions o;
+  o.endpoint = endpoint;
+  o.tenant = tenant;
+  o.token = tenant == "acme" ? "s3cret" : "pw";
+  o.model = model;
+  return o;
+}
+
+std::unique_ptr<Client> connect_ok(const ClientOptions& o) {
+  auto c = Client::connect(o);
+  INFO(c.status().to_string());
+  REQUIRE(c.is_ok());
+  return std::move(*c);
+}
+
+std::vector<int32_t> tokens(uint32_t pages, int32_t salt) {
+  std::vector<int32_t> t(size_t{pages} * 64);
+  std::iota(t.begin(), t.end(), salt * 100000);
+  return t;
+}
+
+// Looks the keys up and gathers random rows (with -1) of every stream and layer; checks them.
+Status decode_and_verify(Client& c, const std::vector<PageKey>& keys, uint32_t expect_pages, int k = 512) {
+  auto lease = c.lookup(keys);
+  if (!lease) return lease.status();
+  if (lease->pages() != expect_pages)
+    return Status(Code::kNotFound, fmt::format("lookup found {} pages, expected {}", lease->pages(), expect_pages));
+  std::mt19937 rng{uint32_t(getpid())};
+  std::uniform_int_distribution<int32_t> pick(-1, int32_t(lease->prefix_tokens()) - 1);
+  std::vector<int32_t> idx(k);
+  for (int s = 0; s < c.layout().stream_count(); ++s)
+    for (uint32_t l = 0; l < c.layout().layers(); ++l) {
+      for (auto& i : idx) i = pick(rng);
+      const uint32_t bytes = c.layout().stream(s).entry_bytes;
+      std::vector<uint8_t> dst(size_t(k) * bytes, 0xC3);
+      if (Status st = lease->gather_topk(s, l, idx.data(), k, dst.data()); !st) return st;
+      if (Status st = testing::verify_rows(keys, 64, s, l, bytes, idx.data(), k, dst.data(), 0xC3); !st) return st;
+    }
+  return lease->release();
+}
+
+// Runs fn in a child process; returns its exit code (0 = fn returned ok).
+template <typename Fn>
+pid_t spawn(Fn fn) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    Status st = fn();
+    if (!st) fmt::print(stderr, "child {}: {}\n", getpid(), st.to_string());
+    _exit(st.is_ok() ? 0 : 1);
+  }
+  return pid;
+}
+
+int wait_exit(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+}  // namespace
+
+TEST_CASE("a prefix written by a prefill process is gathered byte-exact by a separate decode process") {
+  auto daemon = start_daemon(8);
+  const std::string ep = daemon->unix_endpoint();
+  pid_t prefill = spawn([&]() -> Status {
+    auto c = Client::connect(options(ep));
+    if (!c) return c.status();
+    auto n = testing::write_prefix(**c, (*c)->page_keys(tokens(20, 1)));
+    if (!n) return n.status();
+    return *n == 20 ? Status::ok() : Status(Code::kCorrupt, fmt::format("committed {} pages, expected 20", *n));
+  });
+  REQUIRE(wait_exit(prefill) == 0);
+  pid_t decode = spawn([&]() -> Status {
+    auto c = Client::connect(options(ep));
+    if (!c) return c.status();
+    if (!(*c)->info().mapped_by_fd) return Status(Code::kMismatch, "expected the region mapped by the daemon's fd");
+    return decode_and_verify(**c, (*c)->page_keys(tokens(20, 1)), 20);
+  });
+  CHECK(wait_exit(decode) == 0);
+}
+
+TEST_CASE("several processes write private and shared prefixes at once and all read both back") {
+  auto daemon = start_daemon(1);
+  const std::string ep = daemon->unix_endpoint();
+  std::vector<pid_t> kids;
+  for (int w = 0; w < 4; ++w)
+    kids.push_back(spawn([&, w]() -> Status {
+      auto c = Client::connect(options(ep));
+      if (!c) return c.status();
+      Client& client = **c;
+      const auto mine = client.page_keys(tokens(6, 10 + w));
+      const auto shared = client.page_keys(tokens(8, 99));
+      if (auto n = testing::write_prefix(client, mine); !n) return n.status();
+      if (auto n = testing::write_prefix(client, shared); !n) return n.status();  // some pages flagged, others ours
+      if (Status st = decode_and_verify(client, mine, 6); !st) return st;
+      // Another writer may still hold part of the shared prefix in flight: wait for it whole.
+      for (int tries = 0; tries < 500; ++tries) {
+        auto lease = client.lookup(shared);
+        if (!lease) return lease.status();
+        if (lease->pages() == 8) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+      return decode_and_verify(client, shared, 8);
+    }));
+  for (pid_t k : kids) CHECK(wait_exit(k) == 0);
+  auto c = connect_ok(options(ep));
+  auto stats = c->stats();
+  REQUIRE(stats.is_ok());
+  CHECK(stats->pages_committed == 4 * 6 + 8);
+}
+
+TEST_CASE("another namespace sees none of a committed prefix") {
+  auto daemon = start_daemon();
+  auto writer = connect_ok(options(daemon->unix_endpoint(), "acme", "dsv32"));
+  const auto t = tokens(4, 3);
+  const auto keys = writer->page_keys(t);
+  REQUIRE(testing::write_prefix(*writer, keys).is_ok());
+  auto same = writer->lookup(keys);
+  REQUIRE(same.is_ok());
+  CHECK(same->pages() == 4);
+  for (auto [tenant, model] : {std::pair{"acme", "llama"}, std::pair{"other", "dsv32"}}) {
+    auto reader = connect_ok(options(daemon->unix_endpoint(), tenant, model));
+    CHECK(reader->info().namespace_id != writer->info().namespace_id);
+    auto own = reader->lookup(reader->page_keys(t));  // its own keys for the same tokens
+    REQUIRE(own.is_ok());
+    CHECK(own->pages() == 0);
+    CHECK(own->id() == 0);
+    auto foreign = reader->lookup(keys);  // the writer's keys, from another namespace
+    REQUIRE(foreign.is_ok());
+    CHECK(foreign->pages() == 0);
+  }
+}
+
+TEST_CASE("a wrong token is refused at connect") {
+  auto daemon = start_daemon();
+  auto o = options(daemon->unix_endpoint());
+  o.token = "wrong";
+  auto c = Client::connect(o);
+  CHECK(c.status().code() == Code::kPermissionDenied);
+}
+
+TEST_CASE("indices past the leased prefix are rejected on a real lease and nothing is read") {
+  auto daemon = start_daemon();
+  auto c = connect_ok(options(daemon->unix_endpoint()));
+  const auto keys = c->page_keys(tokens(3, 4));
+  REQUIRE(testing::write_prefix(*c, keys).is_ok());
+  auto missing = c->page_keys(tokens(5, 4));  // 3 cached pages, then 2 never written
+  auto lease = c->lookup(missing);
+  REQUIRE(lease.is_ok());
+  REQUIRE(lease->pages() == 3);
+  std::vector<int32_t> idx = {0, 191, 192};
+  std::vector<uint8_t> dst(idx.size() * 656, 0x11);
+  const Status st = lease->gather_topk(0, 0, idx.data(), 3, dst.data());
+  CHECK(st.code() == Code::kInvalidArgument);
+  CHECK(st.message().find("indices[2] = 192") != std::string::npos);
+  CHECK(dst == std::vector<uint8_t>(dst.size(), 0x11));
+  idx[2] = -1;
+  CHECK(lease->gather_topk(0, 0, idx.data(), 3, dst.data()).is_ok());
+}
+
+TEST_CASE("release unpins the prefix, destroying a lease releases it, and a released lease renews no more") {
+  auto daemon = start_daemon();
+  auto c = connect_ok(options(daemon->unix_endpoint()));
+  const auto keys = c->page_keys(tokens(2, 5));
+  REQUIRE(testing::write_prefix(*c, keys).is_ok());
+  auto leases = [&] { return c->stats()->read_leases; };
+  const uint64_t base = leases();
+  {
+    auto lease = c->lookup(keys);
+    REQUIRE(lease.is_ok());
+    CHECK(leases() == base + 1);
+    auto ttl = lease->renew();
+    CHECK(ttl.is_ok());
+    CHECK(lease->release().is_ok());
+    CHECK(leases() == base);
+    CHECK(lease->renew().status().code() == Code::kNotFound);
+    CHECK(lease->pages() == 0);
+  }
+  {
+    auto lease = c->lookup(keys);
+    REQUIRE(lease.is_ok());
+    CHECK(leases() == base + 1);
+  }  // destructor releases
+  CHECK(leases() == base);
+  // An unpinned committed prefix can be removed; a pinned one is skipped.
+  auto pinned = c->lookup(keys);
+  REQUIRE(pinned.is_ok());
+  auto removed = c->remove(keys);
+  REQUIRE(removed.is_ok());
+  CHECK(*removed == 0);
+  REQUIRE(pinned->release().is_ok());
+  removed = c->remove(keys);
+  REQUIRE(removed.is_ok());
+  CHECK(*removed == 2);
+}
+
+TEST_CASE("an aborted or dropped write lease publishes nothing") {
+  auto daemon = start_daemon();
+  auto c = connect_ok(options(daemon->unix_endpoint()));
+  const auto keys = c->page_keys(tokens(2, 6));
+  {
+    auto lease = c->reserve(PageKey{}, keys);
+    REQUIRE(lease.is_ok());
+    CHECK(c->abort(*lease).is_ok());
+    CHECK(c->commit(*lease).status().code() == Code::kInvalidArgument);
+  }
+  {
+    auto lease = c->reserve(PageKey{}, keys);
+    REQUIRE(lease.is_ok());
+    // A commit with runs missing is refused by the client before anything is sent.
+    CHECK(c->commit(*lease).status().code() == Code::kInvalidArgument);
+  }  // dropped: aborted
+  auto lease = c->lookup(keys);
+  REQUIRE(lease.is_ok());
+  CHECK(lease->pages() == 0);
+  CHECK(c->stats()->write_leases == 0);
+}
+
+TEST_CASE("a TCP client maps the region by path and reads what a Unix client wrote") {
+  auto daemon = start_daemon(1, /*tcp=*/true);
+  auto writer = connect_ok(options(daemon->unix_endpoint()));
+  const auto keys = writer->page_keys(tokens(5, 7));
+  REQUIRE(testing::write_prefix(*writer, keys).is_ok());
+  auto reader = connect_ok(options(daemon->tcp_endpoint()));
+  CHECK_FALSE(reader->info().mapped_by_fd);
+  const Status st = decode_and_verify(*reader, keys, 5);
+  INFO(st.to_string());
+  CHECK(st.is_ok());
+}
+
+TEST_CASE("the C API writes, looks up and gathers like the C++ one") {
+  auto daemon = start_daemon();
+  const std::string ep = daemon->unix_endpoint();
+  cxlkv_options o{ep.c_str(), "acme", "s3cret", "dsv32", 1, nullptr, 0};
+  cxlkv_client* c = nullptr;
+  REQUIRE(cxlkv_connect(&o, &c) == CXLKV_OK);
+  const auto t = tokens(2, 8);
+  cxlkv_page_key keys[2];
+  REQUIRE(cxlkv_page_keys(c, t.data(), t.size(), nullptr, keys, 2) == 2);
+  cxlkv_write_lease* w = nullptr;
+  REQUIRE(cxlkv_reserve(c, nullptr, keys, 2, &w) == CXLKV_OK);
+  const int latent = cxlkv_stream_index(c, "latent");
+  std::vector<PageKey> cpp_keys(2);
+  std::memcpy(cpp_keys.data(), keys, sizeof keys);
+  std::vector<uint8_t> run;
+  for (uint32_t p = 0; p < 2; ++p)
+    for (int s = 0; s < 2; ++s)
+      for (uint32_t l = 0; l < cxlkv_layers(c); ++l) {
+        testing::fill_run(run, cpp_keys[p], s, l, 64, cxlkv_entry_bytes(c, s));
+        REQUIRE(cxlkv_write_entries(w, p, s, l, run.data(), 64) == CXLKV_OK);
+      }
+  uint32_t committed = 0;
+  REQUIRE(cxlkv_commit(c, w, &committed) == CXLKV_OK);
+  CHECK(committed == 2);
+  cxlkv_write_lease_free(w);
+  cxlkv_read_lease* r = nullptr;
+  REQUIRE(cxlkv_lookup(c, keys, 2, &r) == CXLKV_OK);
+  CHECK(cxlkv_read_lease_pages(r) == 2);
+  int32_t idx[3] = {5, -1, 127};
+  std::vector<uint8_t> dst(3 * 656, 0);
+  REQUIRE(cxlkv_gather_topk(r, latent, 2, idx, 3, dst.data()) == CXLKV_OK);
+  CHECK(testing::verify_rows(cpp_keys, 64, latent, 2, 656, idx, 3, dst.data(), 0).is_ok());
+  idx[1] = 128;
+  CHECK(cxlkv_gather_topk(r, latent, 2, idx, 3, dst.data()) == CXLKV_INVALID_ARGUMENT);
+  CHECK(std::string(cxlkv_last_error()).find("indices[1] = 128") != std::string::npos);
+  CHECK(cxlkv_release(r) == CXLKV_OK);
+  cxlkv_read_lease_free(r);
+  cxlkv_disconnect(c);
+}
