@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -61,6 +62,14 @@ namespace {
 constexpr uint64_t kHugePage = 2ull << 20;  // 2 MiB
 
 bool uses_pmem2(Backend b) { return b == Backend::kFile || b == Backend::kDevdax; }
+
+// A file on hugetlbfs is mapped with plain mmap: libpmem2 is for pmem and dax, and the kernel
+// backs such a mapping with huge pages by itself.
+bool on_hugetlbfs(int fd) {
+  constexpr long kHugetlbfsMagic = 0x958458f6;
+  struct statfs fs {};
+  return fstatfs(fd, &fs) == 0 && fs.f_type == kHugetlbfsMagic;
+}
 bool uses_shm(Backend b) { return b == Backend::kShm || b == Backend::kNuma; }
 
 Status check_shm_name(const std::string& name) {
@@ -127,7 +136,7 @@ Result<std::unique_ptr<Region>> Region::map_fd(const RegionSpec& spec, int fd) {
   uint64_t size = 0;
   struct stat st {};
   if (fstat(fd, &st) != 0) return fail(io_error("region " + name + ": fstat"));
-  const bool pmem2 = uses_pmem2(spec.backend) || S_ISCHR(st.st_mode);
+  const bool pmem2 = (uses_pmem2(spec.backend) || S_ISCHR(st.st_mode)) && !on_hugetlbfs(fd);
   if (pmem2) {
     if (pmem2_config_new(&mapping->pmem_config) != 0 ||
         pmem2_config_set_required_store_granularity(mapping->pmem_config, PMEM2_GRANULARITY_PAGE) != 0 ||
@@ -156,7 +165,7 @@ Result<std::unique_ptr<Region>> Region::map_fd(const RegionSpec& spec, int fd) {
     auto aligned = (reinterpret_cast<uintptr_t>(r) + kHugePage - 1) & ~(kHugePage - 1);
     void* m = mmap(reinterpret_cast<void*>(aligned), size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
     if (m == MAP_FAILED) return fail(io_error("region " + name + ": mmap"));
-    madvise(m, size, MADV_HUGEPAGE);  // advice only; shmem THP may be off
+    madvise(m, size, MADV_HUGEPAGE);  // advice only: takes effect where shmem THP is 'advise'
     if (spec.backend == Backend::kNuma) {
       if (Status s = check_numa_node(spec.numa_node); !s) return fail(s);
       numa_tonode_memory(m, size, spec.numa_node);

@@ -213,6 +213,50 @@ json run_case(Bench& b, GatherCase& c, const std::string& label, int reps, int s
   return row;
 }
 
+// The copy-engine alternative: one cudaMemcpyBatchAsync of every selected entry (656 B each).
+// Measured beside the kernels so the choice of SM loads over copy engines is a measured one.
+json run_copy_engine(Bench& b, GatherCase& c, int reps, int sets) {
+  std::vector<std::vector<void*>> dsts(sets);
+  std::vector<std::vector<const void*>> srcs(sets);
+  std::vector<std::vector<size_t>> sizes(sets);
+  for (int set = 0; set < sets; ++set)
+    for (uint32_t s = 0; s < c.segments; ++s) {
+      const GatherSegment& seg = c.host_segments[set][s];
+      for (uint32_t i = 0; i < c.k; ++i) {
+        const int32_t idx = c.host_indices[set][uint64_t{s} * c.k + i];
+        if (idx < 0) continue;
+        srcs[set].push_back(b.w->region->base() + seg.page_base[idx >> b.shape.page_shift] +
+                            uint64_t{seg.layer} * b.shape.layer_step + uint64_t(idx & 63) * b.shape.stride);
+        dsts[set].push_back(c.device_out + (uint64_t{s} * c.k + i) * b.shape.entry_bytes);
+        sizes[set].push_back(b.shape.entry_bytes);
+      }
+    }
+  cudaMemcpyAttributes attr{};
+  attr.srcAccessOrder = cudaMemcpySrcAccessOrderStream;
+  size_t attr_index = 0;
+  cudaStream_t stream;
+  CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  auto launch = [&](int set) {
+    CUDA_OK(cudaMemcpyBatchAsync(dsts[set].data(), srcs[set].data(), sizes[set].data(), sizes[set].size(), &attr,
+                                 &attr_index, 1, stream));
+  };
+  for (int i = 0; i < 2; ++i) launch(i % sets);
+  CUDA_OK(cudaStreamSynchronize(stream));
+  std::vector<double> wall;
+  for (int i = 0; i < reps; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    launch(i % sets);
+    CUDA_OK(cudaStreamSynchronize(stream));
+    wall.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  CUDA_OK(cudaStreamDestroy(stream));
+  const double s = median(wall);
+  const double gbps = c.valid_entries * b.shape.entry_bytes / s / 1e9;
+  fmt::print("{:<34} {:>9} {:>9.1f} {:>8.1f} {:>7.2f}  copy engine, one cudaMemcpyBatchAsync (wall time)\n", "  same, copy engines",
+             c.valid_entries, s * 1e6, gbps, gbps / b.bulk_gbps);
+  return {{"us", s * 1e6}, {"gbps", gbps}};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -224,17 +268,18 @@ int main(int argc, char** argv) {
   std::vector<uint32_t> stress_k = {2048, 16384, 131072, 1048576};
   std::vector<double> overlaps = {0.5, 0.8, 0.95};
   uint32_t hot_requests = 16, hot_factor = 3;
-  std::string json_path;
+  bool skip_stress = false, skip_hot = false, copy_engine = false, dense_probe = false;
+  std::string json_path, backing = "shm";
   unsigned threads = std::max(1u, std::thread::hardware_concurrency());
   app.add_option("--pool-gib", pool_gib, "Pool region size, GiB")->capture_default_str();
   app.add_option("--slab-pages", slab_pages, "Pages per slab (E)")->capture_default_str();
   app.add_option("--stride", stride, "Latent entry stride in the pool, bytes (656 = packed, 704 = 11 lines)")->capture_default_str();
   app.add_option("--context", context, "Prefix length, tokens")->capture_default_str();
   app.add_option("--topk", topk, "Entries per request per layer")->capture_default_str();
-  app.add_option("--batches", batches, "Decode batches, one layer")->capture_default_str();
-  app.add_option("--all-layer-batches", all_layer_batches, "Decode batches, all layers in one launch")->capture_default_str();
-  app.add_option("--stress-k", stress_k, "Stress pattern: uniformly random entries over the pool")->capture_default_str();
-  app.add_option("--overlaps", overlaps, "Hot buffer: step-to-step top-k overlap")->capture_default_str();
+  app.add_option("--batches", batches, "Decode batches, one layer")->delimiter(',')->capture_default_str();
+  app.add_option("--all-layer-batches", all_layer_batches, "Decode batches, all layers in one launch")->delimiter(',')->capture_default_str();
+  app.add_option("--stress-k", stress_k, "Stress pattern: uniformly random entries over the pool")->delimiter(',')->capture_default_str();
+  app.add_option("--overlaps", overlaps, "Hot buffer: step-to-step top-k overlap")->delimiter(',')->capture_default_str();
   app.add_option("--hot-requests", hot_requests, "Hot buffer: requests")->capture_default_str();
   app.add_option("--hot-factor", hot_factor, "Hot buffer rows = factor x top-k")->capture_default_str();
   app.add_option("--steps", steps, "Hot buffer: decode steps per trace")->capture_default_str();
@@ -242,6 +287,11 @@ int main(int argc, char** argv) {
   app.add_option("--sets", sets, "Index sets rotated between repetitions (defeats L2 reuse)")->capture_default_str();
   app.add_option("--max-prefixes", max_prefixes, "Distinct prefixes allocated at most")->capture_default_str();
   app.add_option("--json", json_path, "Write every figure to this JSON file");
+  app.add_option("--backing", backing, "shm, or a file path for the file backend (e.g. on hugetlbfs)")->capture_default_str();
+  app.add_flag("--skip-stress", skip_stress, "Leave out the stress pattern");
+  app.add_flag("--skip-hot", skip_hot, "Leave out the hot buffer traces");
+  app.add_flag("--dense-probe", dense_probe, "Also gather the first top-k tokens (contiguous runs): the SM-load ceiling");
+  app.add_flag("--copy-engine", copy_engine, "Also time the decode pattern through cudaMemcpyBatchAsync");
   CLI11_PARSE(app, argc, argv);
 
   std::string why;
@@ -255,7 +305,7 @@ int main(int argc, char** argv) {
 
   auto t0 = std::chrono::steady_clock::now();
   auto w = bench::make_pool(uint64_t(pool_gib * (1ull << 30)), fmt::format("deepseek-v3.2:latent_stride={}", stride),
-                            slab_pages, context, max_prefixes, threads);
+                            slab_pages, context, max_prefixes, threads, backing);
   b.w = w.get();
   const SlabGeometry& g = w->allocator->geometry();
   const double fill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -266,8 +316,8 @@ int main(int argc, char** argv) {
   b.dev_pool = (*reg)->device();
   b.shape = StreamShape{656, stride, uint64_t{slab_pages} * g.page_tokens * stride, g.page_tokens, 6};
   const uint32_t prefixes = uint32_t(w->page_base.size());
-  fmt::print("pool: {:.0f} GiB shm region, E = {}, stride {}, {} prefixes of {} tokens ({:.1f} GB filled in {:.1f} s), "
-             "registered in {:.1f} s; {}\n", pool_gib, slab_pages, stride, prefixes, context, w->filled_bytes / 1e9, fill_s,
+  fmt::print("pool: {:.0f} GiB {} region, E = {}, stride {}, {} prefixes of {} tokens ({:.1f} GB filled in {:.1f} s), "
+             "registered in {:.1f} s; {}\n", pool_gib, backing, slab_pages, stride, prefixes, context, w->filled_bytes / 1e9, fill_s,
              reg_s, bench::huge_page_report());
   b.out["pool"] = {{"gib", pool_gib}, {"slab_pages", slab_pages}, {"stride", stride}, {"prefixes", prefixes},
                    {"context", context}, {"register_s", reg_s}, {"huge_pages", bench::huge_page_report()}};
@@ -294,7 +344,8 @@ int main(int argc, char** argv) {
   fmt::print("{:<34} {:>9} {:>9} {:>8} {:>7} {:>9} {:>8}  {}\n", "pattern", "entries", "us", "GB/s", "x bulk",
              "ent/us", "warp/e", "best variant");
   // (a) decode-step pattern.
-  auto decode = [&](uint32_t batch, uint32_t layers, bool sorted) {
+  // dense: the first k tokens of the prefix (whole page runs), the SM-load ceiling on this link.
+  auto decode = [&](uint32_t batch, uint32_t layers, bool sorted, bool dense = false) {
     const uint32_t segments = batch * layers;
     std::vector<std::pair<const uint64_t*, const uint64_t*>> tables;
     std::vector<uint32_t> pages, lay;
@@ -308,13 +359,15 @@ int main(int argc, char** argv) {
                        [&](int, uint32_t) {
                          auto v = bench::unique_random(topk, context, rng);
                          if (sorted) std::sort(v.begin(), v.end());
+                         if (dense) for (uint32_t i = 0; i < topk; ++i) v[i] = int32_t(i);
                          return v;
                        });
     auto row = run_case(b, c, fmt::format("decode batch {} x {} layer{}{}", batch, layers, layers > 1 ? "s" : "",
-                                          sorted ? " sorted" : ""), reps, sets);
+                                          dense ? " dense" : sorted ? " sorted" : ""), reps, sets);
     row["batch"] = batch;
     row["layers"] = layers;
     row["sorted"] = sorted;
+    if (copy_engine && layers == 1) row["copy_engine"] = run_copy_engine(b, c, reps, sets);
     b.out["decode"].push_back(row);
     free_case(c);
   };
@@ -322,11 +375,12 @@ int main(int argc, char** argv) {
     for (uint32_t batch : batches) decode(batch, 1, sorted);
     for (uint32_t batch : all_layer_batches) decode(batch, g.layers, sorted);
   }
+  if (dense_probe) decode(16, 1, true, true);
 
   // (b) stress: k uniformly random entries over every page of the pool, spread over the layers.
   const uint32_t all_tokens = uint32_t(std::min<uint64_t>(b.all_pages.size() * g.page_tokens, INT32_MAX));
   for (bool sorted : {false, true})
-    for (uint32_t k : stress_k) {
+    for (uint32_t k : skip_stress ? std::vector<uint32_t>{} : stress_k) {
       const uint32_t segs = g.layers, per = std::max<uint32_t>(1, k / segs);
       std::vector<std::pair<const uint64_t*, const uint64_t*>> tables(segs, {b.all_pages.data(), b.dev_all_pages});
       std::vector<uint32_t> pages(segs, uint32_t(b.all_pages.size())), lay(segs);
@@ -346,7 +400,7 @@ int main(int argc, char** argv) {
   // (c) hot buffer on overlapping traces.
   fmt::print("\n{:<24} {:>9} {:>12} {:>14} {:>10}\n", "hot buffer trace", "hit rate", "fetch/step", "x all top-k", "us/step");
   const uint32_t capacity = hot_factor * topk;
-  for (double overlap : overlaps) {
+  for (double overlap : skip_hot ? std::vector<double>{} : overlaps) {
     std::vector<HotBufferState> ref(hot_requests);
     std::vector<HotSegment> hs(hot_requests);
     std::vector<std::vector<int32_t>> prev(hot_requests);

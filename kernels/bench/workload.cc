@@ -28,12 +28,13 @@ PoolWorkload::~PoolWorkload() {
 }
 
 std::unique_ptr<PoolWorkload> make_pool(uint64_t pool_bytes, const std::string& layout_spec, uint32_t slab_pages,
-                                        uint32_t context, uint32_t max_prefixes, unsigned threads) {
+                                        uint32_t context, uint32_t max_prefixes, unsigned threads,
+                                        const std::string& backing) {
   auto w = std::make_unique<PoolWorkload>();
   auto layout = Layout::parse(layout_spec);
   if (!layout) die("layout", layout.status());
-  w->spec.backend = cxl::Backend::kShm;
-  w->spec.path = "/cxlkv-gpubench-" + std::to_string(getpid());
+  w->spec.backend = backing == "shm" ? cxl::Backend::kShm : cxl::Backend::kFile;
+  w->spec.path = backing == "shm" ? "/cxlkv-gpubench-" + std::to_string(getpid()) : backing;
   w->spec.size = pool_bytes;
   auto region = cxl::Region::create(w->spec, *layout, slab_pages);
   if (!region) die("create region", region.status());
@@ -110,7 +111,8 @@ std::string huge_page_report() {
   std::ifstream meminfo("/proc/meminfo");
   std::string line, out;
   while (std::getline(meminfo, line))
-    if (line.rfind("ShmemHugePages", 0) == 0 || line.rfind("AnonHugePages", 0) == 0 || line.rfind("HugePages_Total", 0) == 0)
+    if (line.rfind("ShmemHugePages", 0) == 0 || line.rfind("AnonHugePages", 0) == 0 ||
+        line.rfind("HugePages_Total", 0) == 0 || line.rfind("HugePages_Free", 0) == 0)
       out += line.substr(0, line.find(':')) + "=" + std::to_string(std::atol(line.substr(line.find(':') + 1).c_str())) + "kB ";
   std::ifstream policy("/sys/kernel/mm/transparent_hugepage/shmem_enabled");
   std::string p;

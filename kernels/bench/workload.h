@@ -28,8 +28,11 @@ struct PoolWorkload {
 // Creates a shm region of pool_bytes with `layout_spec`, allocates as many prefixes of
 // `context` tokens as fit (at most max_prefixes), and fills their slabs with random bytes using
 // `threads` threads. Exits the process with a message on failure (benchmark edge).
+// `backing` is "shm" (a shm region named after the pid) or a file path (the file backend: e.g. on
+// a hugetlbfs mount, for huge-page backing).
 std::unique_ptr<PoolWorkload> make_pool(uint64_t pool_bytes, const std::string& layout_spec, uint32_t slab_pages,
-                                        uint32_t context, uint32_t max_prefixes, unsigned threads);
+                                        uint32_t context, uint32_t max_prefixes, unsigned threads,
+                                        const std::string& backing = "shm");
 
 // k distinct indices in [0, n), in random order.
 std::vector<int32_t> unique_random(uint32_t k, uint32_t n, std::mt19937_64& rng);
