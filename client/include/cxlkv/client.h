@@ -32,6 +32,8 @@ struct ClientOptions {
   bool want_fd = true;          // Unix socket: map the region by the fd the daemon passes
   std::string region_path;      // map by this path instead of RegionInfo.path (another host's name)
   int io_timeout_ms = 30000;    // per send/receive on the control connection
+  bool populate = true;         // fault the whole mapping in at connect (MADV_POPULATE_WRITE), so
+                                // no gather or write takes a page fault later
 };
 
 // The daemon's counters (StatsResponse).
@@ -49,6 +51,7 @@ struct SessionInfo {
   uint32_t read_lease_ttl_ms = 0, write_lease_ttl_ms = 0;
   uint32_t max_keys = 0;
   bool mapped_by_fd = false;
+  bool populated = false;  // the mapping was faulted in at connect
   std::string region;  // "shm:/cxlkv-pool"
 };
 
