@@ -6,7 +6,9 @@
 #include <functional>
 #include <map>
 #include <set>
+#include <sstream>
 #include <toml++/toml.h>
+#include <type_traits>
 
 namespace cxlkv::pool {
 
@@ -58,8 +60,10 @@ using Apply = std::function<void(PoolConfig&)>;
 template <typename T, typename F>
 CLI::Option* override_option(CLI::App& app, std::vector<Apply>& later, const std::string& name,
                              const std::string& help, F apply) {
-  return app.add_option_function<T>(
+  CLI::Option* o = app.add_option_function<T>(
       name, [&later, apply](const T& v) { later.push_back([apply, v](PoolConfig& c) { apply(c, v); }); }, help);
+  if constexpr (!std::is_same_v<T, std::vector<std::string>>) o->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  return o;
 }
 
 Status check_keys(const toml::table& t, const std::string& where, const std::set<std::string>& known) {

@@ -12,6 +12,7 @@ namespace cxlkv::pool {
 
 // What a handler produces: a status, or a body of some type; encode() writes the Response.
 struct Dispatcher::Reply {
+  explicit Reply(flatbuffers::FlatBufferBuilder& builder) : fbb(builder) {}
   flatbuffers::FlatBufferBuilder& fbb;
   Status status;
   wire::ResponseBody type = wire::ResponseBody::NONE;
@@ -78,7 +79,7 @@ DispatchOutcome Dispatcher::handle(Session& session, const uint8_t* msg, size_t 
   }
   const wire::Request* req = *verified;
   const Op op = op_of(req->body_type());
-  Reply reply{fbb};
+  Reply reply(fbb);
   if (op == Op::kBad || req->body() == nullptr) {
     reply.fail(Status(Code::kProtocol, fmt::format("request {} has no known body (type {})", req->id(),
                                                    static_cast<int>(req->body_type()))));

@@ -48,6 +48,12 @@ Result<std::unique_ptr<cxl::Region>> open_region(const PoolConfig& c, const Layo
 
 int serve(const PoolConfig& config) {
   asio::io_context io(1);  // first: outlives everything that posts work to it
+  // Signals before anything listens: a SIGTERM once the socket answers is always a clean stop.
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](boost::system::error_code ec, int sig) {
+    if (!ec) spdlog::info("signal {}: shutting down", sig);
+    io.stop();
+  });
   auto layout = Layout::parse(config.layout);
   auto region = open_region(config, *layout);
   if (!region) {
@@ -74,11 +80,6 @@ int serve(const PoolConfig& config) {
 
   Metrics metrics;
   Dispatcher dispatcher(**service, config.tenants, metrics);
-  Server server(io, dispatcher, metrics, config, (*region)->fd());
-  if (Status st = server.start(); !st) {
-    spdlog::error("{}", st.to_string());
-    return 2;
-  }
   MetricsServer metrics_server(io, metrics, **service);
   if (config.metrics_port != 0) {
     auto port = metrics_server.start(config.metrics_bind, config.metrics_port);
@@ -87,6 +88,12 @@ int serve(const PoolConfig& config) {
       return 2;
     }
     spdlog::info("metrics on http://{}:{}/metrics", config.metrics_bind, *port);
+  }
+
+  Server server(io, dispatcher, metrics, config, (*region)->fd());
+  if (Status st = server.start(); !st) {
+    spdlog::error("{}", st.to_string());
+    return 2;
   }
 
   // The reaper: expired leases, then the watermarks.
@@ -105,11 +112,6 @@ int serve(const PoolConfig& config) {
   };
   tick();
 
-  asio::signal_set signals(io, SIGINT, SIGTERM);
-  signals.async_wait([&](boost::system::error_code ec, int sig) {
-    if (!ec) spdlog::info("signal {}: shutting down", sig);
-    io.stop();
-  });
   spdlog::info("cxlkv-poold ready: {} ({} slabs, E = {})", (*layout).describe(), s.slabs_total, config.slab_pages);
   try {
     io.run();

@@ -33,7 +33,6 @@ class Metrics {
   void set_connections(uint64_t n) { connections_ = n; }
   void count_rejected_connection() { ++rejected_connections_; }
   void count_protocol_error() { ++protocol_errors_; }
-  void count_reaped(uint64_t n) { reaped_ += n; }
 
   // The Prometheus text exposition (version 0.0.4) of everything, pool counters included.
   std::string render(const PoolStats& pool) const;
@@ -49,7 +48,6 @@ class Metrics {
   uint64_t connections_ = 0;
   uint64_t rejected_connections_ = 0;
   uint64_t protocol_errors_ = 0;
-  uint64_t reaped_ = 0;
 };
 
 }  // namespace cxlkv::pool

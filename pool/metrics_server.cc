@@ -1,8 +1,12 @@
 // The HTTP side of the metrics (metrics_server.h).
 #include "metrics_server.h"
 
+// GCC 12 sees a false "maybe uninitialized" inside Beast's parser (boost 1.74); not ours to fix.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#pragma GCC diagnostic pop
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 

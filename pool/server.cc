@@ -65,15 +65,17 @@ class Connection : public std::enable_shared_from_this<Connection<Socket>> {
       spdlog::warn("session {}: {}; closing the connection", session_.id, h.status().message());
       return;
     }
-    body_.resize(h->length);
-    asio::async_read(socket_, asio::buffer(body_), [self = this->shared_from_this()](error_code ec, size_t) {
+    // The buffer only grows (to the largest frame seen, <= 1 MiB): no zero-fill per frame.
+    body_size_ = h->length;
+    if (body_.size() < body_size_) body_.resize(body_size_);
+    asio::async_read(socket_, asio::buffer(body_.data(), body_size_), [self = this->shared_from_this()](error_code ec, size_t) {
       if (ec) return;
       self->on_body();
     });
   }
 
   void on_body() {
-    const DispatchOutcome out = server_.dispatcher().handle(session_, body_.data(), body_.size(), fbb_);
+    const DispatchOutcome out = server_.dispatcher().handle(session_, body_.data(), body_size_, fbb_);
     close_after_ = out.close;
     const auto size = static_cast<uint32_t>(fbb_.GetSize());
     if (out.pass_fd) {
@@ -100,6 +102,7 @@ class Connection : public std::enable_shared_from_this<Connection<Socket>> {
   Session session_;
   uint8_t header_[wire::kFrameHeaderBytes] = {};
   std::vector<uint8_t> body_;
+  size_t body_size_ = 0;
   flatbuffers::FlatBufferBuilder fbb_{64 << 10};
   wire::FrameHeader reply_header_{};
   bool close_after_ = false;
@@ -129,10 +132,11 @@ void Server::leave(uint64_t id) {
 }
 
 Status Server::start() {
-  if (!config_.unix_socket.empty())
-    if (Status st = start_unix(); !st) return st;
+  // TCP first: once the Unix socket answers, every listener is up (tests wait on the socket).
   if (!config_.tcp.empty())
     if (Status st = start_tcp(); !st) return st;
+  if (!config_.unix_socket.empty())
+    if (Status st = start_unix(); !st) return st;
   return Status::ok();
 }
 

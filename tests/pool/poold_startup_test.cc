@@ -1,0 +1,145 @@
+// The real daemon's life cycle: create or open the region, refuse the wrong one, format only on
+// request, stop cleanly on SIGTERM, serve its metrics and its TCP listener.
+#include <catch2/catch_test_macros.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "daemon_fixture.h"
+
+using namespace cxlkv;
+using namespace cxlkv::test;
+
+namespace {
+
+// A TCP port that is free now (bound to 0, read back, closed).
+uint16_t free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+int connect_tcp(uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// GET path over HTTP/1.1 from 127.0.0.1:port; the whole response.
+std::string http_get(uint16_t port, const std::string& path) {
+  const int fd = connect_tcp(port);
+  if (fd < 0) return "";
+  const std::string req = "GET " + path + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+  ::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
+  std::string out;
+  char buf[4096];
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) out.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a restart opens the existing region and serves the pages committed before") {
+  TestDaemon d;
+  REQUIRE(d.process.start());
+  auto keys = test_keys(1, 3);
+  {
+    auto c = d.client();
+    const wire::Response* r = c->reserve(wire::Key(), keys);
+    REQUIRE(code_of(c->commit(r->body_as_ReserveResponse()->lease(), {1, 2, 3})) == Code::kOk);
+  }
+  REQUIRE(d.process.stop(SIGTERM) == 0);
+  REQUIRE(::access(d.socket.c_str(), F_OK) != 0);  // the socket file is gone
+  REQUIRE(d.process.start());
+  auto c = d.client();
+  REQUIRE(c->lookup(keys)->body_as_LookupResponse()->pages()->size() == 3);
+}
+
+TEST_CASE("a region of another layout is refused with exit code 2 unless --format is given") {
+  TestDaemon d;
+  REQUIRE(d.process.start());
+  REQUIRE(d.process.stop(SIGINT) == 0);
+  auto args = TestDaemon::args(d.spec, d.socket, "64MiB", {"--layout", "deepseek-v3.2"});
+  PooldProcess other(args, d.socket);
+  REQUIRE_FALSE(other.start());
+  REQUIRE(other.wait_exit() == 2);
+  REQUIRE(other.log().find("layout") != std::string::npos);
+  args.push_back("--format");
+  PooldProcess formatting(args, d.socket);
+  REQUIRE(formatting.start());
+  auto region = cxl::Region::open(d.spec);
+  REQUIRE(region.is_ok());
+  REQUIRE((*region)->layout().name() == "deepseek-v3.2");
+}
+
+TEST_CASE("a region with a damaged header is refused with exit code 2") {
+  TestDaemon d;
+  REQUIRE(d.process.start());
+  REQUIRE(d.process.stop() == 0);
+  {
+    auto region = cxl::Region::open(d.spec);
+    REQUIRE(region.is_ok());
+    (*region)->base()[20] ^= 0xff;  // inside the uuid: the header checksum no longer holds
+  }
+  PooldProcess again(TestDaemon::args(d.spec, d.socket, "64MiB", {}), d.socket);
+  REQUIRE_FALSE(again.start());
+  REQUIRE(again.wait_exit() == 2);
+  REQUIRE(again.log().find("checksum") != std::string::npos);
+}
+
+TEST_CASE("a second daemon on the same region or socket is refused while the first serves") {
+  TestDaemon d;
+  REQUIRE(d.process.start());
+  PooldProcess twin(TestDaemon::args(d.spec, unique_name("twin"), "64MiB", {}), unique_name("twin"));
+  REQUIRE(twin.launch());
+  REQUIRE(twin.wait_exit() == 2);
+  REQUIRE(d.process.running());
+}
+
+TEST_CASE("GET /metrics serves Prometheus text with pool counters and per-op latency histograms") {
+  const uint16_t port = free_port();
+  TestDaemon d({"--metrics-port", std::to_string(port)});
+  REQUIRE(d.process.start());
+  auto c = d.client();
+  REQUIRE(code_of(c->lookup(test_keys(1, 2))) == Code::kOk);
+  const std::string body = http_get(port, "/metrics");
+  REQUIRE(body.find("200 OK") != std::string::npos);
+  for (const char* name : {"cxlkv_pages_committed 0", "cxlkv_slabs_free ", "cxlkv_lookup_misses_total 1",
+                           "cxlkv_evictions_total 0", "cxlkv_read_leases 0",
+                           "cxlkv_request_seconds_count{op=\"lookup\"} 1", "cxlkv_connections 1"})
+    REQUIRE(body.find(name) != std::string::npos);
+  REQUIRE(http_get(port, "/other").find("404") != std::string::npos);
+}
+
+TEST_CASE("the TCP listener speaks the same protocol as the Unix socket") {
+  const uint16_t port = free_port();
+  TestDaemon d({"--tcp", "127.0.0.1:" + std::to_string(port)});
+  REQUIRE(d.process.start());
+  const int fd = connect_tcp(port);
+  REQUIRE(fd >= 0);
+  flatbuffers::FlatBufferBuilder fbb;
+  fbb.Finish(wire::CreateRequest(fbb, 1, wire::RequestBody::HelloRequest,
+                                 wire::CreateHelloRequestDirect(fbb, 1, "t", "x", "m", true).Union()));
+  REQUIRE(wire::write_frame(fd, fbb.GetBufferPointer(), static_cast<uint32_t>(fbb.GetSize())).is_ok());
+  std::vector<uint8_t> reply;
+  REQUIRE(wire::read_frame(fd, reply).is_ok());
+  auto r = wire::verify_response(reply.data(), reply.size());
+  REQUIRE(r.is_ok());
+  REQUIRE((*r)->code() == 0);
+  REQUIRE_FALSE((*r)->body_as_HelloResponse()->fd_attached());  // no fd over TCP
+  ::close(fd);
+}
