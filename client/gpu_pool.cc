@@ -1,0 +1,213 @@
+// GpuPool (cxlkv/gpu.h): registration, block-table upload and the launch of the gather kernels
+// with their descriptors staged through pinned memory.
+#include "cxlkv/gpu.h"
+
+#include <cuda_runtime.h>
+#include <fmt/format.h>
+
+#include <cstring>
+#include <vector>
+
+#include "gather.h"
+#include "gpu_region.h"
+
+namespace cxlkv {
+namespace {
+
+Status cuda_error(const char* what, cudaError_t err) {
+  return Status(Code::kIoError, fmt::format("{}: {}", what, cudaGetErrorString(err)));
+}
+
+// Descriptors for one launch go host (pinned) -> GPU through one of two slots; a slot is reused
+// only after the copy that last read it has finished (its event), so a caller may launch step
+// after step without synchronizing.
+class DescriptorStaging {
+ public:
+  ~DescriptorStaging() {
+    for (auto& s : slots_) {
+      if (s.event) cudaEventDestroy(s.event);
+      cudaFreeHost(s.host);
+      cudaFree(s.device);
+    }
+  }
+  Result<void*> stage(const void* data, size_t bytes, cudaStream_t stream) {
+    Slot& s = slots_[next_];
+    next_ ^= 1;
+    if (s.event) {
+      if (cudaError_t e = cudaEventSynchronize(s.event); e != cudaSuccess) return cuda_error("descriptor slot wait", e);
+    } else if (cudaError_t e = cudaEventCreateWithFlags(&s.event, cudaEventDisableTiming); e != cudaSuccess) {
+      return cuda_error("descriptor event", e);
+    }
+    if (bytes > s.capacity) {
+      cudaFreeHost(s.host);
+      cudaFree(s.device);
+      s.host = nullptr, s.device = nullptr, s.capacity = 0;
+      const size_t cap = std::max<size_t>(bytes, 64 << 10);
+      if (cudaError_t e = cudaMallocHost(&s.host, cap); e != cudaSuccess) return cuda_error("descriptor staging", e);
+      if (cudaError_t e = cudaMalloc(&s.device, cap); e != cudaSuccess) return cuda_error("descriptor buffer", e);
+      s.capacity = cap;
+    }
+    std::memcpy(s.host, data, bytes);
+    if (cudaError_t e = cudaMemcpyAsync(s.device, s.host, bytes, cudaMemcpyHostToDevice, stream); e != cudaSuccess)
+      return cuda_error("descriptor upload", e);
+    if (cudaError_t e = cudaEventRecord(s.event, stream); e != cudaSuccess) return cuda_error("descriptor event", e);
+    return s.device;
+  }
+
+ private:
+  struct Slot {
+    void* host = nullptr;
+    void* device = nullptr;
+    size_t capacity = 0;
+    cudaEvent_t event = nullptr;
+  };
+  Slot slots_[2];
+  int next_ = 0;
+};
+
+}  // namespace
+
+struct GpuPool::Impl {
+  PoolView view;
+  std::unique_ptr<kernels::GpuRegistration> registration;
+  uint32_t* bad_indices = nullptr;  // GPU counter
+  DescriptorStaging segments, runs;
+  std::vector<kernels::GatherSegment> segment_scratch;
+  std::vector<uint8_t> run_scratch;
+  ~Impl() { cudaFree(bad_indices); }
+};
+
+GpuBlockTable& GpuBlockTable::operator=(GpuBlockTable&& other) noexcept {
+  std::swap(page_base_, other.page_base_);
+  std::swap(pages_, other.pages_);
+  std::swap(stream_, other.stream_);
+  return *this;
+}
+
+GpuBlockTable::~GpuBlockTable() { cudaFree(page_base_); }
+
+GpuPool::GpuPool(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+GpuPool::~GpuPool() = default;
+
+Result<std::unique_ptr<GpuPool>> GpuPool::attach(const Client& client) {
+  std::string why;
+  if (!kernels::gpu_available(&why)) return Status(Code::kUnavailable, "no CUDA device: " + why);
+  auto impl = std::make_unique<Impl>();
+  impl->view = client.view();
+  auto reg = kernels::GpuRegistration::register_range(impl->view.base, impl->view.region_bytes);
+  if (!reg) return reg.status();
+  impl->registration = std::move(*reg);
+  if (cudaError_t e = cudaMalloc(&impl->bad_indices, sizeof(uint32_t)); e != cudaSuccess) return cuda_error("counter", e);
+  if (cudaError_t e = cudaMemset(impl->bad_indices, 0, sizeof(uint32_t)); e != cudaSuccess) return cuda_error("counter", e);
+  return std::unique_ptr<GpuPool>(new GpuPool(std::move(impl)));
+}
+
+const uint8_t* GpuPool::device_pool() const { return impl_->registration->device(); }
+
+Result<GpuBlockTable> GpuPool::upload(const ReadLease& lease, int stream) {
+  const PoolView& v = impl_->view;
+  if (uint32_t(stream) >= v.stream_count)
+    return Status(Code::kInvalidArgument, fmt::format("upload: stream {} of {}", stream, v.stream_count));
+  if (lease.view().base != v.base) return Status(Code::kInvalidArgument, "upload: the lease is of another client's mapping");
+  const auto& s = v.streams[stream];
+  std::vector<uint64_t> base(lease.pages());
+  for (uint32_t p = 0; p < lease.pages(); ++p) {
+    const Placement& pl = lease.placement(p);
+    base[p] = pl.slab_offset + s.offset + uint64_t{pl.position} * v.page_tokens * s.stride;
+  }
+  GpuBlockTable t;
+  t.pages_ = lease.pages();
+  t.stream_ = stream;
+  if (cudaError_t e = cudaMalloc(&t.page_base_, std::max<size_t>(1, base.size()) * 8); e != cudaSuccess)
+    return cuda_error("block table", e);
+  if (!base.empty())
+    if (cudaError_t e = cudaMemcpy(t.page_base_, base.data(), base.size() * 8, cudaMemcpyHostToDevice); e != cudaSuccess)
+      return cuda_error("block table upload", e);
+  return t;
+}
+
+Status GpuPool::gather_topk(std::span<const GpuGatherItem> items, cudaStream_t stream) {
+  if (items.empty()) return Status::ok();
+  const PoolView& v = impl_->view;
+  const int s = items[0].table ? items[0].table->stream() : -1;
+  if (s < 0) return Status(Code::kInvalidArgument, "gather_topk: item 0 has no block table");
+  auto& segs = impl_->segment_scratch;
+  segs.resize(items.size());
+  uint32_t max_k = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const GpuGatherItem& it = items[i];
+    if (!it.table || it.table->stream() != s || it.layer >= v.layers || (it.k && (!it.indices || !it.out)))
+      return Status(Code::kInvalidArgument,
+                    fmt::format("gather_topk: item {} (layer {}, k {}) has no table, another stream, a layer past {} "
+                                "or null buffers", i, it.layer, it.k, v.layers));
+    segs[i] = kernels::GatherSegment{it.table->device_page_base(), it.indices, static_cast<uint8_t*>(it.out),
+                                     it.table->pages(), it.layer, it.k, 0};
+    max_k = std::max(max_k, it.k);
+  }
+  auto dev = impl_->segments.stage(segs.data(), segs.size() * sizeof(segs[0]), stream);
+  if (!dev) return dev.status();
+  const auto& st = v.streams[s];
+  const kernels::StreamShape shape{st.entry_bytes, st.stride, st.layer_step, v.page_tokens, v.page_shift};
+  if (cudaError_t e = kernels::launch_gather_topk(device_pool(), shape, static_cast<const kernels::GatherSegment*>(*dev),
+                                                  uint32_t(segs.size()), max_k, impl_->bad_indices, kernels::GatherTuning{},
+                                                  stream);
+      e != cudaSuccess)
+    return cuda_error("gather_topk launch", e);
+  return Status::ok();
+}
+
+Result<uint32_t> GpuPool::bad_index_count() {
+  uint32_t n = 0;
+  if (cudaError_t e = cudaMemcpy(&n, impl_->bad_indices, sizeof n, cudaMemcpyDeviceToHost); e != cudaSuccess)
+    return cuda_error("bad index count", e);
+  if (cudaError_t e = cudaMemset(impl_->bad_indices, 0, sizeof n); e != cudaSuccess) return cuda_error("bad index count", e);
+  return n;
+}
+
+Status GpuPool::fetch_pages(const ReadLease& lease, int stream, uint32_t layer, uint32_t p0, uint32_t p1, void* dst,
+                            cudaStream_t cuda_stream) {
+  const PoolView& v = impl_->view;
+  if (uint32_t(stream) >= v.stream_count || layer >= v.layers || p0 > p1 || p1 > lease.pages())
+    return Status(Code::kInvalidArgument, fmt::format("fetch_pages: stream {} layer {} pages [{}, {}) of a {}-page lease",
+                                                      stream, layer, p0, p1, lease.pages()));
+  if (p0 == p1) return Status::ok();
+  const auto& s = v.streams[stream];
+  const uint64_t page_bytes = uint64_t{v.page_tokens} * s.entry_bytes;
+  // Runs are copied in 16 B pieces: each page's run must be packed and start 16 B-aligned.
+  if (s.stride != s.entry_bytes || page_bytes % 16 || s.layer_step % 16 || s.offset % 16)
+    return Status(Code::kUnavailable, fmt::format("fetch_pages: stream {} runs are padded (stride {} > {} B) or not "
+                                                  "16 B-aligned ({} B per page); use gather_topk", stream, s.stride,
+                                                  s.entry_bytes, page_bytes));
+  // One run per stretch of pages adjacent in one slab: [src, bytes, dst] as three arrays.
+  std::vector<uint64_t> src, dst_off;
+  std::vector<uint32_t> bytes;
+  for (uint32_t p = p0; p < p1; ++p) {
+    const Placement& pl = lease.placement(p);
+    const uint64_t at = pl.slab_offset + s.offset + uint64_t{layer} * s.layer_step + uint64_t{pl.position} * page_bytes;
+    if (!src.empty() && src.back() + bytes.back() == at) {
+      bytes.back() += uint32_t(page_bytes);
+    } else {
+      src.push_back(at);
+      bytes.push_back(uint32_t(page_bytes));
+      dst_off.push_back(uint64_t{p - p0} * page_bytes);
+    }
+  }
+  const size_t n = src.size();
+  auto& blob = impl_->run_scratch;
+  blob.resize(n * 20);
+  std::memcpy(blob.data(), src.data(), n * 8);
+  std::memcpy(blob.data() + n * 8, dst_off.data(), n * 8);
+  std::memcpy(blob.data() + n * 16, bytes.data(), n * 4);
+  auto dev = impl_->runs.stage(blob.data(), blob.size(), cuda_stream);
+  if (!dev) return dev.status();
+  auto* d = static_cast<uint8_t*>(*dev);
+  if (cudaError_t e = kernels::launch_copy_runs(device_pool(), reinterpret_cast<const uint64_t*>(d),
+                                                reinterpret_cast<const uint32_t*>(d + n * 16),
+                                                reinterpret_cast<const uint64_t*>(d + n * 8), uint32_t(n),
+                                                static_cast<uint8_t*>(dst), cuda_stream);
+      e != cudaSuccess)
+    return cuda_error("fetch_pages launch", e);
+  return Status::ok();
+}
+
+}  // namespace cxlkv

@@ -1,0 +1,81 @@
+// GpuPool: the GPU data path of libcxlkv. Registers a Client's mapping of the region with CUDA
+// once (host-mapped: the GPU loads straight from the pool) and unregisters it when destroyed;
+// uploads a lease's block table to the GPU; gathers the top-k entries of a batch of (lease,
+// layer) pairs into packed GPU buffers in one launch, and fetches whole page ranges of a stream.
+// Decode workers call it; the kernels live in kernels/. Built only where CUDA is (libcxlkv_gpu).
+// Every call is asynchronous on the caller's stream: record an event after a gather and make the
+// attention kernel's stream wait on it, so the next layer's fetch overlaps this layer's compute.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "cxlkv/client.h"
+#include "cxlkv/read_lease.h"
+#include "cxlkv/status.h"
+
+namespace cxlkv {
+
+class GpuPool;
+
+// One stream's block table of a lease, in GPU memory: page p's first entry of layer 0.
+class GpuBlockTable {
+ public:
+  GpuBlockTable() = default;
+  GpuBlockTable(GpuBlockTable&& other) noexcept { *this = std::move(other); }
+  GpuBlockTable& operator=(GpuBlockTable&& other) noexcept;
+  ~GpuBlockTable();
+  uint32_t pages() const { return pages_; }
+  int stream() const { return stream_; }
+  const uint64_t* device_page_base() const { return page_base_; }
+
+ private:
+  friend class GpuPool;
+  uint64_t* page_base_ = nullptr;  // [pages], GPU memory
+  uint32_t pages_ = 0;
+  int stream_ = 0;
+};
+
+// One (request, layer) of a decode step: indices and out are GPU pointers.
+struct GpuGatherItem {
+  const GpuBlockTable* table = nullptr;
+  uint32_t layer = 0;
+  const int32_t* indices = nullptr;  // [k], FlashMLA convention; -1 skipped (row untouched)
+  uint32_t k = 0;
+  void* out = nullptr;               // [k][entry_bytes], packed
+};
+
+class GpuPool {
+ public:
+  // Registers the client's mapping (it must outlive the GpuPool).
+  static Result<std::unique_ptr<GpuPool>> attach(const Client& client);
+  ~GpuPool();
+  GpuPool(const GpuPool&) = delete;
+  GpuPool& operator=(const GpuPool&) = delete;
+
+  // Copies the lease's block table for `stream` to the GPU (once per lease; synchronous).
+  Result<GpuBlockTable> upload(const ReadLease& lease, int stream);
+
+  // Gathers every item in one launch on `stream`. All items must use tables of one stream.
+  // Indices past an item's prefix are never read; their rows stay untouched and they are
+  // counted: bad_index_count() reads (and clears) the count after the stream is synchronized.
+  Status gather_topk(std::span<const GpuGatherItem> items, cudaStream_t stream);
+  Result<uint32_t> bad_index_count();
+
+  // Copies the whole `stream` of `layer` for pages [p0, p1) into dst (GPU memory), packed
+  // [(p1 - p0) x page_tokens][entry_bytes] (the indexer keys of a page range), in one launch.
+  Status fetch_pages(const ReadLease& lease, int stream, uint32_t layer, uint32_t p0, uint32_t p1, void* dst,
+                     cudaStream_t cuda_stream);
+
+  const uint8_t* device_pool() const;
+
+ private:
+  struct Impl;
+  explicit GpuPool(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace cxlkv
