@@ -1,0 +1,112 @@
+// cxlkv-testbed-inspect: the host's check of the QEMU testbed's pool. The guests' CXL type-3
+// volatile device is backed by one host file whose offset 0 is the region's offset 0, so the
+// host opens that file with the file backend and reads what the guests left in it: the region
+// header, the allocator's slab state words and the slab table (pool/page_record.h). For every
+// COMMITTED record it checks that the record holds together, that its slab is in use at the
+// record's generation, that the page's data checksum recomputed from the slab equals the one
+// committed, and that every entry holds the synthetic bytes its key implies
+// (client/testing/synthetic.h, as cxlkv-testbed-worker wrote them). Read-only; run by
+// scripts/testbed while no daemon runs on the file (a guest may still map it).
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "page_checksum.h"
+#include "page_record.h"
+#include "region.h"
+#include "slab_allocator.h"
+#include "testing/synthetic.h"
+
+namespace {
+
+using namespace cxlkv;
+
+struct Counts {
+  uint64_t committed = 0, reserved = 0, bad = 0;
+};
+
+// Checks every byte of a committed page against the synthetic contents of its key; returns the
+// first mismatch, or an empty string.
+std::string check_synthetic(const SlabGeometry& g, const Layout& layout, const uint8_t* slab_base, uint32_t position,
+                            const pool::PageKey& record_key) {
+  PageKey key;
+  std::memcpy(key.bytes.data(), record_key.b, kPageKeyBytes);
+  for (int s = 0; s < layout.stream_count(); ++s)
+    for (uint32_t l = 0; l < layout.layers(); ++l)
+      for (uint32_t t = 0; t < g.page_tokens; ++t) {
+        const uint8_t* e = slab_base + g.entry_offset(s, l, position, t);
+        if (!testing::entry_matches(e, layout.stream(s).entry_bytes, testing::entry_seed(key, s, l, t)))
+          return fmt::format("stream {} layer {} token {} differs from what its key implies", layout.stream_name(s), l, t);
+      }
+  return {};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string path;
+  int64_t expect = -1;
+  bool synthetic = true, list = false;
+  CLI::App app{"cxlkv-testbed-inspect: check the committed pages in the testbed's CXL backing file"};
+  app.add_option("file", path, "the host file behind the guests' CXL device")->required()->check(CLI::ExistingFile);
+  app.add_option("--expect-committed", expect, "fail unless exactly this many pages are committed");
+  app.add_flag("!--no-synthetic", synthetic, "skip the byte-by-byte check of the synthetic contents");
+  app.add_flag("--list", list, "print every committed page");
+  CLI11_PARSE(app, argc, argv);
+
+  auto region = cxl::Region::open({cxl::Backend::kFile, path, -1, 0});
+  if (!region) return fmt::print("FAIL inspect: {}\n", region.status().to_string()), 1;
+  const cxl::Region& r = **region;
+  auto geometry = SlabAllocator::read_geometry(r);
+  if (!geometry) return fmt::print("FAIL inspect: {}: {}\n", path, geometry.status().to_string()), 1;
+  const SlabGeometry& g = *geometry;
+  const Layout layout = r.layout();
+  fmt::print("inspect: {}: {} bytes, layout {}, E = {}, {} slabs of {} bytes, slab table at {:#x}, slabs at {:#x}\n",
+             r.describe(), r.size(), layout.describe(), g.slab_pages, g.slab_count, g.slab_bytes, g.records_offset,
+             g.slab_area_offset);
+
+  Counts n;
+  for (uint32_t slab = 0; slab < g.slab_count; ++slab) {
+    uint64_t word;
+    std::memcpy(&word, r.base() + g.state_offset + 8ull * slab, sizeof word);
+    for (uint32_t pos = 0; pos < g.slab_pages; ++pos) {
+      const uint8_t* slot = r.base() + g.record_offset(g.page_slot(slab, pos));
+      auto d = pool::decode_record(slot, slab, pos);
+      if (!d) {
+        ++n.bad;
+        fmt::print("inspect: {}\n", d.status().to_string());
+        continue;
+      }
+      if (d->state == pool::PageState::kReserved) ++n.reserved;
+      if (d->state != pool::PageState::kCommitted) continue;
+      ++n.committed;
+      const pool::PageRecord& f = d->fields;
+      const uint8_t* slab_base = r.base() + g.slab_offset(slab);
+      std::string problem;
+      if (word_state(word) != SlabState::kInUse || word_generation(word) != f.generation)
+        problem = fmt::format("slab state word {:#x} (in use {}, generation {}), record generation {}", word,
+                              word_state(word) == SlabState::kInUse, word_generation(word), f.generation);
+      else if (uint64_t sum = page_checksum(g, layout, slab_base, pos); sum != f.data_checksum)
+        problem = fmt::format("data checksum {:#x} recomputed, {:#x} committed", sum, f.data_checksum);
+      else if (synthetic)
+        problem = check_synthetic(g, layout, slab_base, pos, f.key);
+      PageKey key;
+      std::memcpy(key.bytes.data(), f.key.b, kPageKeyBytes);
+      if (list || !problem.empty())
+        fmt::print("inspect: slab {:4} position {} at {:#010x}: key {}.. generation {} commit {} checksum {:#018x} {}\n",
+                   slab, pos, g.slab_offset(slab), key.hex().substr(0, 16), f.generation, f.commit_seq,
+                   f.data_checksum, problem.empty() ? "ok" : "BAD: " + problem);
+      if (!problem.empty()) ++n.bad;
+    }
+  }
+  fmt::print("inspect: {} committed pages, {} reserved, {} bad\n", n.committed, n.reserved, n.bad);
+  if (n.bad != 0) return fmt::print("FAIL inspect: {} bad records or pages in {}\n", n.bad, path), 1;
+  if (expect >= 0 && n.committed != uint64_t(expect))
+    return fmt::print("FAIL inspect: {} committed pages in {}, expected {}\n", n.committed, path, expect), 1;
+  fmt::print("PASS inspect: {} committed pages in {} hold their committed checksums{}\n", n.committed, path,
+             synthetic ? " and the bytes their keys imply" : "");
+  return 0;
+}
