@@ -55,6 +55,7 @@ class PooldProcess {
   ~PooldProcess() {
     kill9();
     ::unlink(log_.c_str());
+    ::unlink(socket_.c_str());  // a killed daemon leaves its socket file
   }
   PooldProcess(const PooldProcess&) = delete;
   PooldProcess& operator=(const PooldProcess&) = delete;
