@@ -7,11 +7,14 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <fmt/format.h>
 
@@ -71,6 +74,31 @@ bool on_hugetlbfs(int fd) {
   return fstatfs(fd, &fs) == 0 && fs.f_type == kHugetlbfsMagic;
 }
 bool uses_shm(Backend b) { return b == Backend::kShm || b == Backend::kNuma; }
+
+// A device-DAX character device's size and mapping alignment, from its sysfs folder. Such a
+// device is mapped with plain mmap, not libpmem2: libpmem2 (PMDK 1.12) asks libndctl for the
+// namespace of a dax device and dereferences NULL when the device is not backed by an NVDIMM
+// namespace, which is the case of every CXL RAM region (pmem/pmdk issue 6160).
+struct DaxGeometry {
+  uint64_t size = 0;
+  uint64_t align = 0;
+};
+Result<DaxGeometry> dax_geometry(const std::string& name, dev_t rdev) {
+  auto read_u64 = [&](const char* attr) -> Result<uint64_t> {
+    const std::string path = fmt::format("/sys/dev/char/{}:{}/{}", major(rdev), minor(rdev), attr);
+    FILE* f = std::fopen(path.c_str(), "r");
+    if (f == nullptr) return io_error(fmt::format("region {}: open {}", name, path));
+    unsigned long long v = 0;
+    const int n = std::fscanf(f, "%llu", &v);
+    std::fclose(f);
+    if (n != 1) return Status(Code::kIoError, fmt::format("region {}: {} holds no number", name, path));
+    return uint64_t{v};
+  };
+  auto size = read_u64("size");
+  if (!size) return size.status();
+  auto align = read_u64("align");  // absent on kernels before 5.10: assume 2 MiB
+  return DaxGeometry{*size, align ? *align : kHugePage};
+}
 
 Status check_shm_name(const std::string& name) {
   if (name.size() < 2 || name[0] != '/' || name.find('/', 1) != std::string::npos || name.size() > 255)
@@ -136,7 +164,15 @@ Result<std::unique_ptr<Region>> Region::map_fd(const RegionSpec& spec, int fd) {
   uint64_t size = 0;
   struct stat st {};
   if (fstat(fd, &st) != 0) return fail(io_error("region " + name + ": fstat"));
-  const bool pmem2 = (uses_pmem2(spec.backend) || S_ISCHR(st.st_mode)) && !on_hugetlbfs(fd);
+  const bool devdax = S_ISCHR(st.st_mode);
+  const bool pmem2 = uses_pmem2(spec.backend) && !devdax && !on_hugetlbfs(fd);
+  uint64_t align = kHugePage;
+  if (devdax) {
+    auto dax = dax_geometry(name, st.st_rdev);
+    if (!dax) return fail(dax.status());
+    size = dax->size;
+    align = std::max(dax->align, kHugePage);
+  }
   if (pmem2) {
     if (pmem2_config_new(&mapping->pmem_config) != 0 ||
         pmem2_config_set_required_store_granularity(mapping->pmem_config, PMEM2_GRANULARITY_PAGE) != 0 ||
@@ -152,17 +188,17 @@ Result<std::unique_ptr<Region>> Region::map_fd(const RegionSpec& spec, int fd) {
     base = static_cast<uint8_t*>(pmem2_map_get_address(mapping->pmem_map));
     size = pmem2_map_get_size(mapping->pmem_map);
   } else {
-    size = static_cast<uint64_t>(st.st_size);
+    if (!devdax) size = static_cast<uint64_t>(st.st_size);
     if (size < kRegionHeaderBytes)
       return fail(Status(Code::kCorrupt, fmt::format("region {}: {} bytes, smaller than the {}-byte header (truncated?)", name, size, kRegionHeaderBytes)));
-    // Reserve 2 MiB more and place the mapping on a 2 MiB boundary so THP (and the GPU's
-    // large translations) can back it.
-    const size_t reserve = size + kHugePage;
+    // Reserve one alignment unit more (2 MiB, or a dax device's larger align) and place the
+    // mapping on that boundary so THP, dax huge faults and the GPU's large translations can back it.
+    const size_t reserve = size + align;
     void* r = mmap(nullptr, reserve, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (r == MAP_FAILED) return fail(io_error("region " + name + ": reserve address space"));
     mapping->mmap_base = r;
     mapping->mmap_bytes = reserve;
-    auto aligned = (reinterpret_cast<uintptr_t>(r) + kHugePage - 1) & ~(kHugePage - 1);
+    auto aligned = (reinterpret_cast<uintptr_t>(r) + align - 1) & ~(align - 1);
     void* m = mmap(reinterpret_cast<void*>(aligned), size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
     if (m == MAP_FAILED) return fail(io_error("region " + name + ": mmap"));
     madvise(m, size, MADV_HUGEPAGE);  // advice only: takes effect where shmem THP is 'advise'
