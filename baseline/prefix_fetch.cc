@@ -1,0 +1,126 @@
+// Bulk and ranged prefix fetches and their checksum verification (see prefix_fetch.h).
+#include "prefix_fetch.h"
+
+#include <sys/mman.h>
+
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "page_checksum.h"
+#include "page_record.h"
+
+namespace cxlkv::baseline {
+namespace {
+PageKey record_key(const pool::PageKey& k) {
+  PageKey out;
+  std::memcpy(out.bytes.data(), k.b, kPageKeyBytes);
+  return out;
+}
+}  // namespace
+
+Result<LocalBuffer> LocalBuffer::create(uint64_t bytes) {
+  constexpr uint64_t kAlign = uint64_t{2} << 20;
+  const uint64_t mapped = (bytes + kAlign - 1) / kAlign * kAlign + kAlign;
+  void* m = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (m == MAP_FAILED) return io_error(fmt::format("local buffer of {} B", bytes));
+  auto* aligned = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(m) + kAlign - 1) & ~(kAlign - 1));
+  madvise(aligned, bytes, MADV_HUGEPAGE);
+  if (bytes > 0 && madvise(aligned, bytes, MADV_POPULATE_WRITE) != 0) std::memset(aligned, 0, bytes);
+  LocalBuffer b;
+  b.map_ = m;
+  b.mapped_ = mapped;
+  b.data_ = aligned;
+  b.size_ = bytes;
+  return b;
+}
+
+LocalBuffer& LocalBuffer::operator=(LocalBuffer&& o) noexcept {
+  if (this != &o) {
+    if (map_ != nullptr) munmap(map_, mapped_);
+    map_ = o.map_;
+    mapped_ = o.mapped_;
+    data_ = o.data_;
+    size_ = o.size_;
+    o.map_ = nullptr;
+    o.data_ = nullptr;
+    o.size_ = o.mapped_ = 0;
+  }
+  return *this;
+}
+
+LocalBuffer::~LocalBuffer() {
+  if (map_ != nullptr) munmap(map_, mapped_);
+}
+
+Status fetch_pages(RangeReader& reader, const PoolView& view, std::span<const Placement> pages, const LocalLayout& local,
+                   uint32_t stream_mask, uint8_t* dst, const BatchLimits& limits, FetchScratch& scratch) {
+  scratch.ranges.clear();
+  plan_page_runs(view, local, pages, 0, uint32_t(pages.size()), stream_mask, scratch.ranges);
+  coalesce(scratch.ranges, uint32_t(std::min<uint64_t>(limits.max_bytes, wire::kMaxRangeBytes)));
+  return reader.read(scratch.ranges, dst, limits);
+}
+
+Status fetch_entries(RangeReader& reader, const PoolView& view, std::span<const Placement> pages, int stream,
+                     uint32_t layer, std::span<const int32_t> tokens, uint8_t* dst, const BatchLimits& limits,
+                     FetchScratch& scratch) {
+  scratch.ranges.clear();
+  const uint64_t limit = uint64_t(pages.size()) << view.page_shift;
+  for (int32_t t : tokens)
+    if (t < 0 || uint64_t(t) >= limit)
+      return Status(Code::kInvalidArgument, fmt::format("ranged fetch: token {} outside the prefix of {} tokens", t, limit));
+  plan_entries(view, pages, stream, layer, tokens, 0, scratch.ranges);
+  coalesce(scratch.ranges, wire::kMaxRangeBytes);
+  BatchLimits one = limits;
+  one.max_ranges = std::max<size_t>(one.max_ranges, scratch.ranges.size());
+  one.max_bytes = std::max<uint64_t>(one.max_bytes, total_bytes(scratch.ranges));
+  return reader.read(scratch.ranges, dst, one);
+}
+
+Status verify_pages(RangeReader& reader, const PoolView& view, std::span<const Placement> pages,
+                    std::span<const PageKey> keys, const LocalLayout& local, const uint8_t* src) {
+  const SlabGeometry& g = reader.info().geometry;
+  if (g.slab_pages != view.slab_pages || g.layers != view.layers || g.page_tokens != view.page_tokens)
+    return Status(Code::kMismatch, fmt::format("verify: the served region has E={} / {} layers / {}-token pages, the lease "
+                                               "E={} / {} / {}", g.slab_pages, g.layers, g.page_tokens, view.slab_pages,
+                                               view.layers, view.page_tokens));
+  std::vector<uint8_t> records(pages.size() * kPageRecordBytes);
+  std::vector<Range> ranges;
+  for (size_t p = 0; p < pages.size(); ++p)
+    ranges.push_back({g.record_offset(g.page_slot(pages[p].slab, pages[p].position)), p * kPageRecordBytes, kPageRecordBytes});
+  if (Status st = reader.read(ranges, records.data(), BatchLimits{}); !st) return st;
+  std::vector<uint8_t> packed;
+  for (size_t p = 0; p < pages.size(); ++p) {
+    auto rec = pool::decode_record(records.data() + p * kPageRecordBytes, pages[p].slab, pages[p].position);
+    if (!rec) return Status(Code::kCorrupt, fmt::format("verify: page {}: {}", p, rec.status().message()));
+    if (rec->state != pool::PageState::kCommitted)
+      return Status(Code::kCorrupt, fmt::format("verify: page {} (slab {} position {}) is no longer committed", p, pages[p].slab,
+                                                pages[p].position));
+    if (rec->fields.generation != pages[p].generation)
+      return Status(Code::kCorrupt, fmt::format("verify: page {} has generation {}, the lease {}", p, rec->fields.generation,
+                                                pages[p].generation));
+    if (!keys.empty() && std::memcmp(rec->fields.key.b, keys[p].bytes.data(), kPageKeyBytes) != 0)
+      return Status(Code::kCorrupt, fmt::format("verify: page {} holds key {}, looked up {}", p,
+                                                record_key(rec->fields.key).hex(), keys[p].hex()));
+    uint64_t sum = 0;
+    for (uint32_t s = 0; s < local.stream_count; ++s) {
+      const uint32_t eb = local.entry_bytes[s], stride = local.stride[s];
+      for (uint32_t l = 0; l < local.layers; ++l) {
+        const uint8_t* run = src + local.offset(uint32_t(p), int(s), l, 0);
+        if (stride != eb) {
+          packed.resize(size_t{local.page_tokens} * eb);
+          for (uint32_t t = 0; t < local.page_tokens; ++t) std::memcpy(packed.data() + size_t{t} * eb, run + size_t{t} * stride, eb);
+          run = packed.data();
+        }
+        sum ^= run_checksum(int(s), l, run, size_t{local.page_tokens} * eb);
+      }
+    }
+    if (sum != rec->fields.data_checksum)
+      return Status(Code::kCorrupt, fmt::format("verify: page {} (slab {} position {}): fetched bytes checksum to {:#018x}, "
+                                                "the record holds {:#018x}", p, pages[p].slab, pages[p].position, sum,
+                                                rec->fields.data_checksum));
+  }
+  return Status::ok();
+}
+
+}  // namespace cxlkv::baseline
