@@ -10,6 +10,7 @@
 
 #include "gather.h"
 #include "gpu_region.h"
+#include "hot_buffer.h"
 
 namespace cxlkv {
 namespace {
@@ -67,11 +68,37 @@ class DescriptorStaging {
 
 }  // namespace
 
+struct GpuHotBuffer::State {
+  kernels::HotSegment segment;  // device pointers; gather.indices is set per step
+  const GpuBlockTable* table = nullptr;
+  uint32_t max_k = 0;
+  uint32_t entry_bytes = 0;
+  std::vector<void*> owned;
+  ~State() {
+    for (void* p : owned) cudaFree(p);
+  }
+};
+
+GpuHotBuffer::GpuHotBuffer(std::unique_ptr<State> state) : state_(std::move(state)) {}
+GpuHotBuffer::~GpuHotBuffer() = default;
+uint32_t GpuHotBuffer::capacity() const { return state_->segment.capacity; }
+uint32_t GpuHotBuffer::max_k() const { return state_->max_k; }
+const uint8_t* GpuHotBuffer::rows() const { return state_->segment.rows; }
+const int32_t* GpuHotBuffer::row_of() const { return state_->segment.row_of; }
+
+Result<std::pair<uint32_t, uint32_t>> GpuHotBuffer::last_step_counts() const {
+  uint32_t counts[2] = {0, 0};
+  if (cudaError_t e = cudaMemcpy(counts, state_->segment.hits, sizeof counts, cudaMemcpyDeviceToHost); e != cudaSuccess)
+    return cuda_error("hot buffer counts", e);
+  return std::pair<uint32_t, uint32_t>{counts[0], counts[1]};
+}
+
 struct GpuPool::Impl {
   PoolView view;
   std::unique_ptr<kernels::GpuRegistration> registration;
   uint32_t* bad_indices = nullptr;  // GPU counter
-  DescriptorStaging segments, runs;
+  DescriptorStaging segments, runs, hot;
+  std::vector<kernels::HotSegment> hot_scratch;
   std::vector<kernels::GatherSegment> segment_scratch;
   std::vector<uint8_t> run_scratch;
   ~Impl() { cudaFree(bad_indices); }
@@ -207,6 +234,78 @@ Status GpuPool::fetch_pages(const ReadLease& lease, int stream, uint32_t layer, 
                                                 static_cast<uint8_t*>(dst), cuda_stream);
       e != cudaSuccess)
     return cuda_error("fetch_pages launch", e);
+  return Status::ok();
+}
+
+}  // namespace cxlkv
+
+namespace cxlkv {
+
+Result<std::unique_ptr<GpuHotBuffer>> GpuPool::make_hot_buffer(const GpuBlockTable& table, uint32_t layer,
+                                                               uint32_t capacity_rows, uint32_t max_k) {
+  const PoolView& v = impl_->view;
+  if (layer >= v.layers || max_k == 0 || max_k > kernels::kHotMaxRows / 2 || capacity_rows < 2 * max_k ||
+      capacity_rows > kernels::kHotMaxRows)
+    return Status(Code::kInvalidArgument,
+                  fmt::format("hot buffer: layer {} (of {}), {} rows for k {}: need rows >= 2k, rows <= {}", layer,
+                              v.layers, capacity_rows, max_k, kernels::kHotMaxRows));
+  const auto& st = v.streams[table.stream()];
+  if (st.entry_bytes % 16 || st.stride % 16)
+    return Status(Code::kInvalidArgument, fmt::format("hot buffer: stream {} entries ({} B, stride {}) are not 16 B "
+                                                      "multiples", table.stream(), st.entry_bytes, st.stride));
+  auto state = std::make_unique<GpuHotBuffer::State>();
+  auto alloc = [&](size_t bytes, int fill) -> void* {
+    void* p = nullptr;
+    if (cudaMalloc(&p, bytes) != cudaSuccess) return nullptr;
+    state->owned.push_back(p);
+    if (cudaMemset(p, fill, bytes) != cudaSuccess) return nullptr;
+    return p;
+  };
+  const uint32_t tokens = table.pages() * v.page_tokens;
+  kernels::HotSegment& h = state->segment;
+  h.gather = kernels::GatherSegment{table.device_page_base(), nullptr, nullptr, table.pages(), layer, 0, 0};
+  h.slot_of = static_cast<int32_t*>(alloc(size_t{std::max(tokens, 1u)} * 4, 0xff));
+  h.token_of = static_cast<int32_t*>(alloc(size_t{capacity_rows} * 4, 0xff));
+  h.last_used = static_cast<int32_t*>(alloc(size_t{capacity_rows} * 4, 0xff));
+  h.victims = static_cast<uint32_t*>(alloc(size_t{capacity_rows} * 4, 0));
+  h.rows = static_cast<uint8_t*>(alloc(size_t{capacity_rows} * st.entry_bytes, 0));
+  h.row_of = static_cast<int32_t*>(alloc(size_t{max_k} * 4, 0xff));
+  auto* counts = static_cast<uint32_t*>(alloc(8, 0));
+  if (!h.slot_of || !h.token_of || !h.last_used || !h.victims || !h.rows || !h.row_of || !counts)
+    return Status(Code::kExhausted, fmt::format("hot buffer: GPU memory for {} rows of {} B", capacity_rows, st.entry_bytes));
+  h.hits = counts;
+  h.misses = counts + 1;
+  h.capacity = capacity_rows;
+  h.tokens = tokens;
+  state->table = &table;
+  state->max_k = max_k;
+  state->entry_bytes = st.entry_bytes;
+  return std::unique_ptr<GpuHotBuffer>(new GpuHotBuffer(std::move(state)));
+}
+
+Status GpuPool::hot_step(std::span<const GpuHotStepItem> items, int32_t step, cudaStream_t stream) {
+  if (items.empty()) return Status::ok();
+  const PoolView& v = impl_->view;
+  auto& segs = impl_->hot_scratch;
+  segs.resize(items.size());
+  const int s = items[0].buffer ? items[0].buffer->state_->table->stream() : -1;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const GpuHotStepItem& it = items[i];
+    if (!it.buffer || it.buffer->state_->table->stream() != s || it.k > it.buffer->max_k() || (it.k && !it.indices))
+      return Status(Code::kInvalidArgument, fmt::format("hot_step: item {} has no buffer, another stream, k {} over its "
+                                                        "max or no indices", i, it.k));
+    segs[i] = it.buffer->state_->segment;
+    segs[i].gather.indices = it.indices;
+    segs[i].gather.k = it.k;
+  }
+  auto dev = impl_->hot.stage(segs.data(), segs.size() * sizeof(segs[0]), stream);
+  if (!dev) return dev.status();
+  const auto& st = v.streams[s];
+  const kernels::StreamShape shape{st.entry_bytes, st.stride, st.layer_step, v.page_tokens, v.page_shift};
+  if (cudaError_t e = kernels::launch_hot_step(device_pool(), shape, static_cast<const kernels::HotSegment*>(*dev),
+                                               uint32_t(segs.size()), step, impl_->bad_indices, stream);
+      e != cudaSuccess)
+    return cuda_error("hot_step launch", e);
   return Status::ok();
 }
 

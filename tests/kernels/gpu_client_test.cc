@@ -6,7 +6,9 @@
 #include <catch2/catch_test_macros.hpp>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -124,6 +126,63 @@ TEST_CASE("GpuPool fetches the indexer keys of a page range exactly as the CPU b
   CHECK(got == want);
   CHECK(gpu->fetch_pages(s.lease, 1, layer, 5, 99, d_out, 0).code() == Code::kInvalidArgument);
   cudaFree(d_out);
+}
+
+TEST_CASE("GpuPool hot buffers serve repeated top-k entries from HBM and fetch only the new ones") {
+  Setup s(8);
+  auto gpu = std::move(*GpuPool::attach(*s.client));
+  auto table = gpu->upload(s.lease, 0);
+  REQUIRE(table.is_ok());
+  const uint32_t k = 512, layers = 3, entry = s.client->layout().stream(0).entry_bytes;
+  CHECK(gpu->make_hot_buffer(*table, 0, k, k).status().code() == Code::kInvalidArgument);  // rows < 2k
+  std::vector<std::unique_ptr<GpuHotBuffer>> buffers;
+  for (uint32_t l = 0; l < layers; ++l) {
+    auto b = gpu->make_hot_buffer(*table, 10 + l, 3 * k, k);
+    REQUIRE(b.is_ok());
+    buffers.push_back(std::move(*b));
+  }
+  int32_t* d_idx = nullptr;
+  REQUIRE(cudaMalloc(&d_idx, size_t{layers} * k * 4) == cudaSuccess);
+  std::mt19937 rng(std::random_device{}());
+  std::vector<std::vector<int32_t>> cur(layers);
+  for (int32_t step = 0; step < 6; ++step) {
+    std::vector<int32_t> all;
+    for (uint32_t l = 0; l < layers; ++l) {
+      // Step 0: k distinct tokens; then keep the first half, draw the rest anew (distinct).
+      std::vector<int32_t> next(cur[l].begin(), cur[l].begin() + (step == 0 ? 0 : k / 2));
+      while (next.size() < k) {
+        const int32_t t = int32_t(rng() % s.lease.prefix_tokens());
+        if (std::find(next.begin(), next.end(), t) == next.end()) next.push_back(t);
+      }
+      cur[l] = next;
+      all.insert(all.end(), next.begin(), next.end());
+    }
+    REQUIRE(cudaMemcpy(d_idx, all.data(), all.size() * 4, cudaMemcpyHostToDevice) == cudaSuccess);
+    std::vector<GpuHotStepItem> items;
+    for (uint32_t l = 0; l < layers; ++l) items.push_back({buffers[l].get(), d_idx + size_t{l} * k, k});
+    REQUIRE(gpu->hot_step(items, step, 0).is_ok());
+    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+    for (uint32_t l = 0; l < layers; ++l) {
+      CAPTURE(step, l);
+      auto counts = buffers[l]->last_step_counts();
+      REQUIRE(counts.is_ok());
+      CHECK(counts->first + counts->second == k);
+      // Step 0 misses everything; later the kept half always hits (3k rows hold two steps), and a
+      // new draw may hit too when an older step left it resident.
+      if (step == 0) CHECK(counts->second == k);
+      else CHECK(counts->second <= k - k / 2);
+      std::vector<int32_t> row_of(k);
+      std::vector<uint8_t> rows(size_t{buffers[l]->capacity()} * entry), want(size_t{k} * entry);
+      REQUIRE(cudaMemcpy(row_of.data(), buffers[l]->row_of(), k * 4, cudaMemcpyDeviceToHost) == cudaSuccess);
+      REQUIRE(cudaMemcpy(rows.data(), buffers[l]->rows(), rows.size(), cudaMemcpyDeviceToHost) == cudaSuccess);
+      REQUIRE(s.lease.gather_topk(0, 10 + l, cur[l].data(), int(k), want.data()).is_ok());
+      for (uint32_t i = 0; i < k; ++i) {
+        REQUIRE(row_of[i] >= 0);
+        REQUIRE(std::memcmp(rows.data() + size_t(row_of[i]) * entry, want.data() + size_t{i} * entry, entry) == 0);
+      }
+    }
+  }
+  cudaFree(d_idx);
 }
 
 int main(int argc, char** argv) {

@@ -48,6 +48,37 @@ struct GpuGatherItem {
   void* out = nullptr;               // [k][entry_bytes], packed
 };
 
+// A GPU hot buffer for one (request, layer): `capacity` rows of latent entries in HBM kept across
+// decode steps (kernels/hot_buffer.h has the algorithm; the CPU reference defines the result).
+// After GpuPool::hot_step, row_of()[i] is the row holding top-k slot i's entry (-1 for -1 slots),
+// and rows() is the [capacity][entry_bytes] cache that FlashMLA's sparse decode reads with those
+// row numbers as its indices.
+class GpuHotBuffer {
+ public:
+  ~GpuHotBuffer();
+  GpuHotBuffer(const GpuHotBuffer&) = delete;
+  GpuHotBuffer& operator=(const GpuHotBuffer&) = delete;
+  uint32_t capacity() const;
+  uint32_t max_k() const;
+  const uint8_t* rows() const;       // GPU memory
+  const int32_t* row_of() const;     // GPU memory, [max_k]
+  // Hits and misses (entries fetched from the pool) of the last step; synchronizes.
+  Result<std::pair<uint32_t, uint32_t>> last_step_counts() const;
+
+ private:
+  friend class GpuPool;
+  struct State;
+  explicit GpuHotBuffer(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
+// One hot buffer's step: its top-k indices (GPU memory, [k], unique apart from -1).
+struct GpuHotStepItem {
+  GpuHotBuffer* buffer = nullptr;
+  const int32_t* indices = nullptr;
+  uint32_t k = 0;
+};
+
 class GpuPool {
  public:
   // Registers the client's mapping (it must outlive the GpuPool).
@@ -69,6 +100,14 @@ class GpuPool {
   // [(p1 - p0) x page_tokens][entry_bytes] (the indexer keys of a page range), in one launch.
   Status fetch_pages(const ReadLease& lease, int stream, uint32_t layer, uint32_t p0, uint32_t p1, void* dst,
                      cudaStream_t cuda_stream);
+
+  // A hot buffer over `table` (the latent stream's) for `layer`, with capacity_rows >= 2 x max_k
+  // (at most 8192 rows, max_k at most 4096).
+  Result<std::unique_ptr<GpuHotBuffer>> make_hot_buffer(const GpuBlockTable& table, uint32_t layer,
+                                                       uint32_t capacity_rows, uint32_t max_k);
+  // One decode step of every item, in one launch: hits keep their rows, misses take the least
+  // recently used rows and are fetched from the pool. `step` must grow by one each call.
+  Status hot_step(std::span<const GpuHotStepItem> items, int32_t step, cudaStream_t stream);
 
   const uint8_t* device_pool() const;
 
