@@ -4,6 +4,7 @@
 // whole: one batch is one dependent round trip of the fetch.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "rdma_transport.h"
@@ -23,9 +24,27 @@ class VerbsReader final : public RangeReader {
   const wire::RegionInfo& info() const override { return info_; }
 
   Status read(std::span<const Range> ranges, uint8_t* local_base, const BatchLimits& limits) override {
+    if (ranges.empty()) return Status::ok();
+    // Destinations outside the buffer registered at connect (e.g. the page records a
+    // verification reads) get a registration of their own for this call: slow path, not timed.
+    uint64_t lo = ~uint64_t{0}, hi = 0;
+    for (const Range& r : ranges) lo = std::min(lo, r.local), hi = std::max(hi, r.local + r.length);
+    ibv_mr* mr = mr_;
+    ibv_mr* temporary = nullptr;
+    if (local_base + lo < local_ || local_base + hi > local_ + local_bytes_) {
+      temporary = ibv_reg_mr(device_->pd, local_base + lo, hi - lo, IBV_ACCESS_LOCAL_WRITE);
+      if (temporary == nullptr) return io_error(fmt::format("rdma read: register a destination of {} B", hi - lo));
+      mr = temporary;
+    }
+    const Status st = read_all(ranges, local_base, limits, mr);
+    if (temporary != nullptr) ibv_dereg_mr(temporary);
+    return st;
+  }
+
+  Status read_all(std::span<const Range> ranges, uint8_t* local_base, const BatchLimits& limits, ibv_mr* mr) {
     split_batches(ranges, limits.max_ranges, limits.max_bytes, batches_);
     for (const Batch& b : batches_) {
-      if (Status st = read_batch(ranges.subspan(b.first, b.count), local_base); !st) return st;
+      if (Status st = read_batch(ranges.subspan(b.first, b.count), local_base, mr); !st) return st;
       counts_.bytes += b.bytes;
       counts_.messages += b.count;
       counts_.batches += 1;
@@ -34,7 +53,7 @@ class VerbsReader final : public RangeReader {
   }
 
   // Posts every range of one batch, keeping at most depth_ in flight, and waits for all.
-  Status read_batch(std::span<const Range> ranges, uint8_t* local_base) {
+  Status read_batch(std::span<const Range> ranges, uint8_t* local_base, ibv_mr* mr) {
     size_t posted = 0, done = 0;
     while (done < ranges.size()) {
       const size_t room = depth_ - (posted - done);
@@ -43,11 +62,10 @@ class VerbsReader final : public RangeReader {
         for (size_t i = 0; i < n; ++i) {
           const Range& r = ranges[posted + i];
           uint8_t* dst = local_base + r.local;
-          if (dst < local_ || dst + r.length > local_ + local_bytes_ || r.remote + r.length > remote_bytes_)
-            return Status(Code::kInvalidArgument, fmt::format("rdma read: range [{}, +{}) -> local +{} is outside the registered "
-                                                              "buffers ({} B local, {} B remote)", r.remote, r.length,
-                                                              dst - local_, local_bytes_, remote_bytes_));
-          sge_[i] = {reinterpret_cast<uint64_t>(dst), r.length, mr_->lkey};
+          if (r.remote + r.length > remote_bytes_)
+            return Status(Code::kInvalidArgument, fmt::format("rdma read: range [{}, +{}) is outside the remote region of {} B",
+                                                              r.remote, r.length, remote_bytes_));
+          sge_[i] = {reinterpret_cast<uint64_t>(dst), r.length, mr->lkey};
           ibv_send_wr& wr = wr_[i];
           wr = {};
           wr.wr_id = posted + i;

@@ -46,7 +46,8 @@ class RdmaService {
 };
 
 // Opens the device, creates a QP, registers [local, local + local_bytes) for local write, and
-// exchanges endpoints over the side channel. read() then posts RC READs into that buffer.
+// exchanges endpoints over the side channel. read() then posts RC READs into that buffer; a
+// read into memory outside it registers that memory for the call (slow path).
 Result<std::unique_ptr<RangeReader>> connect_rdma(TcpReader& side_channel, const RdmaOptions& options, uint8_t* local,
                                                   uint64_t local_bytes);
 
