@@ -18,8 +18,11 @@ int run_gather_bench(const GatherBenchOptions& o) {
   auto layout = Layout::parse(o.layout);
   if (!layout) return fmt::print(stderr, "gather: {}\n", layout.status().to_string()), 2;
   const uint32_t pages = uint32_t(o.prefix_tokens / layout->page_tokens());
-  cxl::RegionSpec spec{cxl::Backend::kShm, fmt::format("/cxlkv-bench-gather-{}", getpid()), -1,
+  const bool shm = o.backing == "shm";
+  cxl::RegionSpec spec{shm ? cxl::Backend::kShm : cxl::Backend::kFile,
+                       shm ? fmt::format("/cxlkv-bench-gather-{}", getpid()) : o.backing, -1,
                        region_bytes_for(*layout, o.slab_pages, pages)};
+  if (!shm) spec.size = (spec.size + (2u << 20) - 1) / (2u << 20) * (2u << 20);  // hugetlbfs sizes
   auto pool = testing::DirectPool::create(spec, o.layout, o.slab_pages);
   if (!pool) return fmt::print(stderr, "gather: {}\n", pool.status().to_string()), 2;
   auto placed = (*pool)->place(pages);

@@ -15,6 +15,9 @@ struct GatherBenchOptions {
   uint64_t prefix_tokens = 131072;
   int k = 2048;
   int rounds = 100;
+  // "shm", or a file path for the file backend: on a hugetlbfs mount the region is backed by
+  // 2 MiB pages, as a devdax device is.
+  std::string backing = "shm";
 };
 
 int run_gather_bench(const GatherBenchOptions& options);
