@@ -7,6 +7,7 @@
 //            loses power with this write lease open)
 //   recover  reconnect to the restarted daemon; prefix A must be whole and byte-exact, prefix B
 //            must be gone (its reserved slots reclaimed); then write, commit and verify prefix B
+//   restart  hold, then recover, in one process: the decode worker outlives the daemon's host
 // Contents are synthetic (client/testing/synthetic.h): every byte follows from its page key, so
 // any reader (this worker, cxlkv-testbed-inspect on the host) checks them without a copy.
 #include <unistd.h>
@@ -194,7 +195,9 @@ int main(int argc, char** argv) {
   o.client.io_timeout_ms = 3000; // a powered-off daemon host shows up as a timeout
   std::string step;
   CLI::App app{"cxlkv-testbed-worker: guest B's decode worker in the QEMU CXL testbed"};
-  app.add_option("step", step, "write | hold | recover")->required()->check(CLI::IsMember({"write", "hold", "recover"}));
+  app.add_option("step", step, "write | hold | recover | restart")
+      ->required()
+      ->check(CLI::IsMember({"write", "hold", "recover", "restart"}));
   app.add_option("--endpoint", o.client.endpoint, "daemon endpoint, tcp:host:port");
   app.add_option("--region", o.client.region_path, "this host's path of the pool (devdax)");
   app.add_option("--tenant", o.client.tenant, "tenant");
@@ -212,5 +215,11 @@ int main(int argc, char** argv) {
   if (!client) return fmt::print("FAIL worker {}: {}\n", step, client.status().to_string()), 1;
   if (step == "write") return step_write(**client, o);
   if (step == "hold") return step_hold(**client, o);
-  return step_recover(**client, o);
+  if (step == "recover") return step_recover(**client, o);
+  // restart: the same process holds the lease through the power loss, then reconnects.
+  if (int rc = step_hold(**client, o); rc != 0) return rc;
+  client->reset();
+  auto again = connect_retry(o);
+  if (!again) return fmt::print("FAIL worker recover: {}\n", again.status().to_string()), 1;
+  return step_recover(**again, o);
 }
