@@ -10,6 +10,9 @@
 
 #include <cuda_runtime.h>
 
+#include <cub/block/block_radix_sort.cuh>
+#include <climits>
+
 namespace cxlkv::kernels {
 namespace {
 
@@ -23,10 +26,10 @@ __device__ __forceinline__ Piece load_piece(const uint8_t* p) {
 template <typename Piece, int kLoads>
 __global__ void __launch_bounds__(1024) gather_topk_kernel(const uint8_t* __restrict__ pool, StreamShape shape,
                                                            const GatherSegment* __restrict__ segments,
-                                                           uint32_t blocks_per_segment,
-                                                           uint32_t* __restrict__ error_count) {
-  const uint32_t seg_id = blockIdx.x / blocks_per_segment;
-  const uint32_t slice = blockIdx.x - seg_id * blocks_per_segment;
+                                                           uint32_t blocks_per_segment, uint32_t count,
+                                                           bool interleave, uint32_t* __restrict__ error_count) {
+  const uint32_t seg_id = interleave ? blockIdx.x % count : blockIdx.x / blocks_per_segment;
+  const uint32_t slice = interleave ? blockIdx.x / count : blockIdx.x - seg_id * blocks_per_segment;
   const GatherSegment seg = segments[seg_id];
   const uint32_t pieces_per_entry = shape.entry_bytes / sizeof(Piece);
   const uint64_t total = uint64_t{seg.k} * pieces_per_entry;
@@ -47,7 +50,7 @@ __global__ void __launch_bounds__(1024) gather_topk_kernel(const uint8_t* __rest
       const uint32_t e = uint32_t(piece / pieces_per_entry);
       const uint32_t part = uint32_t(piece - uint64_t{e} * pieces_per_entry);
       const int32_t idx = __ldg(seg.indices + e);
-      if (idx < 0) continue;  // -1: skipped by convention
+      if (idx == -1) continue;  // skipped by convention; other negatives fail the page check
       const uint32_t page = uint32_t(idx) >> shape.page_shift;
       if (page >= seg.pages) {
         if (part == 0) atomicAdd(error_count, 1u);
@@ -56,7 +59,8 @@ __global__ void __launch_bounds__(1024) gather_topk_kernel(const uint8_t* __rest
       const uint8_t* src = pool + __ldg(seg.page_base + page) + layer_base +
                            uint64_t(uint32_t(idx) & token_mask) * shape.stride + uint64_t{part} * sizeof(Piece);
       v[j] = load_piece<Piece>(src);
-      dst[j] = seg.out + uint64_t{e} * shape.entry_bytes + uint64_t{part} * sizeof(Piece);
+      const uint32_t row = seg.rows ? __ldg(seg.rows + e) : e;
+      dst[j] = seg.out + uint64_t{row} * shape.entry_bytes + uint64_t{part} * sizeof(Piece);
     }
 #pragma unroll
     for (int j = 0; j < kLoads; ++j)
@@ -75,7 +79,7 @@ __global__ void gather_warp_per_entry_kernel(const uint8_t* __restrict__ pool, S
   const GatherSegment seg = segments[seg_id];
   if (e >= seg.k) return;
   const int32_t idx = seg.indices[e];
-  if (idx < 0) return;
+  if (idx == -1) return;
   const uint32_t page = uint32_t(idx) >> shape.page_shift;
   if (page >= seg.pages) {
     if (threadIdx.x % 32 == 0) atomicAdd(error_count, 1u);
@@ -86,6 +90,41 @@ __global__ void gather_warp_per_entry_kernel(const uint8_t* __restrict__ pool, S
   uint8_t* dst = seg.out + uint64_t{e} * shape.entry_bytes;
   for (uint32_t off = (threadIdx.x % 32) * 16; off < shape.entry_bytes; off += 32 * 16)
     *reinterpret_cast<int4*>(dst + off) = __ldg(reinterpret_cast<const int4*>(src + off));
+}
+
+// One block per segment sorts (index, row) pairs in shared memory. Padding sorts last and is
+// never read (the copy keeps k); -1 sorts first and stays skipped.
+constexpr int kOrderThreads = 256, kOrderItems = kMaxOrderedK / kOrderThreads;
+
+__global__ void __launch_bounds__(kOrderThreads) order_segments_kernel(const GatherSegment* __restrict__ segments,
+                                                                       uint32_t max_k, GatherOrderScratch scratch) {
+  using Sort = cub::BlockRadixSort<int32_t, kOrderThreads, kOrderItems, uint32_t>;
+  __shared__ typename Sort::TempStorage temp;
+  const GatherSegment seg = segments[blockIdx.x];
+  int32_t key[kOrderItems];
+  uint32_t row[kOrderItems];
+#pragma unroll
+  for (int j = 0; j < kOrderItems; ++j) {  // blocked arrangement: thread t holds items t*kItems+j
+    const uint32_t i = threadIdx.x * kOrderItems + j;
+    const bool real = i < seg.k && i < max_k;
+    key[j] = real ? seg.indices[i] : INT_MAX;
+    row[j] = real && seg.rows ? seg.rows[i] : i;
+  }
+  Sort(temp).Sort(key, row);
+  int32_t* out_idx = scratch.indices + uint64_t{blockIdx.x} * max_k;
+  uint32_t* out_row = scratch.rows + uint64_t{blockIdx.x} * max_k;
+#pragma unroll
+  for (int j = 0; j < kOrderItems; ++j) {
+    const uint32_t i = threadIdx.x * kOrderItems + j;
+    if (i < seg.k && i < max_k) out_idx[i] = key[j], out_row[i] = row[j];
+  }
+  if (threadIdx.x == 0) {
+    GatherSegment copy = seg;
+    copy.indices = out_idx;
+    copy.rows = out_row;
+    copy.k = min(seg.k, max_k);
+    scratch.segments[blockIdx.x] = copy;
+  }
 }
 
 // Bulk runs: block per run, 16 B pieces, 4 in flight per thread.
@@ -110,12 +149,13 @@ __global__ void copy_runs_kernel(const uint8_t* __restrict__ pool, const uint64_
 
 template <typename Piece>
 cudaError_t launch_with_loads(uint32_t loads, dim3 grid, dim3 block, cudaStream_t stream, const uint8_t* pool,
-                              const StreamShape& shape, const GatherSegment* segments, uint32_t bps, uint32_t* err) {
+                              const StreamShape& shape, const GatherSegment* segments, uint32_t bps, uint32_t count,
+                              bool il, uint32_t* err) {
   switch (loads) {
-    case 1: gather_topk_kernel<Piece, 1><<<grid, block, 0, stream>>>(pool, shape, segments, bps, err); break;
-    case 2: gather_topk_kernel<Piece, 2><<<grid, block, 0, stream>>>(pool, shape, segments, bps, err); break;
-    case 4: gather_topk_kernel<Piece, 4><<<grid, block, 0, stream>>>(pool, shape, segments, bps, err); break;
-    case 8: gather_topk_kernel<Piece, 8><<<grid, block, 0, stream>>>(pool, shape, segments, bps, err); break;
+    case 1: gather_topk_kernel<Piece, 1><<<grid, block, 0, stream>>>(pool, shape, segments, bps, count, il, err); break;
+    case 2: gather_topk_kernel<Piece, 2><<<grid, block, 0, stream>>>(pool, shape, segments, bps, count, il, err); break;
+    case 4: gather_topk_kernel<Piece, 4><<<grid, block, 0, stream>>>(pool, shape, segments, bps, count, il, err); break;
+    case 8: gather_topk_kernel<Piece, 8><<<grid, block, 0, stream>>>(pool, shape, segments, bps, count, il, err); break;
     default: return cudaErrorInvalidValue;
   }
   return cudaGetLastError();
@@ -152,8 +192,17 @@ cudaError_t launch_gather_topk(const uint8_t* pool, const StreamShape& shape, co
   const uint64_t blocks = bps * count;
   if (blocks > 0x7fffffffull) return cudaErrorInvalidValue;
   const dim3 grid{uint32_t(blocks)}, block{tuning.threads};
-  return wide ? launch_with_loads<int4>(tuning.loads_in_flight, grid, block, stream, pool, shape, segments, uint32_t(bps), error_count)
-              : launch_with_loads<uint32_t>(tuning.loads_in_flight, grid, block, stream, pool, shape, segments, uint32_t(bps), error_count);
+  const bool il = tuning.interleave_segments;
+  return wide ? launch_with_loads<int4>(tuning.loads_in_flight, grid, block, stream, pool, shape, segments, uint32_t(bps), count, il, error_count)
+              : launch_with_loads<uint32_t>(tuning.loads_in_flight, grid, block, stream, pool, shape, segments, uint32_t(bps), count, il, error_count);
+}
+
+cudaError_t launch_order_segments(const GatherSegment* segments, uint32_t count, uint32_t max_k,
+                                  const GatherOrderScratch& scratch, cudaStream_t stream) {
+  if (count == 0 || max_k == 0) return cudaSuccess;
+  if (max_k > kMaxOrderedK || !scratch.indices || !scratch.rows || !scratch.segments) return cudaErrorInvalidValue;
+  order_segments_kernel<<<dim3(count), dim3(kOrderThreads), 0, stream>>>(segments, max_k, scratch);
+  return cudaGetLastError();
 }
 
 cudaError_t launch_gather_topk_warp_per_entry(const uint8_t* pool, const StreamShape& shape,

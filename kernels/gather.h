@@ -20,7 +20,27 @@ struct GatherTuning {
   uint32_t loads_in_flight = 4;    // independent 16 B loads per thread before the stores: 1, 2, 4, 8
   uint32_t blocks_per_sm = 8;      // target grid = SMs x this, split evenly over the segments
   uint32_t entries_per_block = 0;  // if set, at most this many entries per block (more blocks)
+  // Block b serves slice b / count of segment b % count, so the blocks in flight take the same
+  // slice of every segment; with ordered segments (launch_order_segments) that is the same page
+  // range of every layer, a narrow window of the pool instead of one layer's whole span.
+  bool interleave_segments = false;
 };
+
+// Largest k that launch_order_segments sorts (one block per segment, in shared memory).
+inline constexpr uint32_t kMaxOrderedK = 2048;
+
+// Device scratch of an ordered gather, each array sized for `count` segments of max_k entries.
+struct GatherOrderScratch {
+  int32_t* indices = nullptr;       // [count x max_k]
+  uint32_t* rows = nullptr;         // [count x max_k]
+  GatherSegment* segments = nullptr;  // [count]
+};
+
+// Writes to scratch.segments a copy of each segment whose indices are in ascending order (so in
+// page order) and whose rows say where each entry came from; gathering those copies fills the
+// same output as the originals. max_k <= kMaxOrderedK. Asynchronous on `stream`.
+cudaError_t launch_order_segments(const GatherSegment* segments, uint32_t count, uint32_t max_k,
+                                  const GatherOrderScratch& scratch, cudaStream_t stream);
 
 // Device-resident inputs of a gather launch: `segments` points to `count` GatherSegment in GPU
 // memory whose page_base / indices / out are GPU pointers (page_base/indices may also be

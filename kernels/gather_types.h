@@ -32,6 +32,9 @@ struct GatherSegment {
   uint32_t layer = 0;
   uint32_t k = 0;
   uint32_t reserved = 0;
+  // If set, entry i goes to output row rows[i] instead of row i: an ordered copy of a segment
+  // (launch_order_segments) keeps the rows of its original order.
+  const uint32_t* rows = nullptr;  // [k]
 };
 
 // Page base offsets of a leased prefix for one stream: base[p] for p in [0, pages).

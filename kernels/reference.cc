@@ -25,7 +25,8 @@ uint64_t reference_gather(const uint8_t* pool, const StreamShape& shape, const G
       const int32_t idx = seg.indices[i];
       if (idx == -1) continue;
       if (!in_prefix(shape, seg, idx)) { ++out_of_range; continue; }
-      std::memcpy(seg.out + uint64_t{i} * shape.entry_bytes, entry_at(pool, shape, seg, idx), shape.entry_bytes);
+      const uint64_t row = seg.rows ? seg.rows[i] : i;
+      std::memcpy(seg.out + row * shape.entry_bytes, entry_at(pool, shape, seg, idx), shape.entry_bytes);
     }
   }
   return out_of_range;

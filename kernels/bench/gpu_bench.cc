@@ -83,6 +83,7 @@ struct GatherCase {
   std::vector<GatherSegment*> device_segments;           // [set]
   std::vector<int32_t*> device_indices;
   uint8_t* device_out = nullptr;
+  GatherOrderScratch order;  // for the ordered variants (k <= kMaxOrderedK)
   uint64_t valid_entries = 0;  // per launch (set 0)
 };
 
@@ -108,6 +109,11 @@ GatherCase make_case(Bench& b, uint32_t segments, uint32_t k, int sets,
   c.segments = segments;
   c.k = k;
   CUDA_OK(cudaMalloc(&c.device_out, uint64_t{segments} * k * b.shape.entry_bytes));
+  if (k <= kMaxOrderedK) {
+    CUDA_OK(cudaMalloc(&c.order.indices, uint64_t{segments} * k * sizeof(int32_t)));
+    CUDA_OK(cudaMalloc(&c.order.rows, uint64_t{segments} * k * sizeof(uint32_t)));
+    CUDA_OK(cudaMalloc(&c.order.segments, uint64_t{segments} * sizeof(GatherSegment)));
+  }
   for (int set = 0; set < sets; ++set) {
     std::vector<int32_t> idx;
     idx.reserve(uint64_t{segments} * k);
@@ -133,6 +139,9 @@ GatherCase make_case(Bench& b, uint32_t segments, uint32_t k, int sets,
 
 void free_case(GatherCase& c) {
   cudaFree(c.device_out);
+  cudaFree(c.order.indices);
+  cudaFree(c.order.rows);
+  cudaFree(c.order.segments);
   for (auto* p : c.device_segments) cudaFree(p);
   for (auto* p : c.device_indices) cudaFree(p);
 }
@@ -162,6 +171,7 @@ struct Variant {
   std::string name;
   GatherTuning tuning;
   bool warp_per_entry = false;
+  bool ordered = false;  // launch_order_segments first, timed with the gather
 };
 
 std::vector<Variant> variants() {
@@ -172,7 +182,24 @@ std::vector<Variant> variants() {
   for (uint32_t epb : {16u, 32u, 64u})
     for (uint32_t loads : {4u, 8u})
       v.push_back({fmt::format("window t256 l{} e{}", loads, epb), GatherTuning{256, loads, 8, epb}, false});
+  v.push_back({"window t256 l8 e16 il", GatherTuning{256, 8, 8, 16, true}, false});
+  for (uint32_t epb : {0u, 16u, 64u})
+    for (uint32_t loads : {4u, 8u})
+      v.push_back({fmt::format("ordered il t256 l{} e{}", loads, epb), GatherTuning{256, loads, 8, epb, true}, false, true});
   return v;
+}
+
+void launch_variant(Bench& b, GatherCase& c, const Variant& v, int set) {
+  if (v.warp_per_entry) {
+    CUDA_OK(launch_gather_topk_warp_per_entry(b.dev_pool, b.shape, c.device_segments[set], c.segments, c.k, b.dev_errors, 0));
+    return;
+  }
+  const GatherSegment* segs = c.device_segments[set];
+  if (v.ordered) {
+    CUDA_OK(launch_order_segments(segs, c.segments, c.k, c.order, 0));
+    segs = c.order.segments;
+  }
+  CUDA_OK(launch_gather_topk(b.dev_pool, b.shape, segs, c.segments, c.k, b.dev_errors, v.tuning, 0));
 }
 
 // Times every variant on a case, verifies the yardstick and the best; returns the JSON row.
@@ -180,14 +207,10 @@ json run_case(Bench& b, GatherCase& c, const std::string& label, int reps, int s
   json row = {{"case", label}, {"entries", c.valid_entries}, {"bytes", c.valid_entries * b.shape.entry_bytes}};
   double best_gbps = 0, yard_gbps = 0;
   std::string best_name;
-  GatherTuning best{};
+  Variant best{};
   for (const auto& v : variants()) {
-    auto launch = [&](int set) {
-      if (v.warp_per_entry)
-        CUDA_OK(launch_gather_topk_warp_per_entry(b.dev_pool, b.shape, c.device_segments[set], c.segments, c.k, b.dev_errors, 0));
-      else
-        CUDA_OK(launch_gather_topk(b.dev_pool, b.shape, c.device_segments[set], c.segments, c.k, b.dev_errors, v.tuning, 0));
-    };
+    if (v.ordered && !c.order.indices) continue;
+    auto launch = [&](int set) { launch_variant(b, c, v, set); };
     const double s = time_median(reps, sets, launch);
     const double gbps = c.valid_entries * b.shape.entry_bytes / s / 1e9;
     row["variants"][v.name] = {{"us", s * 1e6}, {"gbps", gbps}};
@@ -195,12 +218,10 @@ json run_case(Bench& b, GatherCase& c, const std::string& label, int reps, int s
       yard_gbps = gbps;
       if (!verify(b, c, launch)) { fmt::print(stderr, "MISMATCH: {} {}\n", label, v.name); std::exit(2); }
     } else if (gbps > best_gbps) {
-      best_gbps = gbps, best_name = v.name, best = v.tuning;
+      best_gbps = gbps, best_name = v.name, best = v;
     }
   }
-  const bool ok = verify(b, c, [&](int set) {
-    CUDA_OK(launch_gather_topk(b.dev_pool, b.shape, c.device_segments[set], c.segments, c.k, b.dev_errors, best, 0));
-  });
+  const bool ok = verify(b, c, [&](int set) { launch_variant(b, c, best, set); });
   if (!ok) { fmt::print(stderr, "MISMATCH: {} {}\n", label, best_name); std::exit(2); }
   row["best"] = best_name;
   row["gbps"] = best_gbps;

@@ -66,6 +66,7 @@ TEST_CASE("GPU top-k gather equals the CPU reference byte for byte, -1 rows unto
     auto v = bench::unique_random(k, tokens, rng);
     v[5] = -1;
     v[9] = int32_t(tokens + 3);  // past the prefix: counted, never read
+    v[11] = -7;                  // negative but not -1: counted too
     idx.insert(idx.end(), v.begin(), v.end());
   }
   int32_t* d_idx = to_device(idx);
@@ -82,22 +83,37 @@ TEST_CASE("GPU top-k gather equals the CPU reference byte for byte, -1 rows unto
                             pool.w->pages_per_prefix, layer, k, 0};
     dev[s] = GatherSegment{pool.dev_tables[r], d_idx + s * k, d_out + size_t{s} * k * 656, pool.w->pages_per_prefix, layer, k, 0};
   }
-  CHECK(reference_gather(pool.w->region->base(), pool.shape, host.data(), segments) == segments);
+  CHECK(reference_gather(pool.w->region->base(), pool.shape, host.data(), segments) == 2 * segments);
   GatherSegment* d_segs = to_device(dev);
-  for (int variant = 0; variant < 4; ++variant) {
+  GatherOrderScratch order;
+  CUDA_REQUIRE(cudaMalloc(&order.indices, idx.size() * sizeof(int32_t)));
+  CUDA_REQUIRE(cudaMalloc(&order.rows, idx.size() * sizeof(uint32_t)));
+  CUDA_REQUIRE(cudaMalloc(&order.segments, segments * sizeof(GatherSegment)));
+  // 0-2: flat tunings; 3: the warp-per-entry yardstick; 4: interleaved blocks; 5-6: ordered
+  // segments (sorted on the GPU, rows kept), interleaved, flat and windowed.
+  for (int variant = 0; variant < 7; ++variant) {
     CAPTURE(variant);
     CUDA_REQUIRE(cudaMemset(d_out, 0x5A, out_bytes));
     CUDA_REQUIRE(cudaMemset(d_err, 0, 4));
-    const GatherTuning tuning{variant < 2 ? 256u : 512u, variant % 2 ? 8u : 2u, 8};
+    GatherTuning tuning{variant < 2 ? 256u : 512u, variant % 2 ? 8u : 2u, 8};
+    tuning.interleave_segments = variant >= 4;
+    if (variant == 6) tuning.entries_per_block = 16;
+    const GatherSegment* segs = d_segs;
+    if (variant >= 5) {
+      CUDA_REQUIRE(launch_order_segments(d_segs, segments, k, order, 0));
+      segs = order.segments;
+    }
     if (variant == 3) CUDA_REQUIRE(launch_gather_topk_warp_per_entry((*pool.reg).device(), pool.shape, d_segs, segments, k, d_err, 0));
-    else CUDA_REQUIRE(launch_gather_topk(pool.reg->device(), pool.shape, d_segs, segments, k, d_err, tuning, 0));
+    else CUDA_REQUIRE(launch_gather_topk(pool.reg->device(), pool.shape, segs, segments, k, d_err, tuning, 0));
     CUDA_REQUIRE(cudaDeviceSynchronize());
     CUDA_REQUIRE(cudaMemcpy(got.data(), d_out, out_bytes, cudaMemcpyDeviceToHost));
     uint32_t errors = 0;
     CUDA_REQUIRE(cudaMemcpy(&errors, d_err, 4, cudaMemcpyDeviceToHost));
-    CHECK(errors == segments);
+    CHECK(errors == 2 * segments);
     CHECK(got == want);
   }
+  CHECK(launch_order_segments(d_segs, segments, kMaxOrderedK + 1, order, 0) == cudaErrorInvalidValue);
+  cudaFree(order.indices), cudaFree(order.rows), cudaFree(order.segments);
   cudaFree(d_segs), cudaFree(d_idx), cudaFree(d_out), cudaFree(d_err);
 }
 

@@ -49,6 +49,19 @@ TEST_CASE("reference gather copies each selected entry of the layer, skips -1 an
   }
 }
 
+TEST_CASE("reference gather writes entry i to row rows[i] when a segment carries rows") {
+  TinyPool pool;
+  std::vector<int32_t> idx = {5, -1, 70, 200};
+  std::vector<uint32_t> rows = {3, 0, 1, 2};
+  std::vector<uint8_t> out(idx.size() * 32, 0xEE);
+  GatherSegment seg{pool.page_base.data(), idx.data(), out.data(), 4, 0, uint32_t(idx.size()), 0, rows.data()};
+  CHECK(reference_gather(pool.bytes.data(), pool.shape, &seg, 1) == 0);
+  CHECK(std::memcmp(out.data() + 3 * 32, pool.entry(0, 5), 32) == 0);
+  CHECK(std::all_of(out.begin(), out.begin() + 32, [](uint8_t b) { return b == 0xEE; }));  // row of the -1
+  CHECK(std::memcmp(out.data() + 1 * 32, pool.entry(0, 70), 32) == 0);
+  CHECK(std::memcmp(out.data() + 2 * 32, pool.entry(0, 200), 32) == 0);
+}
+
 TEST_CASE("reference run copy packs runs back to back") {
   TinyPool pool;
   const uint64_t src[2] = {4096, 100};
