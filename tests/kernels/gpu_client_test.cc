@@ -4,6 +4,7 @@
 // (exit 77) and says why.
 #include <catch2/catch_session.hpp>
 #include <catch2/catch_test_macros.hpp>
+#include <catch2/generators/catch_generators.hpp>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -62,15 +63,18 @@ struct Setup {
 }  // namespace
 
 TEST_CASE("GpuPool gathers a batch of layers of a leased prefix exactly as the CPU gather does") {
+  // k <= kMaxOrderedK takes the ordered path (indices sorted on the GPU), larger k the plain one;
+  // item 3 has half the entries of the others.
+  const uint32_t k = GENERATE(2048u, 3000u);
   for (uint32_t slab_pages : {1u, 8u}) {
-    CAPTURE(slab_pages);
+    CAPTURE(k, slab_pages);
     Setup s(slab_pages);
     auto gpu = GpuPool::attach(*s.client);
     INFO(gpu.status().to_string());
     REQUIRE(gpu.is_ok());
     auto table = (*gpu)->upload(s.lease, 0);
     REQUIRE(table.is_ok());
-    const uint32_t k = 2048, layers = 8;
+    const uint32_t layers = 8;
     const uint32_t entry = s.client->layout().stream(0).entry_bytes;
     std::mt19937 rng(std::random_device{}());
     std::vector<int32_t> idx(size_t{layers} * k);
@@ -85,7 +89,7 @@ TEST_CASE("GpuPool gathers a batch of layers of a leased prefix exactly as the C
     REQUIRE(cudaMemset(d_out, 0x77, idx.size() * entry) == cudaSuccess);
     std::vector<GpuGatherItem> items;
     for (uint32_t l = 0; l < layers; ++l)
-      items.push_back({&*table, l * 7, d_idx + size_t{l} * k, k, d_out + size_t{l} * k * entry});
+      items.push_back({&*table, l * 7, d_idx + size_t{l} * k, l == 3 ? k / 2 : k, d_out + size_t{l} * k * entry});
     cudaStream_t stream;
     REQUIRE(cudaStreamCreate(&stream) == cudaSuccess);
     REQUIRE((*gpu)->gather_topk(items, stream).is_ok());
@@ -96,10 +100,11 @@ TEST_CASE("GpuPool gathers a batch of layers of a leased prefix exactly as the C
     std::vector<uint8_t> got(idx.size() * entry), want(idx.size() * entry, 0x77);
     REQUIRE(cudaMemcpy(got.data(), d_out, got.size(), cudaMemcpyDeviceToHost) == cudaSuccess);
     for (uint32_t l = 0; l < layers; ++l) {
-      std::vector<int32_t> cpu_idx(idx.begin() + size_t{l} * k, idx.begin() + size_t{l + 1} * k);
+      const int kk = int(l == 3 ? k / 2 : k);
+      std::vector<int32_t> cpu_idx(idx.begin() + size_t{l} * k, idx.begin() + size_t{l} * k + kk);
       if (l == 1) cpu_idx[9] = -1;  // the CPU gather refuses the whole call; the GPU skips the row
-      REQUIRE(s.lease.gather_topk(0, l * 7, cpu_idx.data(), int(k), want.data() + size_t{l} * k * entry).is_ok());
-      CHECK(testing::verify_rows(s.keys, s.client->page_tokens(), 0, l * 7, entry, cpu_idx.data(), int(k),
+      REQUIRE(s.lease.gather_topk(0, l * 7, cpu_idx.data(), kk, want.data() + size_t{l} * k * entry).is_ok());
+      CHECK(testing::verify_rows(s.keys, s.client->page_tokens(), 0, l * 7, entry, cpu_idx.data(), kk,
                                  got.data() + size_t{l} * k * entry, 0x77).is_ok());
     }
     CHECK(got == want);
