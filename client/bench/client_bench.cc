@@ -18,6 +18,8 @@ int main(int argc, char** argv) {
   gather->add_option("--prefix-tokens", g.prefix_tokens, "tokens in the leased prefix");
   gather->add_option("-k", g.k, "entries per gather");
   gather->add_option("--rounds", g.rounds, "rounds (each gathers every layer once, then copies as much)");
+  gather->add_option("--threads", g.threads, "threads splitting each call: gather and memcpy alike")->capture_default_str();
+  gather->add_option("--repeats", g.repeats, "each block makes layers x this many calls per thread")->capture_default_str();
   gather->add_option("--backing", g.backing, "shm, or a file path (file backend; on hugetlbfs: 2 MiB pages)");
   ControlBenchOptions c;
   auto* lookup = app.add_subcommand("lookup", "lookup round trip p50/p99 over the Unix socket and TCP");

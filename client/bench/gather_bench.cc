@@ -2,9 +2,12 @@
 // on a region set up with the allocator directly (no daemon): the bar is gather >= 0.7x memcpy.
 #include "gather_bench.h"
 
+#include <atomic>
+#include <barrier>
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include <fmt/format.h>
@@ -37,38 +40,65 @@ int run_gather_bench(const GatherBenchOptions& o) {
   const ReadLease lease = (*pool)->read_lease(std::move(*placed));
 
   const uint32_t bytes = v.streams[stream].entry_bytes;
-  const size_t call_bytes = size_t(o.k) * bytes;
-  std::vector<uint8_t> dst(call_bytes);
-  std::memset(dst.data(), 0, dst.size());
+  const uint32_t threads = std::max(1u, o.threads);
+  if (uint32_t(o.k) % threads) return fmt::print(stderr, "gather: k={} does not split evenly over {} threads\n", o.k, threads), 2;
+  const uint32_t share = uint32_t(o.k) / threads;  // entries per thread per call
+  const size_t call_bytes = size_t(o.k) * bytes, share_bytes = size_t(share) * bytes;
   std::mt19937 rng(42);
   std::uniform_int_distribution<int32_t> pick(0, int32_t(lease.prefix_tokens()) - 1);
   constexpr int kIndexSets = 32;
   std::vector<std::vector<int32_t>> sets(kIndexSets, std::vector<int32_t>(o.k));
   for (auto& s : sets)
     for (auto& i : s) i = pick(rng);
+  // Every block of a round makes `calls` calls per thread: the layers, repeated.
+  const uint32_t calls = v.layers * std::max(1u, o.repeats);
+  std::vector<std::vector<uint64_t>> src_offsets(o.rounds, std::vector<uint64_t>(calls));
   std::uniform_int_distribution<uint64_t> src_pick(0, (slab_area - call_bytes) / 64);
+  for (auto& r : src_offsets)
+    for (auto& off : r) off = src_pick(rng) * 64;
 
+  // Thread t gathers entries [t x share, (t+1) x share) of each call's index set and copies the
+  // same share of a contiguous run: both designs move the same bytes with the same threads.
+  // Gather block and memcpy block alternate, so both see the same machine state; the barrier
+  // marks the block edges, and thread 0 reads the clock there.
+  std::barrier sync(threads);
   std::vector<double> t_gather, t_copy;  // per call, one sample per round
-  int set = 0;
-  for (int round = 0; round < o.rounds; ++round) {
-    // Gather block and memcpy block alternate, so both see the same machine state.
-    const double t0 = now_s();
-    for (uint32_t l = 0; l < v.layers; ++l)
-      if (!lease.gather_topk(stream, l, sets[set++ % kIndexSets].data(), o.k, dst.data()).is_ok()) return 1;
-    const double t1 = now_s();
-    for (uint32_t l = 0; l < v.layers; ++l) std::memcpy(dst.data(), area + src_pick(rng) * 64, call_bytes);
-    const double t2 = now_s();
-    if (round > 0) {  // round 0 warms up
-      t_gather.push_back((t1 - t0) / v.layers);
-      t_copy.push_back((t2 - t1) / v.layers);
+  std::atomic<bool> failed{false};
+  auto worker = [&](uint32_t t) {
+    std::vector<uint8_t> dst(call_bytes);
+    std::memset(dst.data(), 0, dst.size());
+    for (int round = 0; round < o.rounds; ++round) {
+      sync.arrive_and_wait();
+      const double t0 = now_s();
+      for (uint32_t c = 0; c < calls; ++c) {
+        const int32_t* idx = sets[(uint64_t(round) * calls + c) % kIndexSets].data() + uint64_t{t} * share;
+        if (!lease.gather_topk(stream, c % v.layers, idx, share, dst.data()).is_ok()) failed = true;
+      }
+      sync.arrive_and_wait();
+      const double t1 = now_s();
+      for (uint32_t c = 0; c < calls; ++c)
+        std::memcpy(dst.data(), area + src_offsets[round][c] + uint64_t{t} * share_bytes, share_bytes);
+      sync.arrive_and_wait();
+      const double t2 = now_s();
+      if (t == 0 && round > 0) {  // round 0 warms up
+        t_gather.push_back((t1 - t0) / calls);
+        t_copy.push_back((t2 - t1) / calls);
+      }
     }
-  }
+  };
+  std::vector<std::thread> pool_threads;
+  for (uint32_t t = 1; t < threads; ++t) pool_threads.emplace_back(worker, t);
+  worker(0);
+  for (auto& th : pool_threads) th.join();
+  if (failed) return fmt::print(stderr, "gather: gather_topk failed\n"), 1;
   // Medians: the machine may be shared, and a median ignores the rounds someone else took.
-  const uint64_t calls = uint64_t(t_gather.size()) * v.layers;
+  const uint64_t samples = uint64_t(t_gather.size()) * calls;
   const double g_call = percentile(t_gather, 0.5), c_call = percentile(t_copy, 0.5);
   const double gather_gbs = double(call_bytes) / g_call / 1e9, copy_gbs = double(call_bytes) / c_call / 1e9;
-  fmt::print("top-k gather: layout {} E={} stream {} ({} B entries, stride {}), prefix {} tokens ({} pages), k={}, {} calls\n",
-             layout->name(), v.slab_pages, o.stream, bytes, v.streams[stream].stride, lease.prefix_tokens(), pages, o.k, calls);
+  fmt::print("top-k gather: layout {} E={} stream {} ({} B entries, stride {}), prefix {} tokens ({} pages), k={}, "
+             "{} thread(s), {} calls\n",
+             layout->name(), v.slab_pages, o.stream, bytes, v.streams[stream].stride, lease.prefix_tokens(), pages, o.k,
+             threads, samples);
   fmt::print("  {:<28} {:>12} {:>14} {:>10}\n", "method (median of rounds)", "us/call", "entries/s", "GB/s");
   fmt::print("  {:<28} {:>12.1f} {:>14.3e} {:>10.2f}\n", "gather_topk (random)", g_call * 1e6, o.k / g_call, gather_gbs);
   fmt::print("  {:<28} {:>12.1f} {:>14.3e} {:>10.2f}\n", "memcpy (contiguous, ceiling)", c_call * 1e6, o.k / c_call, copy_gbs);

@@ -15,6 +15,10 @@ struct GatherBenchOptions {
   uint64_t prefix_tokens = 131072;
   int k = 2048;
   int rounds = 100;
+  // Calls of each block of a round: the layers, this many times (longer blocks for many threads).
+  uint32_t repeats = 1;
+  // Threads that split every call's entries (gather) and bytes (memcpy) evenly.
+  uint32_t threads = 1;
   // "shm", or a file path for the file backend: on a hugetlbfs mount the region is backed by
   // 2 MiB pages, as a devdax device is.
   std::string backing = "shm";
