@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cxlkv/client.h"
+#include "demo/demo_common.h"
 #include "prefix_fetch.h"
 #include "prompt.h"
 #include "rdma_transport.h"
@@ -33,18 +34,8 @@ int fail(const std::string& what, const Status& st) {
   return 1;
 }
 
-// scripts/demo's daemon endpoint and namespace.
-ClientOptions demo_client() {
-  ClientOptions c;
-  c.endpoint = "unix:/tmp/cxlkv-poold.sock";
-  c.tenant = "demo";
-  c.token = "demo-token";
-  c.model = "deepseek-v3.2";
-  return c;
-}
-
 struct Options {
-  ClientOptions client = demo_client();
+  ClientOptions client = demo::demo_client_options();  // scripts/demo's daemon and namespace
   std::string bulkd = "127.0.0.1:7400";
   std::string transport = "tcp", mode = "bulk";
   uint32_t tokens = 32768, seed = 1, topk = 2048, steps = 4;

@@ -14,8 +14,18 @@
 
 namespace cxlkv::demo {
 
+// scripts/demo's daemon endpoint and namespace (also the default of cxlkv-bulk-fetch).
+inline ClientOptions demo_client_options() {
+  ClientOptions c;
+  c.endpoint = "unix:/tmp/cxlkv-poold.sock";
+  c.tenant = "demo";
+  c.token = "demo-token";
+  c.model = "deepseek-v3.2";
+  return c;
+}
+
 struct DemoOptions {
-  ClientOptions client{"unix:/tmp/cxlkv-poold.sock", "demo", "demo-token", "deepseek-v3.2"};
+  ClientOptions client = demo_client_options();
   uint32_t tokens = 32768;  // 512 pages
   uint32_t seed = 1;
 };
