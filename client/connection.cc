@@ -54,11 +54,19 @@ Connection::~Connection() {
 
 namespace {
 
+// Set before connect: on Linux SO_SNDTIMEO also bounds a blocking connect (a host that drops
+// the SYNs, a daemon whose accept queue is full), which then fails with EINPROGRESS.
 void set_timeouts(int fd, int timeout_ms) {
   if (timeout_ms <= 0) return;
   timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+std::string connect_failure(const std::string& name, int err, int timeout_ms) {
+  if (err == EINPROGRESS || err == EAGAIN || err == ETIMEDOUT)
+    return fmt::format("{}: connect timed out after {} ms", name, timeout_ms);
+  return fmt::format("{}: connect: {}", name, std::strerror(err));
 }
 
 }  // namespace
@@ -72,13 +80,14 @@ Status Connection::open(const Endpoint& endpoint, int timeout_ms) {
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
     std::memcpy(addr.sun_path, endpoint.path.data(), endpoint.path.size());
+    set_timeouts(fd_, timeout_ms);
     if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-      Status st = io_error(name_ + ": connect");
+      const int err = errno;
       ::close(fd_);
       fd_ = -1;
-      return Status(errno == ENOENT || errno == ECONNREFUSED ? Code::kUnavailable : Code::kIoError, st.message());
+      const bool unavailable = err == ENOENT || err == ECONNREFUSED || err == EAGAIN || err == EINPROGRESS;
+      return Status(unavailable ? Code::kUnavailable : Code::kIoError, connect_failure(name_, err, timeout_ms));
     }
-    set_timeouts(fd_, timeout_ms);
     return Status::ok();
   }
   name_ = fmt::format("tcp:{}:{}", endpoint.host, endpoint.port);
@@ -93,18 +102,18 @@ Status Connection::open(const Endpoint& endpoint, int timeout_ms) {
   for (addrinfo* a = found; a; a = a->ai_next) {
     int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
     if (fd < 0) continue;
+    set_timeouts(fd, timeout_ms);
     if (::connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
       int one = 1;
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       fd_ = fd;
       break;
     }
-    last = Status(Code::kUnavailable, fmt::format("{}: connect: {}", name_, std::strerror(errno)));
+    last = Status(Code::kUnavailable, connect_failure(name_, errno, timeout_ms));
     ::close(fd);
   }
   ::freeaddrinfo(found);
   if (fd_ < 0) return last;
-  set_timeouts(fd_, timeout_ms);
   return Status::ok();
 }
 

@@ -2,10 +2,15 @@
 // many writers at once, namespaces, index checks on a real lease, release, both transports.
 #include <catch2/catch_test_macros.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <numeric>
 #include <random>
 #include <thread>
@@ -177,6 +182,67 @@ TEST_CASE("a wrong token is refused at connect") {
   o.token = "wrong";
   auto c = Client::connect(o);
   CHECK(c.status().code() == Code::kPermissionDenied);
+}
+
+TEST_CASE("a connect that the far end never completes fails after io_timeout_ms, naming the timeout") {
+  // Listeners with a backlog of 0 that never accept: once the queue holds one connection, a TCP
+  // SYN is dropped and a Unix connect waits, as with a hung or overloaded daemon.
+  std::vector<int> fds;
+  auto listener = [&](int family) -> std::string {
+    const int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0);
+    fds.push_back(fd);
+    std::string endpoint;
+    if (family == AF_INET) {
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+      socklen_t len = sizeof a;
+      REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+      endpoint = "tcp:127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+    } else {
+      sockaddr_un a{};
+      a.sun_family = AF_UNIX;
+      const std::string path = "/tmp/cxlkv-test-backlog-" + std::to_string(::getpid()) + ".sock";
+      ::unlink(path.c_str());
+      std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
+      REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+      endpoint = "unix:" + path;
+    }
+    REQUIRE(::listen(fd, 0) == 0);
+    for (int i = 0; i < 3; ++i) {  // fill the queue without blocking
+      const int c = ::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      fds.push_back(c);
+      if (family == AF_INET) {
+        sockaddr_in a{};
+        socklen_t len = sizeof a;
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+        ::connect(c, reinterpret_cast<sockaddr*>(&a), len);
+      } else {
+        sockaddr_un a{};
+        socklen_t len = sizeof a;
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+        ::connect(c, reinterpret_cast<sockaddr*>(&a), len);
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    return endpoint;
+  };
+  for (int family : {AF_INET, AF_UNIX}) {
+    auto o = options(listener(family));
+    CAPTURE(o.endpoint);
+    o.io_timeout_ms = 300;
+    const auto t0 = std::chrono::steady_clock::now();
+    auto c = Client::connect(o);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    REQUIRE_FALSE(c.is_ok());
+    CHECK(c.status().code() == Code::kUnavailable);
+    CHECK(c.status().message().find("connect timed out after 300 ms") != std::string::npos);
+    CHECK(s < 5.0);
+  }
+  for (int fd : fds) ::close(fd);
+  ::unlink(("/tmp/cxlkv-test-backlog-" + std::to_string(::getpid()) + ".sock").c_str());
 }
 
 TEST_CASE("indices past the leased prefix are rejected on a real lease and nothing is read") {

@@ -31,7 +31,7 @@ struct ClientOptions {
   std::string model;            // namespace = (tenant, model)
   bool want_fd = true;          // Unix socket: map the region by the fd the daemon passes
   std::string region_path;      // map by this path instead of RegionInfo.path (another host's name)
-  int io_timeout_ms = 30000;    // per send/receive on the control connection
+  int io_timeout_ms = 30000;    // per connect, send and receive on the control connection
   bool populate = true;         // fault the whole mapping in at connect (MADV_POPULATE_WRITE), so
                                 // no gather or write takes a page fault later
 };
