@@ -1,8 +1,9 @@
 // Chained SHA-256 page keys (cxlkv/page_key.h), over OpenSSL's one-shot EVP digest.
 #include "cxlkv/page_key.h"
 
+#include "namespace_id.h"
+
 #include <openssl/evp.h>
-#include <xxhash.h>
 
 #include <bit>
 #include <cstring>
@@ -25,13 +26,7 @@ std::string PageKey::hex() const {
   return out;
 }
 
-uint64_t namespace_id(std::string_view tenant, std::string_view model) {
-  std::string joined;
-  joined.reserve(tenant.size() + 1 + model.size());
-  joined.append(tenant).push_back('\0');
-  joined.append(model);
-  return XXH64(joined.data(), joined.size(), 0);
-}
+uint64_t namespace_id(std::string_view tenant, std::string_view model) { return wire::namespace_id(tenant, model); }
 
 namespace {
 

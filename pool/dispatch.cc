@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "frame.h"
+#include "namespace_id.h"
 
 namespace cxlkv::pool {
 
@@ -149,7 +150,7 @@ void Dispatcher::hello(Session& s, const wire::HelloRequest* r, Reply& reply) {
     }
   }
   s.id = service_.new_session();
-  s.ns = namespace_id(tenant, model);
+  s.ns = wire::namespace_id(tenant, model);
   s.tenant = tenant;
   spdlog::debug("session {}: tenant '{}' model '{}' namespace {:#x}", s.id, tenant, model, s.ns);
   const cxl::Region& region = service_.region();

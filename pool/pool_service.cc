@@ -14,7 +14,6 @@
 //    leaves an in-use slab without a COMMITTED page: recovery frees it.
 #include "pool_service.h"
 
-#include <xxhash.h>
 
 #include <fmt/format.h>
 #include <string>
@@ -22,14 +21,6 @@
 namespace cxlkv::pool {
 
 static_assert(sizeof(wire::Key) == sizeof(PageKey), "wire keys are read in place as PageKey");
-
-uint64_t namespace_id(std::string_view tenant, std::string_view model) {
-  std::string s;
-  s.reserve(tenant.size() + 1 + model.size());
-  s.append(tenant).push_back('\0');
-  s.append(model);
-  return XXH64(s.data(), s.size(), 0);
-}
 
 PoolService::PoolService(cxl::Region& region, SlabAllocator& allocator, const PoolOptions& options)
     : region_(region), allocator_(allocator), options_(options), geometry_(allocator.geometry()),

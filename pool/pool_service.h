@@ -129,7 +129,4 @@ class PoolService {
   uint64_t commits_ = 0, evictions_ = 0, expired_leases_ = 0;
 };
 
-// The namespace id of (tenant, model): XXH64(tenant + "\0" + model, seed 0) (docs/protocol.md).
-uint64_t namespace_id(std::string_view tenant, std::string_view model);
-
 }  // namespace cxlkv::pool
