@@ -210,7 +210,7 @@ Status GpuPool::gather_topk(std::span<const GpuGatherItem> items, cudaStream_t s
     order.rows = reinterpret_cast<uint32_t*>(order.indices + size_t{count} * max_k);
     e = kernels::launch_order_segments(launch_segs, count, max_k, order, stream);
     launch_segs = order.segments;
-    tuning = kernels::GatherTuning{256, 8, 8, 16, true};  // the measured best for ordered items
+    tuning = kernels::kOrderedGatherTuning;
   }
   if (e == cudaSuccess)
     e = kernels::launch_gather_topk(device_pool(), shape, launch_segs, count, max_k, impl_->bad_indices, tuning, stream);

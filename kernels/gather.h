@@ -26,6 +26,9 @@ struct GatherTuning {
   bool interleave_segments = false;
 };
 
+// The measured best tuning for ordered segments on an H100 (docs/performance.md).
+inline constexpr GatherTuning kOrderedGatherTuning{256, 8, 8, 16, true};
+
 // Largest k that launch_order_segments sorts (one block per segment, in shared memory).
 inline constexpr uint32_t kMaxOrderedK = 2048;
 
