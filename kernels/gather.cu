@@ -92,6 +92,111 @@ __global__ void gather_warp_per_entry_kernel(const uint8_t* __restrict__ pool, S
     *reinterpret_cast<int4*>(dst + off) = __ldg(reinterpret_cast<const int4*>(src + off));
 }
 
+// The bulk-copy gather: each thread is a copier that keeps kStages entries in flight through the
+// SM's bulk copy unit: pool -> its own shared-memory slot (completing on its own mbarrier), then
+// slot -> output row. Copier c takes items c, c + C, c + 2C, ... (C copiers in the grid), so the
+// items in flight at once are consecutive; with interleave, item f is entry f / count of segment
+// f % count, the same position of every (ordered) segment.
+__device__ __forceinline__ uint32_t shared_address(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void bulk_load(uint32_t slot, const uint8_t* src, uint32_t bytes, uint32_t bar) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(slot),
+               "l"(src), "r"(bytes), "r"(bar)
+               : "memory");
+}
+
+__device__ __forceinline__ void wait_parity(uint32_t bar, uint32_t parity) {
+  asm volatile(
+      "{\n"
+      ".reg .pred done;\n"
+      "WAIT:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra WAIT;\n"
+      "}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
+
+// Stores a slot to its output row and waits until the slot has been read (free for the next load).
+__device__ __forceinline__ void bulk_store_and_release(uint8_t* dst, uint32_t slot, uint32_t bytes) {
+  asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;" ::"l"(dst), "r"(slot), "r"(bytes) : "memory");
+  asm volatile("cp.async.bulk.commit_group;" ::: "memory");
+  asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
+}
+
+// Resolves item f to its source and output row; nullptr when the item is skipped (-1, past k)
+// or out of range (counted).
+__device__ __forceinline__ uint8_t* resolve_item(const uint8_t* pool, const StreamShape& shape,
+                                                 const GatherSegment* segments, uint32_t count, uint32_t max_k,
+                                                 bool interleave, uint64_t f, const uint8_t** src,
+                                                 uint32_t* error_count) {
+  const uint32_t seg_id = uint32_t(interleave ? f % count : f / max_k);
+  const uint32_t e = uint32_t(interleave ? f / count : f % max_k);
+  const GatherSegment& seg = segments[seg_id];
+  if (e >= seg.k) return nullptr;
+  const int32_t idx = __ldg(seg.indices + e);
+  if (idx == -1) return nullptr;
+  const uint32_t page = uint32_t(idx) >> shape.page_shift;
+  if (page >= seg.pages) {
+    atomicAdd(error_count, 1u);
+    return nullptr;
+  }
+  *src = pool + __ldg(seg.page_base + page) + uint64_t{seg.layer} * shape.layer_step +
+         uint64_t(uint32_t(idx) & (shape.page_tokens - 1)) * shape.stride;
+  const uint32_t row = seg.rows ? __ldg(seg.rows + e) : e;
+  return seg.out + uint64_t{row} * shape.entry_bytes;
+}
+
+// HOT: shared memory = blockDim.x x kStages slots of entry_bytes, then as many 8 B mbarriers.
+template <int kStages>
+__global__ void gather_bulk_kernel(const uint8_t* __restrict__ pool, StreamShape shape,
+                                   const GatherSegment* __restrict__ segments, uint32_t count, uint32_t max_k,
+                                   bool interleave, uint32_t* __restrict__ error_count) {
+  extern __shared__ __align__(128) uint8_t smem[];
+  const uint32_t bytes = shape.entry_bytes;
+  const uint32_t slots = blockDim.x * kStages;
+  uint32_t slot[kStages], bar[kStages];
+#pragma unroll
+  for (int s = 0; s < kStages; ++s) {
+    const uint32_t i = threadIdx.x * kStages + s;
+    slot[s] = shared_address(smem + uint64_t{i} * bytes);
+    bar[s] = shared_address(smem + uint64_t{slots} * bytes + uint64_t{i} * 8);
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(bar[s]) : "memory");
+  }
+  // The barriers are this thread's own; the fence makes their initial state visible to the
+  // bulk copy unit before the first copy completes on them.
+  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  const uint64_t total = uint64_t{count} * max_k;
+  const uint64_t copiers = uint64_t{gridDim.x} * blockDim.x;
+  const uint64_t first = uint64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  uint8_t* out[kStages];
+  uint32_t parity = 0;  // bit s: the phase stage s waits for next
+  auto issue = [&](uint64_t f, int s) -> uint8_t* {
+    if (f >= total) return nullptr;
+    const uint8_t* src = nullptr;
+    uint8_t* dst = resolve_item(pool, shape, segments, count, max_k, interleave, f, &src, error_count);
+    if (dst) bulk_load(slot[s], src, bytes, bar[s]);
+    return dst;
+  };
+#pragma unroll
+  for (int s = 0; s < kStages; ++s) out[s] = issue(first + s * copiers, s);
+  for (uint64_t f = first; f < total; f += kStages * copiers) {
+#pragma unroll
+    for (int s = 0; s < kStages; ++s) {
+      if (out[s]) {
+        wait_parity(bar[s], (parity >> s) & 1u);
+        parity ^= 1u << s;
+        bulk_store_and_release(out[s], slot[s], bytes);
+      }
+      out[s] = issue(f + (kStages + s) * copiers, s);
+    }
+  }
+  asm volatile("cp.async.bulk.wait_group 0;" ::: "memory");
+}
+
 // One block per segment sorts (index, row) pairs in shared memory. Padding sorts last and is
 // never read (the copy keeps k); -1 sorts first and stays skipped.
 constexpr int kOrderThreads = 256, kOrderItems = kMaxOrderedK / kOrderThreads;
@@ -195,6 +300,33 @@ cudaError_t launch_gather_topk(const uint8_t* pool, const StreamShape& shape, co
   const bool il = tuning.interleave_segments;
   return wide ? launch_with_loads<int4>(tuning.loads_in_flight, grid, block, stream, pool, shape, segments, uint32_t(bps), count, il, error_count)
               : launch_with_loads<uint32_t>(tuning.loads_in_flight, grid, block, stream, pool, shape, segments, uint32_t(bps), count, il, error_count);
+}
+
+cudaError_t launch_gather_topk_bulk(const uint8_t* pool, const StreamShape& shape, const GatherSegment* segments,
+                                    uint32_t count, uint32_t max_k, uint32_t* error_count,
+                                    const BulkGatherTuning& tuning, cudaStream_t stream) {
+  if (count == 0 || max_k == 0) return cudaSuccess;
+  if (shape.entry_bytes % 16 || shape.stride % 16 || shape.entry_bytes == 0 || tuning.threads == 0 ||
+      tuning.threads > 1024 || tuning.blocks_per_sm == 0)
+    return cudaErrorInvalidValue;
+  const uint64_t smem = uint64_t{tuning.threads} * tuning.stages * (shape.entry_bytes + 8);
+  const uint64_t total = uint64_t{count} * max_k;
+  const uint64_t wanted = uint64_t{device_sm_count()} * tuning.blocks_per_sm;
+  const uint64_t needed = (total + uint64_t{tuning.threads} * tuning.stages - 1) / (uint64_t{tuning.threads} * tuning.stages);
+  const uint32_t blocks = uint32_t(std::max<uint64_t>(1, std::min(wanted, needed)));
+  auto launch = [&](auto kernel) {
+    if (cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)); e != cudaSuccess)
+      return e;
+    kernel<<<dim3(blocks), dim3(tuning.threads), smem, stream>>>(pool, shape, segments, count, max_k,
+                                                                  tuning.interleave_segments, error_count);
+    return cudaGetLastError();
+  };
+  switch (tuning.stages) {
+    case 1: return launch(gather_bulk_kernel<1>);
+    case 2: return launch(gather_bulk_kernel<2>);
+    case 4: return launch(gather_bulk_kernel<4>);
+    default: return cudaErrorInvalidValue;
+  }
 }
 
 cudaError_t launch_order_segments(const GatherSegment* segments, uint32_t count, uint32_t max_k,

@@ -53,6 +53,22 @@ cudaError_t launch_gather_topk(const uint8_t* pool, const StreamShape& shape, co
                                uint32_t count, uint32_t max_k, uint32_t* error_count, const GatherTuning& tuning,
                                cudaStream_t stream);
 
+// How the bulk-copy gather (launch_gather_topk_bulk) spreads work: every thread is a copier
+// with `stages` entries in flight, each moved pool -> shared memory -> output by the SM's bulk
+// copy unit (cp.async.bulk) instead of by the threads' own loads.
+struct BulkGatherTuning {
+  uint32_t threads = 64;       // copiers per block
+  uint32_t stages = 2;         // entries in flight per copier: 1, 2 or 4
+  uint32_t blocks_per_sm = 2;  // shared memory per block: threads x stages x entry_bytes
+  bool interleave_segments = true;  // item f is entry f / count of segment f % count
+};
+
+// Same contract as launch_gather_topk (rows, -1, out-of-range counting); entry_bytes and stride
+// must be multiples of 16 (the bulk copy unit's granule), else cudaErrorInvalidValue.
+cudaError_t launch_gather_topk_bulk(const uint8_t* pool, const StreamShape& shape, const GatherSegment* segments,
+                                    uint32_t count, uint32_t max_k, uint32_t* error_count,
+                                    const BulkGatherTuning& tuning, cudaStream_t stream);
+
 // The simple kernel the notes measured (one warp per entry), kept as the benchmark's yardstick.
 cudaError_t launch_gather_topk_warp_per_entry(const uint8_t* pool, const StreamShape& shape,
                                               const GatherSegment* segments, uint32_t count, uint32_t max_k,

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
+#include <tuple>
 
 #include "gather.h"
 #include "gpu_region.h"
@@ -172,6 +173,8 @@ struct Variant {
   GatherTuning tuning;
   bool warp_per_entry = false;
   bool ordered = false;  // launch_order_segments first, timed with the gather
+  bool bulk = false;     // launch_gather_topk_bulk with bulk_tuning
+  BulkGatherTuning bulk_tuning{};
 };
 
 std::vector<Variant> variants() {
@@ -186,6 +189,12 @@ std::vector<Variant> variants() {
   for (uint32_t epb : {0u, 16u, 64u})
     for (uint32_t loads : {4u, 8u})
       v.push_back({fmt::format("ordered il t256 l{} e{}", loads, epb), GatherTuning{256, loads, 8, epb, true}, false, true});
+  // Bulk copy unit: copiers per SM = threads x blocks, each with `stages` entries in flight. A
+  // sweep of 14 shapes (64-256 entries in flight per SM, ordered or not) all landed at 18-22 GB/s
+  // on an H100 (docs/performance.md); these three stand for it.
+  for (auto [threads, stages, blocks, ordered] : {std::tuple{32u, 2u, 4u, false}, {128u, 1u, 2u, false}, {64u, 4u, 1u, true}})
+    v.push_back({fmt::format("bulk{} t{} s{} b{}", ordered ? " ordered" : "", threads, stages, blocks), {}, false, ordered,
+                 true, BulkGatherTuning{threads, stages, blocks, true}});
   return v;
 }
 
@@ -199,7 +208,8 @@ void launch_variant(Bench& b, GatherCase& c, const Variant& v, int set) {
     CUDA_OK(launch_order_segments(segs, c.segments, c.k, c.order, 0));
     segs = c.order.segments;
   }
-  CUDA_OK(launch_gather_topk(b.dev_pool, b.shape, segs, c.segments, c.k, b.dev_errors, v.tuning, 0));
+  if (v.bulk) CUDA_OK(launch_gather_topk_bulk(b.dev_pool, b.shape, segs, c.segments, c.k, b.dev_errors, v.bulk_tuning, 0));
+  else CUDA_OK(launch_gather_topk(b.dev_pool, b.shape, segs, c.segments, c.k, b.dev_errors, v.tuning, 0));
 }
 
 // Times every variant on a case, verifies the yardstick and the best; returns the JSON row.

@@ -90,8 +90,11 @@ TEST_CASE("GPU top-k gather equals the CPU reference byte for byte, -1 rows unto
   CUDA_REQUIRE(cudaMalloc(&order.rows, idx.size() * sizeof(uint32_t)));
   CUDA_REQUIRE(cudaMalloc(&order.segments, segments * sizeof(GatherSegment)));
   // 0-2: flat tunings; 3: the warp-per-entry yardstick; 4: interleaved blocks; 5-6: ordered
-  // segments (sorted on the GPU, rows kept), interleaved, flat and windowed.
-  for (int variant = 0; variant < 7; ++variant) {
+  // segments (sorted on the GPU, rows kept), interleaved, flat and windowed; 7-9: the bulk copy
+  // unit, segment-major with few copiers (each copier reuses its slot over several rounds),
+  // interleaved with two and four stages, the last over ordered segments.
+  const BulkGatherTuning bulk[3] = {{32, 1, 1, false}, {64, 2, 2, true}, {32, 4, 1, true}};
+  for (int variant = 0; variant < 10; ++variant) {
     CAPTURE(variant);
     CUDA_REQUIRE(cudaMemset(d_out, 0x5A, out_bytes));
     CUDA_REQUIRE(cudaMemset(d_err, 0, 4));
@@ -99,11 +102,12 @@ TEST_CASE("GPU top-k gather equals the CPU reference byte for byte, -1 rows unto
     tuning.interleave_segments = variant >= 4;
     if (variant == 6) tuning.entries_per_block = 16;
     const GatherSegment* segs = d_segs;
-    if (variant >= 5) {
+    if (variant == 5 || variant == 6 || variant == 9) {
       CUDA_REQUIRE(launch_order_segments(d_segs, segments, k, order, 0));
       segs = order.segments;
     }
     if (variant == 3) CUDA_REQUIRE(launch_gather_topk_warp_per_entry((*pool.reg).device(), pool.shape, d_segs, segments, k, d_err, 0));
+    else if (variant >= 7) CUDA_REQUIRE(launch_gather_topk_bulk(pool.reg->device(), pool.shape, segs, segments, k, d_err, bulk[variant - 7], 0));
     else CUDA_REQUIRE(launch_gather_topk(pool.reg->device(), pool.shape, segs, segments, k, d_err, tuning, 0));
     CUDA_REQUIRE(cudaDeviceSynchronize());
     CUDA_REQUIRE(cudaMemcpy(got.data(), d_out, out_bytes, cudaMemcpyDeviceToHost));
@@ -113,6 +117,9 @@ TEST_CASE("GPU top-k gather equals the CPU reference byte for byte, -1 rows unto
     CHECK(got == want);
   }
   CHECK(launch_order_segments(d_segs, segments, kMaxOrderedK + 1, order, 0) == cudaErrorInvalidValue);
+  StreamShape not_16 = pool.shape;
+  not_16.entry_bytes = 660;  // not a whole number of the bulk unit's 16 B granules
+  CHECK(launch_gather_topk_bulk(pool.reg->device(), not_16, d_segs, segments, k, d_err, bulk[1], 0) == cudaErrorInvalidValue);
   cudaFree(order.indices), cudaFree(order.rows), cudaFree(order.segments);
   cudaFree(d_segs), cudaFree(d_idx), cudaFree(d_out), cudaFree(d_err);
 }
