@@ -170,22 +170,28 @@ Result<GpuBlockTable> GpuPool::upload(const ReadLease& lease, int stream) {
   return t;
 }
 
-Status GpuPool::gather_topk(std::span<const GpuGatherItem> items, cudaStream_t stream) {
+Status GpuPool::gather_topk(std::span<const GpuGatherItem> items, cudaStream_t stream, GpuRowSplice splice) {
   if (items.empty()) return Status::ok();
   const PoolView& v = impl_->view;
   const int s = items[0].table ? items[0].table->stream() : -1;
   if (s < 0) return Status(Code::kInvalidArgument, "gather_topk: item 0 has no block table");
+  if (splice.side_bytes && (splice.side_bytes % 16 || splice.side_at % 16 || splice.side_at > v.streams[s].entry_bytes))
+    return Status(Code::kInvalidArgument,
+                  fmt::format("gather_topk: splice of {} B at byte {} of {} B entries: both must be multiples of 16 and "
+                              "the place within the entry", splice.side_bytes, splice.side_at, v.streams[s].entry_bytes));
   auto& segs = impl_->segment_scratch;
   segs.resize(items.size());
   uint32_t max_k = 0;
   for (size_t i = 0; i < items.size(); ++i) {
     const GpuGatherItem& it = items[i];
-    if (!it.table || it.table->stream() != s || it.layer >= v.layers || (it.k && (!it.indices || !it.out)))
+    if (!it.table || it.table->stream() != s || it.layer >= v.layers ||
+        (it.k && (!it.indices || !it.out || (splice.side_bytes && !it.side))))
       return Status(Code::kInvalidArgument,
                     fmt::format("gather_topk: item {} (layer {}, k {}) has no table, another stream, a layer past {} "
-                                "or null buffers", i, it.layer, it.k, v.layers));
+                                "or null buffers (indices, out, and side with a splice)", i, it.layer, it.k, v.layers));
     segs[i] = kernels::GatherSegment{it.table->device_page_base(), it.indices, static_cast<uint8_t*>(it.out),
                                      it.table->pages(), it.layer, it.k, 0};
+    if (splice.side_bytes) segs[i].side = static_cast<const uint8_t*>(it.side);
     max_k = std::max(max_k, it.k);
   }
   // Up to kMaxOrderedK entries per item, each item's indices are first put in page order on the
@@ -198,7 +204,8 @@ Status GpuPool::gather_topk(std::span<const GpuGatherItem> items, cudaStream_t s
   auto dev = impl_->segments.stage(segs.data(), desc_bytes, stream, order_bytes);
   if (!dev) return dev.status();
   const auto& st = v.streams[s];
-  const kernels::StreamShape shape{st.entry_bytes, st.stride, st.layer_step, v.page_tokens, v.page_shift};
+  const kernels::StreamShape shape{st.entry_bytes,  st.stride,         st.layer_step, v.page_tokens,
+                                   v.page_shift,    splice.side_bytes, splice.side_at};
   const auto* launch_segs = static_cast<const kernels::GatherSegment*>(*dev);
   kernels::GatherTuning tuning;
   cudaError_t e = cudaSuccess;

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cstring>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 namespace cxlkv {
 namespace {
@@ -31,6 +32,15 @@ LayoutRecord preset_record(std::string_view name, bool* found) {
     // Lightning-indexer key: 128 x e4m3 + 1 fp32 scale = 132 B.
     r.layers = 61;
     add_stream(r, "latent", 656, 656, Access::kSparse);
+    add_stream(r, "indexer", 132, 132, Access::kBulk);
+  } else if (name == "deepseek-v3.2-split") {
+    // The same entry split for the GPU gather: NoPE + RoPE (640 B = five whole 128 B lines, read
+    // per entry) apart from the 4 x fp32 scales (16 B, fetched in bulk with the indexer keys and
+    // put back at byte 512 by the gather; docs/performance.md). Scattered 656 B entries cost six
+    // 128 B link requests each, 640 B aligned ones five.
+    r.layers = 61;
+    add_stream(r, "latent", 640, 640, Access::kSparse);
+    add_stream(r, "latent_scales", 16, 16, Access::kBulk);
     add_stream(r, "indexer", 132, 132, Access::kBulk);
   } else if (name == "deepseek-v3-mla") {
     // Dense MLA (DeepSeek-V3): kv_lora_rank 512 + rope 64, bf16 = 1152 B, read whole.
@@ -91,7 +101,9 @@ Status parse_stream(LayoutRecord& r, std::string_view text) {
 
 }  // namespace
 
-std::vector<std::string> Layout::preset_names() { return {"deepseek-v3.2", "deepseek-v3-mla", "gqa-8x128"}; }
+std::vector<std::string> Layout::preset_names() {
+  return {"deepseek-v3.2", "deepseek-v3.2-split", "deepseek-v3-mla", "gqa-8x128"};
+}
 
 Result<Layout> Layout::parse(std::string_view spec) {
   const size_t colon = spec.find(':');
@@ -124,8 +136,8 @@ Result<Layout> Layout::parse(std::string_view spec) {
     bool found = false;
     r = preset_record(head, &found);
     if (!found)
-      return Status(Code::kNotFound, fmt::format("layout: no preset '{}' (presets: deepseek-v3.2, "
-                                                 "deepseek-v3-mla, gqa-8x128, or custom:...)", head));
+      return Status(Code::kNotFound, fmt::format("layout: no preset '{}' (presets: {}, or custom:...)", head,
+                                                 fmt::join(preset_names(), ", ")));
     Layout base(r);
     for (auto item : tail.empty() ? std::vector<std::string_view>{} : split(tail, ',')) {
       // "<stream>_stride=N" pads one stream.

@@ -49,6 +49,8 @@ cudaError_t launch_order_segments(const GatherSegment* segments, uint32_t count,
 // memory whose page_base / indices / out are GPU pointers (page_base/indices may also be
 // host-mapped). `error_count` (GPU memory) is incremented once per out-of-range index.
 // entry_bytes and stride must be multiples of 4; multiples of 16 take the 16-byte load path.
+// Split rows (shape.side_bytes, gather_types.h) are built here only: the other launchers refuse
+// them with cudaErrorInvalidValue.
 cudaError_t launch_gather_topk(const uint8_t* pool, const StreamShape& shape, const GatherSegment* segments,
                                uint32_t count, uint32_t max_k, uint32_t* error_count, const GatherTuning& tuning,
                                cudaStream_t stream);

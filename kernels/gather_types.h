@@ -16,18 +16,25 @@ struct StreamShape {
   uint64_t layer_step = 0;    // E x page_tokens x stride
   uint32_t page_tokens = 64;
   uint32_t page_shift = 6;    // log2(page_tokens); page_tokens must be a power of two
+  // A split entry: each output row is entry_bytes + side_bytes long, side_bytes taken from the
+  // segment's `side` array (already in GPU memory) inserted at byte side_at of the pool entry.
+  // DeepSeek-V3.2 split: the pool holds 640 B (512 B NoPE + 128 B RoPE, five whole 128 B lines)
+  // and the 16 B of scales go in at 512, giving FlashMLA's 656 B row. 0 = rows are pool entries.
+  uint32_t side_bytes = 0;
+  uint32_t side_at = 0;
+  uint32_t row_bytes() const { return entry_bytes + side_bytes; }
 };
 
 // One (request, layer) pair of a decode step. Pointers are device pointers in GPU launches and
 // host pointers in the CPU reference.
-//   output row i  <-  entry indices[i] (FlashMLA convention: page x page_tokens + offset within
+//   output row i (row_bytes)  <-  entry indices[i] (FlashMLA convention: page x page_tokens + offset within
 //   the prefix; -1 = invalid, row left untouched; >= pages x page_tokens = out of range: the
 //   row is left untouched and the segment's error flag is raised; nothing outside the prefix
 //   is ever read).
 struct GatherSegment {
   const uint64_t* page_base = nullptr;  // [pages] byte offsets into the pool
   const int32_t* indices = nullptr;     // [k]
-  uint8_t* out = nullptr;               // [k][entry_bytes], packed
+  uint8_t* out = nullptr;               // [k][row_bytes], packed
   uint32_t pages = 0;
   uint32_t layer = 0;
   uint32_t k = 0;
@@ -35,6 +42,9 @@ struct GatherSegment {
   // If set, entry i goes to output row rows[i] instead of row i: an ordered copy of a segment
   // (launch_order_segments) keeps the rows of its original order.
   const uint32_t* rows = nullptr;  // [k]
+  // With shape.side_bytes: [pages x page_tokens][side_bytes] of this segment's layer, indexed by
+  // the entry's index (GPU memory in GPU launches).
+  const uint8_t* side = nullptr;
 };
 
 // Page base offsets of a leased prefix for one stream: base[p] for p in [0, pages).

@@ -136,7 +136,7 @@ __global__ void __launch_bounds__(kThreads) hot_step_kernel(const uint8_t* __res
 cudaError_t launch_hot_step(const uint8_t* pool, const StreamShape& shape, const HotSegment* segments,
                             uint32_t count, int32_t step, uint32_t* error_count, cudaStream_t stream) {
   if (count == 0) return cudaSuccess;
-  if (shape.entry_bytes % 16 || shape.stride % 16) return cudaErrorInvalidValue;
+  if (shape.entry_bytes % 16 || shape.stride % 16 || shape.side_bytes) return cudaErrorInvalidValue;  // no split rows yet
   hot_step_kernel<<<dim3(count), dim3(kThreads), 0, stream>>>(pool, shape, segments, step, error_count);
   return cudaGetLastError();
 }

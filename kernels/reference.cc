@@ -26,7 +26,15 @@ uint64_t reference_gather(const uint8_t* pool, const StreamShape& shape, const G
       if (idx == -1) continue;
       if (!in_prefix(shape, seg, idx)) { ++out_of_range; continue; }
       const uint64_t row = seg.rows ? seg.rows[i] : i;
-      std::memcpy(seg.out + row * shape.entry_bytes, entry_at(pool, shape, seg, idx), shape.entry_bytes);
+      uint8_t* out = seg.out + row * shape.row_bytes();
+      const uint8_t* entry = entry_at(pool, shape, seg, idx);
+      if (shape.side_bytes == 0) {
+        std::memcpy(out, entry, shape.entry_bytes);
+        continue;
+      }
+      std::memcpy(out, entry, shape.side_at);
+      std::memcpy(out + shape.side_at, seg.side + uint64_t(idx) * shape.side_bytes, shape.side_bytes);
+      std::memcpy(out + shape.side_at + shape.side_bytes, entry + shape.side_at, shape.entry_bytes - shape.side_at);
     }
   }
   return out_of_range;

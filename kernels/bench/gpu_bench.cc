@@ -97,6 +97,12 @@ struct Bench {
   uint64_t* dev_all_pages = nullptr;
   uint32_t* dev_errors = nullptr;
   double bulk_gbps = 0;
+  // Split rows (--split): each prefix's latent_scales stream, [prefix][layer][token][16 B], on the
+  // host (for the reference) and in GPU memory (what a decode worker fetches in bulk at admission).
+  std::vector<uint8_t> host_side;
+  uint8_t* dev_side = nullptr;
+  uint64_t side_layer_bytes = 0;  // one prefix's one layer
+  uint32_t layers = 0;
   json out;
 };
 
@@ -105,11 +111,12 @@ struct Bench {
 template <typename Gen>
 GatherCase make_case(Bench& b, uint32_t segments, uint32_t k, int sets,
                      const std::vector<std::pair<const uint64_t*, const uint64_t*>>& tables,
-                     const std::vector<uint32_t>& pages, const std::vector<uint32_t>& layers, Gen&& gen) {
+                     const std::vector<uint32_t>& pages, const std::vector<uint32_t>& layers, Gen&& gen,
+                     const std::vector<uint32_t>& prefix_of = {}) {
   GatherCase c;
   c.segments = segments;
   c.k = k;
-  CUDA_OK(cudaMalloc(&c.device_out, uint64_t{segments} * k * b.shape.entry_bytes));
+  CUDA_OK(cudaMalloc(&c.device_out, uint64_t{segments} * k * b.shape.row_bytes()));
   if (k <= kMaxOrderedK) {
     CUDA_OK(cudaMalloc(&c.order.indices, uint64_t{segments} * k * sizeof(int32_t)));
     CUDA_OK(cudaMalloc(&c.order.rows, uint64_t{segments} * k * sizeof(uint32_t)));
@@ -126,8 +133,13 @@ GatherCase make_case(Bench& b, uint32_t segments, uint32_t k, int sets,
     std::vector<GatherSegment> hs(segments), ds(segments);
     for (uint32_t s = 0; s < segments; ++s) {
       hs[s] = GatherSegment{tables[s].first, nullptr, nullptr, pages[s], layers[s], k, 0};
-      ds[s] = GatherSegment{tables[s].second, d_idx + uint64_t{s} * k, c.device_out + uint64_t{s} * k * b.shape.entry_bytes,
+      ds[s] = GatherSegment{tables[s].second, d_idx + uint64_t{s} * k, c.device_out + uint64_t{s} * k * b.shape.row_bytes(),
                             pages[s], layers[s], k, 0};
+      if (b.shape.side_bytes) {
+        const uint64_t at = (uint64_t{prefix_of.at(s)} * b.layers + layers[s]) * b.side_layer_bytes;
+        hs[s].side = b.host_side.data() + at;
+        ds[s].side = b.dev_side + at;
+      }
     }
     c.host_indices.push_back(std::move(idx));
     c.host_segments.push_back(std::move(hs));
@@ -150,7 +162,7 @@ void free_case(GatherCase& c) {
 // Runs set 0 once on poisoned output and compares every byte with the CPU reference.
 template <typename F>
 bool verify(Bench& b, GatherCase& c, F&& launch) {
-  const uint64_t bytes = uint64_t{c.segments} * c.k * b.shape.entry_bytes;
+  const uint64_t bytes = uint64_t{c.segments} * c.k * b.shape.row_bytes();
   CUDA_OK(cudaMemset(c.device_out, 0xA5, bytes));
   CUDA_OK(cudaMemset(b.dev_errors, 0, sizeof(uint32_t)));
   launch(0);
@@ -160,7 +172,7 @@ bool verify(Bench& b, GatherCase& c, F&& launch) {
   auto segs = c.host_segments[0];
   for (uint32_t s = 0; s < c.segments; ++s) {
     segs[s].indices = c.host_indices[0].data() + uint64_t{s} * c.k;
-    segs[s].out = want.data() + uint64_t{s} * c.k * b.shape.entry_bytes;
+    segs[s].out = want.data() + uint64_t{s} * c.k * b.shape.row_bytes();
   }
   reference_gather(b.w->region->base(), b.shape, segs.data(), c.segments);
   uint32_t errors = 0;
@@ -220,6 +232,7 @@ json run_case(Bench& b, GatherCase& c, const std::string& label, int reps, int s
   Variant best{};
   for (const auto& v : variants()) {
     if (v.ordered && !c.order.indices) continue;
+    if (b.shape.side_bytes && (v.warp_per_entry || v.bulk)) continue;  // they build whole-entry rows only
     auto launch = [&](int set) { launch_variant(b, c, v, set); };
     const double s = time_median(reps, sets, launch);
     const double gbps = c.valid_entries * b.shape.entry_bytes / s / 1e9;
@@ -293,18 +306,22 @@ json run_copy_engine(Bench& b, GatherCase& c, int reps, int sets) {
 int main(int argc, char** argv) {
   CLI::App app{"cxlkv-bench-gpu: top-k gather from a registered pool region into GPU memory"};
   double pool_gib = 32;
-  uint32_t slab_pages = 1, stride = 656, context = 131072, topk = 2048, steps = 32, max_prefixes = 64;
+  uint32_t slab_pages = 1, stride = 656, entry_bytes = 656, context = 131072, topk = 2048, steps = 32, max_prefixes = 64;
   int reps = 20, sets = 4;
   std::vector<uint32_t> batches = {1, 16, 64}, all_layer_batches = {1, 16};
   std::vector<uint32_t> stress_k = {2048, 16384, 131072, 1048576};
   std::vector<double> overlaps = {0.5, 0.8, 0.95};
   uint32_t hot_requests = 16, hot_factor = 3;
-  bool skip_stress = false, skip_hot = false, copy_engine = false, dense_probe = false;
+  bool skip_stress = false, skip_hot = false, copy_engine = false, dense_probe = false, split = false;
+  std::vector<uint32_t> spacings;
   std::string json_path, backing = "shm";
   unsigned threads = std::max(1u, std::thread::hardware_concurrency());
   app.add_option("--pool-gib", pool_gib, "Pool region size, GiB")->capture_default_str();
   app.add_option("--slab-pages", slab_pages, "Pages per slab (E)")->capture_default_str();
   app.add_option("--stride", stride, "Latent entry stride in the pool, bytes (656 = packed, 704 = 11 lines)")->capture_default_str();
+  app.add_option("--entry-bytes", entry_bytes,
+                 "Bytes gathered per entry from the start of its slot (<= stride, a multiple of 16; 640 with "
+                 "stride 768 = five whole 128 B lines)")->capture_default_str();
   app.add_option("--context", context, "Prefix length, tokens")->capture_default_str();
   app.add_option("--topk", topk, "Entries per request per layer")->capture_default_str();
   app.add_option("--batches", batches, "Decode batches, one layer")->delimiter(',')->capture_default_str();
@@ -322,6 +339,13 @@ int main(int argc, char** argv) {
   app.add_flag("--skip-stress", skip_stress, "Leave out the stress pattern");
   app.add_flag("--skip-hot", skip_hot, "Leave out the hot buffer traces");
   app.add_flag("--dense-probe", dense_probe, "Also gather the first top-k tokens (contiguous runs): the SM-load ceiling");
+  app.add_flag("--split", split,
+               "Layout deepseek-v3.2-split: gather 640 B per entry from the pool and put each token's 16 B of "
+               "scales (its latent_scales stream, copied to GPU memory first) back in at byte 512, giving 656 B "
+               "rows; decode patterns only");
+  app.add_option("--spacing-probe", spacings,
+                 "Also gather, batch 16, one layer, k tokens s apart from a random page of each prefix, for each s "
+                 "(1 = dense runs; 7 = one entry per 4 KiB)")->delimiter(',');
   app.add_flag("--copy-engine", copy_engine, "Also time the decode pattern through cudaMemcpyBatchAsync");
   CLI11_PARSE(app, argc, argv);
 
@@ -335,7 +359,14 @@ int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
 
   auto t0 = std::chrono::steady_clock::now();
-  auto w = bench::make_pool(uint64_t(pool_gib * (1ull << 30)), fmt::format("deepseek-v3.2:latent_stride={}", stride),
+  if (split) {
+    if (stride == 656) stride = 640;
+    if (entry_bytes == 656) entry_bytes = 640;
+    skip_stress = skip_hot = true;
+    copy_engine = false;
+  }
+  auto w = bench::make_pool(uint64_t(pool_gib * (1ull << 30)),
+                            fmt::format("{}:latent_stride={}", split ? "deepseek-v3.2-split" : "deepseek-v3.2", stride),
                             slab_pages, context, max_prefixes, threads, backing);
   b.w = w.get();
   const SlabGeometry& g = w->allocator->geometry();
@@ -345,12 +376,35 @@ int main(int argc, char** argv) {
   if (!reg) { fmt::print(stderr, "cxlkv-bench-gpu: {}\n", reg.status().to_string()); return 1; }
   const double reg_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   b.dev_pool = (*reg)->device();
-  b.shape = StreamShape{656, stride, uint64_t{slab_pages} * g.page_tokens * stride, g.page_tokens, 6};
+  if (entry_bytes > stride || entry_bytes % 16 || entry_bytes == 0) {
+    fmt::print(stderr, "cxlkv-bench-gpu: --entry-bytes {} must be a multiple of 16 in (0, stride {}]\n", entry_bytes, stride);
+    return 2;
+  }
+  b.shape = StreamShape{entry_bytes, stride, uint64_t{slab_pages} * g.page_tokens * stride, g.page_tokens, 6};
+  b.layers = g.layers;
+  if (split) {
+    // Each prefix's latent_scales stream (stream 1), token by token, as a decode worker holds it
+    // after its bulk fetch at admission: [prefix][layer][token][16 B].
+    b.shape.side_bytes = 16;
+    b.shape.side_at = 512;
+    b.side_layer_bytes = uint64_t{w->pages_per_prefix} * g.page_tokens * 16;
+    b.host_side.resize(w->page_base.size() * g.layers * b.side_layer_bytes);
+    for (size_t r = 0; r < w->page_base.size(); ++r)
+      for (uint32_t l = 0; l < g.layers; ++l)
+        for (uint32_t p = 0; p < w->pages_per_prefix; ++p) {
+          const uint32_t pos = p % slab_pages;
+          const uint64_t slab = w->page_base[r][p] - g.page_run_offset(0, 0, pos);
+          std::memcpy(b.host_side.data() + (r * g.layers + l) * b.side_layer_bytes + uint64_t{p} * g.page_tokens * 16,
+                      w->region->base() + slab + g.page_run_offset(1, l, pos), uint64_t{g.page_tokens} * 16);
+        }
+    b.dev_side = device_copy(b.host_side);
+  }
   const uint32_t prefixes = uint32_t(w->page_base.size());
-  fmt::print("pool: {:.0f} GiB {} region, E = {}, stride {}, {} prefixes of {} tokens ({:.1f} GB filled in {:.1f} s), "
-             "registered in {:.1f} s; {}\n", pool_gib, backing, slab_pages, stride, prefixes, context, w->filled_bytes / 1e9, fill_s,
-             reg_s, bench::huge_page_report());
-  b.out["pool"] = {{"gib", pool_gib}, {"slab_pages", slab_pages}, {"stride", stride}, {"prefixes", prefixes},
+  fmt::print("pool: {:.0f} GiB {} region, E = {}, stride {}, {} B gathered per entry{}, {} prefixes of {} tokens ({:.1f} GB "
+             "filled in {:.1f} s), registered in {:.1f} s; {}\n", pool_gib, backing, slab_pages, stride, entry_bytes,
+             split ? " (+ 16 B of scales from GPU memory at byte 512: 656 B rows; rates per pool byte)" : "", prefixes,
+             context, w->filled_bytes / 1e9, fill_s, reg_s, bench::huge_page_report());
+  b.out["pool"] = {{"gib", pool_gib}, {"slab_pages", slab_pages}, {"stride", stride}, {"entry_bytes", entry_bytes}, {"split", split}, {"prefixes", prefixes},
                    {"context", context}, {"register_s", reg_s}, {"huge_pages", bench::huge_page_report()}};
   for (auto& t : w->page_base) b.dev_page_base.push_back(device_copy(t));
   for (auto& t : w->page_base) b.all_pages.insert(b.all_pages.end(), t.begin(), t.end());
@@ -376,25 +430,36 @@ int main(int argc, char** argv) {
              "ent/us", "warp/e", "best variant");
   // (a) decode-step pattern.
   // dense: the first k tokens of the prefix (whole page runs), the SM-load ceiling on this link.
-  auto decode = [&](uint32_t batch, uint32_t layers, bool sorted, bool dense = false) {
+  // spacing s > 0: tokens start + i x s, start a random page with room for the k tokens.
+  auto decode = [&](uint32_t batch, uint32_t layers, bool sorted, bool dense = false, uint32_t spacing = 0) {
     const uint32_t segments = batch * layers;
     std::vector<std::pair<const uint64_t*, const uint64_t*>> tables;
-    std::vector<uint32_t> pages, lay;
+    std::vector<uint32_t> pages, lay, prefix_of;
     for (uint32_t r = 0; r < batch; ++r)
       for (uint32_t l = 0; l < layers; ++l) {
         tables.emplace_back(w->page_base[r % prefixes].data(), b.dev_page_base[r % prefixes]);
         pages.push_back(w->pages_per_prefix);
         lay.push_back(layers == 1 ? 30 : l);
+        prefix_of.push_back(r % prefixes);
       }
     auto c = make_case(b, segments, topk, sets, tables, pages, lay,
                        [&](int, uint32_t) {
                          auto v = bench::unique_random(topk, context, rng);
                          if (sorted) std::sort(v.begin(), v.end());
                          if (dense) for (uint32_t i = 0; i < topk; ++i) v[i] = int32_t(i);
+                         if (spacing) {
+                           const uint64_t span = uint64_t{topk - 1} * spacing + 1;
+                           const uint64_t room = span < context ? (context - span) / g.page_tokens : 0;
+                           const uint64_t start = room ? rng() % (room + 1) * g.page_tokens : 0;
+                           for (uint32_t i = 0; i < topk; ++i) v[i] = int32_t(std::min<uint64_t>(start + uint64_t{i} * spacing, context - 1));
+                         }
                          return v;
-                       });
+                       },
+                       prefix_of);
     auto row = run_case(b, c, fmt::format("decode batch {} x {} layer{}{}", batch, layers, layers > 1 ? "s" : "",
-                                          dense ? " dense" : sorted ? " sorted" : ""), reps, sets);
+                                          spacing ? fmt::format(" spacing {}", spacing) : dense ? " dense" : sorted ? " sorted" : ""),
+                       reps, sets);
+    if (spacing) row["spacing"] = spacing;
     row["batch"] = batch;
     row["layers"] = layers;
     row["sorted"] = sorted;
@@ -407,6 +472,7 @@ int main(int argc, char** argv) {
     for (uint32_t batch : all_layer_batches) decode(batch, g.layers, sorted);
   }
   if (dense_probe) decode(16, 1, true, true);
+  for (uint32_t spacing : spacings) decode(16, 1, true, false, spacing);
 
   // (b) stress: k uniformly random entries over every page of the pool, spread over the layers.
   const uint32_t all_tokens = uint32_t(std::min<uint64_t>(b.all_pages.size() * g.page_tokens, INT32_MAX));
@@ -449,14 +515,14 @@ int main(int argc, char** argv) {
       return p;
     };
     for (uint32_t r = 0; r < hot_requests; ++r) {
-      ref[r].reset(capacity, context, 656);
+      ref[r].reset(capacity, context, b.shape.entry_bytes);
       HotSegment& h = hs[r];
       h.gather = GatherSegment{b.dev_page_base[r % prefixes], d_idx + uint64_t{r} * topk, nullptr, w->pages_per_prefix, 30, topk, 0};
       h.slot_of = static_cast<int32_t*>(dev_fill(uint64_t{context} * 4, 0xff));
       h.token_of = static_cast<int32_t*>(dev_fill(uint64_t{capacity} * 4, 0xff));
       h.last_used = static_cast<int32_t*>(dev_fill(uint64_t{capacity} * 4, 0xff));
       h.victims = static_cast<uint32_t*>(dev_fill(uint64_t{capacity} * 4, 0));
-      h.rows = static_cast<uint8_t*>(dev_fill(uint64_t{capacity} * 656, 0));
+      h.rows = static_cast<uint8_t*>(dev_fill(uint64_t{capacity} * b.shape.entry_bytes, 0));
       h.row_of = d_row_of + uint64_t{r} * topk;
       h.hits = d_counts + 2 * r;
       h.misses = d_counts + 2 * r + 1;
@@ -503,13 +569,13 @@ int main(int argc, char** argv) {
     }
     // The rows themselves, byte for byte, after the last step.
     for (uint32_t r = 0; r < hot_requests; ++r) {
-      std::vector<uint8_t> rows(uint64_t{capacity} * 656);
+      std::vector<uint8_t> rows(uint64_t{capacity} * b.shape.entry_bytes);
       CUDA_OK(cudaMemcpy(rows.data(), hs[r].rows, rows.size(), cudaMemcpyDeviceToHost));
       if (rows != ref[r].rows) { fmt::print(stderr, "MISMATCH: hot buffer rows, request {}\n", r); return 2; }
     }
     const double hit_rate = hit_sum / (steps - 1), fetch_ratio = fetched_sum / (steps - 1);
     fmt::print("{:<24} {:>9.3f} {:>10.0f}KB {:>14.3f} {:>10.1f}  ok\n", fmt::format("overlap {:.2f}, {} req", overlap, hot_requests),
-               hit_rate, fetch_ratio * hot_requests * topk * 656 / 1e3, fetch_ratio, median(step_us));
+               hit_rate, fetch_ratio * hot_requests * topk * b.shape.entry_bytes / 1e3, fetch_ratio, median(step_us));
     b.out["hot"].push_back({{"overlap", overlap}, {"requests", hot_requests}, {"capacity_rows", capacity},
                             {"hit_rate", hit_rate}, {"fetch_ratio", fetch_ratio}, {"us_per_step", median(step_us)},
                             {"verified", true}});
@@ -522,6 +588,7 @@ int main(int argc, char** argv) {
   if (!json_path.empty()) std::ofstream(json_path) << b.out.dump(2) << "\n";
   for (auto* p : b.dev_page_base) cudaFree(p);
   cudaFree(b.dev_all_pages);
+  cudaFree(b.dev_side);
   cudaFree(b.dev_errors);
   reg->reset();
   return 0;

@@ -22,6 +22,20 @@ TEST_CASE("deepseek-v3.2 preset has 61 layers, a 656 B sparse latent and a 132 B
   CHECK(l->page_payload_bytes() == 61ull * 64 * (656 + 132));
 }
 
+TEST_CASE("deepseek-v3.2-split keeps the same bytes per token, the latent's scales a bulk stream apart") {
+  auto split = Layout::parse("deepseek-v3.2-split");
+  REQUIRE(split.is_ok());
+  REQUIRE(split->stream_count() == 3);
+  CHECK(split->find_stream("latent") == 0);
+  CHECK(split->stream(0).entry_bytes == 640);  // five whole 128 B lines: NoPE + RoPE
+  CHECK(split->access(0) == Access::kSparse);
+  CHECK(split->find_stream("latent_scales") == 1);
+  CHECK(split->stream(1).entry_bytes == 16);
+  CHECK(split->access(1) == Access::kBulk);
+  CHECK(split->find_stream("indexer") == 2);
+  CHECK(split->page_payload_bytes() == Layout::parse("deepseek-v3.2")->page_payload_bytes());
+}
+
 TEST_CASE("a stride override pads one stream and keeps its entry size") {
   auto l = Layout::parse("deepseek-v3.2:latent_stride=704");
   REQUIRE(l.is_ok());
@@ -45,6 +59,7 @@ TEST_CASE("bad layouts are errors that name the problem") {
   auto unknown = Layout::parse("llama-9000");
   REQUIRE_FALSE(unknown.is_ok());
   CHECK(unknown.status().message().find("llama-9000") != std::string::npos);
+  CHECK(unknown.status().message().find("deepseek-v3.2-split") != std::string::npos);  // lists the presets
 
   auto narrow = Layout::parse("deepseek-v3.2:latent_stride=600");
   REQUIRE_FALSE(narrow.is_ok());

@@ -28,8 +28,9 @@ struct Setup {
   std::unique_ptr<Client> client;
   std::vector<PageKey> keys;
   ReadLease lease;
-  explicit Setup(uint32_t slab_pages) {
+  explicit Setup(uint32_t slab_pages, const std::string& layout = "deepseek-v3.2") {
     testing::PooldOptions o;
+    o.layout = layout;
     o.size = "2GiB";
     o.slab_pages = slab_pages;
     o.tenants = {"decode:t0ken"};
@@ -111,6 +112,62 @@ TEST_CASE("GpuPool gathers a batch of layers of a leased prefix exactly as the C
     cudaFree(d_idx), cudaFree(d_out);
     cudaStreamDestroy(stream);
   }
+}
+
+TEST_CASE("GpuPool gathers split rows: 640 B from the pool, the 16 B of scales from GPU memory, FlashMLA's 656 B row") {
+  Setup s(8, "deepseek-v3.2-split");
+  auto gpu = std::move(*GpuPool::attach(*s.client));
+  const Layout& layout = s.client->layout();
+  const int latent = layout.find_stream("latent"), scales = layout.find_stream("latent_scales");
+  REQUIRE(layout.stream(latent).entry_bytes == 640);
+  REQUIRE(layout.stream(scales).entry_bytes == 16);
+  auto table = gpu->upload(s.lease, latent);
+  REQUIRE(table.is_ok());
+  const uint32_t k = 2048, layers = 3, pages = s.lease.pages(), tokens = s.lease.prefix_tokens();
+  // Each layer's scales, fetched whole: what a decode worker holds after admission.
+  uint8_t* d_side = nullptr;
+  REQUIRE(cudaMalloc(&d_side, size_t{layers} * tokens * 16) == cudaSuccess);
+  for (uint32_t l = 0; l < layers; ++l)
+    REQUIRE(gpu->fetch_pages(s.lease, scales, 20 * l, 0, pages, d_side + size_t{l} * tokens * 16, 0).is_ok());
+  std::mt19937 rng(std::random_device{}());
+  std::vector<int32_t> idx(size_t{layers} * k);
+  for (auto& i : idx) i = int32_t(rng() % tokens);
+  idx[5] = -1;
+  int32_t* d_idx = nullptr;
+  uint8_t* d_out = nullptr;
+  REQUIRE(cudaMalloc(&d_idx, idx.size() * 4) == cudaSuccess);
+  REQUIRE(cudaMalloc(&d_out, idx.size() * 656) == cudaSuccess);
+  REQUIRE(cudaMemcpy(d_idx, idx.data(), idx.size() * 4, cudaMemcpyHostToDevice) == cudaSuccess);
+  REQUIRE(cudaMemset(d_out, 0x77, idx.size() * 656) == cudaSuccess);
+  std::vector<GpuGatherItem> items;
+  for (uint32_t l = 0; l < layers; ++l)
+    items.push_back({&*table, 20 * l, d_idx + size_t{l} * k, k, d_out + size_t{l} * k * 656, d_side + size_t{l} * tokens * 16});
+  REQUIRE(gpu->gather_topk(items, 0, GpuRowSplice{16, 512}).is_ok());
+  REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+  std::vector<uint8_t> got(idx.size() * 656), want(idx.size() * 656, 0x77);
+  REQUIRE(cudaMemcpy(got.data(), d_out, got.size(), cudaMemcpyDeviceToHost) == cudaSuccess);
+  // The same rows from the CPU gather of both streams, spliced on the host.
+  std::vector<uint8_t> body(size_t{k} * 640), scale(size_t{k} * 16);
+  for (uint32_t l = 0; l < layers; ++l) {
+    const int32_t* li = idx.data() + size_t{l} * k;
+    REQUIRE(s.lease.gather_topk(latent, 20 * l, li, k, body.data()).is_ok());
+    REQUIRE(s.lease.gather_topk(scales, 20 * l, li, k, scale.data()).is_ok());
+    CHECK(testing::verify_rows(s.keys, s.client->page_tokens(), latent, 20 * l, 640, li, k, body.data(), 0).is_ok());
+    for (uint32_t i = 0; i < k; ++i) {
+      if (li[i] < 0) continue;
+      uint8_t* row = want.data() + (size_t{l} * k + i) * 656;
+      std::memcpy(row, body.data() + size_t{i} * 640, 512);
+      std::memcpy(row + 512, scale.data() + size_t{i} * 16, 16);
+      std::memcpy(row + 528, body.data() + size_t{i} * 640 + 512, 128);
+    }
+  }
+  CHECK(got == want);
+  // A splice needs each item's side array and a place inside the entry.
+  items[1].side = nullptr;
+  CHECK(gpu->gather_topk(items, 0, GpuRowSplice{16, 512}).code() == Code::kInvalidArgument);
+  items[1].side = d_side;
+  CHECK(gpu->gather_topk(items, 0, GpuRowSplice{16, 648}).code() == Code::kInvalidArgument);
+  cudaFree(d_idx), cudaFree(d_out), cudaFree(d_side);
 }
 
 TEST_CASE("GpuPool fetches the indexer keys of a page range exactly as the CPU bulk fetch does") {

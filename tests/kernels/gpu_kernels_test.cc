@@ -10,6 +10,7 @@
 #include <cstring>
 #include <random>
 
+#include "cxlkv/layout.h"
 #include "gather.h"
 #include "gpu_region.h"
 #include "hot_buffer.h"
@@ -36,14 +37,15 @@ struct Pool {
   std::unique_ptr<GpuRegistration> reg;
   StreamShape shape;
   std::vector<uint64_t*> dev_tables;
-  Pool(uint32_t stride, uint32_t slab_pages) {
+  // preset "deepseek-v3.2" or "deepseek-v3.2-split" (latent 640 B: the shape is the pool entry's).
+  Pool(uint32_t stride, uint32_t slab_pages, const std::string& preset = "deepseek-v3.2") {
     // 1 GiB, 4K-token prefixes (64 pages, ~200 MB each): several prefixes and slabs.
-    w = bench::make_pool(1ull << 30, "deepseek-v3.2:latent_stride=" + std::to_string(stride), slab_pages, 4096, 4, 4);
+    w = bench::make_pool(1ull << 30, preset + ":latent_stride=" + std::to_string(stride), slab_pages, 4096, 4, 4);
     auto r = GpuRegistration::register_range(w->region->base(), w->region->size());
     REQUIRE(r.is_ok());
     reg = std::move(*r);
     const auto& g = w->allocator->geometry();
-    shape = StreamShape{656, stride, uint64_t{slab_pages} * 64 * stride, 64, 6};
+    shape = StreamShape{Layout::parse(preset)->stream(0).entry_bytes, stride, uint64_t{slab_pages} * 64 * stride, 64, 6};
     for (auto& t : w->page_base) dev_tables.push_back(to_device(t));
     REQUIRE(g.stride[0] == stride);
   }
@@ -122,6 +124,81 @@ TEST_CASE("GPU top-k gather equals the CPU reference byte for byte, -1 rows unto
   CHECK(launch_gather_topk_bulk(pool.reg->device(), not_16, d_segs, segments, k, d_err, bulk[1], 0) == cudaErrorInvalidValue);
   cudaFree(order.indices), cudaFree(order.rows), cudaFree(order.segments);
   cudaFree(d_segs), cudaFree(d_idx), cudaFree(d_out), cudaFree(d_err);
+}
+
+TEST_CASE("GPU gather of split rows puts each token's scales back in at byte 512, as the CPU reference") {
+  const uint32_t slab_pages = GENERATE(1u, 8u);
+  CAPTURE(slab_pages);
+  Pool pool(640, slab_pages, "deepseek-v3.2-split");
+  REQUIRE(pool.shape.entry_bytes == 640);
+  StreamShape shape = pool.shape;
+  shape.side_bytes = 16;
+  shape.side_at = 512;
+  std::mt19937_64 rng(std::random_device{}());
+  const uint32_t k = 2048, segments = 5, tokens = pool.w->pages_per_prefix * 64;
+  // Side arrays (the scales of one layer of a prefix, [tokens][16 B]): random, one per segment.
+  std::vector<uint8_t> side(size_t{segments} * tokens * 16);
+  for (auto& b : side) b = uint8_t(rng());
+  uint8_t* d_side = to_device(side);
+  std::vector<int32_t> idx;
+  for (uint32_t s = 0; s < segments; ++s) {
+    auto v = bench::unique_random(k, tokens, rng);
+    v[7] = -1;
+    v[8] = int32_t(tokens);  // past the prefix: counted, never read
+    idx.insert(idx.end(), v.begin(), v.end());
+  }
+  int32_t* d_idx = to_device(idx);
+  const size_t out_bytes = size_t{segments} * k * 656;
+  uint8_t* d_out = nullptr;
+  uint32_t* d_err = nullptr;
+  CUDA_REQUIRE(cudaMalloc(&d_out, out_bytes));
+  CUDA_REQUIRE(cudaMalloc(&d_err, 4));
+  std::vector<GatherSegment> host(segments), dev(segments);
+  std::vector<uint8_t> want(out_bytes, 0x5A), got(out_bytes);
+  for (uint32_t s = 0; s < segments; ++s) {
+    const uint32_t r = s % pool.w->page_base.size(), layer = uint32_t(rng() % 61);
+    const size_t side_at = size_t{s} * tokens * 16;
+    host[s] = GatherSegment{pool.w->page_base[r].data(), idx.data() + s * k, want.data() + size_t{s} * k * 656,
+                            pool.w->pages_per_prefix, layer, k, 0, nullptr, side.data() + side_at};
+    dev[s] = GatherSegment{pool.dev_tables[r], d_idx + s * k, d_out + size_t{s} * k * 656, pool.w->pages_per_prefix, layer,
+                           k, 0, nullptr, d_side + side_at};
+  }
+  CHECK(reference_gather(pool.w->region->base(), shape, host.data(), segments) == segments);
+  GatherSegment* d_segs = to_device(dev);
+  GatherOrderScratch order;
+  CUDA_REQUIRE(cudaMalloc(&order.indices, idx.size() * sizeof(int32_t)));
+  CUDA_REQUIRE(cudaMalloc(&order.rows, idx.size() * sizeof(uint32_t)));
+  CUDA_REQUIRE(cudaMalloc(&order.segments, segments * sizeof(GatherSegment)));
+  // 0: flat; 1: windowed, interleaved; 2: ordered (sorted on the GPU, rows kept) with the library's tuning.
+  for (int variant = 0; variant < 3; ++variant) {
+    CAPTURE(variant);
+    CUDA_REQUIRE(cudaMemset(d_out, 0x5A, out_bytes));
+    CUDA_REQUIRE(cudaMemset(d_err, 0, 4));
+    const GatherSegment* segs = d_segs;
+    GatherTuning tuning{512, 4, 8};
+    if (variant == 1) tuning = GatherTuning{256, 8, 8, 16, true};
+    if (variant == 2) {
+      CUDA_REQUIRE(launch_order_segments(d_segs, segments, k, order, 0));
+      segs = order.segments;
+      tuning = kOrderedGatherTuning;
+    }
+    CUDA_REQUIRE(launch_gather_topk(pool.reg->device(), shape, segs, segments, k, d_err, tuning, 0));
+    CUDA_REQUIRE(cudaDeviceSynchronize());
+    CUDA_REQUIRE(cudaMemcpy(got.data(), d_out, out_bytes, cudaMemcpyDeviceToHost));
+    uint32_t errors = 0;
+    CUDA_REQUIRE(cudaMemcpy(&errors, d_err, 4, cudaMemcpyDeviceToHost));
+    CHECK(errors == segments);
+    CHECK(got == want);
+  }
+  // Whole-entry kernels refuse split rows rather than build rows of the wrong shape.
+  CHECK(launch_gather_topk_warp_per_entry(pool.reg->device(), shape, d_segs, segments, k, d_err, 0) == cudaErrorInvalidValue);
+  CHECK(launch_gather_topk_bulk(pool.reg->device(), shape, d_segs, segments, k, d_err, BulkGatherTuning{}, 0) ==
+        cudaErrorInvalidValue);
+  StreamShape past_entry = shape;
+  past_entry.side_at = 656;  // beyond the 640 B entry
+  CHECK(launch_gather_topk(pool.reg->device(), past_entry, d_segs, segments, k, d_err, GatherTuning{}, 0) == cudaErrorInvalidValue);
+  cudaFree(order.indices), cudaFree(order.rows), cudaFree(order.segments);
+  cudaFree(d_segs), cudaFree(d_idx), cudaFree(d_out), cudaFree(d_err), cudaFree(d_side);
 }
 
 TEST_CASE("GPU run copy equals the CPU reference") {

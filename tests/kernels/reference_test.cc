@@ -62,6 +62,27 @@ TEST_CASE("reference gather writes entry i to row rows[i] when a segment carries
   CHECK(std::memcmp(out.data() + 2 * 32, pool.entry(0, 200), 32) == 0);
 }
 
+TEST_CASE("reference gather of split rows puts each token's side bytes in at side_at") {
+  TinyPool pool;
+  StreamShape shape = pool.shape;
+  shape.side_bytes = 8;
+  shape.side_at = 16;  // row: entry [0,16) | side 8 B | entry [16,32)
+  std::vector<uint8_t> side(256 * 8);
+  for (size_t i = 0; i < side.size(); ++i) side[i] = uint8_t(i * 7 + 3);
+  std::vector<int32_t> idx = {9, -1, 255, 300};
+  std::vector<uint8_t> out(idx.size() * 40, 0xEE);
+  GatherSegment seg{pool.page_base.data(), idx.data(), out.data(), 4, 1, uint32_t(idx.size()), 0, nullptr, side.data()};
+  CHECK(reference_gather(pool.bytes.data(), shape, &seg, 1) == 1);  // 300 is past the prefix
+  for (int i : {0, 2}) {
+    CAPTURE(i);
+    const uint8_t* row = out.data() + i * 40;
+    CHECK(std::memcmp(row, pool.entry(1, idx[i]), 16) == 0);
+    CHECK(std::memcmp(row + 16, side.data() + idx[i] * 8, 8) == 0);
+    CHECK(std::memcmp(row + 24, pool.entry(1, idx[i]) + 16, 16) == 0);
+  }
+  for (int i : {1, 3}) CHECK(std::all_of(out.begin() + i * 40, out.begin() + (i + 1) * 40, [](uint8_t b) { return b == 0xEE; }));
+}
+
 TEST_CASE("reference run copy packs runs back to back") {
   TinyPool pool;
   const uint64_t src[2] = {4096, 100};

@@ -45,7 +45,20 @@ struct GpuGatherItem {
   uint32_t layer = 0;
   const int32_t* indices = nullptr;  // [k], FlashMLA convention; -1 skipped (row untouched)
   uint32_t k = 0;
-  void* out = nullptr;               // [k][entry_bytes], packed
+  void* out = nullptr;               // [k][row bytes], packed (row bytes: entry_bytes + splice.side_bytes)
+  // With a GpuRowSplice: this layer's side bytes, [prefix tokens][side_bytes] in GPU memory.
+  const void* side = nullptr;
+};
+
+// Split rows, for layouts that keep part of an entry in a stream of its own ("deepseek-v3.2-split":
+// the 16 B of scales apart from the 640 B of NoPE + RoPE, so a scattered entry is five whole
+// 128 B lines on the link instead of six). The caller fetches the side stream of each layer
+// whole (fetch_pages, e.g. with the indexer keys at admission); the gather then writes each row
+// as the pool entry with side_bytes from the item's `side` put in at byte side_at: FlashMLA's
+// 656 B row. side_bytes = 0: rows are the pool entries as they are.
+struct GpuRowSplice {
+  uint32_t side_bytes = 0;
+  uint32_t side_at = 0;  // <= entry_bytes
 };
 
 // A GPU hot buffer for one (request, layer): `capacity` rows of latent entries in HBM kept across
@@ -93,7 +106,8 @@ class GpuPool {
   // Gathers every item in one launch on `stream`. All items must use tables of one stream.
   // Indices past an item's prefix are never read; their rows stay untouched and they are
   // counted: bad_index_count() reads (and clears) the count after the stream is synchronized.
-  Status gather_topk(std::span<const GpuGatherItem> items, cudaStream_t stream);
+  // With a splice, every item must carry `side`; side_bytes and side_at multiples of 16.
+  Status gather_topk(std::span<const GpuGatherItem> items, cudaStream_t stream, GpuRowSplice splice = {});
   Result<uint32_t> bad_index_count();
 
   // Copies the whole `stream` of `layer` for pages [p0, p1) into dst (GPU memory), packed

@@ -56,6 +56,8 @@ class Layout {
   explicit Layout(const LayoutRecord& record) : record_(record) {}
 
   // Presets: "deepseek-v3.2" (61 layers, latent 656 B sparse + indexer 132 B bulk),
+  // "deepseek-v3.2-split" (the latent's 16 B of scales as a bulk stream of their own: latent
+  // 640 B sparse + latent_scales 16 B bulk + indexer 132 B bulk),
   // "deepseek-v3-mla" (dense MLA, 61 layers, 1152 B bf16 latent, bulk),
   // "gqa-8x128" (80 layers, K and V of 8 heads x 128 x bf16 = 2048 B each, bulk).
   static std::vector<std::string> preset_names();
