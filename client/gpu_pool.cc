@@ -90,6 +90,7 @@ struct GpuHotBuffer::State {
   const GpuBlockTable* table = nullptr;
   uint32_t max_k = 0;
   uint32_t entry_bytes = 0;
+  GpuRowSplice splice;
   std::vector<void*> owned;
   ~State() {
     for (void* p : owned) cudaFree(p);
@@ -288,7 +289,8 @@ Status GpuPool::fetch_pages(const ReadLease& lease, int stream, uint32_t layer, 
 namespace cxlkv {
 
 Result<std::unique_ptr<GpuHotBuffer>> GpuPool::make_hot_buffer(const GpuBlockTable& table, uint32_t layer,
-                                                               uint32_t capacity_rows, uint32_t max_k) {
+                                                               uint32_t capacity_rows, uint32_t max_k,
+                                                               GpuRowSplice splice, const void* side) {
   const PoolView& v = impl_->view;
   if (layer >= v.layers || max_k == 0 || max_k > kernels::kHotMaxRows / 2 || capacity_rows < 2 * max_k ||
       capacity_rows > kernels::kHotMaxRows)
@@ -299,6 +301,11 @@ Result<std::unique_ptr<GpuHotBuffer>> GpuPool::make_hot_buffer(const GpuBlockTab
   if (st.entry_bytes % 16 || st.stride % 16)
     return Status(Code::kInvalidArgument, fmt::format("hot buffer: stream {} entries ({} B, stride {}) are not 16 B "
                                                       "multiples", table.stream(), st.entry_bytes, st.stride));
+  if (splice.side_bytes && (splice.side_bytes % 16 || splice.side_at % 16 || splice.side_at > st.entry_bytes || !side))
+    return Status(Code::kInvalidArgument,
+                  fmt::format("hot buffer: splice of {} B at byte {} of {} B entries needs multiples of 16, a place "
+                              "within the entry and a side array", splice.side_bytes, splice.side_at, st.entry_bytes));
+  const uint32_t row_bytes = st.entry_bytes + splice.side_bytes;
   auto state = std::make_unique<GpuHotBuffer::State>();
   auto alloc = [&](size_t bytes, int fill) -> void* {
     void* p = nullptr;
@@ -314,11 +321,12 @@ Result<std::unique_ptr<GpuHotBuffer>> GpuPool::make_hot_buffer(const GpuBlockTab
   h.token_of = static_cast<int32_t*>(alloc(size_t{capacity_rows} * 4, 0xff));
   h.last_used = static_cast<int32_t*>(alloc(size_t{capacity_rows} * 4, 0xff));
   h.victims = static_cast<uint32_t*>(alloc(size_t{capacity_rows} * 4, 0));
-  h.rows = static_cast<uint8_t*>(alloc(size_t{capacity_rows} * st.entry_bytes, 0));
+  h.rows = static_cast<uint8_t*>(alloc(size_t{capacity_rows} * row_bytes, 0));
   h.row_of = static_cast<int32_t*>(alloc(size_t{max_k} * 4, 0xff));
   auto* counts = static_cast<uint32_t*>(alloc(8, 0));
   if (!h.slot_of || !h.token_of || !h.last_used || !h.victims || !h.rows || !h.row_of || !counts)
-    return Status(Code::kExhausted, fmt::format("hot buffer: GPU memory for {} rows of {} B", capacity_rows, st.entry_bytes));
+    return Status(Code::kExhausted, fmt::format("hot buffer: GPU memory for {} rows of {} B", capacity_rows, row_bytes));
+  if (splice.side_bytes) h.gather.side = static_cast<const uint8_t*>(side);
   h.hits = counts;
   h.misses = counts + 1;
   h.capacity = capacity_rows;
@@ -326,6 +334,7 @@ Result<std::unique_ptr<GpuHotBuffer>> GpuPool::make_hot_buffer(const GpuBlockTab
   state->table = &table;
   state->max_k = max_k;
   state->entry_bytes = st.entry_bytes;
+  state->splice = splice;
   return std::unique_ptr<GpuHotBuffer>(new GpuHotBuffer(std::move(state)));
 }
 
@@ -335,11 +344,13 @@ Status GpuPool::hot_step(std::span<const GpuHotStepItem> items, int32_t step, cu
   auto& segs = impl_->hot_scratch;
   segs.resize(items.size());
   const int s = items[0].buffer ? items[0].buffer->state_->table->stream() : -1;
+  const GpuRowSplice splice = items[0].buffer ? items[0].buffer->state_->splice : GpuRowSplice{};
   for (size_t i = 0; i < items.size(); ++i) {
     const GpuHotStepItem& it = items[i];
-    if (!it.buffer || it.buffer->state_->table->stream() != s || it.k > it.buffer->max_k() || (it.k && !it.indices))
-      return Status(Code::kInvalidArgument, fmt::format("hot_step: item {} has no buffer, another stream, k {} over its "
-                                                        "max or no indices", i, it.k));
+    if (!it.buffer || it.buffer->state_->table->stream() != s || it.k > it.buffer->max_k() || (it.k && !it.indices) ||
+        it.buffer->state_->splice.side_bytes != splice.side_bytes || it.buffer->state_->splice.side_at != splice.side_at)
+      return Status(Code::kInvalidArgument, fmt::format("hot_step: item {} has no buffer, another stream or splice, k {} "
+                                                        "over its max or no indices", i, it.k));
     segs[i] = it.buffer->state_->segment;
     segs[i].gather.indices = it.indices;
     segs[i].gather.k = it.k;
@@ -347,7 +358,8 @@ Status GpuPool::hot_step(std::span<const GpuHotStepItem> items, int32_t step, cu
   auto dev = impl_->hot.stage(segs.data(), segs.size() * sizeof(segs[0]), stream);
   if (!dev) return dev.status();
   const auto& st = v.streams[s];
-  const kernels::StreamShape shape{st.entry_bytes, st.stride, st.layer_step, v.page_tokens, v.page_shift};
+  const kernels::StreamShape shape{st.entry_bytes,  st.stride,         st.layer_step, v.page_tokens,
+                                   v.page_shift,    splice.side_bytes, splice.side_at};
   const cudaError_t e = kernels::launch_hot_step(device_pool(), shape, static_cast<const kernels::HotSegment*>(*dev),
                                                  uint32_t(segs.size()), step, impl_->bad_indices, stream);
   if (Status r = impl_->hot.retire(stream); !r.is_ok()) return r;

@@ -104,8 +104,10 @@ __global__ void __launch_bounds__(kThreads) hot_step_kernel(const uint8_t* __res
   }
   __syncthreads();
 
-  // 4. Fetch the misses, 16 B pieces, 4 loads in flight per thread.
+  // 4. Fetch the misses, 16 B pieces, 4 loads in flight per thread; a split row's side bytes
+  //    (GPU memory) after them.
   constexpr int kLoads = 4;
+  const uint32_t row_bytes = shape.entry_bytes + shape.side_bytes;
   const uint32_t pieces_per_entry = shape.entry_bytes / 16;
   const uint32_t pieces = miss_total * pieces_per_entry;
   const uint64_t layer_base = uint64_t{g.layer} * shape.layer_step;
@@ -123,11 +125,20 @@ __global__ void __launch_bounds__(kThreads) hot_step_kernel(const uint8_t* __res
       const uint8_t* src = pool + g.page_base[idx >> shape.page_shift] + layer_base +
                            uint64_t(idx & (shape.page_tokens - 1)) * shape.stride + part * 16u;
       v[j] = __ldg(reinterpret_cast<const int4*>(src));
-      dst[j] = reinterpret_cast<int4*>(h.rows + uint64_t{row} * shape.entry_bytes + part * 16u);
+      const uint32_t at = part * 16u < shape.side_at ? part * 16u : part * 16u + shape.side_bytes;
+      dst[j] = reinterpret_cast<int4*>(h.rows + uint64_t{row} * row_bytes + at);
     }
 #pragma unroll
     for (int j = 0; j < kLoads; ++j)
       if (dst[j]) *dst[j] = v[j];
+  }
+  const uint32_t side_pieces = shape.side_bytes / 16;
+  for (uint32_t i = tid; i < miss_total * side_pieces; i += kThreads) {
+    const uint32_t m = i / side_pieces, q = i - m * side_pieces;
+    const uint32_t row = h.victims[m];
+    const uint32_t idx = uint32_t(h.token_of[row]);
+    *reinterpret_cast<int4*>(h.rows + uint64_t{row} * row_bytes + shape.side_at + q * 16u) =
+        __ldg(reinterpret_cast<const int4*>(g.side + uint64_t{idx} * shape.side_bytes + q * 16u));
   }
 }
 
@@ -136,7 +147,9 @@ __global__ void __launch_bounds__(kThreads) hot_step_kernel(const uint8_t* __res
 cudaError_t launch_hot_step(const uint8_t* pool, const StreamShape& shape, const HotSegment* segments,
                             uint32_t count, int32_t step, uint32_t* error_count, cudaStream_t stream) {
   if (count == 0) return cudaSuccess;
-  if (shape.entry_bytes % 16 || shape.stride % 16 || shape.side_bytes) return cudaErrorInvalidValue;  // no split rows yet
+  if (shape.entry_bytes % 16 || shape.stride % 16 || shape.side_bytes % 16 || shape.side_at % 16 ||
+      shape.side_at > shape.entry_bytes)
+    return cudaErrorInvalidValue;
   hot_step_kernel<<<dim3(count), dim3(kThreads), 0, stream>>>(pool, shape, segments, step, error_count);
   return cudaGetLastError();
 }

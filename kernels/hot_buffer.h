@@ -25,7 +25,7 @@ struct HotSegment {
   int32_t* token_of = nullptr;   // [capacity], start all -1
   int32_t* last_used = nullptr;  // [capacity], start all -1
   uint32_t* victims = nullptr;   // [capacity] scratch
-  uint8_t* rows = nullptr;       // [capacity][entry_bytes]
+  uint8_t* rows = nullptr;       // [capacity][row_bytes]; split rows take gather.side's bytes
   int32_t* row_of = nullptr;     // [k] out: row of each top-k slot, -1 for -1 slots
   uint32_t* hits = nullptr;      // out, this step
   uint32_t* misses = nullptr;    // out, this step: entries fetched from the pool
@@ -33,8 +33,8 @@ struct HotSegment {
   uint32_t tokens = 0;
 };
 
-// One decode step for `count` segments (GPU array), one block each. entry_bytes and stride must
-// be multiples of 16. `error_count` counts out-of-range indices (left unresolved, row -1).
+// One decode step for `count` segments (GPU array), one block each. entry_bytes and stride (and
+// a split row's side_bytes and side_at) must be multiples of 16. `error_count` counts out-of-range indices (left unresolved, row -1).
 cudaError_t launch_hot_step(const uint8_t* pool, const StreamShape& shape, const HotSegment* segments,
                             uint32_t count, int32_t step, uint32_t* error_count, cudaStream_t stream);
 

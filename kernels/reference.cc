@@ -12,6 +12,17 @@ const uint8_t* entry_at(const uint8_t* pool, const StreamShape& shape, const Gat
   const uint32_t page = uint32_t(idx) >> shape.page_shift, token = uint32_t(idx) & (shape.page_tokens - 1);
   return pool + seg.page_base[page] + uint64_t{seg.layer} * shape.layer_step + uint64_t{token} * shape.stride;
 }
+// Output row of entry idx: the pool entry, with a split row's side bytes put in at side_at.
+void write_row(uint8_t* out, const uint8_t* pool, const StreamShape& shape, const GatherSegment& seg, int32_t idx) {
+  const uint8_t* entry = entry_at(pool, shape, seg, idx);
+  if (shape.side_bytes == 0) {
+    std::memcpy(out, entry, shape.entry_bytes);
+    return;
+  }
+  std::memcpy(out, entry, shape.side_at);
+  std::memcpy(out + shape.side_at, seg.side + uint64_t(idx) * shape.side_bytes, shape.side_bytes);
+  std::memcpy(out + shape.side_at + shape.side_bytes, entry + shape.side_at, shape.entry_bytes - shape.side_at);
+}
 bool in_prefix(const StreamShape& shape, const GatherSegment& seg, int32_t idx) {
   return idx >= 0 && (uint64_t(idx) >> shape.page_shift) < seg.pages;
 }
@@ -26,15 +37,7 @@ uint64_t reference_gather(const uint8_t* pool, const StreamShape& shape, const G
       if (idx == -1) continue;
       if (!in_prefix(shape, seg, idx)) { ++out_of_range; continue; }
       const uint64_t row = seg.rows ? seg.rows[i] : i;
-      uint8_t* out = seg.out + row * shape.row_bytes();
-      const uint8_t* entry = entry_at(pool, shape, seg, idx);
-      if (shape.side_bytes == 0) {
-        std::memcpy(out, entry, shape.entry_bytes);
-        continue;
-      }
-      std::memcpy(out, entry, shape.side_at);
-      std::memcpy(out + shape.side_at, seg.side + uint64_t(idx) * shape.side_bytes, shape.side_bytes);
-      std::memcpy(out + shape.side_at + shape.side_bytes, entry + shape.side_at, shape.entry_bytes - shape.side_at);
+      write_row(seg.out + row * shape.row_bytes(), pool, shape, seg, idx);
     }
   }
   return out_of_range;
@@ -47,13 +50,13 @@ void reference_copy_runs(const uint8_t* pool, const uint64_t* src_offset, const 
   }
 }
 
-void HotBufferState::reset(uint32_t capacity_rows, uint32_t prefix_tokens, uint32_t entry_bytes) {
+void HotBufferState::reset(uint32_t capacity_rows, uint32_t prefix_tokens, uint32_t row_bytes) {
   capacity = capacity_rows;
   tokens = prefix_tokens;
   slot_of.assign(prefix_tokens, -1);
   token_of.assign(capacity_rows, -1);
   last_used.assign(capacity_rows, -1);
-  rows.assign(size_t{capacity_rows} * entry_bytes, 0);
+  rows.assign(size_t{capacity_rows} * row_bytes, 0);
 }
 
 HotStepResult reference_hot_step(HotBufferState& st, const uint8_t* pool, const StreamShape& shape,
@@ -86,7 +89,7 @@ HotStepResult reference_hot_step(HotBufferState& st, const uint8_t* pool, const 
     st.token_of[row] = idx;
     st.slot_of[idx] = int32_t(row);
     st.last_used[row] = step;
-    std::memcpy(&st.rows[size_t{row} * shape.entry_bytes], entry_at(pool, shape, seg, idx), shape.entry_bytes);
+    write_row(&st.rows[size_t{row} * shape.row_bytes()], pool, shape, seg, idx);
     r.row_of[slot] = int32_t(row);
   }
   r.misses = uint32_t(miss_slots.size());

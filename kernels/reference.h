@@ -27,8 +27,8 @@ struct HotBufferState {
   std::vector<int32_t> slot_of;        // [tokens]: row or -1
   std::vector<int32_t> token_of;       // [capacity]: token or -1
   std::vector<int32_t> last_used;      // [capacity]: step, or -1 if never
-  std::vector<uint8_t> rows;           // [capacity][entry_bytes]
-  void reset(uint32_t capacity_rows, uint32_t prefix_tokens, uint32_t entry_bytes);
+  std::vector<uint8_t> rows;           // [capacity][row_bytes] (StreamShape::row_bytes)
+  void reset(uint32_t capacity_rows, uint32_t prefix_tokens, uint32_t row_bytes);
 };
 
 struct HotStepResult {

@@ -342,7 +342,7 @@ int main(int argc, char** argv) {
   app.add_flag("--split", split,
                "Layout deepseek-v3.2-split: gather 640 B per entry from the pool and put each token's 16 B of "
                "scales (its latent_scales stream, copied to GPU memory first) back in at byte 512, giving 656 B "
-               "rows; decode patterns only");
+               "rows; no stress pattern");
   app.add_option("--spacing-probe", spacings,
                  "Also gather, batch 16, one layer, k tokens s apart from a random page of each prefix, for each s "
                  "(1 = dense runs; 7 = one entry per 4 KiB)")->delimiter(',');
@@ -362,7 +362,7 @@ int main(int argc, char** argv) {
   if (split) {
     if (stride == 656) stride = 640;
     if (entry_bytes == 656) entry_bytes = 640;
-    skip_stress = skip_hot = true;
+    skip_stress = true;
     copy_engine = false;
   }
   auto w = bench::make_pool(uint64_t(pool_gib * (1ull << 30)),
@@ -515,14 +515,15 @@ int main(int argc, char** argv) {
       return p;
     };
     for (uint32_t r = 0; r < hot_requests; ++r) {
-      ref[r].reset(capacity, context, b.shape.entry_bytes);
+      ref[r].reset(capacity, context, b.shape.row_bytes());
       HotSegment& h = hs[r];
       h.gather = GatherSegment{b.dev_page_base[r % prefixes], d_idx + uint64_t{r} * topk, nullptr, w->pages_per_prefix, 30, topk, 0};
+      if (split) h.gather.side = b.dev_side + ((r % prefixes) * b.layers + 30) * b.side_layer_bytes;
       h.slot_of = static_cast<int32_t*>(dev_fill(uint64_t{context} * 4, 0xff));
       h.token_of = static_cast<int32_t*>(dev_fill(uint64_t{capacity} * 4, 0xff));
       h.last_used = static_cast<int32_t*>(dev_fill(uint64_t{capacity} * 4, 0xff));
       h.victims = static_cast<uint32_t*>(dev_fill(uint64_t{capacity} * 4, 0));
-      h.rows = static_cast<uint8_t*>(dev_fill(uint64_t{capacity} * b.shape.entry_bytes, 0));
+      h.rows = static_cast<uint8_t*>(dev_fill(uint64_t{capacity} * b.shape.row_bytes(), 0));
       h.row_of = d_row_of + uint64_t{r} * topk;
       h.hits = d_counts + 2 * r;
       h.misses = d_counts + 2 * r + 1;
@@ -553,6 +554,7 @@ int main(int argc, char** argv) {
       uint64_t hits = 0, misses = 0;
       for (uint32_t r = 0; r < hot_requests; ++r) {
         GatherSegment seg{w->page_base[r % prefixes].data(), prev[r].data(), nullptr, w->pages_per_prefix, 30, topk, 0};
+        if (split) seg.side = b.host_side.data() + ((r % prefixes) * b.layers + 30) * b.side_layer_bytes;
         auto want = reference_hot_step(ref[r], w->region->base(), b.shape, seg, int32_t(step));
         if (want.hits != counts[2 * r] || want.misses != counts[2 * r + 1] ||
             !std::equal(want.row_of.begin(), want.row_of.end(), row_of.begin() + uint64_t{r} * topk)) {
@@ -569,7 +571,7 @@ int main(int argc, char** argv) {
     }
     // The rows themselves, byte for byte, after the last step.
     for (uint32_t r = 0; r < hot_requests; ++r) {
-      std::vector<uint8_t> rows(uint64_t{capacity} * b.shape.entry_bytes);
+      std::vector<uint8_t> rows(uint64_t{capacity} * b.shape.row_bytes());
       CUDA_OK(cudaMemcpy(rows.data(), hs[r].rows, rows.size(), cudaMemcpyDeviceToHost));
       if (rows != ref[r].rows) { fmt::print(stderr, "MISMATCH: hot buffer rows, request {}\n", r); return 2; }
     }

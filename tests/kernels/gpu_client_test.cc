@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <numeric>
 #include <random>
 #include <vector>
 
@@ -147,21 +148,51 @@ TEST_CASE("GpuPool gathers split rows: 640 B from the pool, the 16 B of scales f
   std::vector<uint8_t> got(idx.size() * 656), want(idx.size() * 656, 0x77);
   REQUIRE(cudaMemcpy(got.data(), d_out, got.size(), cudaMemcpyDeviceToHost) == cudaSuccess);
   // The same rows from the CPU gather of both streams, spliced on the host.
-  std::vector<uint8_t> body(size_t{k} * 640), scale(size_t{k} * 16);
-  for (uint32_t l = 0; l < layers; ++l) {
-    const int32_t* li = idx.data() + size_t{l} * k;
-    REQUIRE(s.lease.gather_topk(latent, 20 * l, li, k, body.data()).is_ok());
-    REQUIRE(s.lease.gather_topk(scales, 20 * l, li, k, scale.data()).is_ok());
-    CHECK(testing::verify_rows(s.keys, s.client->page_tokens(), latent, 20 * l, 640, li, k, body.data(), 0).is_ok());
+  auto cpu_rows = [&](uint32_t layer, const int32_t* li, uint8_t* out) {
+    std::vector<uint8_t> body(size_t{k} * 640), scale(size_t{k} * 16);
+    REQUIRE(s.lease.gather_topk(latent, layer, li, k, body.data()).is_ok());
+    REQUIRE(s.lease.gather_topk(scales, layer, li, k, scale.data()).is_ok());
+    CHECK(testing::verify_rows(s.keys, s.client->page_tokens(), latent, layer, 640, li, k, body.data(), 0).is_ok());
     for (uint32_t i = 0; i < k; ++i) {
       if (li[i] < 0) continue;
-      uint8_t* row = want.data() + (size_t{l} * k + i) * 656;
+      uint8_t* row = out + size_t{i} * 656;
       std::memcpy(row, body.data() + size_t{i} * 640, 512);
       std::memcpy(row + 512, scale.data() + size_t{i} * 16, 16);
       std::memcpy(row + 528, body.data() + size_t{i} * 640 + 512, 128);
     }
-  }
+  };
+  for (uint32_t l = 0; l < layers; ++l) cpu_rows(20 * l, idx.data() + size_t{l} * k, want.data() + size_t{l} * k * 656);
   CHECK(got == want);
+  // A hot buffer of split rows over layer 0: after one step every valid slot's row is the same
+  // 656 B row.
+  std::vector<int32_t> unique(tokens);  // a hot step's indices are unique apart from -1
+  std::iota(unique.begin(), unique.end(), 0);
+  std::shuffle(unique.begin(), unique.end(), rng);
+  unique.resize(k);
+  unique[5] = -1;
+  std::vector<uint8_t> unique_rows(size_t{k} * 656);
+  cpu_rows(0, unique.data(), unique_rows.data());
+  REQUIRE(cudaMemcpy(d_idx, unique.data(), k * 4, cudaMemcpyHostToDevice) == cudaSuccess);
+  auto hot = gpu->make_hot_buffer(*table, 0, 2 * k, k, GpuRowSplice{16, 512}, d_side);
+  INFO(hot.status().to_string());
+  REQUIRE(hot.is_ok());
+  GpuHotStepItem step_item{hot->get(), d_idx, k};
+  REQUIRE(gpu->hot_step({&step_item, 1}, 0, 0).is_ok());
+  REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+  std::vector<int32_t> row_of(k);
+  std::vector<uint8_t> rows(size_t{2} * k * 656);
+  REQUIRE(cudaMemcpy(row_of.data(), (*hot)->row_of(), k * 4, cudaMemcpyDeviceToHost) == cudaSuccess);
+  REQUIRE(cudaMemcpy(rows.data(), (*hot)->rows(), rows.size(), cudaMemcpyDeviceToHost) == cudaSuccess);
+  for (uint32_t i = 0; i < k; ++i) {
+    CAPTURE(i);
+    if (unique[i] < 0) {
+      CHECK(row_of[i] == -1);
+      continue;
+    }
+    REQUIRE(row_of[i] >= 0);
+    CHECK(std::memcmp(rows.data() + size_t(row_of[i]) * 656, unique_rows.data() + size_t{i} * 656, 656) == 0);
+  }
+  CHECK(gpu->make_hot_buffer(*table, 0, 2 * k, k, GpuRowSplice{16, 512}, nullptr).status().code() == Code::kInvalidArgument);
   // A splice needs each item's side array and a place inside the entry.
   items[1].side = nullptr;
   CHECK(gpu->gather_topk(items, 0, GpuRowSplice{16, 512}).code() == Code::kInvalidArgument);

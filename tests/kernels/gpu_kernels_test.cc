@@ -231,9 +231,17 @@ TEST_CASE("GPU run copy equals the CPU reference") {
 }
 
 TEST_CASE("GPU hot buffer resolves, evicts and fetches exactly as the CPU reference, step after step") {
-  Pool pool(656, 1);
+  // Whole 656 B entries, or split rows (640 B from the pool, 16 B of scales from GPU memory).
+  const bool split = GENERATE(false, true);
+  CAPTURE(split);
+  Pool pool(split ? 640 : 656, 1, split ? "deepseek-v3.2-split" : "deepseek-v3.2");
+  StreamShape shape = pool.shape;
+  if (split) shape.side_bytes = 16, shape.side_at = 512;
+  REQUIRE(shape.row_bytes() == 656);
   std::mt19937_64 rng(std::random_device{}());
   const uint32_t k = 512, capacity = 3 * k, tokens = pool.w->pages_per_prefix * 64, requests = 3;
+  std::vector<std::vector<uint8_t>> side(requests, std::vector<uint8_t>(size_t{tokens} * 16));
+  std::vector<uint8_t*> d_side(requests);
   std::vector<HotBufferState> ref(requests);
   std::vector<HotSegment> hs(requests);
   int32_t *d_idx = nullptr, *d_row_of = nullptr;
@@ -254,6 +262,9 @@ TEST_CASE("GPU hot buffer resolves, evicts and fetches exactly as the CPU refere
   for (uint32_t r = 0; r < requests; ++r) {
     ref[r].reset(capacity, tokens, 656);
     hs[r].gather = GatherSegment{pool.dev_tables[r], d_idx + r * k, nullptr, pool.w->pages_per_prefix, 11, k, 0};
+    for (auto& b : side[r]) b = uint8_t(rng());
+    d_side[r] = to_device(side[r]);
+    if (split) hs[r].gather.side = d_side[r];
     hs[r].slot_of = static_cast<int32_t*>(fill(tokens * 4, 0xff));
     hs[r].token_of = static_cast<int32_t*>(fill(capacity * 4, 0xff));
     hs[r].last_used = static_cast<int32_t*>(fill(capacity * 4, 0xff));
@@ -275,7 +286,7 @@ TEST_CASE("GPU hot buffer resolves, evicts and fetches exactly as the CPU refere
       idx.insert(idx.end(), cur[r].begin(), cur[r].end());
     }
     CUDA_REQUIRE(cudaMemcpy(d_idx, idx.data(), idx.size() * 4, cudaMemcpyHostToDevice));
-    CUDA_REQUIRE(launch_hot_step(pool.reg->device(), pool.shape, d_hs, requests, step, d_err, 0));
+    CUDA_REQUIRE(launch_hot_step(pool.reg->device(), shape, d_hs, requests, step, d_err, 0));
     std::vector<int32_t> row_of(idx.size());
     std::vector<uint32_t> counts(2 * requests);
     CUDA_REQUIRE(cudaMemcpy(row_of.data(), d_row_of, row_of.size() * 4, cudaMemcpyDeviceToHost));
@@ -283,7 +294,8 @@ TEST_CASE("GPU hot buffer resolves, evicts and fetches exactly as the CPU refere
     for (uint32_t r = 0; r < requests; ++r) {
       CAPTURE(step, r);
       GatherSegment seg{pool.w->page_base[r].data(), cur[r].data(), nullptr, pool.w->pages_per_prefix, 11, k, 0};
-      auto want = reference_hot_step(ref[r], pool.w->region->base(), pool.shape, seg, step);
+      seg.side = side[r].data();
+      auto want = reference_hot_step(ref[r], pool.w->region->base(), shape, seg, step);
       CHECK(counts[2 * r] == want.hits);
       CHECK(counts[2 * r + 1] == want.misses);
       CHECK(std::equal(want.row_of.begin(), want.row_of.end(), row_of.begin() + r * k));
@@ -293,6 +305,7 @@ TEST_CASE("GPU hot buffer resolves, evicts and fetches exactly as the CPU refere
     }
   }
   for (void* p : owned) cudaFree(p);
+  for (auto* p : d_side) cudaFree(p);
   cudaFree(d_hs), cudaFree(d_idx), cudaFree(d_row_of), cudaFree(d_counts), cudaFree(d_err);
 }
 

@@ -64,7 +64,7 @@ struct GpuRowSplice {
 // A GPU hot buffer for one (request, layer): `capacity` rows of latent entries in HBM kept across
 // decode steps (kernels/hot_buffer.h has the algorithm; the CPU reference defines the result).
 // After GpuPool::hot_step, row_of()[i] is the row holding top-k slot i's entry (-1 for -1 slots),
-// and rows() is the [capacity][entry_bytes] cache that FlashMLA's sparse decode reads with those
+// and rows() is the [capacity][row bytes] cache that FlashMLA's sparse decode reads with those
 // row numbers as its indices.
 class GpuHotBuffer {
  public:
@@ -116,11 +116,14 @@ class GpuPool {
                      cudaStream_t cuda_stream);
 
   // A hot buffer over `table` (the latent stream's) for `layer`, with capacity_rows >= 2 x max_k
-  // (at most 8192 rows, max_k at most 4096).
+  // (at most 8192 rows, max_k at most 4096). With a splice, its rows are split rows (see
+  // GpuRowSplice) and `side` is the layer's side array, [prefix tokens][side_bytes] in GPU memory.
   Result<std::unique_ptr<GpuHotBuffer>> make_hot_buffer(const GpuBlockTable& table, uint32_t layer,
-                                                       uint32_t capacity_rows, uint32_t max_k);
+                                                       uint32_t capacity_rows, uint32_t max_k,
+                                                       GpuRowSplice splice = {}, const void* side = nullptr);
   // One decode step of every item, in one launch: hits keep their rows, misses take the least
-  // recently used rows and are fetched from the pool. `step` must grow by one each call.
+  // recently used rows and are fetched from the pool. `step` must grow by one each call. All
+  // items' buffers share one stream and one splice.
   Status hot_step(std::span<const GpuHotStepItem> items, int32_t step, cudaStream_t stream);
 
   const uint8_t* device_pool() const;
