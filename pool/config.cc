@@ -3,6 +3,7 @@
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <functional>
 #include <map>
 #include <set>
@@ -178,7 +179,10 @@ ConfigOutcome load_config(int argc, char** argv) {
                                  c.region.size = b ? *b : 0;
                                });
   override_option<std::string>(app, later, "--layout",
-                               "layout class: deepseek-v3.2 (default), a preset with strides, or custom:...",
+                               fmt::format("layout class: a preset ({}; default deepseek-v3.2; deepseek-v3.2-split for "
+                                           "GPU decode), a preset with strides (deepseek-v3.2:latent_stride=704), or "
+                                           "custom:...",
+                                           fmt::join(Layout::preset_names(), ", ")),
                                [](PoolConfig& c, const std::string& v) { c.layout = v; });
   override_option<uint32_t>(app, later, "--slab-pages", "pages per slab E when created (default 1)",
                             [](PoolConfig& c, uint32_t v) { c.slab_pages = v; });
