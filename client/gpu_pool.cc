@@ -15,6 +15,12 @@
 namespace cxlkv {
 namespace {
 
+// The kernels' view of one stream of the pool, with a splice's side bytes.
+kernels::StreamShape shape_of(const PoolView& v, int stream, GpuRowSplice splice) {
+  const auto& st = v.streams[stream];
+  return {st.entry_bytes, st.stride, st.layer_step, v.page_tokens, v.page_shift, splice.side_bytes, splice.side_at};
+}
+
 Status cuda_error(const char* what, cudaError_t err) {
   return Status(Code::kIoError, fmt::format("{}: {}", what, cudaGetErrorString(err)));
 }
@@ -89,7 +95,6 @@ struct GpuHotBuffer::State {
   kernels::HotSegment segment;  // device pointers; gather.indices is set per step
   const GpuBlockTable* table = nullptr;
   uint32_t max_k = 0;
-  uint32_t entry_bytes = 0;
   GpuRowSplice splice;
   std::vector<void*> owned;
   ~State() {
@@ -176,10 +181,12 @@ Status GpuPool::gather_topk(std::span<const GpuGatherItem> items, cudaStream_t s
   const PoolView& v = impl_->view;
   const int s = items[0].table ? items[0].table->stream() : -1;
   if (s < 0) return Status(Code::kInvalidArgument, "gather_topk: item 0 has no block table");
-  if (splice.side_bytes && (splice.side_bytes % 16 || splice.side_at % 16 || splice.side_at > v.streams[s].entry_bytes))
+  const kernels::StreamShape shape = shape_of(v, s, splice);
+  if (splice.side_bytes && !shape.aligned_to(16))
     return Status(Code::kInvalidArgument,
-                  fmt::format("gather_topk: splice of {} B at byte {} of {} B entries: both must be multiples of 16 and "
-                              "the place within the entry", splice.side_bytes, splice.side_at, v.streams[s].entry_bytes));
+                  fmt::format("gather_topk: splice of {} B at byte {} of {} B entries (stride {}): all must be multiples "
+                              "of 16 and the place within the entry", splice.side_bytes, splice.side_at, shape.entry_bytes,
+                              shape.stride));
   auto& segs = impl_->segment_scratch;
   segs.resize(items.size());
   uint32_t max_k = 0;
@@ -204,9 +211,6 @@ Status GpuPool::gather_topk(std::span<const GpuGatherItem> items, cudaStream_t s
   const size_t order_bytes = ordered ? size_t{count} * (sizeof(kernels::GatherSegment) + size_t{max_k} * 8) : 0;
   auto dev = impl_->segments.stage(segs.data(), desc_bytes, stream, order_bytes);
   if (!dev) return dev.status();
-  const auto& st = v.streams[s];
-  const kernels::StreamShape shape{st.entry_bytes,  st.stride,         st.layer_step, v.page_tokens,
-                                   v.page_shift,    splice.side_bytes, splice.side_at};
   const auto* launch_segs = static_cast<const kernels::GatherSegment*>(*dev);
   kernels::GatherTuning tuning;
   cudaError_t e = cudaSuccess;
@@ -297,15 +301,14 @@ Result<std::unique_ptr<GpuHotBuffer>> GpuPool::make_hot_buffer(const GpuBlockTab
     return Status(Code::kInvalidArgument,
                   fmt::format("hot buffer: layer {} (of {}), {} rows for k {}: need rows >= 2k, rows <= {}", layer,
                               v.layers, capacity_rows, max_k, kernels::kHotMaxRows));
-  const auto& st = v.streams[table.stream()];
-  if (st.entry_bytes % 16 || st.stride % 16)
-    return Status(Code::kInvalidArgument, fmt::format("hot buffer: stream {} entries ({} B, stride {}) are not 16 B "
-                                                      "multiples", table.stream(), st.entry_bytes, st.stride));
-  if (splice.side_bytes && (splice.side_bytes % 16 || splice.side_at % 16 || splice.side_at > st.entry_bytes || !side))
+  const kernels::StreamShape shape = shape_of(v, table.stream(), splice);
+  if (!shape.aligned_to(16) || (splice.side_bytes && !side))
     return Status(Code::kInvalidArgument,
-                  fmt::format("hot buffer: splice of {} B at byte {} of {} B entries needs multiples of 16, a place "
-                              "within the entry and a side array", splice.side_bytes, splice.side_at, st.entry_bytes));
-  const uint32_t row_bytes = st.entry_bytes + splice.side_bytes;
+                  fmt::format("hot buffer: stream {} ({} B entries, stride {}, splice of {} B at byte {}{}): all must be "
+                              "multiples of 16 and the place within the entry", table.stream(), shape.entry_bytes,
+                              shape.stride, splice.side_bytes, splice.side_at,
+                              splice.side_bytes && !side ? ", no side array" : ""));
+  const uint32_t row_bytes = shape.row_bytes();
   auto state = std::make_unique<GpuHotBuffer::State>();
   auto alloc = [&](size_t bytes, int fill) -> void* {
     void* p = nullptr;
@@ -333,7 +336,6 @@ Result<std::unique_ptr<GpuHotBuffer>> GpuPool::make_hot_buffer(const GpuBlockTab
   h.tokens = tokens;
   state->table = &table;
   state->max_k = max_k;
-  state->entry_bytes = st.entry_bytes;
   state->splice = splice;
   return std::unique_ptr<GpuHotBuffer>(new GpuHotBuffer(std::move(state)));
 }
@@ -348,7 +350,7 @@ Status GpuPool::hot_step(std::span<const GpuHotStepItem> items, int32_t step, cu
   for (size_t i = 0; i < items.size(); ++i) {
     const GpuHotStepItem& it = items[i];
     if (!it.buffer || it.buffer->state_->table->stream() != s || it.k > it.buffer->max_k() || (it.k && !it.indices) ||
-        it.buffer->state_->splice.side_bytes != splice.side_bytes || it.buffer->state_->splice.side_at != splice.side_at)
+        it.buffer->state_->splice != splice)
       return Status(Code::kInvalidArgument, fmt::format("hot_step: item {} has no buffer, another stream or splice, k {} "
                                                         "over its max or no indices", i, it.k));
     segs[i] = it.buffer->state_->segment;
@@ -357,10 +359,7 @@ Status GpuPool::hot_step(std::span<const GpuHotStepItem> items, int32_t step, cu
   }
   auto dev = impl_->hot.stage(segs.data(), segs.size() * sizeof(segs[0]), stream);
   if (!dev) return dev.status();
-  const auto& st = v.streams[s];
-  const kernels::StreamShape shape{st.entry_bytes,  st.stride,         st.layer_step, v.page_tokens,
-                                   v.page_shift,    splice.side_bytes, splice.side_at};
-  const cudaError_t e = kernels::launch_hot_step(device_pool(), shape, static_cast<const kernels::HotSegment*>(*dev),
+  const cudaError_t e = kernels::launch_hot_step(device_pool(), shape_of(v, s, splice), static_cast<const kernels::HotSegment*>(*dev),
                                                  uint32_t(segs.size()), step, impl_->bad_indices, stream);
   if (Status r = impl_->hot.retire(stream); !r.is_ok()) return r;
   if (e != cudaSuccess) return cuda_error("hot_step launch", e);

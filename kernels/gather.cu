@@ -31,7 +31,7 @@ __global__ void __launch_bounds__(1024) gather_topk_kernel(const uint8_t* __rest
   const uint32_t seg_id = interleave ? blockIdx.x % count : blockIdx.x / blocks_per_segment;
   const uint32_t slice = interleave ? blockIdx.x / count : blockIdx.x - seg_id * blocks_per_segment;
   const GatherSegment seg = segments[seg_id];
-  const uint32_t row_bytes = shape.entry_bytes + shape.side_bytes;
+  const uint32_t row_bytes = shape.row_bytes();
   const uint32_t pieces_per_entry = shape.entry_bytes / sizeof(Piece);  // pool pieces; side bytes after the loop
   const uint64_t total = uint64_t{seg.k} * pieces_per_entry;
   const uint64_t per_slice = (total + blocks_per_segment - 1) / blocks_per_segment;
@@ -62,7 +62,7 @@ __global__ void __launch_bounds__(1024) gather_topk_kernel(const uint8_t* __rest
           pool + __ldg(seg.page_base + page) + layer_base + uint64_t(uint32_t(idx) & token_mask) * shape.stride + at;
       v[j] = load_piece<Piece>(src);
       const uint32_t row = seg.rows ? __ldg(seg.rows + e) : e;
-      dst[j] = seg.out + uint64_t{row} * row_bytes + (at < shape.side_at ? at : at + shape.side_bytes);
+      dst[j] = seg.out + uint64_t{row} * row_bytes + shape.row_offset(at);
     }
 #pragma unroll
     for (int j = 0; j < kLoads; ++j)
@@ -299,11 +299,8 @@ cudaError_t launch_gather_topk(const uint8_t* pool, const StreamShape& shape, co
                                uint32_t count, uint32_t max_k, uint32_t* error_count, const GatherTuning& tuning,
                                cudaStream_t stream) {
   if (count == 0 || max_k == 0) return cudaSuccess;
-  if (shape.entry_bytes % 4 || shape.stride % 4 || shape.side_bytes % 4 || shape.side_at % 4 ||
-      shape.side_at > shape.entry_bytes || tuning.threads == 0 || tuning.threads > 1024)
-    return cudaErrorInvalidValue;
-  const bool wide = shape.entry_bytes % 16 == 0 && shape.stride % 16 == 0 && shape.side_bytes % 16 == 0 &&
-                    shape.side_at % 16 == 0;
+  if (!shape.aligned_to(4) || tuning.threads == 0 || tuning.threads > 1024) return cudaErrorInvalidValue;
+  const bool wide = shape.aligned_to(16);
   const uint64_t pieces = uint64_t{max_k} * (shape.entry_bytes / (wide ? 16 : 4));
   // Enough blocks to fill the GPU, but no block with less than one round of loads.
   const uint64_t target = uint64_t{device_sm_count()} * tuning.blocks_per_sm;
@@ -325,7 +322,7 @@ cudaError_t launch_gather_topk_bulk(const uint8_t* pool, const StreamShape& shap
                                     uint32_t count, uint32_t max_k, uint32_t* error_count,
                                     const BulkGatherTuning& tuning, cudaStream_t stream) {
   if (count == 0 || max_k == 0) return cudaSuccess;
-  if (shape.entry_bytes % 16 || shape.stride % 16 || shape.entry_bytes == 0 || shape.side_bytes || tuning.threads == 0 ||
+  if (!shape.aligned_to(16) || shape.entry_bytes == 0 || shape.side_bytes || tuning.threads == 0 ||
       tuning.threads > 1024 || tuning.blocks_per_sm == 0)
     return cudaErrorInvalidValue;
   const uint64_t smem = uint64_t{tuning.threads} * tuning.stages * (shape.entry_bytes + 8);
@@ -360,7 +357,7 @@ cudaError_t launch_gather_topk_warp_per_entry(const uint8_t* pool, const StreamS
                                               const GatherSegment* segments, uint32_t count, uint32_t max_k,
                                               uint32_t* error_count, cudaStream_t stream) {
   if (count == 0 || max_k == 0) return cudaSuccess;
-  if (shape.entry_bytes % 16 || shape.stride % 16 || shape.side_bytes) return cudaErrorInvalidValue;
+  if (!shape.aligned_to(16) || shape.side_bytes) return cudaErrorInvalidValue;
   const uint64_t warps = uint64_t{count} * max_k;
   const uint32_t threads = 256;
   const uint64_t blocks = (warps * 32 + threads - 1) / threads;

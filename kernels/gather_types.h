@@ -22,7 +22,15 @@ struct StreamShape {
   // and the 16 B of scales go in at 512, giving FlashMLA's 656 B row. 0 = rows are pool entries.
   uint32_t side_bytes = 0;
   uint32_t side_at = 0;
-  uint32_t row_bytes() const { return entry_bytes + side_bytes; }
+  constexpr uint32_t row_bytes() const { return entry_bytes + side_bytes; }
+  // Where byte `at` of a pool entry goes in its output row.
+  constexpr uint32_t row_offset(uint32_t at) const { return at < side_at ? at : at + side_bytes; }
+  // Every length and place of the shape is a multiple of `granule` bytes (a kernel's load width)
+  // and the side bytes go in within the entry: the one rule every launcher and caller checks.
+  constexpr bool aligned_to(uint32_t granule) const {
+    return entry_bytes % granule == 0 && stride % granule == 0 && side_bytes % granule == 0 && side_at % granule == 0 &&
+           side_at <= entry_bytes;
+  }
 };
 
 // One (request, layer) pair of a decode step. Pointers are device pointers in GPU launches and

@@ -107,7 +107,7 @@ __global__ void __launch_bounds__(kThreads) hot_step_kernel(const uint8_t* __res
   // 4. Fetch the misses, 16 B pieces, 4 loads in flight per thread; a split row's side bytes
   //    (GPU memory) after them.
   constexpr int kLoads = 4;
-  const uint32_t row_bytes = shape.entry_bytes + shape.side_bytes;
+  const uint32_t row_bytes = shape.row_bytes();
   const uint32_t pieces_per_entry = shape.entry_bytes / 16;
   const uint32_t pieces = miss_total * pieces_per_entry;
   const uint64_t layer_base = uint64_t{g.layer} * shape.layer_step;
@@ -125,8 +125,7 @@ __global__ void __launch_bounds__(kThreads) hot_step_kernel(const uint8_t* __res
       const uint8_t* src = pool + g.page_base[idx >> shape.page_shift] + layer_base +
                            uint64_t(idx & (shape.page_tokens - 1)) * shape.stride + part * 16u;
       v[j] = __ldg(reinterpret_cast<const int4*>(src));
-      const uint32_t at = part * 16u < shape.side_at ? part * 16u : part * 16u + shape.side_bytes;
-      dst[j] = reinterpret_cast<int4*>(h.rows + uint64_t{row} * row_bytes + at);
+      dst[j] = reinterpret_cast<int4*>(h.rows + uint64_t{row} * row_bytes + shape.row_offset(part * 16u));
     }
 #pragma unroll
     for (int j = 0; j < kLoads; ++j)
@@ -147,9 +146,7 @@ __global__ void __launch_bounds__(kThreads) hot_step_kernel(const uint8_t* __res
 cudaError_t launch_hot_step(const uint8_t* pool, const StreamShape& shape, const HotSegment* segments,
                             uint32_t count, int32_t step, uint32_t* error_count, cudaStream_t stream) {
   if (count == 0) return cudaSuccess;
-  if (shape.entry_bytes % 16 || shape.stride % 16 || shape.side_bytes % 16 || shape.side_at % 16 ||
-      shape.side_at > shape.entry_bytes)
-    return cudaErrorInvalidValue;
+  if (!shape.aligned_to(16)) return cudaErrorInvalidValue;
   hot_step_kernel<<<dim3(count), dim3(kThreads), 0, stream>>>(pool, shape, segments, step, error_count);
   return cudaGetLastError();
 }

@@ -56,41 +56,89 @@ struct Pool {
 
 }  // namespace
 
+namespace {
+
+// A batch of gather segments over a Pool, one random layer each: unique random indices per
+// segment, with `mark` planting the bad ones; host segments writing into `want` for the
+// reference, device segments into d_out; with side_bytes, a random side array per segment
+// ([tokens][side_bytes], host and device); the scratch of an ordered launch.
+struct GatherBatch {
+  uint32_t k, segments;
+  size_t out_bytes;
+  std::vector<int32_t> idx;
+  std::vector<uint8_t> side, want, got;
+  std::vector<GatherSegment> host, dev;
+  int32_t* d_idx = nullptr;
+  uint8_t *d_out = nullptr, *d_side = nullptr;
+  uint32_t* d_err = nullptr;
+  GatherSegment* d_segs = nullptr;
+  GatherOrderScratch order;
+
+  template <typename Mark>
+  GatherBatch(Pool& pool, const StreamShape& shape, uint32_t k_, uint32_t segments_, std::mt19937_64& rng, Mark&& mark)
+      : k(k_), segments(segments_), out_bytes(size_t{segments_} * k_ * shape.row_bytes()) {
+    const uint32_t tokens = pool.w->pages_per_prefix * 64;
+    for (uint32_t s = 0; s < segments; ++s) {
+      auto v = bench::unique_random(k, tokens, rng);
+      mark(v, tokens);
+      idx.insert(idx.end(), v.begin(), v.end());
+    }
+    side.resize(size_t{segments} * tokens * shape.side_bytes);
+    for (auto& b : side) b = uint8_t(rng());
+    d_idx = to_device(idx);
+    d_side = to_device(side);
+    CUDA_REQUIRE(cudaMalloc(&d_out, out_bytes));
+    CUDA_REQUIRE(cudaMalloc(&d_err, 4));
+    want.assign(out_bytes, 0x5A);
+    got.resize(out_bytes);
+    host.resize(segments), dev.resize(segments);
+    for (uint32_t s = 0; s < segments; ++s) {
+      const uint32_t r = s % pool.w->page_base.size(), layer = uint32_t(rng() % 61);
+      const size_t out_at = size_t{s} * k * shape.row_bytes(), side_at = size_t{s} * tokens * shape.side_bytes;
+      host[s] = GatherSegment{pool.w->page_base[r].data(), idx.data() + s * k, want.data() + out_at,
+                              pool.w->pages_per_prefix, layer, k, 0};
+      dev[s] = GatherSegment{pool.dev_tables[r], d_idx + s * k, d_out + out_at, pool.w->pages_per_prefix, layer, k, 0};
+      if (shape.side_bytes) host[s].side = side.data() + side_at, dev[s].side = d_side + side_at;
+    }
+    d_segs = to_device(dev);
+    CUDA_REQUIRE(cudaMalloc(&order.indices, idx.size() * sizeof(int32_t)));
+    CUDA_REQUIRE(cudaMalloc(&order.rows, idx.size() * sizeof(uint32_t)));
+    CUDA_REQUIRE(cudaMalloc(&order.segments, segments * sizeof(GatherSegment)));
+  }
+  ~GatherBatch() {
+    cudaFree(order.indices), cudaFree(order.rows), cudaFree(order.segments);
+    cudaFree(d_segs), cudaFree(d_idx), cudaFree(d_out), cudaFree(d_err), cudaFree(d_side);
+  }
+  // Poisons the output and the error count, runs `launch`, and reads both back into got / the
+  // returned count.
+  template <typename Launch>
+  uint32_t run(Launch&& launch) {
+    CUDA_REQUIRE(cudaMemset(d_out, 0x5A, out_bytes));
+    CUDA_REQUIRE(cudaMemset(d_err, 0, 4));
+    launch();
+    CUDA_REQUIRE(cudaDeviceSynchronize());
+    CUDA_REQUIRE(cudaMemcpy(got.data(), d_out, out_bytes, cudaMemcpyDeviceToHost));
+    uint32_t errors = 0;
+    CUDA_REQUIRE(cudaMemcpy(&errors, d_err, 4, cudaMemcpyDeviceToHost));
+    return errors;
+  }
+};
+
+}  // namespace
+
 TEST_CASE("GPU top-k gather equals the CPU reference byte for byte, -1 rows untouched, bad indices counted") {
   const uint32_t stride = GENERATE(656u, 704u);
   const uint32_t slab_pages = GENERATE(1u, 8u);
   CAPTURE(stride, slab_pages);
   Pool pool(stride, slab_pages);
   std::mt19937_64 rng(std::random_device{}());
-  const uint32_t k = 2048, segments = 6, tokens = pool.w->pages_per_prefix * 64;
-  std::vector<int32_t> idx;
-  for (uint32_t s = 0; s < segments; ++s) {
-    auto v = bench::unique_random(k, tokens, rng);
+  const uint32_t k = 2048, segments = 6;
+  GatherBatch b(pool, pool.shape, k, segments, rng, [](std::vector<int32_t>& v, uint32_t tokens) {
     v[5] = -1;
     v[9] = int32_t(tokens + 3);  // past the prefix: counted, never read
     v[11] = -7;                  // negative but not -1: counted too
-    idx.insert(idx.end(), v.begin(), v.end());
-  }
-  int32_t* d_idx = to_device(idx);
-  uint8_t* d_out = nullptr;
-  uint32_t* d_err = nullptr;
-  const size_t out_bytes = size_t{segments} * k * 656;
-  CUDA_REQUIRE(cudaMalloc(&d_out, out_bytes));
-  CUDA_REQUIRE(cudaMalloc(&d_err, 4));
-  std::vector<GatherSegment> host(segments), dev(segments);
-  std::vector<uint8_t> want(out_bytes, 0x5A), got(out_bytes);
-  for (uint32_t s = 0; s < segments; ++s) {
-    const uint32_t r = s % pool.w->page_base.size(), layer = uint32_t(rng() % 61);
-    host[s] = GatherSegment{pool.w->page_base[r].data(), idx.data() + s * k, want.data() + size_t{s} * k * 656,
-                            pool.w->pages_per_prefix, layer, k, 0};
-    dev[s] = GatherSegment{pool.dev_tables[r], d_idx + s * k, d_out + size_t{s} * k * 656, pool.w->pages_per_prefix, layer, k, 0};
-  }
-  CHECK(reference_gather(pool.w->region->base(), pool.shape, host.data(), segments) == 2 * segments);
-  GatherSegment* d_segs = to_device(dev);
-  GatherOrderScratch order;
-  CUDA_REQUIRE(cudaMalloc(&order.indices, idx.size() * sizeof(int32_t)));
-  CUDA_REQUIRE(cudaMalloc(&order.rows, idx.size() * sizeof(uint32_t)));
-  CUDA_REQUIRE(cudaMalloc(&order.segments, segments * sizeof(GatherSegment)));
+  });
+  CHECK(reference_gather(pool.w->region->base(), pool.shape, b.host.data(), segments) == 2 * segments);
   // 0-2: flat tunings; 3: the warp-per-entry yardstick; 4: interleaved blocks; 5-6: ordered
   // segments (sorted on the GPU, rows kept), interleaved, flat and windowed; 7-9: the bulk copy
   // unit, segment-major with few copiers (each copier reuses its slot over several rounds),
@@ -98,32 +146,26 @@ TEST_CASE("GPU top-k gather equals the CPU reference byte for byte, -1 rows unto
   const BulkGatherTuning bulk[3] = {{32, 1, 1, false}, {64, 2, 2, true}, {32, 4, 1, true}};
   for (int variant = 0; variant < 10; ++variant) {
     CAPTURE(variant);
-    CUDA_REQUIRE(cudaMemset(d_out, 0x5A, out_bytes));
-    CUDA_REQUIRE(cudaMemset(d_err, 0, 4));
     GatherTuning tuning{variant < 2 ? 256u : 512u, variant % 2 ? 8u : 2u, 8};
     tuning.interleave_segments = variant >= 4;
     if (variant == 6) tuning.entries_per_block = 16;
-    const GatherSegment* segs = d_segs;
-    if (variant == 5 || variant == 6 || variant == 9) {
-      CUDA_REQUIRE(launch_order_segments(d_segs, segments, k, order, 0));
-      segs = order.segments;
-    }
-    if (variant == 3) CUDA_REQUIRE(launch_gather_topk_warp_per_entry((*pool.reg).device(), pool.shape, d_segs, segments, k, d_err, 0));
-    else if (variant >= 7) CUDA_REQUIRE(launch_gather_topk_bulk(pool.reg->device(), pool.shape, segs, segments, k, d_err, bulk[variant - 7], 0));
-    else CUDA_REQUIRE(launch_gather_topk(pool.reg->device(), pool.shape, segs, segments, k, d_err, tuning, 0));
-    CUDA_REQUIRE(cudaDeviceSynchronize());
-    CUDA_REQUIRE(cudaMemcpy(got.data(), d_out, out_bytes, cudaMemcpyDeviceToHost));
-    uint32_t errors = 0;
-    CUDA_REQUIRE(cudaMemcpy(&errors, d_err, 4, cudaMemcpyDeviceToHost));
+    const uint32_t errors = b.run([&] {
+      const GatherSegment* segs = b.d_segs;
+      if (variant == 5 || variant == 6 || variant == 9) {
+        CUDA_REQUIRE(launch_order_segments(b.d_segs, segments, k, b.order, 0));
+        segs = b.order.segments;
+      }
+      if (variant == 3) CUDA_REQUIRE(launch_gather_topk_warp_per_entry(pool.reg->device(), pool.shape, b.d_segs, segments, k, b.d_err, 0));
+      else if (variant >= 7) CUDA_REQUIRE(launch_gather_topk_bulk(pool.reg->device(), pool.shape, segs, segments, k, b.d_err, bulk[variant - 7], 0));
+      else CUDA_REQUIRE(launch_gather_topk(pool.reg->device(), pool.shape, segs, segments, k, b.d_err, tuning, 0));
+    });
     CHECK(errors == 2 * segments);
-    CHECK(got == want);
+    CHECK(b.got == b.want);
   }
-  CHECK(launch_order_segments(d_segs, segments, kMaxOrderedK + 1, order, 0) == cudaErrorInvalidValue);
+  CHECK(launch_order_segments(b.d_segs, segments, kMaxOrderedK + 1, b.order, 0) == cudaErrorInvalidValue);
   StreamShape not_16 = pool.shape;
   not_16.entry_bytes = 660;  // not a whole number of the bulk unit's 16 B granules
-  CHECK(launch_gather_topk_bulk(pool.reg->device(), not_16, d_segs, segments, k, d_err, bulk[1], 0) == cudaErrorInvalidValue);
-  cudaFree(order.indices), cudaFree(order.rows), cudaFree(order.segments);
-  cudaFree(d_segs), cudaFree(d_idx), cudaFree(d_out), cudaFree(d_err);
+  CHECK(launch_gather_topk_bulk(pool.reg->device(), not_16, b.d_segs, segments, k, b.d_err, bulk[1], 0) == cudaErrorInvalidValue);
 }
 
 TEST_CASE("GPU gather of split rows puts each token's scales back in at byte 512, as the CPU reference") {
@@ -135,70 +177,37 @@ TEST_CASE("GPU gather of split rows puts each token's scales back in at byte 512
   shape.side_bytes = 16;
   shape.side_at = 512;
   std::mt19937_64 rng(std::random_device{}());
-  const uint32_t k = 2048, segments = 5, tokens = pool.w->pages_per_prefix * 64;
+  const uint32_t k = 2048, segments = 5;
   // Side arrays (the scales of one layer of a prefix, [tokens][16 B]): random, one per segment.
-  std::vector<uint8_t> side(size_t{segments} * tokens * 16);
-  for (auto& b : side) b = uint8_t(rng());
-  uint8_t* d_side = to_device(side);
-  std::vector<int32_t> idx;
-  for (uint32_t s = 0; s < segments; ++s) {
-    auto v = bench::unique_random(k, tokens, rng);
+  GatherBatch b(pool, shape, k, segments, rng, [](std::vector<int32_t>& v, uint32_t tokens) {
     v[7] = -1;
     v[8] = int32_t(tokens);  // past the prefix: counted, never read
-    idx.insert(idx.end(), v.begin(), v.end());
-  }
-  int32_t* d_idx = to_device(idx);
-  const size_t out_bytes = size_t{segments} * k * 656;
-  uint8_t* d_out = nullptr;
-  uint32_t* d_err = nullptr;
-  CUDA_REQUIRE(cudaMalloc(&d_out, out_bytes));
-  CUDA_REQUIRE(cudaMalloc(&d_err, 4));
-  std::vector<GatherSegment> host(segments), dev(segments);
-  std::vector<uint8_t> want(out_bytes, 0x5A), got(out_bytes);
-  for (uint32_t s = 0; s < segments; ++s) {
-    const uint32_t r = s % pool.w->page_base.size(), layer = uint32_t(rng() % 61);
-    const size_t side_at = size_t{s} * tokens * 16;
-    host[s] = GatherSegment{pool.w->page_base[r].data(), idx.data() + s * k, want.data() + size_t{s} * k * 656,
-                            pool.w->pages_per_prefix, layer, k, 0, nullptr, side.data() + side_at};
-    dev[s] = GatherSegment{pool.dev_tables[r], d_idx + s * k, d_out + size_t{s} * k * 656, pool.w->pages_per_prefix, layer,
-                           k, 0, nullptr, d_side + side_at};
-  }
-  CHECK(reference_gather(pool.w->region->base(), shape, host.data(), segments) == segments);
-  GatherSegment* d_segs = to_device(dev);
-  GatherOrderScratch order;
-  CUDA_REQUIRE(cudaMalloc(&order.indices, idx.size() * sizeof(int32_t)));
-  CUDA_REQUIRE(cudaMalloc(&order.rows, idx.size() * sizeof(uint32_t)));
-  CUDA_REQUIRE(cudaMalloc(&order.segments, segments * sizeof(GatherSegment)));
+  });
+  CHECK(reference_gather(pool.w->region->base(), shape, b.host.data(), segments) == segments);
   // 0: flat; 1: windowed, interleaved; 2: ordered (sorted on the GPU, rows kept) with the library's tuning.
   for (int variant = 0; variant < 3; ++variant) {
     CAPTURE(variant);
-    CUDA_REQUIRE(cudaMemset(d_out, 0x5A, out_bytes));
-    CUDA_REQUIRE(cudaMemset(d_err, 0, 4));
-    const GatherSegment* segs = d_segs;
     GatherTuning tuning{512, 4, 8};
     if (variant == 1) tuning = GatherTuning{256, 8, 8, 16, true};
-    if (variant == 2) {
-      CUDA_REQUIRE(launch_order_segments(d_segs, segments, k, order, 0));
-      segs = order.segments;
-      tuning = kOrderedGatherTuning;
-    }
-    CUDA_REQUIRE(launch_gather_topk(pool.reg->device(), shape, segs, segments, k, d_err, tuning, 0));
-    CUDA_REQUIRE(cudaDeviceSynchronize());
-    CUDA_REQUIRE(cudaMemcpy(got.data(), d_out, out_bytes, cudaMemcpyDeviceToHost));
-    uint32_t errors = 0;
-    CUDA_REQUIRE(cudaMemcpy(&errors, d_err, 4, cudaMemcpyDeviceToHost));
+    if (variant == 2) tuning = kOrderedGatherTuning;
+    const uint32_t errors = b.run([&] {
+      const GatherSegment* segs = b.d_segs;
+      if (variant == 2) {
+        CUDA_REQUIRE(launch_order_segments(b.d_segs, segments, k, b.order, 0));
+        segs = b.order.segments;
+      }
+      CUDA_REQUIRE(launch_gather_topk(pool.reg->device(), shape, segs, segments, k, b.d_err, tuning, 0));
+    });
     CHECK(errors == segments);
-    CHECK(got == want);
+    CHECK(b.got == b.want);
   }
   // Whole-entry kernels refuse split rows rather than build rows of the wrong shape.
-  CHECK(launch_gather_topk_warp_per_entry(pool.reg->device(), shape, d_segs, segments, k, d_err, 0) == cudaErrorInvalidValue);
-  CHECK(launch_gather_topk_bulk(pool.reg->device(), shape, d_segs, segments, k, d_err, BulkGatherTuning{}, 0) ==
+  CHECK(launch_gather_topk_warp_per_entry(pool.reg->device(), shape, b.d_segs, segments, k, b.d_err, 0) == cudaErrorInvalidValue);
+  CHECK(launch_gather_topk_bulk(pool.reg->device(), shape, b.d_segs, segments, k, b.d_err, BulkGatherTuning{}, 0) ==
         cudaErrorInvalidValue);
   StreamShape past_entry = shape;
   past_entry.side_at = 656;  // beyond the 640 B entry
-  CHECK(launch_gather_topk(pool.reg->device(), past_entry, d_segs, segments, k, d_err, GatherTuning{}, 0) == cudaErrorInvalidValue);
-  cudaFree(order.indices), cudaFree(order.rows), cudaFree(order.segments);
-  cudaFree(d_segs), cudaFree(d_idx), cudaFree(d_out), cudaFree(d_err), cudaFree(d_side);
+  CHECK(launch_gather_topk(pool.reg->device(), past_entry, b.d_segs, segments, k, b.d_err, GatherTuning{}, 0) == cudaErrorInvalidValue);
 }
 
 TEST_CASE("GPU run copy equals the CPU reference") {

@@ -59,6 +59,7 @@ struct GpuGatherItem {
 struct GpuRowSplice {
   uint32_t side_bytes = 0;
   uint32_t side_at = 0;  // <= entry_bytes
+  bool operator==(const GpuRowSplice&) const = default;
 };
 
 // A GPU hot buffer for one (request, layer): `capacity` rows of latent entries in HBM kept across
