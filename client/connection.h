@@ -1,5 +1,5 @@
 // Connection: the client's control socket to the daemon (Unix or TCP) and one blocking
-// request/response exchange over it (client/wire framing). Used only by detail::Session, which
+// request/response exchange over it (wire/ framing). Used only by detail::Session, which
 // serializes callers; a Connection itself is not thread-safe. Knows nothing of the ops.
 #pragma once
 

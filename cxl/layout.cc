@@ -1,4 +1,4 @@
-// Layout presets, parsing and validation (client/include/cxlkv/layout.h).
+// Layout presets, parsing and validation (include/cxlkv/layout.h).
 #include "cxlkv/layout.h"
 
 #include <charconv>

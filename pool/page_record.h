@@ -14,7 +14,7 @@ namespace cxlkv::pool {
 
 inline constexpr uint16_t kPageRecordVersion = 1;
 
-// A page key: the opaque 32-byte digest of client/wire's Key.
+// A page key: the opaque 32-byte digest of wire's Key.
 struct PageKey {
   uint8_t b[32] = {};
   bool operator==(const PageKey& o) const { return std::memcmp(b, o.b, sizeof b) == 0; }

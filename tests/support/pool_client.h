@@ -1,5 +1,5 @@
 // Test support: a raw control-plane client for tests that talk to the real daemon. It builds
-// requests with FlatBuffers and frames them with client/wire's framing, and it can also send any
+// requests with FlatBuffers and frames them with wire/'s framing, and it can also send any
 // bytes at all (bad magic, truncated frames, garbage) to check how the daemon takes them.
 // Independent of libcxlkv on purpose: the daemon is tested against the protocol document.
 #pragma once

@@ -1,6 +1,6 @@
 /* The C API of libcxlkv: the same session, write path and read path as client.h, behind opaque
  * handles, for callers that are not C++ (Python ctypes/cffi, Rust, C serving engines). A thin
- * wrapper over the C++ classes (client/c_api.cc); it adds no behaviour of its own.
+ * wrapper over the C++ classes (client/cxlkv.cc); it adds no behaviour of its own.
  * Every int-returning call returns 0 on success or a cxlkv_code; cxlkv_last_error() then gives
  * this thread's message naming the problem and the value. Nothing here throws or aborts. */
 #ifndef CXLKV_CXLKV_H
