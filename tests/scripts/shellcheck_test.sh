@@ -3,7 +3,9 @@
 # each file of the tree (tracked or not ignored) whose first line names sh, bash or busybox sh,
 # and every *.sh (the sourced libraries). Any disabled check carries a
 # comment in place saying why. Usage: shellcheck_test.sh SOURCE_ROOT
-set -euo pipefail
+set -Eeuo pipefail
+# A command that fails where no check catches it still says what failed.
+trap 'echo "shellcheck_test.sh: line $LINENO: `$BASH_COMMAND` exited $?" >&2' ERR
 cd "${1:?usage: shellcheck_test.sh SOURCE_ROOT}"
 command -v shellcheck >/dev/null || { echo "shellcheck_test: shellcheck is not installed (scripts/install-deps installs it)" >&2; exit 1; }
 
