@@ -10,9 +10,11 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "sizes.h"
+
 namespace cxlkv::cxl {
 
-inline constexpr size_t kCacheLine = 64;
+inline constexpr size_t kCacheLine = kCacheLineBytes;  // sizes.h
 
 // Which flush instruction this CPU gives us, best first.
 enum class FlushKind : uint8_t { kClwb, kClflushopt, kClflush };

@@ -19,6 +19,7 @@
 #include <fmt/format.h>
 
 #include "cacheline.h"
+#include "sizes.h"
 
 namespace cxlkv::cxl {
 
@@ -62,8 +63,6 @@ struct Region::Mapping {
 
 namespace {
 
-constexpr uint64_t kHugePage = 2ull << 20;  // 2 MiB
-
 bool uses_pmem2(Backend b) { return b == Backend::kFile || b == Backend::kDevdax; }
 
 // A file on hugetlbfs is mapped with plain mmap: libpmem2 is for pmem and dax, and the kernel
@@ -97,7 +96,7 @@ Result<DaxGeometry> dax_geometry(const std::string& name, dev_t rdev) {
   auto size = read_u64("size");
   if (!size) return size.status();
   auto align = read_u64("align");  // absent on kernels before 5.10: assume 2 MiB
-  return DaxGeometry{*size, align ? *align : kHugePage};
+  return DaxGeometry{*size, align ? *align : kHugePageBytes};
 }
 
 Status check_shm_name(const std::string& name) {
@@ -166,12 +165,12 @@ Result<std::unique_ptr<Region>> Region::map_fd(const RegionSpec& spec, int fd) {
   if (fstat(fd, &st) != 0) return fail(io_error("region " + name + ": fstat"));
   const bool devdax = S_ISCHR(st.st_mode);
   const bool pmem2 = uses_pmem2(spec.backend) && !devdax && !on_hugetlbfs(fd);
-  uint64_t align = kHugePage;
+  uint64_t align = kHugePageBytes;
   if (devdax) {
     auto dax = dax_geometry(name, st.st_rdev);
     if (!dax) return fail(dax.status());
     size = dax->size;
-    align = std::max(dax->align, kHugePage);
+    align = std::max(dax->align, kHugePageBytes);
   }
   if (pmem2) {
     if (pmem2_config_new(&mapping->pmem_config) != 0 ||
@@ -214,7 +213,7 @@ Result<std::unique_ptr<Region>> Region::map_fd(const RegionSpec& spec, int fd) {
 Result<std::unique_ptr<Region>> Region::create(const RegionSpec& spec, const Layout& layout, uint32_t slab_pages) {
   if (spec.backend == Backend::kDevdax)
     return Status(Code::kInvalidArgument, fmt::format("region devdax:{}: a device is not created; use format", spec.path));
-  if (spec.size < kRegionHeaderBytes * 2 || spec.size % 4096 != 0)
+  if (spec.size < kRegionHeaderBytes * 2 || spec.size % kOsPageBytes != 0)
     return Status(Code::kInvalidArgument, fmt::format("region size {} must be a multiple of 4096 and at least 8192", spec.size));
   if (Status st = layout.validate(); !st) return st;
   auto fd = open_backing(spec, /*create=*/true);
