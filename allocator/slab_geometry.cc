@@ -1,11 +1,13 @@
 // SlabGeometry::plan: how a region is carved (slab_geometry.h).
 #include "slab_geometry.h"
 
+#include "sizes.h"
+
 namespace cxlkv {
 namespace {
 constexpr uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
-constexpr uint64_t kOsPage = 4096;
-constexpr uint64_t kHugePage = 2ull << 20;  // 2 MiB: slab area start, for huge-page mappings
+constexpr uint64_t kOsPage = cxl::kOsPageBytes;
+constexpr uint64_t kHugePage = cxl::kHugePageBytes;  // slab area start, for huge-page mappings
 }  // namespace
 
 SlabGeometry SlabGeometry::plan(uint64_t region_bytes, uint64_t data_offset, const Layout& layout, uint32_t slab_pages) {
@@ -15,7 +17,7 @@ SlabGeometry SlabGeometry::plan(uint64_t region_bytes, uint64_t data_offset, con
   g.layers = layout.layers();
   uint64_t off = 0;
   for (int s = 0; s < layout.stream_count(); ++s) {
-    off = align_up(off, 64);
+    off = align_up(off, cxl::kCacheLineBytes);
     g.stream_offset[s] = off;
     g.stride[s] = layout.stream(s).entry_stride;
     off += layout.stream_page_bytes(s) * slab_pages;

@@ -7,16 +7,14 @@
 #include <cstdint>
 
 #include "cxlkv/layout.h"
+#include "page_record.h"  // kPageRecordBytes, the slab table's record
 
 namespace cxlkv {
-
-// Bytes of one page record (slab table entry) kept for pool/ per page slot; two cache lines.
-inline constexpr uint32_t kPageRecordBytes = 128;
 
 // Region layout below the region header (all offsets from the region base):
 //   [data_offset, +4096)               allocator header (AllocatorHeader)
 //   [state_offset, +8 x slab_count)    slab state words: generation << 8 | state
-//   [records_offset, +128 x slab_count x E)  page records, slot = slab x E + position
+//   [records_offset, +128 x slab_count x E)  page records (page_record.h), slot = slab x E + position
 //   [slab_area_offset, +slab_bytes x slab_count)  the slabs, slab_area_offset 2 MiB-aligned
 // Inside a slab (layer-major, DESIGN.md): [stream][layer][E x page_tokens][entry_stride];
 //   entry (stream s, layer l, page position i, token t) at

@@ -8,16 +8,9 @@
 #include <fmt/format.h>
 
 #include "page_checksum.h"
-#include "page_record.h"
+#include "page_record.h"  // allocator/: the slab table's record and its decoder
 
 namespace cxlkv::baseline {
-namespace {
-PageKey record_key(const pool::PageKey& k) {
-  PageKey out;
-  std::memcpy(out.bytes.data(), k.b, kPageKeyBytes);
-  return out;
-}
-}  // namespace
 
 Result<LocalBuffer> LocalBuffer::create(uint64_t bytes) {
   constexpr uint64_t kAlign = uint64_t{2} << 20;
@@ -91,17 +84,17 @@ Status verify_pages(RangeReader& reader, const PoolView& view, std::span<const P
   if (Status st = reader.read(ranges, records.data(), BatchLimits{}); !st) return st;
   std::vector<uint8_t> packed;
   for (size_t p = 0; p < pages.size(); ++p) {
-    auto rec = pool::decode_record(records.data() + p * kPageRecordBytes, pages[p].slab, pages[p].position);
+    auto rec = decode_record(records.data() + p * kPageRecordBytes, pages[p].slab, pages[p].position);
     if (!rec) return Status(Code::kCorrupt, fmt::format("verify: page {}: {}", p, rec.status().message()));
-    if (rec->state != pool::PageState::kCommitted)
+    if (rec->state != PageState::kCommitted)
       return Status(Code::kCorrupt, fmt::format("verify: page {} (slab {} position {}) is no longer committed", p, pages[p].slab,
                                                 pages[p].position));
     if (rec->fields.generation != pages[p].generation)
       return Status(Code::kCorrupt, fmt::format("verify: page {} has generation {}, the lease {}", p, rec->fields.generation,
                                                 pages[p].generation));
-    if (!keys.empty() && std::memcmp(rec->fields.key.b, keys[p].bytes.data(), kPageKeyBytes) != 0)
-      return Status(Code::kCorrupt, fmt::format("verify: page {} holds key {}, looked up {}", p,
-                                                record_key(rec->fields.key).hex(), keys[p].hex()));
+    if (!keys.empty() && !(rec->fields.key == keys[p]))
+      return Status(Code::kCorrupt, fmt::format("verify: page {} holds key {}, looked up {}", p, rec->fields.key.hex(),
+                                                keys[p].hex()));
     uint64_t sum = 0;
     for (uint32_t s = 0; s < local.stream_count; ++s) {
       const uint32_t eb = local.entry_bytes[s], stride = local.stride[s];

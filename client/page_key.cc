@@ -10,12 +10,6 @@
 
 namespace cxlkv {
 
-bool PageKey::is_zero() const {
-  for (uint8_t b : bytes)
-    if (b != 0) return false;
-  return true;
-}
-
 std::string PageKey::hex() const {
   static constexpr char kDigits[] = "0123456789abcdef";
   std::string out(2 * kPageKeyBytes, '0');

@@ -1,7 +1,6 @@
 // Session (session.h): hello, region mapping, op encoding/decoding and coherence rule 2.
 #include "session.h"
 
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -16,10 +15,6 @@ namespace cxlkv::detail {
 namespace {
 
 constexpr uint64_t kNeverSeen = ~uint64_t{0};
-
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23  // Linux 5.14
-#endif
 
 std::string hex_bytes(const uint8_t* p, size_t n) {
   std::string out;
@@ -155,7 +150,7 @@ Status Session::map_region(const wire::RegionInfo* info, int fd, const ClientOpt
   info_.region = name;
   seen_generation_.assign(geometry_.slab_count, kNeverSeen);
   // Page faults at connect rather than on the data path; an older kernel just skips this.
-  if (options.populate) info_.populated = ::madvise(region->base(), region->size(), MADV_POPULATE_WRITE) == 0;
+  if (options.populate) info_.populated = region->populate();
   region_ = std::move(region);
   return Status::ok();
 }

@@ -1,6 +1,8 @@
 // Cache-line primitives for memory shared without hardware coherence (DESIGN.md, "Sharing CXL
 // memory across hosts"). This is the only place in cxlkv that issues CLWB/CLFLUSHOPT/CLFLUSH,
-// fences or non-temporal stores; every other folder calls these named functions.
+// fences or non-temporal stores; every other folder calls these named functions. One exception,
+// written down: the prefetch hints in include/cxlkv/read_lease.h are not coherence instructions
+// (they order, flush and invalidate nothing) and stay inline there for the hot gather path.
 // Writers: nt_copy() or stores + flush(), then fence() before publishing (commit).
 // Readers of a possibly stale generation: invalidate() the lines, then load.
 // Each primitive is counted (relaxed atomics) so tests can assert the protocol was followed.
@@ -10,9 +12,11 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "sizes.h"
+
 namespace cxlkv::cxl {
 
-inline constexpr size_t kCacheLine = 64;
+inline constexpr size_t kCacheLine = kCacheLineBytes;  // sizes.h
 
 // Which flush instruction this CPU gives us, best first.
 enum class FlushKind : uint8_t { kClwb, kClflushopt, kClflush };

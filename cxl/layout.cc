@@ -6,6 +6,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "sizes.h"
+
 namespace cxlkv {
 namespace {
 
@@ -26,7 +28,7 @@ LayoutRecord preset_record(std::string_view name, bool* found) {
   LayoutRecord r;
   *found = true;
   set_name(r.name, kLayoutNameBytes, name);
-  r.page_tokens = 64;
+  r.page_tokens = cxl::kPageTokens;
   if (name == "deepseek-v3.2") {
     // FlashMLA FP8 sparse entry: 512 x e4m3 NoPE + 4 x fp32 scales + 64 x bf16 RoPE = 656 B.
     // Lightning-indexer key: 128 x e4m3 + 1 fp32 scale = 132 B.
@@ -112,7 +114,7 @@ Result<Layout> Layout::parse(std::string_view spec) {
   LayoutRecord r;
   if (head == "custom") {
     set_name(r.name, kLayoutNameBytes, "custom");
-    r.page_tokens = 64;
+    r.page_tokens = cxl::kPageTokens;
     for (auto item : split(tail, ',')) {
       const size_t eq = item.find('=');
       if (eq == std::string_view::npos)

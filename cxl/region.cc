@@ -19,6 +19,14 @@
 #include <fmt/format.h>
 
 #include "cacheline.h"
+#include "sizes.h"
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22  // Linux 5.14
+#endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23  // Linux 5.14
+#endif
 
 namespace cxlkv::cxl {
 
@@ -62,8 +70,6 @@ struct Region::Mapping {
 
 namespace {
 
-constexpr uint64_t kHugePage = 2ull << 20;  // 2 MiB
-
 bool uses_pmem2(Backend b) { return b == Backend::kFile || b == Backend::kDevdax; }
 
 // A file on hugetlbfs is mapped with plain mmap: libpmem2 is for pmem and dax, and the kernel
@@ -97,7 +103,7 @@ Result<DaxGeometry> dax_geometry(const std::string& name, dev_t rdev) {
   auto size = read_u64("size");
   if (!size) return size.status();
   auto align = read_u64("align");  // absent on kernels before 5.10: assume 2 MiB
-  return DaxGeometry{*size, align ? *align : kHugePage};
+  return DaxGeometry{*size, align ? *align : kHugePageBytes};
 }
 
 Status check_shm_name(const std::string& name) {
@@ -116,13 +122,14 @@ Status check_numa_node(int node) {
   return Status::ok();
 }
 
-// Opens (or creates) the backing and returns its fd.
-Result<int> open_backing(const RegionSpec& spec, bool create) {
-  const int flags = O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0);
+// Opens (or creates) the backing and returns its fd; read-only opens never create.
+Result<int> open_backing(const RegionSpec& spec, bool create, OpenMode mode = OpenMode::kReadWrite) {
+  const bool ro = mode == OpenMode::kReadOnly;
+  const int flags = (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC | (create && !ro ? O_CREAT | O_EXCL : 0);
   int fd = -1;
   if (uses_shm(spec.backend)) {
     if (Status st = check_shm_name(spec.path); !st) return st;
-    if (spec.backend == Backend::kNuma)
+    if (spec.backend == Backend::kNuma && !ro)  // a reader binds nothing (OpenMode)
       if (Status st = check_numa_node(spec.numa_node); !st) return st;
     fd = shm_open(spec.path.c_str(), flags, 0600);
   } else {
@@ -131,7 +138,8 @@ Result<int> open_backing(const RegionSpec& spec, bool create) {
   }
   if (fd < 0) {
     const Code code = errno == EEXIST ? Code::kAlreadyExists : errno == ENOENT ? Code::kNotFound : Code::kIoError;
-    return Status(code, fmt::format("region {}:{}: {}", backend_name(spec.backend), spec.path, std::strerror(errno)));
+    return Status(code, fmt::format("region {}:{}: {}{}", backend_name(spec.backend), spec.path, ro ? "open read-only: " : "",
+                                    std::strerror(errno)));
   }
   return fd;
 }
@@ -142,8 +150,8 @@ uint64_t now_ns() {
 
 }  // namespace
 
-Region::Region(RegionSpec spec, int fd, uint8_t* base, uint64_t size, std::unique_ptr<Mapping> mapping)
-    : spec_(std::move(spec)), fd_(fd), base_(base), size_(size), mapping_(std::move(mapping)) {}
+Region::Region(RegionSpec spec, OpenMode mode, int fd, uint8_t* base, uint64_t size, std::unique_ptr<Mapping> mapping)
+    : spec_(std::move(spec)), mode_(mode), fd_(fd), base_(base), size_(size), mapping_(std::move(mapping)) {}
 
 Region::~Region() {
   mapping_.reset();
@@ -155,8 +163,14 @@ std::string Region::describe() const {
   return fmt::format("{}:{}", backend_name(spec_.backend), spec_.path);
 }
 
+bool Region::populate() const {
+  const int advice = read_only() ? MADV_POPULATE_READ : MADV_POPULATE_WRITE;
+  return ::madvise(base_, size_, advice) == 0;
+}
+
 // Maps the whole backing of fd. Takes ownership of fd (closed on failure).
-Result<std::unique_ptr<Region>> Region::map_fd(const RegionSpec& spec, int fd) {
+Result<std::unique_ptr<Region>> Region::map_fd(const RegionSpec& spec, int fd, OpenMode mode) {
+  const bool ro = mode == OpenMode::kReadOnly;
   auto fail = [&](Status st) -> Result<std::unique_ptr<Region>> { ::close(fd); return st; };
   const std::string name = fmt::format("{}:{}", backend_name(spec.backend), spec.path);
   auto mapping = std::make_unique<Mapping>();
@@ -166,16 +180,17 @@ Result<std::unique_ptr<Region>> Region::map_fd(const RegionSpec& spec, int fd) {
   if (fstat(fd, &st) != 0) return fail(io_error("region " + name + ": fstat"));
   const bool devdax = S_ISCHR(st.st_mode);
   const bool pmem2 = uses_pmem2(spec.backend) && !devdax && !on_hugetlbfs(fd);
-  uint64_t align = kHugePage;
+  uint64_t align = kHugePageBytes;
   if (devdax) {
     auto dax = dax_geometry(name, st.st_rdev);
     if (!dax) return fail(dax.status());
     size = dax->size;
-    align = std::max(dax->align, kHugePage);
+    align = std::max(dax->align, kHugePageBytes);
   }
   if (pmem2) {
     if (pmem2_config_new(&mapping->pmem_config) != 0 ||
         pmem2_config_set_required_store_granularity(mapping->pmem_config, PMEM2_GRANULARITY_PAGE) != 0 ||
+        (ro && pmem2_config_set_protection(mapping->pmem_config, PMEM2_PROT_READ) != 0) ||
         pmem2_source_from_fd(&mapping->pmem_source, fd) != 0)
       return fail(Status(Code::kIoError, fmt::format("region {}: libpmem2: {}", name, pmem2_errormsg())));
     size_t bytes = 0;
@@ -199,22 +214,22 @@ Result<std::unique_ptr<Region>> Region::map_fd(const RegionSpec& spec, int fd) {
     mapping->mmap_base = r;
     mapping->mmap_bytes = reserve;
     auto aligned = (reinterpret_cast<uintptr_t>(r) + align - 1) & ~(align - 1);
-    void* m = mmap(reinterpret_cast<void*>(aligned), size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
-    if (m == MAP_FAILED) return fail(io_error("region " + name + ": mmap"));
+    void* m = mmap(reinterpret_cast<void*>(aligned), size, ro ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+    if (m == MAP_FAILED) return fail(io_error(fmt::format("region {}: mmap {} B{}", name, size, ro ? " read-only" : "")));
     madvise(m, size, MADV_HUGEPAGE);  // advice only: takes effect where shmem THP is 'advise'
-    if (spec.backend == Backend::kNuma) {
+    if (spec.backend == Backend::kNuma && !ro) {
       if (Status s = check_numa_node(spec.numa_node); !s) return fail(s);
       numa_tonode_memory(m, size, spec.numa_node);
     }
     base = static_cast<uint8_t*>(m);
   }
-  return std::unique_ptr<Region>(new Region(spec, fd, base, size, std::move(mapping)));
+  return std::unique_ptr<Region>(new Region(spec, mode, fd, base, size, std::move(mapping)));
 }
 
 Result<std::unique_ptr<Region>> Region::create(const RegionSpec& spec, const Layout& layout, uint32_t slab_pages) {
   if (spec.backend == Backend::kDevdax)
     return Status(Code::kInvalidArgument, fmt::format("region devdax:{}: a device is not created; use format", spec.path));
-  if (spec.size < kRegionHeaderBytes * 2 || spec.size % 4096 != 0)
+  if (spec.size < kRegionHeaderBytes * 2 || spec.size % kOsPageBytes != 0)
     return Status(Code::kInvalidArgument, fmt::format("region size {} must be a multiple of 4096 and at least 8192", spec.size));
   if (Status st = layout.validate(); !st) return st;
   auto fd = open_backing(spec, /*create=*/true);
@@ -241,10 +256,10 @@ Result<std::unique_ptr<Region>> Region::format(const RegionSpec& spec, const Lay
   return region;
 }
 
-Result<std::unique_ptr<Region>> Region::open(const RegionSpec& spec, const Layout* expected) {
-  auto fd = open_backing(spec, /*create=*/false);
+Result<std::unique_ptr<Region>> Region::open(const RegionSpec& spec, const Layout* expected, OpenMode mode) {
+  auto fd = open_backing(spec, /*create=*/false, mode);
   if (!fd) return fd.status();
-  auto region = map_fd(spec, *fd);
+  auto region = map_fd(spec, *fd, mode);
   if (!region) return region.status();
   if (Status st = (*region)->check_header(expected); !st) return st;
   return region;

@@ -1,6 +1,7 @@
 // Region: one mapped range of pool memory from a backend (shm, file, devdax, numa) with its
-// header. Owns the mapping and the backing fd; the allocator, the daemon and clients call it.
-// Opening never formats and never writes: a bad header is an error that names the problem.
+// header. Owns the mapping and the backing fd; the allocator, the daemon, clients and the
+// baseline's read-only server (OpenMode::kReadOnly) call it. Opening never formats and never
+// writes: a bad header is an error that names the problem, the same check in either mode.
 #pragma once
 
 #include <cstdint>
@@ -22,6 +23,11 @@ enum class Backend : uint8_t {
 const char* backend_name(Backend backend);
 Result<Backend> parse_backend(const std::string& name);
 
+// How open() maps a region. kReadOnly opens the backing O_RDONLY and maps it PROT_READ: a store
+// through base() faults. It never creates, formats or binds memory to a NUMA node (the pages are
+// the writer's; a reader of the numa backend maps the shared object as placed).
+enum class OpenMode : uint8_t { kReadWrite, kReadOnly };
+
 struct RegionSpec {
   Backend backend = Backend::kShm;
   std::string path = "/cxlkv-pool";
@@ -36,7 +42,8 @@ class Region {
   // Formats an existing backing (a devdax device, or a region to wipe). Destroys what was there.
   static Result<std::unique_ptr<Region>> format(const RegionSpec& spec, const Layout& layout, uint32_t slab_pages);
   // Maps an existing region and checks its header; with `expected`, its layout must match.
-  static Result<std::unique_ptr<Region>> open(const RegionSpec& spec, const Layout* expected = nullptr);
+  static Result<std::unique_ptr<Region>> open(const RegionSpec& spec, const Layout* expected = nullptr,
+                                              OpenMode mode = OpenMode::kReadWrite);
   // Removes the backing (shm object or file); devdax devices are left alone.
   static Status remove(const RegionSpec& spec);
 
@@ -44,7 +51,9 @@ class Region {
   Region(const Region&) = delete;
   Region& operator=(const Region&) = delete;
 
+  // The mapping; read-only regions fault on a store through it.
   uint8_t* base() const { return base_; }
+  bool read_only() const { return mode_ == OpenMode::kReadOnly; }
   uint64_t size() const { return size_; }
   const RegionHeader& header() const { return *reinterpret_cast<const RegionHeader*>(base_); }
   Layout layout() const { return Layout(header().layout); }
@@ -56,19 +65,24 @@ class Region {
   int fd() const { return fd_; }
   // "shm:/cxlkv-pool", "devdax:/dev/dax0.0".
   std::string describe() const;
+  // Faults every OS page of the mapping in now, so the data path takes no page faults:
+  // MADV_POPULATE_WRITE, or MADV_POPULATE_READ when read-only. Returns false where the kernel
+  // lacks them (before 5.14); the pages then fault in on first touch, as without this call.
+  bool populate() const;
 
   // Maps an already-open fd of a region (the fd a local client received); checks the header.
   static Result<std::unique_ptr<Region>> from_fd(int fd, const std::string& name, const Layout* expected);
 
  private:
   struct Mapping;
-  Region(RegionSpec spec, int fd, uint8_t* base, uint64_t size, std::unique_ptr<Mapping> mapping);
-  static Result<std::unique_ptr<Region>> map_fd(const RegionSpec& spec, int fd);
+  Region(RegionSpec spec, OpenMode mode, int fd, uint8_t* base, uint64_t size, std::unique_ptr<Mapping> mapping);
+  static Result<std::unique_ptr<Region>> map_fd(const RegionSpec& spec, int fd, OpenMode mode = OpenMode::kReadWrite);
   Status write_header(const Layout& layout, uint32_t slab_pages);
   Status check_header(const Layout* expected) const;
 
   // Mapping state
   RegionSpec spec_;
+  OpenMode mode_ = OpenMode::kReadWrite;
   int fd_ = -1;
   uint8_t* base_ = nullptr;
   uint64_t size_ = 0;

@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "sizes.h"  // cxl/: constants only
+
 namespace cxlkv::kernels {
 
 // The shape of one stream in the pool (from SlabGeometry and the layout).
@@ -14,8 +16,8 @@ struct StreamShape {
   uint32_t entry_bytes = 0;   // copied per entry (656 for the DeepSeek-V3.2 latent)
   uint32_t stride = 0;        // distance between entries in the pool (>= entry_bytes)
   uint64_t layer_step = 0;    // E x page_tokens x stride
-  uint32_t page_tokens = 64;
-  uint32_t page_shift = 6;    // log2(page_tokens); page_tokens must be a power of two
+  uint32_t page_tokens = cxl::kPageTokens;     // 64
+  uint32_t page_shift = cxl::kPageTokensShift;  // log2(page_tokens); page_tokens must be a power of two
   // A split entry: each output row is entry_bytes + side_bytes long, side_bytes taken from the
   // segment's `side` array (already in GPU memory) inserted at byte side_at of the pool entry.
   // DeepSeek-V3.2 split: the pool holds 640 B (512 B NoPE + 128 B RoPE, five whole 128 B lines)

@@ -14,9 +14,10 @@
 //    leaves an in-use slab without a COMMITTED page: recovery frees it.
 #include "pool_service.h"
 
-
 #include <fmt/format.h>
 #include <string>
+
+#include "record_writer.h"
 
 namespace cxlkv::pool {
 

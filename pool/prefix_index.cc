@@ -18,7 +18,7 @@ PrefixIndex::PrefixIndex(uint64_t slot_count) : slot_count_(slot_count) {
 }
 
 uint64_t PrefixIndex::hash(uint64_t ns, const PageKey& key) {
-  uint64_t h = XXH3_64bits_withSeed(key.b, sizeof key.b, ns);
+  uint64_t h = XXH3_64bits_withSeed(key.bytes.data(), key.bytes.size(), ns);
   return h | (uint64_t{1} << 32);  // the tag is never 0, so no entry is 0
 }
 

@@ -11,7 +11,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "page_record.h"
+#include "page_record.h"  // allocator/: PageState; PageKey is cxlkv::PageKey
 
 namespace cxlkv::pool {
 

@@ -8,6 +8,7 @@
 
 #include "page_checksum.h"
 #include "pool_service.h"
+#include "record_writer.h"
 
 namespace cxlkv::pool {
 

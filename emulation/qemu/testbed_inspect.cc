@@ -1,7 +1,7 @@
 // cxlkv-testbed-inspect: the host's check of the QEMU testbed's pool. The guests' CXL type-3
 // volatile device is backed by one host file whose offset 0 is the region's offset 0, so the
 // host opens that file with the file backend and reads what the guests left in it: the region
-// header, the allocator's slab state words and the slab table (pool/page_record.h). For every
+// header, the allocator's slab state words and the slab table (allocator/page_record.h). For every
 // COMMITTED record it checks that the record holds together, that its slab is in use at the
 // record's generation, that the page's data checksum recomputed from the slab equals the one
 // committed, and that every entry holds the synthetic bytes its key implies
@@ -31,9 +31,7 @@ struct Counts {
 // Checks every byte of a committed page against the synthetic contents of its key; returns the
 // first mismatch, or an empty string.
 std::string check_synthetic(const SlabGeometry& g, const Layout& layout, const uint8_t* slab_base, uint32_t position,
-                            const pool::PageKey& record_key) {
-  PageKey key;
-  std::memcpy(key.bytes.data(), record_key.b, kPageKeyBytes);
+                            const PageKey& key) {
   for (int s = 0; s < layout.stream_count(); ++s)
     for (uint32_t l = 0; l < layout.layers(); ++l)
       for (uint32_t t = 0; t < g.page_tokens; ++t) {
@@ -74,16 +72,16 @@ int main(int argc, char** argv) {
     std::memcpy(&word, r.base() + g.state_offset + 8ull * slab, sizeof word);
     for (uint32_t pos = 0; pos < g.slab_pages; ++pos) {
       const uint8_t* slot = r.base() + g.record_offset(g.page_slot(slab, pos));
-      auto d = pool::decode_record(slot, slab, pos);
+      auto d = decode_record(slot, slab, pos);
       if (!d) {
         ++n.bad;
         fmt::print("inspect: {}\n", d.status().to_string());
         continue;
       }
-      if (d->state == pool::PageState::kReserved) ++n.reserved;
-      if (d->state != pool::PageState::kCommitted) continue;
+      if (d->state == PageState::kReserved) ++n.reserved;
+      if (d->state != PageState::kCommitted) continue;
       ++n.committed;
-      const pool::PageRecord& f = d->fields;
+      const PageRecord& f = d->fields;
       const uint8_t* slab_base = r.base() + g.slab_offset(slab);
       std::string problem;
       if (word_state(word) != SlabState::kInUse || word_generation(word) != f.generation)
@@ -93,8 +91,7 @@ int main(int argc, char** argv) {
         problem = fmt::format("data checksum {:#x} recomputed, {:#x} committed", sum, f.data_checksum);
       else if (synthetic)
         problem = check_synthetic(g, layout, slab_base, pos, f.key);
-      PageKey key;
-      std::memcpy(key.bytes.data(), f.key.b, kPageKeyBytes);
+      const PageKey& key = f.key;
       if (list || !problem.empty())
         fmt::print("inspect: slab {:4} position {} at {:#010x}: key {}.. generation {} commit {} checksum {:#018x} {}\n",
                    slab, pos, g.slab_offset(slab), key.hex().substr(0, 16), f.generation, f.commit_seq,

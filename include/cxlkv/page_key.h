@@ -20,7 +20,7 @@ inline constexpr size_t kPageKeyBytes = 32;
 struct PageKey {
   std::array<uint8_t, kPageKeyBytes> bytes{};  // all zero = the parent of a prefix's first page
 
-  bool is_zero() const;
+  bool is_zero() const { return *this == PageKey{}; }
   // 64 lower-case hex digits.
   std::string hex() const;
   bool operator==(const PageKey&) const = default;

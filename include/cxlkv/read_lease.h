@@ -22,7 +22,9 @@ class Session;
 struct LeaseFactory;
 }  // namespace detail
 
-// Entries ahead of the one being copied whose lines gather_topk prefetches.
+// Entries ahead of the one being copied whose lines gather_topk prefetches. The prefetch hints
+// below are the one exception to cxl/cacheline.h's rule (only cxl/ issues cache instructions):
+// they are not coherence instructions and stay inline here, on the hot gather path.
 inline constexpr int kGatherPrefetchAhead = 8;
 inline constexpr int kGatherTlbAhead = 32;
 

@@ -4,6 +4,7 @@
 #include <catch2/generators/catch_generators.hpp>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -198,4 +199,77 @@ TEST_CASE("a region opened from a passed fd is the same memory") {
   REQUIRE(other.is_ok());
   std::memcpy(region->base() + 4096 * 3, "same", 4);
   CHECK(std::memcmp((*other)->base() + 4096 * 3, "same", 4) == 0);
+}
+
+TEST_CASE("a region opened read-only maps the same bytes on every backend and faults on a store") {
+  const Backend backend = GENERATE(Backend::kShm, Backend::kFile, Backend::kDevdax, Backend::kNuma);
+  CAPTURE(backend_name(backend));
+  auto spec = test::temp_spec(backend, kSize);
+  test::RegionCleanup cleanup{spec};
+  auto region = make_region(spec);
+  std::memcpy(region->base() + 65536, "written-before", 15);
+  std::memcpy(region->base() + kSize - 16, "tail-of-region!", 16);
+
+  auto expected = dsv32();
+  auto ro = Region::open(spec, &expected, OpenMode::kReadOnly);
+  INFO(ro.status().to_string());
+  REQUIRE(ro.is_ok());
+  CHECK((*ro)->read_only());
+  CHECK_FALSE(region->read_only());
+  CHECK((*ro)->size() == kSize);
+  CHECK((*ro)->layout() == dsv32());
+  (*ro)->populate();  // false on kernels before 5.14; the bytes are the same either way
+  CHECK(snapshot(**ro) == snapshot(*region));
+  std::memcpy(region->base() + 131072, "written-after", 14);
+  CHECK(std::memcmp((*ro)->base() + 131072, "written-after", 14) == 0);
+
+  const pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    *reinterpret_cast<volatile uint8_t*>((*ro)->base() + 65536) = 'X';
+    _exit(0);
+  }
+  int status = 0;
+  REQUIRE(waitpid(child, &status, 0) == child);
+  CHECK(WIFSIGNALED(status));
+  CHECK(WTERMSIG(status) == SIGSEGV);
+  CHECK(std::memcmp(region->base() + 65536, "written-before", 15) == 0);
+}
+
+TEST_CASE("a read-only open refuses a damaged header, another layout or a truncated file as a read-write open does") {
+  auto spec = test::temp_spec(Backend::kFile, kSize);
+  test::RegionCleanup cleanup{spec};
+  // Both opens must fail with the same code and the same message: one header check.
+  auto same_refusal = [&](const Layout* expected) {
+    auto rw = Region::open(spec, expected, OpenMode::kReadWrite);
+    auto ro = Region::open(spec, expected, OpenMode::kReadOnly);
+    REQUIRE_FALSE(rw.is_ok());
+    REQUIRE_FALSE(ro.is_ok());
+    CHECK(ro.status().code() == rw.status().code());
+    CHECK(ro.status().message() == rw.status().message());
+    CHECK(ro.status().message().find(spec.path) != std::string::npos);
+    return ro.status();
+  };
+  {
+    auto region = make_region(spec);
+    auto* h = reinterpret_cast<RegionHeader*>(region->base());
+    const RegionHeader good = *h;
+    h->magic[0] = 'X';
+    CHECK(same_refusal(nullptr).message().find("magic") != std::string::npos);
+    *h = good;
+    h->layout.layers = 0;
+    h->checksum = region_header_checksum(*h);
+    CHECK(same_refusal(nullptr).message().find("layers") != std::string::npos);
+    *h = good;
+    auto gqa = *Layout::parse("gqa-8x128");
+    CHECK(same_refusal(&gqa).code() == Code::kMismatch);
+  }
+  SECTION("shorter than the header says") {
+    REQUIRE(truncate(spec.path.c_str(), kSize / 2) == 0);
+    CHECK(same_refusal(nullptr).message().find("truncated") != std::string::npos);
+  }
+  SECTION("shorter than the header itself") {
+    REQUIRE(truncate(spec.path.c_str(), 100) == 0);
+    CHECK(same_refusal(nullptr).code() == Code::kCorrupt);
+  }
 }

@@ -134,7 +134,7 @@ uint32_t check_chain(RawClient& c, const Mapped& m, const Chain& ch, std::vector
   for (uint32_t i = 0; i < pages.size(); ++i) {
     INFO("page " << i << " of a chain of " << ch.keys.size() << " at slab " << pages[i].slab());
     REQUIRE(page_checksum(m.geometry, m.layout, m.page_base(pages[i]), pages[i].position()) == ch.sums[i]);
-    // The record stores it at bytes [88,96) (pool/page_record.h).
+    // The record stores it at bytes [88,96) (allocator/page_record.h).
     uint64_t stored = 0;
     const uint64_t slot = m.geometry.page_slot(pages[i].slab(), pages[i].position());
     std::memcpy(&stored, m.region->base() + m.geometry.record_offset(slot) + 88, sizeof stored);

@@ -15,16 +15,16 @@ namespace cxlkv::test {
 
 inline constexpr const char* kUnitLayout = "custom:name=u,layers=2,page_tokens=64,stream=latent/64/64/sparse,stream=indexer/16/16/bulk";
 
-inline pool::PageKey page_key(uint64_t chain, uint64_t i) {
-  pool::PageKey k;
-  std::memcpy(k.b, &chain, 8);
-  std::memcpy(k.b + 8, &i, 8);
-  k.b[31] = 0x5a;
+inline PageKey page_key(uint64_t chain, uint64_t i) {
+  PageKey k;
+  std::memcpy(k.bytes.data(), &chain, 8);
+  std::memcpy(k.bytes.data() + 8, &i, 8);
+  k.bytes[31] = 0x5a;
   return k;
 }
 
-inline std::vector<pool::PageKey> page_keys(uint64_t chain, uint64_t n) {
-  std::vector<pool::PageKey> keys;
+inline std::vector<PageKey> page_keys(uint64_t chain, uint64_t n) {
+  std::vector<PageKey> keys;
   for (uint64_t i = 0; i < n; ++i) keys.push_back(page_key(chain, i));
   return keys;
 }
@@ -70,7 +70,7 @@ struct ServiceFixture {
   }
 
   // Reserves and commits keys in namespace `ns` as one write lease; returns the pages committed.
-  uint32_t put(uint64_t ns, const std::vector<pool::PageKey>& keys, const pool::PageKey& parent = {}) {
+  uint32_t put(uint64_t ns, const std::vector<PageKey>& keys, const PageKey& parent = {}) {
     auto lease = service->reserve(1, ns, parent, keys.data(), static_cast<uint32_t>(keys.size()), out.data(), now);
     REQUIRE(lease.is_ok());
     std::vector<uint64_t> sums(keys.size(), 0);
@@ -79,7 +79,7 @@ struct ServiceFixture {
     return *n;
   }
   // Looks keys up in `ns`; returns (hits, read lease).
-  pool::LookupResult get(uint64_t ns, const std::vector<pool::PageKey>& keys) {
+  pool::LookupResult get(uint64_t ns, const std::vector<PageKey>& keys) {
     auto r = service->lookup(1, ns, keys.data(), static_cast<uint32_t>(keys.size()), out.data(), now);
     REQUIRE(r.is_ok());
     return *r;
