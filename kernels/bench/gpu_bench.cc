@@ -562,8 +562,9 @@ void free_hot_trace(HotTrace& t) {
   cudaFree(t.device_segments), cudaFree(t.indices), cudaFree(t.row_of), cudaFree(t.counts);
 }
 
-// Compares one step's hits, misses and rows of every request with the CPU reference, advancing
-// it; adds the step's totals to hits and misses. False on the first difference, after printing it.
+// Compares one step's hits, misses and row of each top-k slot, for every request, with the CPU
+// reference, advancing it; adds the step's totals to hits and misses. False on the first
+// difference, after printing it.
 bool check_hot_step(Bench& b, const Options& o, HotTrace& t, std::vector<HotBufferState>& ref,
                     const std::vector<std::vector<int32_t>>& prev, double overlap, uint32_t step, uint64_t& hits,
                     uint64_t& misses) {
