@@ -45,11 +45,7 @@ struct Options {
   int gid = -1;
 };
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  CLI::App app{"cxlkv-bulk-fetch: fetch a cached prefix from cxlkv-bulkd over TCP or RDMA (the bulk-fetch baseline)"};
-  Options o;
+void add_options(CLI::App& app, Options& o) {
   app.add_option("--endpoint", o.client.endpoint, "pool daemon endpoint, unix:/path or tcp:host:port");
   app.add_option("--tenant", o.client.tenant, "tenant");
   app.add_option("--token", o.client.token, "tenant token");
@@ -68,6 +64,95 @@ int main(int argc, char** argv) {
   app.add_option("--rdma-device", o.rdma.device, "RDMA device (default: the first)");
   app.add_option("--gid-index", o.gid, "GID index (default: the first IPv4-mapped GID)");
   app.add_flag("--json", o.json, "print one JSON object");
+}
+
+// The looked-up prefix and where its fetched bytes go: the prefix in LocalLayout order, then (for
+// ranged) k rows.
+struct Fetch {
+  const ReadLease& lease;
+  std::span<const PageKey> keys;
+  std::span<const Placement> pages;
+  const LocalLayout& local;
+  uint8_t* buffer;
+  RangeReader& reader;
+  BatchLimits limits;
+  FetchScratch scratch;
+};
+
+void record_counts(const RangeReader& reader, nlohmann::json& out) {
+  out["bytes"] = reader.counts().bytes;
+  out["messages"] = reader.counts().messages;
+  out["batches"] = reader.counts().batches;
+}
+
+// --mode bulk: every page, all layers, both streams; returns 0, or the exit status after printing why.
+int fetch_bulk(Fetch& f, const Options& o, nlohmann::json& out) {
+  const PoolView& view = f.lease.view();
+  const double t0 = now_s();
+  if (Status st = fetch_pages(f.reader, view, f.pages, f.local, (1u << view.stream_count) - 1, f.buffer, f.limits, f.scratch); !st)
+    return fail("bulk fetch", st);
+  const double fetch_s = now_s() - t0;
+  out["fetch_s"] = fetch_s;
+  record_counts(f.reader, out);
+  out["gbps"] = double(f.reader.counts().bytes) / fetch_s / 1e9;
+  if (o.verify) {
+    if (Status st = verify_pages(f.reader, view, f.pages, f.keys.first(f.pages.size()), f.local, f.buffer); !st)
+      return fail("verify", st);
+    out["verified"] = "page checksums";
+  }
+  return 0;
+}
+
+// --mode ranged: the indexer keys, then each step's top-k latent misses per layer; returns 0, or
+// the exit status after printing why.
+int fetch_ranged(Fetch& f, const Client& c, const Options& o, nlohmann::json& out) {
+  const PoolView& view = f.lease.view();
+  const int latent = c.layout().find_stream("latent"), indexer = c.layout().find_stream("indexer");
+  if (latent < 0) return fail("ranged", Status(Code::kMismatch, "layout has no 'latent' stream"));
+  const double t0 = now_s();
+  if (indexer >= 0)
+    if (Status st = fetch_pages(f.reader, view, f.pages, f.local, 1u << indexer, f.buffer, f.limits, f.scratch); !st)
+      return fail("indexer fetch", st);
+  out["indexer_s"] = now_s() - t0;
+  const uint32_t eb = view.streams[latent].entry_bytes;
+  TopkTrace trace(uint32_t(f.lease.prefix_tokens()), view.layers, o.topk, o.overlap, o.seed);
+  std::vector<uint8_t> expect(size_t{trace.k()} * eb);
+  uint8_t* rows = f.buffer + f.pages.size() * f.local.page_bytes;
+  uint64_t verified = 0;
+  const double t1 = now_s();
+  for (uint32_t s = 0; s < o.steps; ++s) {
+    trace.next_step();
+    for (uint32_t l = 0; l < view.layers; ++l) {
+      const auto miss = trace.misses(l);
+      if (Status st = fetch_entries(f.reader, view, f.pages, latent, l, miss, rows, f.limits, f.scratch); !st) return fail("ranged fetch", st);
+      if (o.verify) {
+        if (Status st = f.lease.gather_topk(latent, l, miss.data(), int(miss.size()), expect.data()); !st) return fail("local gather", st);
+        if (std::memcmp(expect.data(), rows, miss.size() * eb) != 0)
+          return fail("verify", Status(Code::kCorrupt, fmt::format("step {} layer {}: fetched entries differ from the region", s, l)));
+        verified += miss.size();
+      }
+    }
+  }
+  out["steps_s"] = now_s() - t1;
+  record_counts(f.reader, out);
+  if (o.verify) out["verified"] = fmt::format("{} entries against the local mapping", verified);
+  return 0;
+}
+
+void print_result(const nlohmann::json& out, bool as_json) {
+  if (as_json) {
+    std::printf("%s\n", out.dump().c_str());
+  } else {
+    for (auto& [k, v] : out.items()) std::printf("%-14s %s\n", k.c_str(), v.dump().c_str());
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"cxlkv-bulk-fetch: fetch a cached prefix from cxlkv-bulkd over TCP or RDMA (the bulk-fetch baseline)"};
+  Options o;
+  add_options(app, o);
   CLI11_PARSE(app, argc, argv);
   o.rdma.gid_index = o.gid;
 
@@ -103,62 +188,11 @@ int main(int argc, char** argv) {
     rdma = std::move(*r);
     reader = rdma.get();
   }
-  FetchScratch scratch;
-  BatchLimits limits;
+  Fetch f{*lease, keys, pages, local, buffer->data(), *reader, {}, {}};
   nlohmann::json out = {{"transport", o.transport}, {"mode", o.mode}, {"pages", pages.size()},
                         {"prefix_tokens", lease->prefix_tokens()}, {"lookup_s", lookup_s}};
-  if (o.mode == "bulk") {
-    const double t0 = now_s();
-    if (Status st = fetch_pages(*reader, view, pages, local, (1u << view.stream_count) - 1, buffer->data(), limits, scratch); !st)
-      return fail("bulk fetch", st);
-    const double fetch_s = now_s() - t0;
-    out["fetch_s"] = fetch_s;
-    out["bytes"] = reader->counts().bytes;
-    out["messages"] = reader->counts().messages;
-    out["batches"] = reader->counts().batches;
-    out["gbps"] = double(reader->counts().bytes) / fetch_s / 1e9;
-    if (o.verify) {
-      if (Status st = verify_pages(*reader, view, pages, std::span(keys).first(pages.size()), local, buffer->data()); !st)
-        return fail("verify", st);
-      out["verified"] = "page checksums";
-    }
-  } else {
-    const int latent = c.layout().find_stream("latent"), indexer = c.layout().find_stream("indexer");
-    if (latent < 0) return fail("ranged", Status(Code::kMismatch, "layout has no 'latent' stream"));
-    const double t0 = now_s();
-    if (indexer >= 0)
-      if (Status st = fetch_pages(*reader, view, pages, local, 1u << indexer, buffer->data(), limits, scratch); !st)
-        return fail("indexer fetch", st);
-    out["indexer_s"] = now_s() - t0;
-    const uint32_t eb = view.streams[latent].entry_bytes;
-    TopkTrace trace(uint32_t(lease->prefix_tokens()), view.layers, o.topk, o.overlap, o.seed);
-    std::vector<uint8_t> expect(size_t{trace.k()} * eb);
-    uint8_t* rows = buffer->data() + prefix_bytes;
-    uint64_t verified = 0;
-    const double t1 = now_s();
-    for (uint32_t s = 0; s < o.steps; ++s) {
-      trace.next_step();
-      for (uint32_t l = 0; l < view.layers; ++l) {
-        const auto miss = trace.misses(l);
-        if (Status st = fetch_entries(*reader, view, pages, latent, l, miss, rows, limits, scratch); !st) return fail("ranged fetch", st);
-        if (o.verify) {
-          if (Status st = lease->gather_topk(latent, l, miss.data(), int(miss.size()), expect.data()); !st) return fail("local gather", st);
-          if (std::memcmp(expect.data(), rows, miss.size() * eb) != 0)
-            return fail("verify", Status(Code::kCorrupt, fmt::format("step {} layer {}: fetched entries differ from the region", s, l)));
-          verified += miss.size();
-        }
-      }
-    }
-    out["steps_s"] = now_s() - t1;
-    out["bytes"] = reader->counts().bytes;
-    out["messages"] = reader->counts().messages;
-    out["batches"] = reader->counts().batches;
-    if (o.verify) out["verified"] = fmt::format("{} entries against the local mapping", verified);
-  }
-  if (o.json) {
-    std::printf("%s\n", out.dump().c_str());
-  } else {
-    for (auto& [k, v] : out.items()) std::printf("%-14s %s\n", k.c_str(), v.dump().c_str());
-  }
+  const int status = o.mode == "bulk" ? fetch_bulk(f, o, out) : fetch_ranged(f, c, o, out);
+  if (status != 0) return status;
+  print_result(out, o.json);
   return 0;
 }

@@ -20,26 +20,25 @@ namespace {
 constexpr int kThreads = 1024;
 constexpr int kItems = kHotMaxRows / kThreads;  // 8
 
-__global__ void __launch_bounds__(kThreads) hot_step_kernel(const uint8_t* __restrict__ pool, StreamShape shape,
-                                                            const HotSegment* __restrict__ segments, int32_t step,
-                                                            uint32_t* __restrict__ error_count) {
-  using Sort = cub::BlockRadixSort<uint32_t, kThreads, kItems, uint32_t>;
-  using Scan = cub::BlockScan<uint32_t, kThreads>;
-  using Reduce = cub::BlockReduce<uint32_t, kThreads>;
-  __shared__ union {
-    typename Sort::TempStorage sort;
-    typename Scan::TempStorage scan;
-    typename Reduce::TempStorage reduce;
-  } tmp;
-  __shared__ uint32_t miss_total;
+using Sort = cub::BlockRadixSort<uint32_t, kThreads, kItems, uint32_t>;
+using Scan = cub::BlockScan<uint32_t, kThreads>;
+using Reduce = cub::BlockReduce<uint32_t, kThreads>;
 
-  const HotSegment h = segments[blockIdx.x];
+// The block's shared scratch: the phases take turns with it, a barrier between each use.
+union HotStepScratch {
+  Sort::TempStorage sort;
+  Scan::TempStorage scan;
+  Reduce::TempStorage reduce;
+};
+
+// Phase 1. Hits and misses over the top-k slots, thread t owning slots [t x kItems, +kItems): a hit
+// marks its row used this step; bit j of miss_mask marks slot t x kItems + j a miss. h and shape
+// come by value, as the kernel holds them: through references the stores to h.row_of could alias
+// h, and the compiler lays out the phase's branches otherwise.
+__device__ __forceinline__ void resolve_slots(const HotSegment h, const StreamShape shape, int32_t step,
+                                              uint32_t* error_count, uint32_t tid, uint32_t& miss_mask,
+                                              uint32_t& my_misses, uint32_t& my_hits) {
   const GatherSegment& g = h.gather;
-  const uint32_t tid = threadIdx.x;
-
-  // 1. Hits and misses over the top-k slots, thread t owning slots [t x kItems, +kItems).
-  uint32_t my_misses = 0, my_hits = 0;
-  uint32_t miss_mask = 0;
 #pragma unroll
   for (int j = 0; j < kItems; ++j) {
     const uint32_t slot = tid * kItems + j;
@@ -61,18 +60,21 @@ __global__ void __launch_bounds__(kThreads) hot_step_kernel(const uint8_t* __res
       ++my_misses;
     }
   }
-  uint32_t miss_base = 0, total = 0;
-  Scan(tmp.scan).ExclusiveSum(my_misses, miss_base, total);
-  __syncthreads();
+}
+
+// Phase 1, after the scan: thread 0 publishes the step's counts and the block's miss total.
+__device__ __forceinline__ void publish_counts(HotStepScratch& tmp, const HotSegment& h, uint32_t my_hits,
+                                               uint32_t total, uint32_t tid, uint32_t& miss_total) {
   const uint32_t hits = Reduce(tmp.reduce).Sum(my_hits);
   if (tid == 0) {
     miss_total = total;
     *h.hits = hits;
     *h.misses = total;
   }
-  __syncthreads();  // last_used of the hits is visible to the sort below
+}
 
-  // 2. Victims: rows by (last use + 1), rows used this step and padding last; stable by row.
+// Phase 2. Victims: rows by (last use + 1), rows used this step and padding last; stable by row.
+__device__ __forceinline__ void choose_victims(HotStepScratch& tmp, const HotSegment& h, int32_t step, uint32_t tid) {
   uint32_t keys[kItems], rows[kItems];
 #pragma unroll
   for (int j = 0; j < kItems; ++j) {
@@ -85,9 +87,12 @@ __global__ void __launch_bounds__(kThreads) hot_step_kernel(const uint8_t* __res
 #pragma unroll
   for (int j = 0; j < kItems; ++j)
     if (tid * kItems + j < h.capacity) h.victims[tid * kItems + j] = rows[j];
-  __syncthreads();
+}
 
-  // 3. Miss j takes victim j.
+// Phase 3. Miss j takes victim j, miss_base being the block-wide ordinal of this thread's first miss.
+__device__ __forceinline__ void assign_victims(const HotSegment& h, int32_t step, uint32_t tid, uint32_t miss_mask,
+                                               uint32_t miss_base) {
+  const GatherSegment& g = h.gather;
   uint32_t ordinal = miss_base;
 #pragma unroll
   for (int j = 0; j < kItems; ++j) {
@@ -102,10 +107,13 @@ __global__ void __launch_bounds__(kThreads) hot_step_kernel(const uint8_t* __res
     h.last_used[row] = step;
     h.row_of[slot] = int32_t(row);
   }
-  __syncthreads();
+}
 
-  // 4. Fetch the misses, 16 B pieces, 4 loads in flight per thread; a split row's side bytes
-  //    (GPU memory) after them.
+// Phase 4. Fetch the misses, 16 B pieces, 4 loads in flight per thread; a split row's side bytes
+// (GPU memory) after them. miss_total is the shared word itself, re-read where the kernel read it.
+__device__ __forceinline__ void fetch_misses(const uint8_t* pool, const StreamShape& shape, const HotSegment& h,
+                                             const uint32_t& miss_total, uint32_t tid) {
+  const GatherSegment& g = h.gather;
   constexpr int kLoads = 4;
   const uint32_t row_bytes = shape.row_bytes();
   const uint32_t pieces_per_entry = shape.entry_bytes / 16;
@@ -139,6 +147,34 @@ __global__ void __launch_bounds__(kThreads) hot_step_kernel(const uint8_t* __res
     *reinterpret_cast<int4*>(h.rows + uint64_t{row} * row_bytes + shape.side_at + q * 16u) =
         __ldg(reinterpret_cast<const int4*>(g.side + uint64_t{idx} * shape.side_bytes + q * 16u));
   }
+}
+
+__global__ void __launch_bounds__(kThreads) hot_step_kernel(const uint8_t* __restrict__ pool, StreamShape shape,
+                                                            const HotSegment* __restrict__ segments, int32_t step,
+                                                            uint32_t* __restrict__ error_count) {
+  __shared__ HotStepScratch tmp;
+  __shared__ uint32_t miss_total;
+
+  const HotSegment h = segments[blockIdx.x];
+  const uint32_t tid = threadIdx.x;
+
+  uint32_t my_misses = 0, my_hits = 0;
+  uint32_t miss_mask = 0;
+  resolve_slots(h, shape, step, error_count, tid, miss_mask, my_misses, my_hits);
+  // Misses get a deterministic ordinal (top-k order), so the victims match the CPU reference.
+  uint32_t miss_base = 0, total = 0;
+  Scan(tmp.scan).ExclusiveSum(my_misses, miss_base, total);
+  __syncthreads();
+  publish_counts(tmp, h, my_hits, total, tid, miss_total);
+  __syncthreads();  // last_used of the hits is visible to the sort below
+
+  choose_victims(tmp, h, step, tid);
+  __syncthreads();
+
+  assign_victims(h, step, tid, miss_mask, miss_base);
+  __syncthreads();
+
+  fetch_misses(pool, shape, h, miss_total, tid);
 }
 
 }  // namespace

@@ -153,16 +153,8 @@ Status read_toml(const std::string& path, PoolConfig& c) {
   return Status::ok();
 }
 
-}  // namespace
-
-ConfigOutcome load_config(int argc, char** argv) {
-  ConfigOutcome out;
-  CLI::App app{"cxlkv-poold: the cxlkv KV-cache pool daemon. Serves one region (shm, file, devdax or numa) "
-               "to clients over a Unix socket and TCP. Settings come from defaults, then --config, then flags."};
-  std::vector<Apply> later;
-  std::string config_path;
-  app.add_option("--config", config_path, "TOML configuration file (see cxlkv-poold.example.toml)")
-      ->check(CLI::ExistingFile);
+// [region]: backend, path, NUMA node, size, layout, slab pages.
+void add_region_overrides(CLI::App& app, std::vector<Apply>& later) {
   override_option<std::string>(app, later, "--backend", "region backend: shm, file, devdax or numa (default shm)",
                                [](PoolConfig& c, const std::string& v) {
                                  if (auto b = cxl::parse_backend(v)) c.region.backend = *b;
@@ -186,6 +178,10 @@ ConfigOutcome load_config(int argc, char** argv) {
                                [](PoolConfig& c, const std::string& v) { c.layout = v; });
   override_option<uint32_t>(app, later, "--slab-pages", "pages per slab E when created (default 1)",
                             [](PoolConfig& c, uint32_t v) { c.slab_pages = v; });
+}
+
+// [server] and [metrics]: listeners and limits.
+void add_server_overrides(CLI::App& app, std::vector<Apply>& later) {
   override_option<std::string>(app, later, "--socket", "Unix socket path (default /tmp/cxlkv-poold.sock; '' = none)",
                                [](PoolConfig& c, const std::string& v) { c.unix_socket = v; });
   override_option<std::string>(app, later, "--tcp", "TCP listen address host:port (default none)",
@@ -200,6 +196,10 @@ ConfigOutcome load_config(int argc, char** argv) {
                                [](PoolConfig& c, const std::string& v) { c.metrics_bind = v; });
   override_option<uint16_t>(app, later, "--metrics-port", "metrics HTTP port, GET /metrics (default 9464; 0 = off)",
                             [](PoolConfig& c, uint16_t v) { c.metrics_port = v; });
+}
+
+// [leases] and [eviction].
+void add_lease_and_eviction_overrides(CLI::App& app, std::vector<Apply>& later) {
   override_option<uint32_t>(app, later, "--read-lease-ttl-ms", "read lease TTL in ms (default 30000)",
                             [](PoolConfig& c, uint32_t v) { c.pool.read_lease_ttl_ms = v; });
   override_option<uint32_t>(app, later, "--write-lease-ttl-ms", "write lease TTL in ms (default 30000)",
@@ -211,6 +211,10 @@ ConfigOutcome load_config(int argc, char** argv) {
                           [](PoolConfig& c, double v) { c.pool.watermarks.high = v; });
   override_option<double>(app, later, "--evict-low", "evict down to this fraction of slabs in use (default 0.90)",
                           [](PoolConfig& c, double v) { c.pool.watermarks.low = v; });
+}
+
+// [[tenant]] and [log].
+void add_tenant_and_log_overrides(CLI::App& app, std::vector<Apply>& later) {
   override_option<std::vector<std::string>>(
       app, later, "--tenant", "tenant NAME:TOKEN, repeatable; replaces the file's tenants (default: open auth)",
       [](PoolConfig& c, const std::vector<std::string>& v) {
@@ -222,6 +226,42 @@ ConfigOutcome load_config(int argc, char** argv) {
       });
   override_option<std::string>(app, later, "--log-level", "trace, debug, info, warn, error (default info)",
                                [](PoolConfig& c, const std::string& v) { c.log_level = v; });
+}
+
+// The file, then the flags over it, then the checks no single source can make alone.
+void settle_config(ConfigOutcome& out, const std::string& config_path, const std::vector<Apply>& later, bool format,
+                   bool verify) {
+  if (!config_path.empty()) {
+    if (Status st = read_toml(config_path, out.config); !st) {
+      out.exit_now = true, out.exit_code = 2, out.message = st.to_string();
+      return;
+    }
+  }
+  for (const Apply& apply : later) apply(out.config);
+  out.config.format = format;
+  if (verify) out.config.pool.verify_data = true;
+  if (static_cast<uint8_t>(out.config.region.backend) > static_cast<uint8_t>(cxl::Backend::kNuma))
+    out.exit_now = true, out.exit_code = 2, out.message = "--backend: not one of shm, file, devdax, numa";
+  else if (out.config.region.size == 0 && out.config.region.backend != cxl::Backend::kDevdax)
+    out.exit_now = true, out.exit_code = 2, out.message = "--size: not a size like 4GiB";
+  else if (Status st = validate_config(out.config); !st)
+    out.exit_now = true, out.exit_code = 2, out.message = st.to_string();
+}
+
+}  // namespace
+
+ConfigOutcome load_config(int argc, char** argv) {
+  ConfigOutcome out;
+  CLI::App app{"cxlkv-poold: the cxlkv KV-cache pool daemon. Serves one region (shm, file, devdax or numa) "
+               "to clients over a Unix socket and TCP. Settings come from defaults, then --config, then flags."};
+  std::vector<Apply> later;
+  std::string config_path;
+  app.add_option("--config", config_path, "TOML configuration file (see cxlkv-poold.example.toml)")
+      ->check(CLI::ExistingFile);
+  add_region_overrides(app, later);
+  add_server_overrides(app, later);
+  add_lease_and_eviction_overrides(app, later);
+  add_tenant_and_log_overrides(app, later);
   bool format = false, verify = false;
   app.add_flag("--format", format, "format the region even if it exists (destroys its pages)");
   app.add_flag("--verify-data", verify, "at recovery, recompute every committed page's data checksum");
@@ -235,21 +275,7 @@ ConfigOutcome load_config(int argc, char** argv) {
     if (out.exit_code != 0) out.exit_code = 2;
     return out;
   }
-  if (!config_path.empty()) {
-    if (Status st = read_toml(config_path, out.config); !st) {
-      out.exit_now = true, out.exit_code = 2, out.message = st.to_string();
-      return out;
-    }
-  }
-  for (const Apply& apply : later) apply(out.config);
-  out.config.format = format;
-  if (verify) out.config.pool.verify_data = true;
-  if (static_cast<uint8_t>(out.config.region.backend) > static_cast<uint8_t>(cxl::Backend::kNuma))
-    out.exit_now = true, out.exit_code = 2, out.message = "--backend: not one of shm, file, devdax, numa";
-  else if (out.config.region.size == 0 && out.config.region.backend != cxl::Backend::kDevdax)
-    out.exit_now = true, out.exit_code = 2, out.message = "--size: not a size like 4GiB";
-  else if (Status st = validate_config(out.config); !st)
-    out.exit_now = true, out.exit_code = 2, out.message = st.to_string();
+  settle_config(out, config_path, later, format, verify);
   return out;
 }
 

@@ -301,10 +301,8 @@ json run_copy_engine(Bench& b, GatherCase& c, int reps, int sets) {
   return {{"us", s * 1e6}, {"gbps", gbps}};
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  CLI::App app{"cxlkv-bench-gpu: top-k gather from a registered pool region into GPU memory"};
+// Every command-line setting; --split changes some defaults (apply_split_defaults).
+struct Options {
   double pool_gib = 32;
   uint32_t slab_pages = 1, stride = 656, entry_bytes = 656, context = 131072, topk = 2048, steps = 32, max_prefixes = 64;
   int reps = 20, sets = 4;
@@ -316,37 +314,358 @@ int main(int argc, char** argv) {
   std::vector<uint32_t> spacings;
   std::string json_path, backing = "shm";
   unsigned threads = std::max(1u, std::thread::hardware_concurrency());
-  app.add_option("--pool-gib", pool_gib, "Pool region size, GiB")->capture_default_str();
-  app.add_option("--slab-pages", slab_pages, "Pages per slab (E)")->capture_default_str();
-  app.add_option("--stride", stride, "Latent entry stride in the pool, bytes (656 = packed, 704 = 11 lines)")->capture_default_str();
-  app.add_option("--entry-bytes", entry_bytes,
+};
+
+void add_options(CLI::App& app, Options& o) {
+  app.add_option("--pool-gib", o.pool_gib, "Pool region size, GiB")->capture_default_str();
+  app.add_option("--slab-pages", o.slab_pages, "Pages per slab (E)")->capture_default_str();
+  app.add_option("--stride", o.stride, "Latent entry stride in the pool, bytes (656 = packed, 704 = 11 lines)")->capture_default_str();
+  app.add_option("--entry-bytes", o.entry_bytes,
                  "Bytes gathered per entry from the start of its slot (<= stride, a multiple of 16; 640 with "
                  "stride 768 = five whole 128 B lines)")->capture_default_str();
-  app.add_option("--context", context, "Prefix length, tokens")->capture_default_str();
-  app.add_option("--topk", topk, "Entries per request per layer")->capture_default_str();
-  app.add_option("--batches", batches, "Decode batches, one layer")->delimiter(',')->capture_default_str();
-  app.add_option("--all-layer-batches", all_layer_batches, "Decode batches, all layers in one launch")->delimiter(',')->capture_default_str();
-  app.add_option("--stress-k", stress_k, "Stress pattern: uniformly random entries over the pool")->delimiter(',')->capture_default_str();
-  app.add_option("--overlaps", overlaps, "Hot buffer: step-to-step top-k overlap")->delimiter(',')->capture_default_str();
-  app.add_option("--hot-requests", hot_requests, "Hot buffer: requests")->capture_default_str();
-  app.add_option("--hot-factor", hot_factor, "Hot buffer rows = factor x top-k")->capture_default_str();
-  app.add_option("--steps", steps, "Hot buffer: decode steps per trace")->capture_default_str();
-  app.add_option("--reps", reps, "Timed repetitions (median reported)")->capture_default_str();
-  app.add_option("--sets", sets, "Index sets rotated between repetitions (defeats L2 reuse)")->capture_default_str();
-  app.add_option("--max-prefixes", max_prefixes, "Distinct prefixes allocated at most")->capture_default_str();
-  app.add_option("--json", json_path, "Write every figure to this JSON file");
-  app.add_option("--backing", backing, "shm, or a file path for the file backend (e.g. on hugetlbfs)")->capture_default_str();
-  app.add_flag("--skip-stress", skip_stress, "Leave out the stress pattern");
-  app.add_flag("--skip-hot", skip_hot, "Leave out the hot buffer traces");
-  app.add_flag("--dense-probe", dense_probe, "Also gather the first top-k tokens (contiguous runs): the SM-load ceiling");
-  app.add_flag("--split", split,
+  app.add_option("--context", o.context, "Prefix length, tokens")->capture_default_str();
+  app.add_option("--topk", o.topk, "Entries per request per layer")->capture_default_str();
+  app.add_option("--batches", o.batches, "Decode batches, one layer")->delimiter(',')->capture_default_str();
+  app.add_option("--all-layer-batches", o.all_layer_batches, "Decode batches, all layers in one launch")->delimiter(',')->capture_default_str();
+  app.add_option("--stress-k", o.stress_k, "Stress pattern: uniformly random entries over the pool")->delimiter(',')->capture_default_str();
+  app.add_option("--overlaps", o.overlaps, "Hot buffer: step-to-step top-k overlap")->delimiter(',')->capture_default_str();
+  app.add_option("--hot-requests", o.hot_requests, "Hot buffer: requests")->capture_default_str();
+  app.add_option("--hot-factor", o.hot_factor, "Hot buffer rows = factor x top-k")->capture_default_str();
+  app.add_option("--steps", o.steps, "Hot buffer: decode steps per trace")->capture_default_str();
+  app.add_option("--reps", o.reps, "Timed repetitions (median reported)")->capture_default_str();
+  app.add_option("--sets", o.sets, "Index sets rotated between repetitions (defeats L2 reuse)")->capture_default_str();
+  app.add_option("--max-prefixes", o.max_prefixes, "Distinct prefixes allocated at most")->capture_default_str();
+  app.add_option("--json", o.json_path, "Write every figure to this JSON file");
+  app.add_option("--backing", o.backing, "shm, or a file path for the file backend (e.g. on hugetlbfs)")->capture_default_str();
+  app.add_flag("--skip-stress", o.skip_stress, "Leave out the stress pattern");
+  app.add_flag("--skip-hot", o.skip_hot, "Leave out the hot buffer traces");
+  app.add_flag("--dense-probe", o.dense_probe, "Also gather the first top-k tokens (contiguous runs): the SM-load ceiling");
+  app.add_flag("--split", o.split,
                "Layout deepseek-v3.2-split: gather 640 B per entry from the pool and put each token's 16 B of "
                "scales (its latent_scales stream, copied to GPU memory first) back in at byte 512, giving 656 B "
                "rows; no stress pattern");
-  app.add_option("--spacing-probe", spacings,
+  app.add_option("--spacing-probe", o.spacings,
                  "Also gather, batch 16, one layer, k tokens s apart from a random page of each prefix, for each s "
                  "(1 = dense runs; 7 = one entry per 4 KiB)")->delimiter(',');
-  app.add_flag("--copy-engine", copy_engine, "Also time the decode pattern through cudaMemcpyBatchAsync");
+  app.add_flag("--copy-engine", o.copy_engine, "Also time the decode pattern through cudaMemcpyBatchAsync");
+}
+
+// The split layout keeps 640 B of each entry in the pool, so the packed defaults shrink to it;
+// its scales come from GPU memory, which the stress pattern and the copy engines do not model.
+void apply_split_defaults(Options& o) {
+  if (o.stride == 656) o.stride = 640;
+  if (o.entry_bytes == 656) o.entry_bytes = 640;
+  o.skip_stress = true;
+  o.copy_engine = false;
+}
+
+// Copies each prefix's latent_scales stream (stream 1), token by token, as a decode worker holds
+// it after its bulk fetch at admission: [prefix][layer][token][16 B].
+void copy_side_rows(Bench& b, const Options& o) {
+  const bench::PoolWorkload& w = *b.w;
+  const SlabGeometry& g = w.allocator->geometry();
+  b.shape.side_bytes = 16;
+  b.shape.side_at = 512;
+  b.side_layer_bytes = uint64_t{w.pages_per_prefix} * g.page_tokens * 16;
+  b.host_side.resize(w.page_base.size() * g.layers * b.side_layer_bytes);
+  for (size_t r = 0; r < w.page_base.size(); ++r)
+    for (uint32_t l = 0; l < g.layers; ++l)
+      for (uint32_t p = 0; p < w.pages_per_prefix; ++p) {
+        const uint32_t pos = p % o.slab_pages;
+        const uint64_t slab = w.page_base[r][p] - g.page_run_offset(0, 0, pos);
+        std::memcpy(b.host_side.data() + (r * g.layers + l) * b.side_layer_bytes + uint64_t{p} * g.page_tokens * 16,
+                    w.region->base() + slab + g.page_run_offset(1, l, pos), uint64_t{g.page_tokens} * 16);
+      }
+  b.dev_side = device_copy(b.host_side);
+}
+
+// Fills the pool, registers it with the GPU, sets the gather shape and copies the block tables to
+// the device; returns 0, or the exit status after printing why.
+int set_up_pool(Bench& b, const Options& o, std::unique_ptr<bench::PoolWorkload>& w,
+                std::unique_ptr<GpuRegistration>& reg) {
+  auto t0 = std::chrono::steady_clock::now();
+  w = bench::make_pool(uint64_t(o.pool_gib * (1ull << 30)),
+                       fmt::format("{}:latent_stride={}", o.split ? "deepseek-v3.2-split" : "deepseek-v3.2", o.stride),
+                       o.slab_pages, o.context, o.max_prefixes, o.threads, o.backing);
+  b.w = w.get();
+  const SlabGeometry& g = w->allocator->geometry();
+  const double fill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  t0 = std::chrono::steady_clock::now();
+  auto registered = GpuRegistration::register_range(w->region->base(), w->region->size());
+  if (!registered) { fmt::print(stderr, "cxlkv-bench-gpu: {}\n", registered.status().to_string()); return 1; }
+  reg = std::move(*registered);
+  const double reg_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  b.dev_pool = reg->device();
+  if (o.entry_bytes > o.stride || o.entry_bytes % 16 || o.entry_bytes == 0) {
+    fmt::print(stderr, "cxlkv-bench-gpu: --entry-bytes {} must be a multiple of 16 in (0, stride {}]\n", o.entry_bytes, o.stride);
+    return 2;
+  }
+  b.shape = StreamShape{o.entry_bytes, o.stride, uint64_t{o.slab_pages} * g.page_tokens * o.stride, g.page_tokens, 6};
+  b.layers = g.layers;
+  if (o.split) copy_side_rows(b, o);
+  const uint32_t prefixes = uint32_t(w->page_base.size());
+  fmt::print("pool: {:.0f} GiB {} region, E = {}, stride {}, {} B gathered per entry{}, {} prefixes of {} tokens ({:.1f} GB "
+             "filled in {:.1f} s), registered in {:.1f} s; {}\n", o.pool_gib, o.backing, o.slab_pages, o.stride, o.entry_bytes,
+             o.split ? " (+ 16 B of scales from GPU memory at byte 512: 656 B rows; rates per pool byte)" : "", prefixes,
+             o.context, w->filled_bytes / 1e9, fill_s, reg_s, bench::huge_page_report());
+  b.out["pool"] = {{"gib", o.pool_gib}, {"slab_pages", o.slab_pages}, {"stride", o.stride}, {"entry_bytes", o.entry_bytes}, {"split", o.split}, {"prefixes", prefixes},
+                   {"context", o.context}, {"register_s", reg_s}, {"huge_pages", bench::huge_page_report()}};
+  for (auto& t : w->page_base) b.dev_page_base.push_back(device_copy(t));
+  for (auto& t : w->page_base) b.all_pages.insert(b.all_pages.end(), t.begin(), t.end());
+  b.dev_all_pages = device_copy(b.all_pages);
+  CUDA_OK(cudaMalloc(&b.dev_errors, sizeof(uint32_t)));
+  CUDA_OK(cudaMemset(b.dev_errors, 0, sizeof(uint32_t)));
+  return 0;
+}
+
+// Ceiling: bulk copy of 1 GiB out of the registered region.
+void measure_bulk_copy(Bench& b) {
+  const SlabGeometry& g = b.w->allocator->geometry();
+  const uint64_t bytes = std::min<uint64_t>(1ull << 30, b.w->filled_bytes);
+  uint8_t* dst = nullptr;
+  CUDA_OK(cudaMalloc(&dst, bytes));
+  const uint8_t* src = b.w->region->base() + g.slab_area_offset;
+  const double s = time_median(10, 1, [&](int) { CUDA_OK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, 0)); });
+  b.bulk_gbps = bytes / s / 1e9;
+  CUDA_OK(cudaFree(dst));
+  b.out["bulk_h2d_gbps"] = b.bulk_gbps;
+  fmt::print("bulk host-to-device copy (1 GiB from the registered region): {:.1f} GB/s\n\n", b.bulk_gbps);
+}
+
+// One decode-step case: batch requests x layers segments, top-k per segment.
+// dense: the first k tokens of the prefix (whole page runs), the SM-load ceiling on this link.
+// spacing s > 0: tokens start + i x s, start a random page with room for the k tokens.
+void measure_decode_case(Bench& b, const Options& o, std::mt19937_64& rng, uint32_t batch, uint32_t layers, bool sorted,
+                         bool dense = false, uint32_t spacing = 0) {
+  const bench::PoolWorkload& w = *b.w;
+  const SlabGeometry& g = w.allocator->geometry();
+  const uint32_t prefixes = uint32_t(w.page_base.size());
+  const uint32_t topk = o.topk, context = o.context;
+  const uint32_t segments = batch * layers;
+  std::vector<std::pair<const uint64_t*, const uint64_t*>> tables;
+  std::vector<uint32_t> pages, lay, prefix_of;
+  for (uint32_t r = 0; r < batch; ++r)
+    for (uint32_t l = 0; l < layers; ++l) {
+      tables.emplace_back(w.page_base[r % prefixes].data(), b.dev_page_base[r % prefixes]);
+      pages.push_back(w.pages_per_prefix);
+      lay.push_back(layers == 1 ? 30 : l);
+      prefix_of.push_back(r % prefixes);
+    }
+  auto c = make_case(b, segments, topk, o.sets, tables, pages, lay,
+                     [&](int, uint32_t) {
+                       auto v = bench::unique_random(topk, context, rng);
+                       if (sorted) std::sort(v.begin(), v.end());
+                       if (dense) for (uint32_t i = 0; i < topk; ++i) v[i] = int32_t(i);
+                       if (spacing) {
+                         const uint64_t span = uint64_t{topk - 1} * spacing + 1;
+                         const uint64_t room = span < context ? (context - span) / g.page_tokens : 0;
+                         const uint64_t start = room ? rng() % (room + 1) * g.page_tokens : 0;
+                         for (uint32_t i = 0; i < topk; ++i) v[i] = int32_t(std::min<uint64_t>(start + uint64_t{i} * spacing, context - 1));
+                       }
+                       return v;
+                     },
+                     prefix_of);
+  auto row = run_case(b, c, fmt::format("decode batch {} x {} layer{}{}", batch, layers, layers > 1 ? "s" : "",
+                                        spacing ? fmt::format(" spacing {}", spacing) : dense ? " dense" : sorted ? " sorted" : ""),
+                      o.reps, o.sets);
+  if (spacing) row["spacing"] = spacing;
+  row["batch"] = batch;
+  row["layers"] = layers;
+  row["sorted"] = sorted;
+  if (o.copy_engine && layers == 1) row["copy_engine"] = run_copy_engine(b, c, o.reps, o.sets);
+  b.out["decode"].push_back(row);
+  free_case(c);
+}
+
+// (a) decode-step pattern: random then sorted top-k, one layer and all layers, then the probes.
+void measure_decode(Bench& b, const Options& o, std::mt19937_64& rng) {
+  const uint32_t layers = b.w->allocator->geometry().layers;
+  for (bool sorted : {false, true}) {
+    for (uint32_t batch : o.batches) measure_decode_case(b, o, rng, batch, 1, sorted);
+    for (uint32_t batch : o.all_layer_batches) measure_decode_case(b, o, rng, batch, layers, sorted);
+  }
+  if (o.dense_probe) measure_decode_case(b, o, rng, 16, 1, true, true);
+  for (uint32_t spacing : o.spacings) measure_decode_case(b, o, rng, 16, 1, true, false, spacing);
+}
+
+// (b) stress: k uniformly random entries over every page of the pool, spread over the layers.
+void measure_stress(Bench& b, const Options& o, std::mt19937_64& rng) {
+  const SlabGeometry& g = b.w->allocator->geometry();
+  const uint32_t all_tokens = uint32_t(std::min<uint64_t>(b.all_pages.size() * g.page_tokens, INT32_MAX));
+  for (bool sorted : {false, true})
+    for (uint32_t k : o.skip_stress ? std::vector<uint32_t>{} : o.stress_k) {
+      const uint32_t segs = g.layers, per = std::max<uint32_t>(1, k / segs);
+      std::vector<std::pair<const uint64_t*, const uint64_t*>> tables(segs, {b.all_pages.data(), b.dev_all_pages});
+      std::vector<uint32_t> pages(segs, uint32_t(b.all_pages.size())), lay(segs);
+      for (uint32_t l = 0; l < segs; ++l) lay[l] = l;
+      auto c = make_case(b, segs, per, o.sets, tables, pages, lay, [&](int, uint32_t) {
+        auto v = bench::unique_random(per, all_tokens, rng);
+        if (sorted) std::sort(v.begin(), v.end());
+        return v;
+      });
+      auto row = run_case(b, c, fmt::format("stress k={} {}", per * segs, sorted ? "sorted" : "random"), o.reps, o.sets);
+      row["k"] = per * segs;
+      row["sorted"] = sorted;
+      b.out["stress"].push_back(row);
+      free_case(c);
+    }
+}
+
+// The device side of one hot-buffer trace: a HotSegment per request (layer 30 of its prefix), each
+// with its own rows, and the step's indices and results for all requests.
+struct HotTrace {
+  std::vector<HotSegment> segments;  // host copy: device pointers
+  HotSegment* device_segments = nullptr;
+  int32_t* indices = nullptr;  // [request][top-k]
+  int32_t* row_of = nullptr;   // [request][top-k]
+  uint32_t* counts = nullptr;  // [request] hits, misses
+  std::vector<void*> allocations;
+};
+
+HotTrace make_hot_trace(Bench& b, const Options& o, uint32_t capacity) {
+  const bench::PoolWorkload& w = *b.w;
+  const uint32_t prefixes = uint32_t(w.page_base.size());
+  const uint32_t requests = o.hot_requests, topk = o.topk;
+  HotTrace t;
+  t.segments.resize(requests);
+  CUDA_OK(cudaMalloc(&t.indices, uint64_t{requests} * topk * 4));
+  CUDA_OK(cudaMalloc(&t.row_of, uint64_t{requests} * topk * 4));
+  CUDA_OK(cudaMalloc(&t.counts, uint64_t{requests} * 8));
+  auto dev_fill = [&](size_t bytes, int value) {
+    void* p = nullptr;
+    CUDA_OK(cudaMalloc(&p, bytes));
+    CUDA_OK(cudaMemset(p, value, bytes));
+    t.allocations.push_back(p);
+    return p;
+  };
+  for (uint32_t r = 0; r < requests; ++r) {
+    HotSegment& h = t.segments[r];
+    h.gather = GatherSegment{b.dev_page_base[r % prefixes], t.indices + uint64_t{r} * topk, nullptr, w.pages_per_prefix, 30, topk, 0};
+    if (o.split) h.gather.side = b.dev_side + ((r % prefixes) * b.layers + 30) * b.side_layer_bytes;
+    h.slot_of = static_cast<int32_t*>(dev_fill(uint64_t{o.context} * 4, 0xff));
+    h.token_of = static_cast<int32_t*>(dev_fill(uint64_t{capacity} * 4, 0xff));
+    h.last_used = static_cast<int32_t*>(dev_fill(uint64_t{capacity} * 4, 0xff));
+    h.victims = static_cast<uint32_t*>(dev_fill(uint64_t{capacity} * 4, 0));
+    h.rows = static_cast<uint8_t*>(dev_fill(uint64_t{capacity} * b.shape.row_bytes(), 0));
+    h.row_of = t.row_of + uint64_t{r} * topk;
+    h.hits = t.counts + 2 * r;
+    h.misses = t.counts + 2 * r + 1;
+    h.capacity = capacity;
+    h.tokens = o.context;
+  }
+  t.device_segments = device_copy(t.segments);
+  return t;
+}
+
+void free_hot_trace(HotTrace& t) {
+  for (void* p : t.allocations) cudaFree(p);
+  cudaFree(t.device_segments), cudaFree(t.indices), cudaFree(t.row_of), cudaFree(t.counts);
+}
+
+// Compares one step's hits, misses and row of each top-k slot, for every request, with the CPU
+// reference, advancing it; adds the step's totals to hits and misses. False on the first
+// difference, after printing it.
+bool check_hot_step(Bench& b, const Options& o, HotTrace& t, std::vector<HotBufferState>& ref,
+                    const std::vector<std::vector<int32_t>>& prev, double overlap, uint32_t step, uint64_t& hits,
+                    uint64_t& misses) {
+  const bench::PoolWorkload& w = *b.w;
+  const uint32_t prefixes = uint32_t(w.page_base.size());
+  const uint32_t requests = o.hot_requests, topk = o.topk;
+  std::vector<int32_t> row_of(uint64_t{requests} * topk);
+  std::vector<uint32_t> counts(2 * requests);
+  CUDA_OK(cudaMemcpy(row_of.data(), t.row_of, row_of.size() * 4, cudaMemcpyDeviceToHost));
+  CUDA_OK(cudaMemcpy(counts.data(), t.counts, counts.size() * 4, cudaMemcpyDeviceToHost));
+  for (uint32_t r = 0; r < requests; ++r) {
+    GatherSegment seg{w.page_base[r % prefixes].data(), prev[r].data(), nullptr, w.pages_per_prefix, 30, topk, 0};
+    if (o.split) seg.side = b.host_side.data() + ((r % prefixes) * b.layers + 30) * b.side_layer_bytes;
+    auto want = reference_hot_step(ref[r], w.region->base(), b.shape, seg, int32_t(step));
+    if (want.hits != counts[2 * r] || want.misses != counts[2 * r + 1] ||
+        !std::equal(want.row_of.begin(), want.row_of.end(), row_of.begin() + uint64_t{r} * topk)) {
+      fmt::print(stderr, "MISMATCH: hot buffer overlap {} step {} request {}\n", overlap, step, r);
+      return false;
+    }
+    hits += want.hits, misses += want.misses;
+  }
+  return true;
+}
+
+// One trace at one step-to-step overlap: o.steps decode steps, each checked against the CPU
+// reference, the first left out of the rates. False on a mismatch, after printing it.
+bool measure_hot_trace(Bench& b, const Options& o, double overlap, std::mt19937_64& rng) {
+  const uint32_t requests = o.hot_requests, topk = o.topk, context = o.context, steps = o.steps;
+  const uint32_t capacity = o.hot_factor * topk;
+  std::vector<HotBufferState> ref(requests);
+  std::vector<std::vector<int32_t>> prev(requests);
+  for (uint32_t r = 0; r < requests; ++r) ref[r].reset(capacity, context, b.shape.row_bytes());
+  HotTrace trace = make_hot_trace(b, o, capacity);
+  Timer t;
+  double hit_sum = 0, fetched_sum = 0;
+  std::vector<double> step_us;
+  for (uint32_t step = 0; step < steps; ++step) {
+    std::vector<int32_t> idx;
+    for (uint32_t r = 0; r < requests; ++r) {
+      prev[r] = step == 0 ? bench::unique_random(topk, context, rng) : bench::next_overlapping(prev[r], overlap, context, rng);
+      idx.insert(idx.end(), prev[r].begin(), prev[r].end());
+    }
+    CUDA_OK(cudaMemcpy(trace.indices, idx.data(), idx.size() * 4, cudaMemcpyHostToDevice));
+    CUDA_OK(cudaEventRecord(t.a));
+    CUDA_OK(launch_hot_step(b.dev_pool, b.shape, trace.device_segments, requests, int32_t(step), b.dev_errors, 0));
+    CUDA_OK(cudaEventRecord(t.b));
+    CUDA_OK(cudaEventSynchronize(t.b));
+    float ms = 0;
+    CUDA_OK(cudaEventElapsedTime(&ms, t.a, t.b));
+    uint64_t hits = 0, misses = 0;
+    if (!check_hot_step(b, o, trace, ref, prev, overlap, step, hits, misses)) return false;
+    if (step > 0) {
+      hit_sum += double(hits) / (uint64_t{requests} * topk);
+      fetched_sum += double(misses) / (uint64_t{requests} * topk);
+      step_us.push_back(ms * 1e3);
+    }
+  }
+  // The rows themselves, byte for byte, after the last step.
+  for (uint32_t r = 0; r < requests; ++r) {
+    std::vector<uint8_t> rows(uint64_t{capacity} * b.shape.row_bytes());
+    CUDA_OK(cudaMemcpy(rows.data(), trace.segments[r].rows, rows.size(), cudaMemcpyDeviceToHost));
+    if (rows != ref[r].rows) { fmt::print(stderr, "MISMATCH: hot buffer rows, request {}\n", r); return false; }
+  }
+  const double hit_rate = hit_sum / (steps - 1), fetch_ratio = fetched_sum / (steps - 1);
+  fmt::print("{:<24} {:>9.3f} {:>10.0f}KB {:>14.3f} {:>10.1f}  ok\n", fmt::format("overlap {:.2f}, {} req", overlap, requests),
+             hit_rate, fetch_ratio * requests * topk * b.shape.entry_bytes / 1e3, fetch_ratio, median(step_us));
+  b.out["hot"].push_back({{"overlap", overlap}, {"requests", requests}, {"capacity_rows", capacity},
+                          {"hit_rate", hit_rate}, {"fetch_ratio", fetch_ratio}, {"us_per_step", median(step_us)},
+                          {"verified", true}});
+  free_hot_trace(trace);
+  return true;
+}
+
+// (c) hot buffer on overlapping traces. False on a mismatch, after printing it.
+bool measure_hot_buffer(Bench& b, const Options& o, std::mt19937_64& rng) {
+  fmt::print("\n{:<24} {:>9} {:>12} {:>14} {:>10}\n", "hot buffer trace", "hit rate", "fetch/step", "x all top-k", "us/step");
+  for (double overlap : o.skip_hot ? std::vector<double>{} : o.overlaps)
+    if (!measure_hot_trace(b, o, overlap, rng)) return false;
+  return true;
+}
+
+// The simulator's gather_gbps is the decode row of batch 16, one layer, unsorted top-k.
+void write_report(Bench& b, const std::string& json_path) {
+  for (auto& row : b.out["decode"])
+    if (row["batch"] == 16 && row["layers"] == 1 && !row["sorted"]) b.out["gather_gbps"] = row["gbps"];
+  if (!json_path.empty()) std::ofstream(json_path) << b.out.dump(2) << "\n";
+}
+
+void free_bench(Bench& b) {
+  for (auto* p : b.dev_page_base) cudaFree(p);
+  cudaFree(b.dev_all_pages);
+  cudaFree(b.dev_side);
+  cudaFree(b.dev_errors);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"cxlkv-bench-gpu: top-k gather from a registered pool region into GPU memory"};
+  Options o;
+  add_options(app, o);
   CLI11_PARSE(app, argc, argv);
 
   std::string why;
@@ -358,240 +677,21 @@ int main(int argc, char** argv) {
   fmt::print("device: {} ({} SMs)\n", prop.name, prop.multiProcessorCount);
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
 
-  auto t0 = std::chrono::steady_clock::now();
-  if (split) {
-    if (stride == 656) stride = 640;
-    if (entry_bytes == 656) entry_bytes = 640;
-    skip_stress = true;
-    copy_engine = false;
-  }
-  auto w = bench::make_pool(uint64_t(pool_gib * (1ull << 30)),
-                            fmt::format("{}:latent_stride={}", split ? "deepseek-v3.2-split" : "deepseek-v3.2", stride),
-                            slab_pages, context, max_prefixes, threads, backing);
-  b.w = w.get();
-  const SlabGeometry& g = w->allocator->geometry();
-  const double fill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  t0 = std::chrono::steady_clock::now();
-  auto reg = GpuRegistration::register_range(w->region->base(), w->region->size());
-  if (!reg) { fmt::print(stderr, "cxlkv-bench-gpu: {}\n", reg.status().to_string()); return 1; }
-  const double reg_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  b.dev_pool = (*reg)->device();
-  if (entry_bytes > stride || entry_bytes % 16 || entry_bytes == 0) {
-    fmt::print(stderr, "cxlkv-bench-gpu: --entry-bytes {} must be a multiple of 16 in (0, stride {}]\n", entry_bytes, stride);
-    return 2;
-  }
-  b.shape = StreamShape{entry_bytes, stride, uint64_t{slab_pages} * g.page_tokens * stride, g.page_tokens, 6};
-  b.layers = g.layers;
-  if (split) {
-    // Each prefix's latent_scales stream (stream 1), token by token, as a decode worker holds it
-    // after its bulk fetch at admission: [prefix][layer][token][16 B].
-    b.shape.side_bytes = 16;
-    b.shape.side_at = 512;
-    b.side_layer_bytes = uint64_t{w->pages_per_prefix} * g.page_tokens * 16;
-    b.host_side.resize(w->page_base.size() * g.layers * b.side_layer_bytes);
-    for (size_t r = 0; r < w->page_base.size(); ++r)
-      for (uint32_t l = 0; l < g.layers; ++l)
-        for (uint32_t p = 0; p < w->pages_per_prefix; ++p) {
-          const uint32_t pos = p % slab_pages;
-          const uint64_t slab = w->page_base[r][p] - g.page_run_offset(0, 0, pos);
-          std::memcpy(b.host_side.data() + (r * g.layers + l) * b.side_layer_bytes + uint64_t{p} * g.page_tokens * 16,
-                      w->region->base() + slab + g.page_run_offset(1, l, pos), uint64_t{g.page_tokens} * 16);
-        }
-    b.dev_side = device_copy(b.host_side);
-  }
-  const uint32_t prefixes = uint32_t(w->page_base.size());
-  fmt::print("pool: {:.0f} GiB {} region, E = {}, stride {}, {} B gathered per entry{}, {} prefixes of {} tokens ({:.1f} GB "
-             "filled in {:.1f} s), registered in {:.1f} s; {}\n", pool_gib, backing, slab_pages, stride, entry_bytes,
-             split ? " (+ 16 B of scales from GPU memory at byte 512: 656 B rows; rates per pool byte)" : "", prefixes,
-             context, w->filled_bytes / 1e9, fill_s, reg_s, bench::huge_page_report());
-  b.out["pool"] = {{"gib", pool_gib}, {"slab_pages", slab_pages}, {"stride", stride}, {"entry_bytes", entry_bytes}, {"split", split}, {"prefixes", prefixes},
-                   {"context", context}, {"register_s", reg_s}, {"huge_pages", bench::huge_page_report()}};
-  for (auto& t : w->page_base) b.dev_page_base.push_back(device_copy(t));
-  for (auto& t : w->page_base) b.all_pages.insert(b.all_pages.end(), t.begin(), t.end());
-  b.dev_all_pages = device_copy(b.all_pages);
-  CUDA_OK(cudaMalloc(&b.dev_errors, sizeof(uint32_t)));
-  CUDA_OK(cudaMemset(b.dev_errors, 0, sizeof(uint32_t)));
-
-  // Ceiling: bulk copy of 1 GiB out of the registered region.
-  {
-    const uint64_t bytes = std::min<uint64_t>(1ull << 30, w->filled_bytes);
-    uint8_t* dst = nullptr;
-    CUDA_OK(cudaMalloc(&dst, bytes));
-    const uint8_t* src = w->region->base() + g.slab_area_offset;
-    const double s = time_median(10, 1, [&](int) { CUDA_OK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, 0)); });
-    b.bulk_gbps = bytes / s / 1e9;
-    CUDA_OK(cudaFree(dst));
-  }
-  b.out["bulk_h2d_gbps"] = b.bulk_gbps;
-  fmt::print("bulk host-to-device copy (1 GiB from the registered region): {:.1f} GB/s\n\n", b.bulk_gbps);
+  if (o.split) apply_split_defaults(o);
+  std::unique_ptr<bench::PoolWorkload> w;
+  std::unique_ptr<GpuRegistration> reg;
+  if (int status = set_up_pool(b, o, w, reg); status != 0) return status;
+  measure_bulk_copy(b);
 
   std::mt19937_64 rng(20261123);
   fmt::print("{:<34} {:>9} {:>9} {:>8} {:>7} {:>9} {:>8}  {}\n", "pattern", "entries", "us", "GB/s", "x bulk",
              "ent/us", "warp/e", "best variant");
-  // (a) decode-step pattern.
-  // dense: the first k tokens of the prefix (whole page runs), the SM-load ceiling on this link.
-  // spacing s > 0: tokens start + i x s, start a random page with room for the k tokens.
-  auto decode = [&](uint32_t batch, uint32_t layers, bool sorted, bool dense = false, uint32_t spacing = 0) {
-    const uint32_t segments = batch * layers;
-    std::vector<std::pair<const uint64_t*, const uint64_t*>> tables;
-    std::vector<uint32_t> pages, lay, prefix_of;
-    for (uint32_t r = 0; r < batch; ++r)
-      for (uint32_t l = 0; l < layers; ++l) {
-        tables.emplace_back(w->page_base[r % prefixes].data(), b.dev_page_base[r % prefixes]);
-        pages.push_back(w->pages_per_prefix);
-        lay.push_back(layers == 1 ? 30 : l);
-        prefix_of.push_back(r % prefixes);
-      }
-    auto c = make_case(b, segments, topk, sets, tables, pages, lay,
-                       [&](int, uint32_t) {
-                         auto v = bench::unique_random(topk, context, rng);
-                         if (sorted) std::sort(v.begin(), v.end());
-                         if (dense) for (uint32_t i = 0; i < topk; ++i) v[i] = int32_t(i);
-                         if (spacing) {
-                           const uint64_t span = uint64_t{topk - 1} * spacing + 1;
-                           const uint64_t room = span < context ? (context - span) / g.page_tokens : 0;
-                           const uint64_t start = room ? rng() % (room + 1) * g.page_tokens : 0;
-                           for (uint32_t i = 0; i < topk; ++i) v[i] = int32_t(std::min<uint64_t>(start + uint64_t{i} * spacing, context - 1));
-                         }
-                         return v;
-                       },
-                       prefix_of);
-    auto row = run_case(b, c, fmt::format("decode batch {} x {} layer{}{}", batch, layers, layers > 1 ? "s" : "",
-                                          spacing ? fmt::format(" spacing {}", spacing) : dense ? " dense" : sorted ? " sorted" : ""),
-                       reps, sets);
-    if (spacing) row["spacing"] = spacing;
-    row["batch"] = batch;
-    row["layers"] = layers;
-    row["sorted"] = sorted;
-    if (copy_engine && layers == 1) row["copy_engine"] = run_copy_engine(b, c, reps, sets);
-    b.out["decode"].push_back(row);
-    free_case(c);
-  };
-  for (bool sorted : {false, true}) {
-    for (uint32_t batch : batches) decode(batch, 1, sorted);
-    for (uint32_t batch : all_layer_batches) decode(batch, g.layers, sorted);
-  }
-  if (dense_probe) decode(16, 1, true, true);
-  for (uint32_t spacing : spacings) decode(16, 1, true, false, spacing);
+  measure_decode(b, o, rng);
+  measure_stress(b, o, rng);
+  if (!measure_hot_buffer(b, o, rng)) return 2;
 
-  // (b) stress: k uniformly random entries over every page of the pool, spread over the layers.
-  const uint32_t all_tokens = uint32_t(std::min<uint64_t>(b.all_pages.size() * g.page_tokens, INT32_MAX));
-  for (bool sorted : {false, true})
-    for (uint32_t k : skip_stress ? std::vector<uint32_t>{} : stress_k) {
-      const uint32_t segs = g.layers, per = std::max<uint32_t>(1, k / segs);
-      std::vector<std::pair<const uint64_t*, const uint64_t*>> tables(segs, {b.all_pages.data(), b.dev_all_pages});
-      std::vector<uint32_t> pages(segs, uint32_t(b.all_pages.size())), lay(segs);
-      for (uint32_t l = 0; l < segs; ++l) lay[l] = l;
-      auto c = make_case(b, segs, per, sets, tables, pages, lay, [&](int, uint32_t) {
-        auto v = bench::unique_random(per, all_tokens, rng);
-        if (sorted) std::sort(v.begin(), v.end());
-        return v;
-      });
-      auto row = run_case(b, c, fmt::format("stress k={} {}", per * segs, sorted ? "sorted" : "random"), reps, sets);
-      row["k"] = per * segs;
-      row["sorted"] = sorted;
-      b.out["stress"].push_back(row);
-      free_case(c);
-    }
-
-  // (c) hot buffer on overlapping traces.
-  fmt::print("\n{:<24} {:>9} {:>12} {:>14} {:>10}\n", "hot buffer trace", "hit rate", "fetch/step", "x all top-k", "us/step");
-  const uint32_t capacity = hot_factor * topk;
-  for (double overlap : skip_hot ? std::vector<double>{} : overlaps) {
-    std::vector<HotBufferState> ref(hot_requests);
-    std::vector<HotSegment> hs(hot_requests);
-    std::vector<std::vector<int32_t>> prev(hot_requests);
-    int32_t *d_idx = nullptr, *d_row_of = nullptr;
-    uint32_t* d_counts = nullptr;
-    CUDA_OK(cudaMalloc(&d_idx, uint64_t{hot_requests} * topk * 4));
-    CUDA_OK(cudaMalloc(&d_row_of, uint64_t{hot_requests} * topk * 4));
-    CUDA_OK(cudaMalloc(&d_counts, uint64_t{hot_requests} * 8));
-    std::vector<void*> allocations;
-    auto dev_fill = [&](size_t bytes, int value) {
-      void* p = nullptr;
-      CUDA_OK(cudaMalloc(&p, bytes));
-      CUDA_OK(cudaMemset(p, value, bytes));
-      allocations.push_back(p);
-      return p;
-    };
-    for (uint32_t r = 0; r < hot_requests; ++r) {
-      ref[r].reset(capacity, context, b.shape.row_bytes());
-      HotSegment& h = hs[r];
-      h.gather = GatherSegment{b.dev_page_base[r % prefixes], d_idx + uint64_t{r} * topk, nullptr, w->pages_per_prefix, 30, topk, 0};
-      if (split) h.gather.side = b.dev_side + ((r % prefixes) * b.layers + 30) * b.side_layer_bytes;
-      h.slot_of = static_cast<int32_t*>(dev_fill(uint64_t{context} * 4, 0xff));
-      h.token_of = static_cast<int32_t*>(dev_fill(uint64_t{capacity} * 4, 0xff));
-      h.last_used = static_cast<int32_t*>(dev_fill(uint64_t{capacity} * 4, 0xff));
-      h.victims = static_cast<uint32_t*>(dev_fill(uint64_t{capacity} * 4, 0));
-      h.rows = static_cast<uint8_t*>(dev_fill(uint64_t{capacity} * b.shape.row_bytes(), 0));
-      h.row_of = d_row_of + uint64_t{r} * topk;
-      h.hits = d_counts + 2 * r;
-      h.misses = d_counts + 2 * r + 1;
-      h.capacity = capacity;
-      h.tokens = context;
-    }
-    HotSegment* d_hs = device_copy(hs);
-    Timer t;
-    double hit_sum = 0, fetched_sum = 0;
-    std::vector<double> step_us;
-    for (uint32_t step = 0; step < steps; ++step) {
-      std::vector<int32_t> idx;
-      for (uint32_t r = 0; r < hot_requests; ++r) {
-        prev[r] = step == 0 ? bench::unique_random(topk, context, rng) : bench::next_overlapping(prev[r], overlap, context, rng);
-        idx.insert(idx.end(), prev[r].begin(), prev[r].end());
-      }
-      CUDA_OK(cudaMemcpy(d_idx, idx.data(), idx.size() * 4, cudaMemcpyHostToDevice));
-      CUDA_OK(cudaEventRecord(t.a));
-      CUDA_OK(launch_hot_step(b.dev_pool, b.shape, d_hs, hot_requests, int32_t(step), b.dev_errors, 0));
-      CUDA_OK(cudaEventRecord(t.b));
-      CUDA_OK(cudaEventSynchronize(t.b));
-      float ms = 0;
-      CUDA_OK(cudaEventElapsedTime(&ms, t.a, t.b));
-      std::vector<int32_t> row_of(idx.size());
-      std::vector<uint32_t> counts(2 * hot_requests);
-      CUDA_OK(cudaMemcpy(row_of.data(), d_row_of, row_of.size() * 4, cudaMemcpyDeviceToHost));
-      CUDA_OK(cudaMemcpy(counts.data(), d_counts, counts.size() * 4, cudaMemcpyDeviceToHost));
-      uint64_t hits = 0, misses = 0;
-      for (uint32_t r = 0; r < hot_requests; ++r) {
-        GatherSegment seg{w->page_base[r % prefixes].data(), prev[r].data(), nullptr, w->pages_per_prefix, 30, topk, 0};
-        if (split) seg.side = b.host_side.data() + ((r % prefixes) * b.layers + 30) * b.side_layer_bytes;
-        auto want = reference_hot_step(ref[r], w->region->base(), b.shape, seg, int32_t(step));
-        if (want.hits != counts[2 * r] || want.misses != counts[2 * r + 1] ||
-            !std::equal(want.row_of.begin(), want.row_of.end(), row_of.begin() + uint64_t{r} * topk)) {
-          fmt::print(stderr, "MISMATCH: hot buffer overlap {} step {} request {}\n", overlap, step, r);
-          return 2;
-        }
-        hits += want.hits, misses += want.misses;
-      }
-      if (step > 0) {
-        hit_sum += double(hits) / (uint64_t{hot_requests} * topk);
-        fetched_sum += double(misses) / (uint64_t{hot_requests} * topk);
-        step_us.push_back(ms * 1e3);
-      }
-    }
-    // The rows themselves, byte for byte, after the last step.
-    for (uint32_t r = 0; r < hot_requests; ++r) {
-      std::vector<uint8_t> rows(uint64_t{capacity} * b.shape.row_bytes());
-      CUDA_OK(cudaMemcpy(rows.data(), hs[r].rows, rows.size(), cudaMemcpyDeviceToHost));
-      if (rows != ref[r].rows) { fmt::print(stderr, "MISMATCH: hot buffer rows, request {}\n", r); return 2; }
-    }
-    const double hit_rate = hit_sum / (steps - 1), fetch_ratio = fetched_sum / (steps - 1);
-    fmt::print("{:<24} {:>9.3f} {:>10.0f}KB {:>14.3f} {:>10.1f}  ok\n", fmt::format("overlap {:.2f}, {} req", overlap, hot_requests),
-               hit_rate, fetch_ratio * hot_requests * topk * b.shape.entry_bytes / 1e3, fetch_ratio, median(step_us));
-    b.out["hot"].push_back({{"overlap", overlap}, {"requests", hot_requests}, {"capacity_rows", capacity},
-                            {"hit_rate", hit_rate}, {"fetch_ratio", fetch_ratio}, {"us_per_step", median(step_us)},
-                            {"verified", true}});
-    for (void* p : allocations) cudaFree(p);
-    cudaFree(d_hs), cudaFree(d_idx), cudaFree(d_row_of), cudaFree(d_counts);
-  }
-
-  for (auto& row : b.out["decode"])
-    if (row["batch"] == 16 && row["layers"] == 1 && !row["sorted"]) b.out["gather_gbps"] = row["gbps"];
-  if (!json_path.empty()) std::ofstream(json_path) << b.out.dump(2) << "\n";
-  for (auto* p : b.dev_page_base) cudaFree(p);
-  cudaFree(b.dev_all_pages);
-  cudaFree(b.dev_side);
-  cudaFree(b.dev_errors);
-  reg->reset();
+  write_report(b, o.json_path);
+  free_bench(b);
+  reg.reset();
   return 0;
 }
