@@ -14,18 +14,18 @@
 #include <nlohmann/json.hpp>
 
 #include "cxlkv/client.h"
-#include "demo/demo_common.h"
+#include "demo_options.h"
 #include "prefix_fetch.h"
-#include "prompt.h"
 #include "rdma_transport.h"
 #include "tcp_reader.h"
-#include "testing/prefix_io.h"
+#include "prefix_io.h"
 #include "topk_trace.h"
 
 namespace {
 
 using namespace cxlkv;
 using namespace cxlkv::baseline;
+using namespace cxlkv::testing;  // synthetic_prompt, TopkTrace, write_prefix (testkit/)
 
 double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 

@@ -11,8 +11,8 @@
 
 #include "bench_util.h"
 #include "cxlkv/client.h"
-#include "testing/poold_process.h"
-#include "testing/synthetic.h"
+#include "poold_process.h"
+#include "synthetic.h"
 
 namespace cxlkv::bench {
 

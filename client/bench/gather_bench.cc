@@ -13,7 +13,7 @@
 #include <fmt/format.h>
 
 #include "bench_util.h"
-#include "testing/direct_pool.h"
+#include "direct_pool.h"
 
 namespace cxlkv::bench {
 

@@ -6,8 +6,8 @@
 
 #include <fmt/format.h>
 
-#include "demo_common.h"
-#include "testing/prefix_io.h"
+#include "demo_options.h"
+#include "prefix_io.h"
 
 int main(int argc, char** argv) {
   using namespace cxlkv;

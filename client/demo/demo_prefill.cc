@@ -1,12 +1,12 @@
 // cxlkv-demo-prefill: writes a DeepSeek-V3.2-shaped prefix into the pool, as a prefill worker
 // would: page keys from the prompt, reserve, write every (stream, layer) run of every page with
-// synthetic bytes a reader can verify (client/testing/synthetic.h), commit.
+// synthetic bytes a reader can verify (testkit/synthetic.h), commit.
 #include <cstdio>
 
 #include <fmt/format.h>
 
-#include "demo_common.h"
-#include "testing/prefix_io.h"
+#include "demo_options.h"
+#include "prefix_io.h"
 
 int main(int argc, char** argv) {
   using namespace cxlkv;

@@ -16,11 +16,10 @@
 #include "measure.h"
 #include "progress.h"
 #include "projection.h"
-#include "prompt.h"
 #include "report.h"
 #include "sim/kernels_input.h"
 #include "tcp_reader.h"
-#include "testing/prefix_io.h"
+#include "prefix_io.h"
 
 #ifndef CXLKV_SOURCE_ROOT
 #define CXLKV_SOURCE_ROOT "."
@@ -138,7 +137,7 @@ int run_request(RequestRun& run, Options& o, uint32_t ctx, uint32_t r, std::vect
   const bool warm = r >= ~0u - o.warmup;
   const std::string tag = warm ? fmt::format("{} warm-up", ctx_label(ctx)) : fmt::format("{} req {}", ctx_label(ctx), r);
   run.progress.show(tag + ": writing the prefix");
-  spec.keys = c.page_keys(baseline::synthetic_prompt(ctx, o.seed * 7919 + ctx + r));
+  spec.keys = c.page_keys(testing::synthetic_prompt(ctx, o.seed * 7919 + ctx + r));
   spec.seed = o.seed * 131 + ctx + r;
   if (spec.keys.empty()) return fail("--contexts", fmt::format("{} tokens make no whole page", ctx));
   auto w = testing::write_prefix(c, spec.keys);

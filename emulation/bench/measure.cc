@@ -10,7 +10,7 @@ namespace cxlkv::bench {
 namespace {
 
 using baseline::LocalLayout;
-using baseline::TopkTrace;
+using testing::TopkTrace;
 
 double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 

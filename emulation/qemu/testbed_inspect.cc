@@ -18,7 +18,7 @@
 #include "page_record.h"
 #include "region.h"
 #include "slab_allocator.h"
-#include "testing/synthetic.h"
+#include "synthetic.h"
 
 namespace {
 

@@ -8,7 +8,7 @@
 //   recover  reconnect to the restarted daemon; prefix A must be whole and byte-exact, prefix B
 //            must be gone (its reserved slots reclaimed); then write, commit and verify prefix B
 //   restart  hold, then recover, in one process: the decode worker outlives the daemon's host
-// Contents are synthetic (client/testing/synthetic.h): every byte follows from its page key, so
+// Contents are synthetic (testkit/synthetic.h): every byte follows from its page key, so
 // any reader (this worker, cxlkv-testbed-inspect on the host) checks them without a copy.
 #include <unistd.h>
 
@@ -23,7 +23,7 @@
 #include <fmt/format.h>
 
 #include "cxlkv/client.h"
-#include "testing/prefix_io.h"
+#include "prefix_io.h"
 
 namespace {
 
@@ -41,14 +41,8 @@ struct Options {
 
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-// The synthetic prompt of one prefix: token ids in DeepSeek-V3's vocabulary, from the seed.
-std::vector<int32_t> prompt(uint32_t pages, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int32_t> vocab(0, 129279);
-  std::vector<int32_t> t(size_t{pages} * 64);
-  for (auto& x : t) x = vocab(rng);
-  return t;
-}
+// The synthetic prompt of one prefix of `pages` pages (testkit/synthetic.h).
+std::vector<int32_t> prompt(uint32_t pages, uint32_t seed) { return testing::synthetic_prompt(pages * 64, seed); }
 
 // Connects, retrying while the daemon is not up yet (guest A boots alongside, or reboots).
 Result<std::unique_ptr<Client>> connect_retry(const Options& o) {

@@ -21,10 +21,11 @@
 #include "gpu_region.h"
 #include "hot_buffer.h"
 #include "reference.h"
-#include "workload.h"
+#include "pool_workload.h"
 
 using namespace cxlkv;
 using namespace cxlkv::kernels;
+namespace bench = cxlkv::testing;  // the pool workload and top-k traces, from testkit/
 using json = nlohmann::json;
 
 namespace {

@@ -13,7 +13,7 @@
 #include <thread>
 
 #include "slab_allocator.h"
-#include "support/temp_region.h"
+#include "temp_region.h"
 
 using namespace cxlkv;
 using namespace cxlkv::cxl;
@@ -49,8 +49,8 @@ namespace {
 
 TEST_CASE("SIGKILL at any point of allocate or free leaves every slab free or in use exactly once") {
   // Small slabs so the region has many of them and each operation is quick.
-  auto spec = test::temp_spec(Backend::kShm, 8ull << 20);
-  test::RegionCleanup cleanup{spec};
+  auto spec = testing::temp_spec(Backend::kShm, 8ull << 20);
+  testing::RegionCleanup cleanup{spec};
   {
     auto layout = *Layout::parse("custom:name=crash,layers=2,page_tokens=64,stream=k/64/64/sparse");
     auto region = Region::create(spec, layout, 1);

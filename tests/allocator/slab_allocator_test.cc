@@ -5,7 +5,7 @@
 #include <set>
 
 #include "slab_allocator.h"
-#include "support/temp_region.h"
+#include "temp_region.h"
 
 using namespace cxlkv;
 using namespace cxlkv::cxl;
@@ -14,12 +14,12 @@ namespace {
 
 struct Fixture {
   RegionSpec spec;
-  test::RegionCleanup cleanup;
+  testing::RegionCleanup cleanup;
   std::unique_ptr<Region> region;
 
   explicit Fixture(uint64_t size = 64ull << 20, const char* layout = "deepseek-v3.2", uint32_t slab_pages = 1,
                    Backend backend = Backend::kShm)
-      : spec(test::temp_spec(backend, size)), cleanup{spec} {
+      : spec(testing::temp_spec(backend, size)), cleanup{spec} {
     auto r = Region::create(spec, *Layout::parse(layout), slab_pages);
     REQUIRE(r.is_ok());
     region = std::move(*r);
@@ -128,8 +128,8 @@ TEST_CASE("only one allocator holds a region at a time") {
 }
 
 TEST_CASE("an allocator area that was never formatted, or damaged, is refused") {
-  auto spec = test::temp_spec(Backend::kShm, 64ull << 20);
-  test::RegionCleanup cleanup{spec};
+  auto spec = testing::temp_spec(Backend::kShm, 64ull << 20);
+  testing::RegionCleanup cleanup{spec};
   auto region = std::move(*Region::create(spec, *Layout::parse("deepseek-v3.2"), 1));
   auto unformatted = SlabAllocator::open(*region);
   REQUIRE_FALSE(unformatted.is_ok());
@@ -143,8 +143,8 @@ TEST_CASE("an allocator area that was never formatted, or damaged, is refused") 
 }
 
 TEST_CASE("a region too small for one slab cannot be formatted") {
-  auto spec = test::temp_spec(Backend::kShm, 2ull << 20);
-  test::RegionCleanup cleanup{spec};
+  auto spec = testing::temp_spec(Backend::kShm, 2ull << 20);
+  testing::RegionCleanup cleanup{spec};
   auto region = std::move(*Region::create(spec, *Layout::parse("deepseek-v3.2"), 1));
   auto st = SlabAllocator::format(*region);
   CHECK(st.code() == Code::kInvalidArgument);

@@ -16,12 +16,13 @@
 #include "rdma_transport.h"
 #include "region_reader.h"
 #include "tcp_reader.h"
-#include "testing/poold_process.h"
-#include "testing/prefix_io.h"
+#include "poold_process.h"
+#include "prefix_io.h"
 #include "topk_trace.h"
 
 using namespace cxlkv;
 using namespace cxlkv::baseline;
+using cxlkv::testing::TopkTrace;
 
 namespace {
 

@@ -18,8 +18,8 @@
 
 #include "cxlkv/client.h"
 #include "cxlkv/cxlkv.h"
-#include "testing/poold_process.h"
-#include "testing/prefix_io.h"
+#include "poold_process.h"
+#include "prefix_io.h"
 
 using namespace cxlkv;
 using testing::PooldProcess;

@@ -7,8 +7,8 @@
 #include <random>
 #include <vector>
 
-#include "support/temp_region.h"
-#include "testing/direct_pool.h"
+#include "temp_region.h"
+#include "direct_pool.h"
 
 using namespace cxlkv;
 using cxlkv::testing::DirectPool;
@@ -47,7 +47,7 @@ struct Setup {
   std::unique_ptr<DirectPool> pool;
   std::vector<Placement> pages;
   Setup(const std::string& layout, uint32_t e, uint32_t n_pages, uint64_t bytes = 256ull << 20)
-      : spec(test::temp_spec(cxl::Backend::kShm, bytes)) {
+      : spec(testing::temp_spec(cxl::Backend::kShm, bytes)) {
     auto p = DirectPool::create(spec, layout, e);
     REQUIRE(p.is_ok());
     pool = std::move(*p);

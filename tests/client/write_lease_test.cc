@@ -8,9 +8,9 @@
 
 #include "cacheline.h"
 #include "page_checksum.h"
-#include "support/temp_region.h"
-#include "testing/direct_pool.h"
-#include "testing/synthetic.h"
+#include "temp_region.h"
+#include "direct_pool.h"
+#include "synthetic.h"
 
 using namespace cxlkv;
 using cxlkv::testing::DirectPool;
@@ -23,7 +23,7 @@ struct Setup {
   cxl::RegionSpec spec;
   std::unique_ptr<DirectPool> pool;
   std::vector<Placement> pages;
-  Setup(const std::string& layout, uint32_t e, uint32_t n) : spec(test::temp_spec(cxl::Backend::kShm, 256ull << 20)) {
+  Setup(const std::string& layout, uint32_t e, uint32_t n) : spec(testing::temp_spec(cxl::Backend::kShm, 256ull << 20)) {
     auto p = DirectPool::create(spec, layout, e);
     REQUIRE(p.is_ok());
     pool = std::move(*p);

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "region.h"
-#include "support/temp_region.h"
+#include "temp_region.h"
 
 using namespace cxlkv;
 using namespace cxlkv::cxl;
@@ -48,8 +48,8 @@ std::vector<uint8_t> snapshot(const Region& r) { return {r.base(), r.base() + r.
 TEST_CASE("a region is created, written and reopened with its bytes on every backend") {
   const Backend backend = GENERATE(Backend::kShm, Backend::kFile, Backend::kDevdax, Backend::kNuma);
   CAPTURE(backend_name(backend));
-  auto spec = test::temp_spec(backend, kSize);
-  test::RegionCleanup cleanup{spec};
+  auto spec = testing::temp_spec(backend, kSize);
+  testing::RegionCleanup cleanup{spec};
   {
     auto region = make_region(spec);
     CHECK(region->size() == kSize);
@@ -66,8 +66,8 @@ TEST_CASE("a region is created, written and reopened with its bytes on every bac
 }
 
 TEST_CASE("creating a region that exists is an error and leaves it as it was") {
-  auto spec = test::temp_spec(Backend::kShm, kSize);
-  test::RegionCleanup cleanup{spec};
+  auto spec = testing::temp_spec(Backend::kShm, kSize);
+  testing::RegionCleanup cleanup{spec};
   auto first = make_region(spec);
   std::memcpy(first->base() + 8192, "keep", 4);
   auto second = Region::create(spec, dsv32(), 1);
@@ -88,17 +88,17 @@ TEST_CASE("opening a region that does not exist, or a bad name, is a clear error
 }
 
 TEST_CASE("a numa node that does not exist is a clear error") {
-  auto spec = test::temp_spec(Backend::kNuma, kSize);
+  auto spec = testing::temp_spec(Backend::kNuma, kSize);
   spec.numa_node = 4095;
-  test::RegionCleanup cleanup{spec};
+  testing::RegionCleanup cleanup{spec};
   auto r = Region::create(spec, dsv32(), 1);
   REQUIRE_FALSE(r.is_ok());
   CHECK(r.status().message().find("4095") != std::string::npos);
 }
 
 TEST_CASE("a damaged header is refused with the problem named, and nothing is written") {
-  auto spec = test::temp_spec(Backend::kFile, kSize);
-  test::RegionCleanup cleanup{spec};
+  auto spec = testing::temp_spec(Backend::kFile, kSize);
+  testing::RegionCleanup cleanup{spec};
   auto region = make_region(spec);
   auto* h = reinterpret_cast<RegionHeader*>(region->base());
 
@@ -132,8 +132,8 @@ TEST_CASE("a damaged header is refused with the problem named, and nothing is wr
 }
 
 TEST_CASE("opening with another layout is a mismatch that names both layouts") {
-  auto spec = test::temp_spec(Backend::kShm, kSize);
-  test::RegionCleanup cleanup{spec};
+  auto spec = testing::temp_spec(Backend::kShm, kSize);
+  testing::RegionCleanup cleanup{spec};
   auto region = make_region(spec);
   auto gqa = *Layout::parse("gqa-8x128");
   auto r = Region::open(spec, &gqa);
@@ -144,8 +144,8 @@ TEST_CASE("opening with another layout is a mismatch that names both layouts") {
 }
 
 TEST_CASE("a truncated region file is refused") {
-  auto spec = test::temp_spec(Backend::kFile, kSize);
-  test::RegionCleanup cleanup{spec};
+  auto spec = testing::temp_spec(Backend::kFile, kSize);
+  testing::RegionCleanup cleanup{spec};
   make_region(spec).reset();
   SECTION("shorter than the header says") {
     REQUIRE(truncate(spec.path.c_str(), kSize / 2) == 0);
@@ -169,8 +169,8 @@ TEST_CASE("a truncated region file is refused") {
 TEST_CASE("two processes mapping one region see each other's writes") {
   const Backend backend = GENERATE(Backend::kShm, Backend::kFile);
   CAPTURE(backend_name(backend));
-  auto spec = test::temp_spec(backend, kSize);
-  test::RegionCleanup cleanup{spec};
+  auto spec = testing::temp_spec(backend, kSize);
+  testing::RegionCleanup cleanup{spec};
   auto region = make_region(spec);
   std::memcpy(region->base() + 65536, "from-parent", 12);
 
@@ -191,8 +191,8 @@ TEST_CASE("two processes mapping one region see each other's writes") {
 }
 
 TEST_CASE("a region opened from a passed fd is the same memory") {
-  auto spec = test::temp_spec(Backend::kShm, kSize);
-  test::RegionCleanup cleanup{spec};
+  auto spec = testing::temp_spec(Backend::kShm, kSize);
+  testing::RegionCleanup cleanup{spec};
   auto region = make_region(spec);
   const int fd = dup(region->fd());
   auto other = Region::from_fd(fd, spec.path, nullptr);

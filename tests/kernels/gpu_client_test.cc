@@ -17,8 +17,8 @@
 #include "cxlkv/client.h"
 #include "cxlkv/gpu.h"
 #include "gpu_region.h"
-#include "testing/poold_process.h"
-#include "testing/prefix_io.h"
+#include "poold_process.h"
+#include "prefix_io.h"
 
 using namespace cxlkv;
 

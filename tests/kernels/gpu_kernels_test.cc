@@ -15,7 +15,7 @@
 #include "gpu_region.h"
 #include "hot_buffer.h"
 #include "reference.h"
-#include "workload.h"
+#include "pool_workload.h"
 
 using namespace cxlkv;
 using namespace cxlkv::kernels;
@@ -33,14 +33,14 @@ T* to_device(const std::vector<T>& v) {
 }
 
 struct Pool {
-  std::unique_ptr<bench::PoolWorkload> w;
+  std::unique_ptr<testing::PoolWorkload> w;
   std::unique_ptr<GpuRegistration> reg;
   StreamShape shape;
   std::vector<uint64_t*> dev_tables;
   // preset "deepseek-v3.2" or "deepseek-v3.2-split" (latent 640 B: the shape is the pool entry's).
   Pool(uint32_t stride, uint32_t slab_pages, const std::string& preset = "deepseek-v3.2") {
     // 1 GiB, 4K-token prefixes (64 pages, ~200 MB each): several prefixes and slabs.
-    w = bench::make_pool(1ull << 30, preset + ":latent_stride=" + std::to_string(stride), slab_pages, 4096, 4, 4);
+    w = testing::make_pool(1ull << 30, preset + ":latent_stride=" + std::to_string(stride), slab_pages, 4096, 4, 4);
     auto r = GpuRegistration::register_range(w->region->base(), w->region->size());
     REQUIRE(r.is_ok());
     reg = std::move(*r);
@@ -79,7 +79,7 @@ struct GatherBatch {
       : k(k_), segments(segments_), out_bytes(size_t{segments_} * k_ * shape.row_bytes()) {
     const uint32_t tokens = pool.w->pages_per_prefix * 64;
     for (uint32_t s = 0; s < segments; ++s) {
-      auto v = bench::unique_random(k, tokens, rng);
+      auto v = testing::unique_random(k, tokens, rng);
       mark(v, tokens);
       idx.insert(idx.end(), v.begin(), v.end());
     }
@@ -290,7 +290,7 @@ TEST_CASE("GPU hot buffer resolves, evicts and fetches exactly as the CPU refere
   for (int32_t step = 0; step < 12; ++step) {
     std::vector<int32_t> idx;
     for (uint32_t r = 0; r < requests; ++r) {
-      cur[r] = step == 0 ? bench::unique_random(k, tokens, rng) : bench::next_overlapping(cur[r], 0.7, tokens, rng);
+      cur[r] = step == 0 ? testing::unique_random(k, tokens, rng) : testing::next_overlapping(cur[r], 0.7, tokens, rng);
       cur[r][3] = -1;
       idx.insert(idx.end(), cur[r].begin(), cur[r].end());
     }

@@ -5,7 +5,7 @@
 #include <fstream>
 
 #include "config.h"
-#include "support/poold_process.h"
+#include "poold_process.h"
 
 using namespace cxlkv;
 using namespace cxlkv::pool;
@@ -21,7 +21,7 @@ ConfigOutcome load(std::vector<std::string> args) {
 
 // A TOML file that removes itself.
 struct TempToml {
-  std::string path = test::unique_name("config.toml");
+  std::string path = testing::unique_name("config.toml");
   explicit TempToml(const std::string& text) { std::ofstream(path) << text; }
   ~TempToml() { std::remove(path.c_str()); }
 };

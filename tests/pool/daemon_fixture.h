@@ -7,11 +7,11 @@
 #include <string>
 #include <vector>
 
-#include "support/pool_client.h"
-#include "support/poold_process.h"
-#include "support/temp_region.h"
+#include "raw_client.h"
+#include "poold_process.h"
+#include "temp_region.h"
 
-namespace cxlkv::test {
+namespace cxlkv::testing {
 
 // 4 layers, 64-token pages, latent 656 B sparse + indexer 132 B bulk: ~200 KB pages.
 inline constexpr const char* kTestLayout =
@@ -60,4 +60,4 @@ inline const wire::StatsResponse* stats_of(RawClient& c) {
   return r->body_as_StatsResponse();
 }
 
-}  // namespace cxlkv::test
+}  // namespace cxlkv::testing

@@ -6,7 +6,7 @@
 
 using namespace cxlkv;
 using namespace cxlkv::pool;
-using namespace cxlkv::test;
+using namespace cxlkv::testing;
 
 TEST_CASE("the watermark target is zero at or below the high watermark and reaches the low one above it") {
   const Watermarks w{0.8, 0.5};

@@ -7,7 +7,7 @@
 
 using namespace cxlkv;
 using namespace cxlkv::pool;
-using namespace cxlkv::test;
+using namespace cxlkv::testing;
 using namespace std::chrono_literals;
 
 TEST_CASE("a lease id is found only by its session and never again once the lease ends") {

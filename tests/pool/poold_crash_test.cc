@@ -15,7 +15,7 @@
 #include "slab_allocator.h"
 
 using namespace cxlkv;
-using namespace cxlkv::test;
+using namespace cxlkv::testing;
 using namespace std::chrono_literals;
 
 namespace {

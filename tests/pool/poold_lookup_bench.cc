@@ -6,12 +6,12 @@
 #include <chrono>
 #include <cstdio>
 
-#include "support/pool_client.h"
-#include "support/poold_process.h"
-#include "support/temp_region.h"
+#include "raw_client.h"
+#include "poold_process.h"
+#include "temp_region.h"
 
 using namespace cxlkv;
-using namespace cxlkv::test;
+using namespace cxlkv::testing;
 using Clock = std::chrono::steady_clock;
 
 namespace {

@@ -10,7 +10,7 @@
 #include "daemon_fixture.h"
 
 using namespace cxlkv;
-using namespace cxlkv::test;
+using namespace cxlkv::testing;
 using namespace std::chrono_literals;
 
 namespace {

@@ -8,7 +8,7 @@
 #include "daemon_fixture.h"
 
 using namespace cxlkv;
-using namespace cxlkv::test;
+using namespace cxlkv::testing;
 
 namespace {
 

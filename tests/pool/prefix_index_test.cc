@@ -6,7 +6,7 @@
 
 using namespace cxlkv;
 using namespace cxlkv::pool;
-using namespace cxlkv::test;
+using namespace cxlkv::testing;
 
 namespace {
 

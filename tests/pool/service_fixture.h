@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "pool_service.h"
-#include "support/temp_region.h"
+#include "temp_region.h"
 
-namespace cxlkv::test {
+namespace cxlkv::testing {
 
 inline constexpr const char* kUnitLayout = "custom:name=u,layers=2,page_tokens=64,stream=latent/64/64/sparse,stream=indexer/16/16/bulk";
 
@@ -86,4 +86,4 @@ struct ServiceFixture {
   }
 };
 
-}  // namespace cxlkv::test
+}  // namespace cxlkv::testing

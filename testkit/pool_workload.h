@@ -1,17 +1,19 @@
-// The GPU benchmark's workload: a real region carved by the real allocator into prefixes, the
-// block tables of those prefixes, and top-k index sets (uniform, sorted, and overlapping traces).
-// Host-only; used by gpu_bench.cc and the GPU tests.
+// PoolWorkload: a real region carved by the real allocator into prefixes of random bytes, and the
+// block tables of those prefixes; with it the top-k index sets that select from them (topk_trace.h,
+// included). Used by cxlkv-bench-gpu and the GPU tests. Host-only: never touches a GPU; it exits on failure, so never use it outside a
+// benchmark's or test's set-up.
 #pragma once
 
 #include <cstdint>
 #include <memory>
-#include <random>
+#include <string>
 #include <vector>
 
 #include "region.h"
 #include "slab_allocator.h"
+#include "topk_trace.h"
 
-namespace cxlkv::bench {
+namespace cxlkv::testing {
 
 struct PoolWorkload {
   std::unique_ptr<cxl::Region> region;
@@ -34,15 +36,8 @@ std::unique_ptr<PoolWorkload> make_pool(uint64_t pool_bytes, const std::string& 
                                         uint32_t context, uint32_t max_prefixes, unsigned threads,
                                         const std::string& backing = "shm");
 
-// k distinct indices in [0, n), in random order.
-std::vector<int32_t> unique_random(uint32_t k, uint32_t n, std::mt19937_64& rng);
-
-// Next top-k set of an overlapping trace: round(overlap x k) indices kept from `prev` (a random
-// choice), the rest new, distinct, and not in `prev`; in random order.
-std::vector<int32_t> next_overlapping(const std::vector<int32_t>& prev, double overlap, uint32_t n, std::mt19937_64& rng);
-
 // Transparent huge pages backing shared memory now, from /proc/meminfo (kB), and the shmem
 // THP policy.
 std::string huge_page_report();
 
-}  // namespace cxlkv::bench
+}  // namespace cxlkv::testing

@@ -1,4 +1,4 @@
-// The top-k trace model (baseline/topk_trace.h): set sizes, overlap and the misses' invariants.
+// The top-k trace model (testkit/topk_trace.h): set sizes, overlap and the misses' invariants.
 #include <catch2/catch_test_macros.hpp>
 
 #include <algorithm>
@@ -7,7 +7,7 @@
 
 #include "topk_trace.h"
 
-using cxlkv::baseline::TopkTrace;
+using cxlkv::testing::TopkTrace;
 
 TEST_CASE("each step keeps round(overlap x k) of the previous set and adds only new, sorted, distinct tokens") {
   TopkTrace t(16384, 3, 2048, 0.8, 7);

@@ -1,6 +1,7 @@
 // Whole-prefix helpers over the public API: write a prefix of synthetic pages (synthetic.h) and
-// check gathered rows against what the writer must have written. Used by the demo programs and
-// the integration tests, so both exercise the library the way a serving engine would.
+// check gathered rows against what the writer must have written. Used by the demo programs, the
+// integration tests, the benchmarks and the testbed worker, so all exercise the library the way a
+// serving engine would. Only public calls (cxlkv/client.h): never a library internal.
 #pragma once
 
 #include <cstdint>
@@ -9,7 +10,7 @@
 #include <fmt/format.h>
 
 #include "cxlkv/client.h"
-#include "testing/synthetic.h"
+#include "synthetic.h"
 
 namespace cxlkv::testing {
 

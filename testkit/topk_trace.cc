@@ -1,11 +1,12 @@
-// The top-k trace model (see topk_trace.h).
+// The top-k traces (see topk_trace.h).
 #include "topk_trace.h"
 
 #include <algorithm>
 #include <cmath>
+#include <unordered_set>
 #include <utility>
 
-namespace cxlkv::baseline {
+namespace cxlkv::testing {
 
 TopkTrace::TopkTrace(uint32_t context, uint32_t layers, uint32_t k, double overlap, uint64_t seed)
     : context_(context),
@@ -52,4 +53,32 @@ void TopkTrace::next_step() {
   }
 }
 
-}  // namespace cxlkv::baseline
+std::vector<int32_t> unique_random(uint32_t k, uint32_t n, std::mt19937_64& rng) {
+  std::vector<int32_t> out;
+  out.reserve(k);
+  std::vector<bool> taken(n, false);
+  std::uniform_int_distribution<uint32_t> pick(0, n - 1);
+  while (out.size() < k) {
+    const uint32_t v = pick(rng);
+    if (!taken[v]) taken[v] = true, out.push_back(int32_t(v));
+  }
+  return out;
+}
+
+std::vector<int32_t> next_overlapping(const std::vector<int32_t>& prev, double overlap, uint32_t n, std::mt19937_64& rng) {
+  const uint32_t k = uint32_t(prev.size());
+  const uint32_t keep = uint32_t(overlap * k + 0.5);
+  std::vector<int32_t> next = prev;
+  std::shuffle(next.begin(), next.end(), rng);
+  next.resize(keep);
+  std::unordered_set<int32_t> used(prev.begin(), prev.end());
+  std::uniform_int_distribution<uint32_t> pick(0, n - 1);
+  while (next.size() < k) {
+    const int32_t v = int32_t(pick(rng));
+    if (used.insert(v).second) next.push_back(v);
+  }
+  std::shuffle(next.begin(), next.end(), rng);
+  return next;
+}
+
+}  // namespace cxlkv::testing

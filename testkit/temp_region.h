@@ -1,5 +1,6 @@
-// Test support: unique region names and files that clean up after themselves.
-// Used by the cxl/, allocator/ and pool/ tests; never by production code.
+// Temporary regions: unique region specs (shm, file, devdax stand-in, numa) and a guard that
+// removes their backing when a test ends. Used by the cxl/, allocator/, pool/ and client/ tests;
+// never by production code, and never for a region a daemon it did not start still maps.
 #pragma once
 
 #include <unistd.h>
@@ -10,7 +11,7 @@
 
 #include "region.h"
 
-namespace cxlkv::test {
+namespace cxlkv::testing {
 
 // A unique spec for `backend`: an shm name, or a file under /dev/shm (tmpfs, like a real pool).
 inline cxl::RegionSpec temp_spec(cxl::Backend backend, uint64_t size) {
@@ -34,4 +35,4 @@ struct RegionCleanup {
   }
 };
 
-}  // namespace cxlkv::test
+}  // namespace cxlkv::testing

@@ -1,7 +1,7 @@
-// Test support: a raw control-plane client for tests that talk to the real daemon. It builds
-// requests with FlatBuffers and frames them with wire/'s framing, and it can also send any
-// bytes at all (bad magic, truncated frames, garbage) to check how the daemon takes them.
-// Independent of libcxlkv on purpose: the daemon is tested against the protocol document.
+// RawClient: a raw control-plane client for tests that talk to the real daemon (tests/pool and
+// its lookup benchmark). It builds requests with FlatBuffers and frames them with wire/'s framing,
+// and it can also send any bytes at all (bad magic, truncated frames, garbage) to check how the
+// daemon takes them. Never uses libcxlkv: the daemon is tested against the protocol document.
 #pragma once
 
 #include <poll.h>
@@ -14,9 +14,9 @@
 #include <xxhash.h>
 
 #include "frame.h"
-#include "support/poold_process.h"
+#include "poold_process.h"
 
-namespace cxlkv::test {
+namespace cxlkv::testing {
 
 // A deterministic 32-byte page key for page `i` of chain `chain`.
 inline wire::Key test_key(uint64_t chain, uint64_t i) {
@@ -145,4 +145,4 @@ class RawClient {
 // The Code of a response (kUnavailable when there is none).
 inline Code code_of(const wire::Response* r) { return r ? static_cast<Code>(r->code()) : Code::kUnavailable; }
 
-}  // namespace cxlkv::test
+}  // namespace cxlkv::testing

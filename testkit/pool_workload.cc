@@ -1,5 +1,5 @@
-// workload.h
-#include "workload.h"
+// The GPU benchmark's pool workload (see pool_workload.h).
+#include "pool_workload.h"
 
 #include <unistd.h>
 
@@ -9,11 +9,10 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
-#include <unordered_set>
 
 #include "gather_types.h"
 
-namespace cxlkv::bench {
+namespace cxlkv::testing {
 namespace {
 [[noreturn]] void die(const std::string& what, const Status& st) {
   std::fprintf(stderr, "cxlkv-bench-gpu: %s: %s\n", what.c_str(), st.to_string().c_str());
@@ -79,34 +78,6 @@ std::unique_ptr<PoolWorkload> make_pool(uint64_t pool_bytes, const std::string& 
   return w;
 }
 
-std::vector<int32_t> unique_random(uint32_t k, uint32_t n, std::mt19937_64& rng) {
-  std::vector<int32_t> out;
-  out.reserve(k);
-  std::vector<bool> taken(n, false);
-  std::uniform_int_distribution<uint32_t> pick(0, n - 1);
-  while (out.size() < k) {
-    const uint32_t v = pick(rng);
-    if (!taken[v]) taken[v] = true, out.push_back(int32_t(v));
-  }
-  return out;
-}
-
-std::vector<int32_t> next_overlapping(const std::vector<int32_t>& prev, double overlap, uint32_t n, std::mt19937_64& rng) {
-  const uint32_t k = uint32_t(prev.size());
-  const uint32_t keep = uint32_t(overlap * k + 0.5);
-  std::vector<int32_t> next = prev;
-  std::shuffle(next.begin(), next.end(), rng);
-  next.resize(keep);
-  std::unordered_set<int32_t> used(prev.begin(), prev.end());
-  std::uniform_int_distribution<uint32_t> pick(0, n - 1);
-  while (next.size() < k) {
-    const int32_t v = int32_t(pick(rng));
-    if (used.insert(v).second) next.push_back(v);
-  }
-  std::shuffle(next.begin(), next.end(), rng);
-  return next;
-}
-
 std::string huge_page_report() {
   std::ifstream meminfo("/proc/meminfo");
   std::string line, out;
@@ -120,4 +91,4 @@ std::string huge_page_report() {
   return out + "shmem_enabled=[" + p + "]";
 }
 
-}  // namespace cxlkv::bench
+}  // namespace cxlkv::testing

@@ -1,16 +1,30 @@
-// Synthetic, verifiable cache contents: every entry's bytes follow from (page key, stream,
-// layer, token) by a cheap PRNG, so a reader in another process can check each byte it fetched
-// without a copy of the data. Used by the demo programs, the integration tests and benchmarks.
+// The synthetic data contract between processes: the prompt (token ids from a seed) that names a
+// prefix, and each entry's bytes (from page key, stream, layer, token), so a decode process checks
+// every byte a prefill process wrote without talking to it or holding a copy. Used by the demos,
+// cxlkv-bulk-fetch, cxlkv-bench, the testbed programs, tests and benchmarks. Pure functions; never
+// change an output: a writer and a reader built apart must agree byte for byte.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <random>
 #include <vector>
 
 #include "cxlkv/page_key.h"
 
 namespace cxlkv::testing {
+
+// The synthetic prompt: `tokens` token ids in [0, 129280) (DeepSeek-V3's vocabulary), drawn by
+// std::mt19937(seed). The prefill and decode demos, cxlkv-bulk-fetch, cxlkv-bench and the testbed
+// worker (pages x 64 tokens) all name their prefixes by it.
+inline std::vector<int32_t> synthetic_prompt(uint32_t tokens, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int32_t> vocab(0, 129279);
+  std::vector<int32_t> t(tokens);
+  for (auto& x : t) x = vocab(rng);
+  return t;
+}
 
 // Seed of one entry: the first 8 bytes of its page's key mixed with (stream, layer, token).
 inline uint64_t entry_seed(const PageKey& key, int stream, uint32_t layer, uint32_t token) {

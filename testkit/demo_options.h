@@ -1,16 +1,18 @@
-// What the demo's prefill and decode programs share: their options and the prompt they agree on
-// (token ids from a seed), so the decode process can name the prefix without talking to prefill.
+// What scripts/demo's prefill and decode programs share with each other and with cxlkv-bulk-fetch:
+// the daemon endpoint and namespace, the command-line options, and the prompt they agree on
+// (synthetic.h), so the decode process names the prefix without talking to prefill.
+// Options only: never a call into the daemon or the library beyond ClientOptions.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
-#include <random>
 #include <string>
 #include <vector>
 
 #include <CLI/CLI.hpp>
 
 #include "cxlkv/client.h"
+#include "synthetic.h"
 
 namespace cxlkv::demo {
 
@@ -43,13 +45,7 @@ inline double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// The synthetic prompt: token ids in [0, 129280) (DeepSeek-V3's vocabulary) from the seed.
-inline std::vector<int32_t> prompt(const DemoOptions& o) {
-  std::mt19937 rng(o.seed);
-  std::uniform_int_distribution<int32_t> vocab(0, 129279);
-  std::vector<int32_t> t(o.tokens);
-  for (auto& x : t) x = vocab(rng);
-  return t;
-}
+// The demo's prompt: the synthetic prompt of o.tokens tokens from o.seed.
+inline std::vector<int32_t> prompt(const DemoOptions& o) { return testing::synthetic_prompt(o.tokens, o.seed); }
 
 }  // namespace cxlkv::demo

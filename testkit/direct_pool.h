@@ -1,7 +1,7 @@
 // DirectPool: a region set up with the allocator directly, and leases over it, with no daemon.
-// For unit tests (tests/client) and the CPU gather benchmark; never linked into libcxlkv.
-// It plays the daemon's part in the smallest way: it allocates slabs for a run of pages and
-// hands out placements; it keeps no index and no records.
+// For unit tests (tests/client) and the CPU gather benchmark, which link libcxlkv's static archive
+// (it reaches lease_factory.h); never linked into libcxlkv. It plays the daemon's part in the
+// smallest way: it allocates slabs for a run of pages and hands out placements; no index, no records.
 #pragma once
 
 #include <memory>
