@@ -204,8 +204,8 @@ TEST_CASE("a region opened from a passed fd is the same memory") {
 TEST_CASE("a region opened read-only maps the same bytes on every backend and faults on a store") {
   const Backend backend = GENERATE(Backend::kShm, Backend::kFile, Backend::kDevdax, Backend::kNuma);
   CAPTURE(backend_name(backend));
-  auto spec = test::temp_spec(backend, kSize);
-  test::RegionCleanup cleanup{spec};
+  auto spec = testing::temp_spec(backend, kSize);
+  testing::RegionCleanup cleanup{spec};
   auto region = make_region(spec);
   std::memcpy(region->base() + 65536, "written-before", 15);
   std::memcpy(region->base() + kSize - 16, "tail-of-region!", 16);
@@ -237,8 +237,8 @@ TEST_CASE("a region opened read-only maps the same bytes on every backend and fa
 }
 
 TEST_CASE("a read-only open refuses a damaged header, another layout or a truncated file as a read-write open does") {
-  auto spec = test::temp_spec(Backend::kFile, kSize);
-  test::RegionCleanup cleanup{spec};
+  auto spec = testing::temp_spec(Backend::kFile, kSize);
+  testing::RegionCleanup cleanup{spec};
   // Both opens must fail with the same code and the same message: one header check.
   auto same_refusal = [&](const Layout* expected) {
     auto rw = Region::open(spec, expected, OpenMode::kReadWrite);
