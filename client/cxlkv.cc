@@ -1,15 +1,20 @@
 // The C API (cxlkv/cxlkv.h): opaque handles over Client, WriteLease and ReadLease.
 #include "cxlkv/cxlkv.h"
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <new>
 #include <string>
+#include <vector>
 
 #include "cxlkv/client.h"
 
 struct cxlkv_client {
   std::unique_ptr<cxlkv::Client> client;
+  // The layout's strings, kept for the pointers cxlkv_layout_name / cxlkv_stream_name return.
+  std::string layout_name;
+  std::vector<std::string> stream_names;
 };
 struct cxlkv_write_lease {
   cxlkv::WriteLease lease;
@@ -29,6 +34,15 @@ int fail(const cxlkv::Status& st) {
 }
 
 int fail(cxlkv::Code code, const char* message) { return fail(cxlkv::Status(code, message)); }
+
+// The answer to a NULL handle or a required pointer left NULL: names the call and the argument.
+int null_argument(const char* call, const char* argument) {
+  return fail(cxlkv::Status(cxlkv::Code::kInvalidArgument, std::string(call) + ": " + argument + " is NULL"));
+}
+
+bool valid_stream(const cxlkv_client* c, int stream) {
+  return c && stream >= 0 && stream < c->client->layout().stream_count();
+}
 
 static_assert(sizeof(cxlkv_page_key) == sizeof(cxlkv::PageKey));
 static_assert(int(cxlkv::Code::kExpired) == CXLKV_EXPIRED);
@@ -55,21 +69,60 @@ int cxlkv_connect(const cxlkv_options* options, cxlkv_client** out) {
   if (options->io_timeout_ms > 0) o.io_timeout_ms = options->io_timeout_ms;
   auto client = cxlkv::Client::connect(o);
   if (!client) return fail(client.status());
-  *out = new (std::nothrow) cxlkv_client{std::move(*client)};
-  return *out ? CXLKV_OK : fail(cxlkv::Code::kExhausted, "cxlkv_connect: out of memory");
+  auto* handle = new (std::nothrow) cxlkv_client{std::move(*client), {}, {}};
+  if (!handle) return fail(cxlkv::Code::kExhausted, "cxlkv_connect: out of memory");
+  const cxlkv::Layout& layout = handle->client->layout();
+  handle->layout_name = layout.name();
+  for (int s = 0; s < layout.stream_count(); ++s) handle->stream_names.push_back(layout.stream_name(s));
+  *out = handle;
+  return CXLKV_OK;
 }
 
 void cxlkv_disconnect(cxlkv_client* client) { delete client; }
-uint64_t cxlkv_namespace_id(const cxlkv_client* c) { return c->client->info().namespace_id; }
-uint32_t cxlkv_page_tokens(const cxlkv_client* c) { return c->client->page_tokens(); }
-uint32_t cxlkv_layers(const cxlkv_client* c) { return c->client->layout().layers(); }
-int cxlkv_stream_index(const cxlkv_client* c, const char* name) { return name ? c->client->layout().find_stream(name) : -1; }
+uint64_t cxlkv_namespace_id(const cxlkv_client* c) { return c ? c->client->info().namespace_id : 0; }
+uint32_t cxlkv_page_tokens(const cxlkv_client* c) { return c ? c->client->page_tokens() : 0; }
+uint32_t cxlkv_layers(const cxlkv_client* c) { return c ? c->client->layout().layers() : 0; }
+int cxlkv_stream_index(const cxlkv_client* c, const char* name) {
+  return c && name ? c->client->layout().find_stream(name) : -1;
+}
 uint32_t cxlkv_entry_bytes(const cxlkv_client* c, int stream) {
-  return stream >= 0 && stream < c->client->layout().stream_count() ? c->client->layout().stream(stream).entry_bytes : 0;
+  return valid_stream(c, stream) ? c->client->layout().stream(stream).entry_bytes : 0;
+}
+const char* cxlkv_layout_name(const cxlkv_client* c) { return c ? c->layout_name.c_str() : nullptr; }
+int cxlkv_stream_count(const cxlkv_client* c) { return c ? c->client->layout().stream_count() : 0; }
+const char* cxlkv_stream_name(const cxlkv_client* c, int stream) {
+  return valid_stream(c, stream) ? c->stream_names[size_t(stream)].c_str() : nullptr;
+}
+uint32_t cxlkv_entry_stride(const cxlkv_client* c, int stream) {
+  return valid_stream(c, stream) ? c->client->layout().stream(stream).entry_stride : 0;
+}
+int cxlkv_stream_sparse(const cxlkv_client* c, int stream) {
+  if (!valid_stream(c, stream)) return -1;
+  return c->client->layout().access(stream) == cxlkv::Access::kSparse ? 1 : 0;
+}
+
+int cxlkv_get_stats(cxlkv_client* c, cxlkv_stats* out) {
+  if (!c) return null_argument("cxlkv_get_stats", "client");
+  if (!out) return null_argument("cxlkv_get_stats", "out");
+  auto st = c->client->stats();
+  if (!st) return fail(st.status());
+  *out = {st->pages_committed, st->pages_reserved, st->slabs_total, st->slabs_free, st->read_leases,
+          st->write_leases, st->lookup_hits, st->lookup_misses, st->evictions};
+  return CXLKV_OK;
+}
+
+int cxlkv_remove(cxlkv_client* c, const cxlkv_page_key* keys, size_t n, uint32_t* removed) {
+  if (!c) return null_argument("cxlkv_remove", "client");
+  if (!keys && n > 0) return null_argument("cxlkv_remove", "keys");
+  auto r = c->client->remove(key_span(keys, n));
+  if (!r) return fail(r.status());
+  if (removed) *removed = *r;
+  return CXLKV_OK;
 }
 
 size_t cxlkv_page_keys(const cxlkv_client* c, const int32_t* tokens, size_t n_tokens, const cxlkv_page_key* parent,
                        cxlkv_page_key* out, size_t out_capacity) {
+  if (!c || (!tokens && n_tokens > 0) || (!out && out_capacity > 0)) return 0;
   cxlkv::PageKey root;
   if (parent) std::memcpy(root.bytes.data(), parent->bytes, sizeof parent->bytes);
   auto keys = c->client->page_keys({tokens, tokens ? n_tokens : 0}, root);
@@ -79,7 +132,9 @@ size_t cxlkv_page_keys(const cxlkv_client* c, const int32_t* tokens, size_t n_to
 
 int cxlkv_reserve(cxlkv_client* c, const cxlkv_page_key* parent, const cxlkv_page_key* keys, size_t n,
                   cxlkv_write_lease** out) {
-  if (!out) return fail(cxlkv::Code::kInvalidArgument, "cxlkv_reserve: out is null");
+  if (!c) return null_argument("cxlkv_reserve", "client");
+  if (!out) return null_argument("cxlkv_reserve", "out");
+  if (!keys && n > 0) return null_argument("cxlkv_reserve", "keys");
   cxlkv::PageKey root;
   if (parent) std::memcpy(root.bytes.data(), parent->bytes, sizeof parent->bytes);
   auto lease = c->client->reserve(root, key_span(keys, n));
@@ -88,45 +143,69 @@ int cxlkv_reserve(cxlkv_client* c, const cxlkv_page_key* parent, const cxlkv_pag
   return CXLKV_OK;
 }
 
-uint32_t cxlkv_write_lease_pages(const cxlkv_write_lease* l) { return l->lease.pages(); }
+uint32_t cxlkv_write_lease_pages(const cxlkv_write_lease* l) { return l ? l->lease.pages() : 0; }
 int cxlkv_write_lease_writable(const cxlkv_write_lease* l, uint32_t page) {
-  return page < l->lease.pages() && l->lease.writable(page);
+  return l && page < l->lease.pages() && l->lease.writable(page);
 }
 int cxlkv_write_entries(cxlkv_write_lease* l, uint32_t page, int stream, uint32_t layer, const void* packed,
                         uint32_t entries) {
+  if (!l) return null_argument("cxlkv_write_entries", "lease");
+  if (!packed && entries > 0) return null_argument("cxlkv_write_entries", "packed");
   return fail(l->lease.write_entries(page, stream, layer, packed, entries));
 }
 int cxlkv_commit(cxlkv_client* c, cxlkv_write_lease* l, uint32_t* committed) {
+  if (!c) return null_argument("cxlkv_commit", "client");
+  if (!l) return null_argument("cxlkv_commit", "lease");
   auto n = c->client->commit(l->lease);
   if (!n) return fail(n.status());
   if (committed) *committed = *n;
   return CXLKV_OK;
 }
-int cxlkv_abort(cxlkv_client* c, cxlkv_write_lease* l) { return fail(c->client->abort(l->lease)); }
+int cxlkv_abort(cxlkv_client* c, cxlkv_write_lease* l) {
+  if (!c) return null_argument("cxlkv_abort", "client");
+  if (!l) return null_argument("cxlkv_abort", "lease");
+  return fail(c->client->abort(l->lease));
+}
 void cxlkv_write_lease_free(cxlkv_write_lease* l) { delete l; }
 
 int cxlkv_lookup(cxlkv_client* c, const cxlkv_page_key* keys, size_t n, cxlkv_read_lease** out) {
-  if (!out) return fail(cxlkv::Code::kInvalidArgument, "cxlkv_lookup: out is null");
+  if (!c) return null_argument("cxlkv_lookup", "client");
+  if (!out) return null_argument("cxlkv_lookup", "out");
+  if (!keys && n > 0) return null_argument("cxlkv_lookup", "keys");
   auto lease = c->client->lookup(key_span(keys, n));
   if (!lease) return fail(lease.status());
   *out = new cxlkv_read_lease{std::move(*lease)};
   return CXLKV_OK;
 }
-uint32_t cxlkv_read_lease_pages(const cxlkv_read_lease* l) { return l->lease.pages(); }
+uint32_t cxlkv_read_lease_pages(const cxlkv_read_lease* l) { return l ? l->lease.pages() : 0; }
+size_t cxlkv_read_lease_placements(const cxlkv_read_lease* l, cxlkv_placement* out, size_t capacity) {
+  if (!l) return 0;
+  static_assert(sizeof(cxlkv_placement) == sizeof(cxlkv::Placement));
+  const auto placements = l->lease.placements();
+  if (out) std::memcpy(out, placements.data(), std::min(capacity, placements.size()) * sizeof(cxlkv_placement));
+  return placements.size();
+}
+uint64_t cxlkv_read_lease_id(const cxlkv_read_lease* l) { return l ? l->lease.id() : 0; }
 int cxlkv_gather_topk(const cxlkv_read_lease* l, int stream, uint32_t layer, const int32_t* indices, int k, void* dst) {
+  if (!l) return null_argument("cxlkv_gather_topk", "lease");
   cxlkv::Status st = l->lease.gather_topk(stream, layer, indices, k, dst);
   return st.is_ok() ? CXLKV_OK : fail(st);
 }
 int cxlkv_fetch_pages(const cxlkv_read_lease* l, int stream, uint32_t layer, uint32_t p0, uint32_t p1, void* dst) {
+  if (!l) return null_argument("cxlkv_fetch_pages", "lease");
   return fail(l->lease.fetch_pages(stream, layer, p0, p1, dst));
 }
 int cxlkv_renew(cxlkv_read_lease* l, uint32_t* ttl_ms) {
+  if (!l) return null_argument("cxlkv_renew", "lease");
   auto ttl = l->lease.renew();
   if (!ttl) return fail(ttl.status());
   if (ttl_ms) *ttl_ms = *ttl;
   return CXLKV_OK;
 }
-int cxlkv_release(cxlkv_read_lease* l) { return fail(l->lease.release()); }
+int cxlkv_release(cxlkv_read_lease* l) {
+  if (!l) return null_argument("cxlkv_release", "lease");
+  return fail(l->lease.release());
+}
 void cxlkv_read_lease_free(cxlkv_read_lease* l) { delete l; }
 
 }  // extern "C"

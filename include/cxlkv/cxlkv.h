@@ -2,7 +2,8 @@
  * handles, for callers that are not C++ (Python ctypes/cffi, Rust, C serving engines). A thin
  * wrapper over the C++ classes (client/cxlkv.cc); it adds no behaviour of its own.
  * Every int-returning call returns 0 on success or a cxlkv_code; cxlkv_last_error() then gives
- * this thread's message naming the problem and the value. Nothing here throws or aborts. */
+ * this thread's message naming the problem and the value. Nothing here throws or aborts: a NULL
+ * handle or pointer is CXLKV_INVALID_ARGUMENT (getters of a NULL handle return 0, -1 or NULL). */
 #ifndef CXLKV_CXLKV_H
 #define CXLKV_CXLKV_H
 
@@ -62,6 +63,27 @@ uint32_t cxlkv_layers(const cxlkv_client* client);
 int cxlkv_stream_index(const cxlkv_client* client, const char* name);
 uint32_t cxlkv_entry_bytes(const cxlkv_client* client, int stream);
 
+/* The layout (layout.h): its name, its streams (0 .. stream_count - 1) with their name, stride
+ * and access kind (1: sparse, fetched per entry; 0: bulk, fetched whole). Strings stay valid
+ * while the client is connected; an out-of-range stream gives NULL / 0 / -1. */
+const char* cxlkv_layout_name(const cxlkv_client* client);
+int cxlkv_stream_count(const cxlkv_client* client);
+const char* cxlkv_stream_name(const cxlkv_client* client, int stream);
+uint32_t cxlkv_entry_stride(const cxlkv_client* client, int stream);
+int cxlkv_stream_sparse(const cxlkv_client* client, int stream);
+
+/* The daemon's counters (client.h PoolStats). */
+typedef struct cxlkv_stats {
+  uint64_t pages_committed, pages_reserved;
+  uint64_t slabs_total, slabs_free;
+  uint64_t read_leases, write_leases;
+  uint64_t lookup_hits, lookup_misses, evictions;
+} cxlkv_stats;
+int cxlkv_get_stats(cxlkv_client* client, cxlkv_stats* out);
+/* Frees the committed, unpinned pages among keys[0..n) of this namespace; *removed (if not NULL)
+ * gets how many. */
+int cxlkv_remove(cxlkv_client* client, const cxlkv_page_key* keys, size_t n, uint32_t* removed);
+
 /* Keys of the whole pages of tokens[0..n_tokens), chained from parent (NULL = root). Writes at
  * most out_capacity keys; returns the number of whole pages. */
 size_t cxlkv_page_keys(const cxlkv_client* client, const int32_t* tokens, size_t n_tokens,
@@ -81,6 +103,18 @@ void cxlkv_write_lease_free(cxlkv_write_lease* lease); /* aborts a lease still o
 /* Read path (read_lease.h). An empty lease (0 pages) is returned when the first key misses. */
 int cxlkv_lookup(cxlkv_client* client, const cxlkv_page_key* keys, size_t n, cxlkv_read_lease** out);
 uint32_t cxlkv_read_lease_pages(const cxlkv_read_lease* lease);
+/* The lease's block table (pool_view.h Placement): where each page lives in the region. */
+typedef struct cxlkv_placement {
+  uint64_t slab_offset; /* from the region base */
+  uint64_t generation;
+  uint32_t slab;
+  uint16_t position; /* in the slab, 0 .. E - 1 */
+  uint16_t flags;
+} cxlkv_placement;
+/* Copies min(pages, capacity) placements into out; returns the lease's page count. */
+size_t cxlkv_read_lease_placements(const cxlkv_read_lease* lease, cxlkv_placement* out, size_t capacity);
+/* The daemon's id of the lease; 0 for an empty or released lease. */
+uint64_t cxlkv_read_lease_id(const cxlkv_read_lease* lease);
 /* HOT: no lock, no allocation, no system call. Index = page * page_tokens + offset; -1 skipped
  * (dst row untouched); any index < -1 or past the prefix fails and nothing is read. */
 int cxlkv_gather_topk(const cxlkv_read_lease* lease, int stream, uint32_t layer, const int32_t* indices, int k,
