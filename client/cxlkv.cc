@@ -8,37 +8,18 @@
 #include <string>
 #include <vector>
 
+#include "c_handles.h"
 #include "cxlkv/client.h"
-
-struct cxlkv_client {
-  std::unique_ptr<cxlkv::Client> client;
-  // The layout's strings, kept for the pointers cxlkv_layout_name / cxlkv_stream_name return.
-  std::string layout_name;
-  std::vector<std::string> stream_names;
-};
-struct cxlkv_write_lease {
-  cxlkv::WriteLease lease;
-};
-struct cxlkv_read_lease {
-  cxlkv::ReadLease lease;
-};
 
 namespace {
 
 thread_local std::string t_last_error;
 
-int fail(const cxlkv::Status& st) {
-  if (st.is_ok()) return CXLKV_OK;
-  t_last_error = st.to_string();
-  return int(st.code());
-}
+int fail(const cxlkv::Status& st) { return cxlkv::detail::c_fail(st); }
 
 int fail(cxlkv::Code code, const char* message) { return fail(cxlkv::Status(code, message)); }
 
-// The answer to a NULL handle or a required pointer left NULL: names the call and the argument.
-int null_argument(const char* call, const char* argument) {
-  return fail(cxlkv::Status(cxlkv::Code::kInvalidArgument, std::string(call) + ": " + argument + " is NULL"));
-}
+int null_argument(const char* call, const char* argument) { return cxlkv::detail::c_null_argument(call, argument); }
 
 bool valid_stream(const cxlkv_client* c, int stream) {
   return c && stream >= 0 && stream < c->client->layout().stream_count();
@@ -52,6 +33,21 @@ std::span<const cxlkv::PageKey> key_span(const cxlkv_page_key* keys, size_t n) {
 }
 
 }  // namespace
+
+namespace cxlkv::detail {
+
+int c_fail(const Status& st) {
+  if (st.is_ok()) return CXLKV_OK;
+  t_last_error = st.to_string();
+  return int(st.code());
+}
+
+// The answer to a NULL handle or a required pointer left NULL: names the call and the argument.
+int c_null_argument(const char* call, const char* argument) {
+  return c_fail(Status(Code::kInvalidArgument, std::string(call) + ": " + argument + " is NULL"));
+}
+
+}  // namespace cxlkv::detail
 
 extern "C" {
 

@@ -20,12 +20,12 @@ TENANT, TOKEN = "py", "py-token"
 
 
 class Daemon:
-    def __init__(self, tag: str, size: str = "128MiB", extra: tuple[str, ...] = ()) -> None:
+    def __init__(self, tag: str, size: str = "128MiB", extra: tuple[str, ...] = (), layout: str = LAYOUT) -> None:
         self.name = f"cxlkv-pytest-{os.getpid()}-{tag}-{uuid.uuid4().hex[:6]}"
         self.socket = Path("/tmp") / f"{self.name}.sock"
         self.endpoint = f"unix:{self.socket}"
         cmd = [os.environ["CXLKV_POOLD"], "--backend", "shm", "--path", f"/{self.name}", "--size", size,
-               "--layout", LAYOUT, "--slab-pages", "1", "--socket", str(self.socket), "--metrics-port", "0",
+               "--layout", layout, "--slab-pages", "1", "--socket", str(self.socket), "--metrics-port", "0",
                "--tenant", f"{TENANT}:{TOKEN}", "--log-level", "warn", "--write-lease-ttl-ms", "2000", *extra]
         self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 10

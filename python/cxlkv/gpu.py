@@ -1,0 +1,263 @@
+"""The GPU data path from Python (include/cxlkv/cxlkv_gpu.h over gpu.h): gathers of a batch of
+(request, layer) items into torch CUDA tensors in one launch, whole-page fetches of bulk streams,
+hot buffers and their step, split rows. Every call is queued on a CUDA stream, by default torch's
+current one, and returns at once; the caller orders its attention kernel after it on that stream.
+Needs libcxlkv_gpu (built where CUDA is) and torch with CUDA."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from ctypes import POINTER, c_int, c_int32, c_size_t, c_uint32, c_void_p
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from . import _native as native
+from .client import Client, ReadLease, _check
+from .errors import Closed, InvalidArgument
+from ._buffers import describe, is_torch
+
+
+class _Splice(ctypes.Structure):
+    _fields_ = [("side_bytes", c_uint32), ("side_at", c_uint32)]
+
+
+class _GatherItem(ctypes.Structure):
+    _fields_ = [("table", c_void_p), ("layer", c_uint32), ("k", c_uint32), ("indices", c_void_p),
+                ("out", c_void_p), ("side", c_void_p)]
+
+
+def _load() -> ctypes.CDLL:
+    path = os.environ.get("CXLKV_GPU_LIBRARY")
+    if not path:
+        try:
+            from . import _libpath
+            path = getattr(_libpath, "GPU_LIBRARY", "")
+        except ImportError:
+            path = ""
+    if not path or not os.path.exists(path):
+        path = os.path.join(os.path.dirname(native._library_path()), "libcxlkv_gpu.so.0")
+    try:
+        lib = ctypes.CDLL(path)
+    except OSError as e:
+        raise ImportError(f"cxlkv.gpu: libcxlkv_gpu not loadable ({e}); it is built only where CUDA is; "
+                          "set CXLKV_GPU_LIBRARY to its path") from None
+    sig = {
+        "cxlkv_gpu_attach": (c_int, [c_void_p, POINTER(c_void_p)]),
+        "cxlkv_gpu_detach": (None, [c_void_p]),
+        "cxlkv_gpu_upload": (c_int, [c_void_p, c_void_p, c_int, POINTER(c_void_p)]),
+        "cxlkv_gpu_table_pages": (c_uint32, [c_void_p]),
+        "cxlkv_gpu_table_free": (None, [c_void_p]),
+        "cxlkv_gpu_gather_topk": (c_int, [c_void_p, POINTER(_GatherItem), c_size_t, c_void_p, POINTER(_Splice)]),
+        "cxlkv_gpu_bad_index_count": (c_int, [c_void_p, POINTER(c_uint32)]),
+        "cxlkv_gpu_fetch_pages": (c_int, [c_void_p, c_void_p, c_int, c_uint32, c_uint32, c_uint32, c_void_p, c_void_p]),
+        "cxlkv_gpu_make_hot_buffer": (c_int, [c_void_p, c_void_p, c_uint32, c_uint32, c_uint32, POINTER(_Splice),
+                                              c_void_p, POINTER(c_void_p)]),
+        "cxlkv_gpu_hot_buffer_free": (None, [c_void_p]),
+        "cxlkv_gpu_hot_capacity": (c_uint32, [c_void_p]),
+        "cxlkv_gpu_hot_rows": (c_void_p, [c_void_p]),
+        "cxlkv_gpu_hot_row_of": (c_void_p, [c_void_p]),
+        "cxlkv_gpu_hot_step": (c_int, [c_void_p, POINTER(c_void_p), POINTER(c_void_p), POINTER(c_uint32), c_size_t,
+                                       c_int32, c_void_p]),
+        "cxlkv_gpu_hot_last_counts": (c_int, [c_void_p, POINTER(c_uint32), POINTER(c_uint32)]),
+    }
+    for name, (restype, argtypes) in sig.items():
+        fn = getattr(lib, name)
+        fn.restype, fn.argtypes = restype, argtypes
+    return lib
+
+
+_lib: ctypes.CDLL | None = None
+
+
+def _gpu() -> ctypes.CDLL:
+    global _lib
+    if _lib is None:
+        _lib = _load()
+    return _lib
+
+
+def _cuda(tensor: Any, what: str, *, nbytes: int | None = None, int32_1d: bool = False) -> int:
+    """The device address of a contiguous CUDA tensor, checked; InvalidArgument naming the problem."""
+    if not is_torch(tensor):
+        raise InvalidArgument(f"{what}: a torch CUDA tensor is needed, got {describe(tensor)}")
+    import torch
+    if tensor.device.type != "cuda":
+        raise InvalidArgument(f"{what}: {describe(tensor)} is not on a CUDA device")
+    if not tensor.is_contiguous():
+        raise InvalidArgument(f"{what}: {describe(tensor)} is not contiguous")
+    if int32_1d and (tensor.dtype != torch.int32 or tensor.dim() != 1):
+        raise InvalidArgument(f"{what}: indices must be a 1-D int32 tensor, got {describe(tensor)}")
+    size = tensor.numel() * tensor.element_size()
+    if nbytes is not None and size != nbytes:
+        raise InvalidArgument(f"{what}: {describe(tensor)} holds {size} bytes, {nbytes} expected")
+    return tensor.data_ptr()
+
+
+def _stream(stream: Any) -> int | None:
+    """A cudaStream_t: torch's current stream when None, a torch.cuda.Stream, or a raw handle."""
+    if stream is None:
+        import torch
+        return torch.cuda.current_stream().cuda_stream or None
+    if hasattr(stream, "cuda_stream"):
+        return stream.cuda_stream or None
+    return int(stream) or None
+
+
+@dataclass(frozen=True)
+class Splice:
+    """Split rows (gpu.h GpuRowSplice): side_bytes from an item's side array put in at side_at."""
+    side_bytes: int = 0
+    side_at: int = 0
+
+
+@dataclass
+class GatherItem:
+    """One (request, layer) of a gather: indices [k] int32 CUDA, out [k][row bytes] CUDA."""
+    table: "GpuTable"
+    layer: int
+    indices: Any
+    out: Any
+    side: Any = None
+
+
+class GpuTable:
+    """One stream's block table of a read lease, in GPU memory. Keeps its lease alive."""
+
+    def __init__(self, pool: "GpuPool", lease: ReadLease, stream: int, handle: int) -> None:
+        self._pool, self.lease, self.stream, self._handle = pool, lease, stream, handle
+        self.pages: int = _gpu().cxlkv_gpu_table_pages(handle)
+        self.entry_bytes: int = pool.client.layout.stream(stream).entry_bytes
+
+    def __del__(self) -> None:
+        handle, self._handle = getattr(self, "_handle", None), None
+        if handle is not None and _lib is not None:
+            _lib.cxlkv_gpu_table_free(handle)
+
+
+class HotBuffer:
+    """A GPU hot buffer for one (request, layer) (gpu.h GpuHotBuffer): rows kept across steps."""
+
+    def __init__(self, table: GpuTable, handle: int, max_k: int, row_bytes: int) -> None:
+        self.table, self._handle, self.max_k, self.row_bytes = table, handle, max_k, row_bytes
+        self.capacity: int = _gpu().cxlkv_gpu_hot_capacity(handle)
+
+    def rows(self) -> Any:
+        """The [capacity][row bytes] uint8 CUDA tensor of cached rows (a view, no copy)."""
+        return _device_view(_gpu().cxlkv_gpu_hot_rows(self._handle), (self.capacity, self.row_bytes), "uint8")
+
+    def row_of(self) -> Any:
+        """[max_k] int32 CUDA tensor: the row holding top-k slot i's entry after the last step."""
+        return _device_view(_gpu().cxlkv_gpu_hot_row_of(self._handle), (self.max_k,), "int32")
+
+    def last_counts(self) -> tuple[int, int]:
+        """(hits, misses) of the last step; synchronizes."""
+        hits, misses = c_uint32(), c_uint32()
+        _check(_gpu().cxlkv_gpu_hot_last_counts(self._handle, ctypes.byref(hits), ctypes.byref(misses)))
+        return hits.value, misses.value
+
+    def __del__(self) -> None:
+        handle, self._handle = getattr(self, "_handle", None), None
+        if handle is not None and _lib is not None:
+            _lib.cxlkv_gpu_hot_buffer_free(handle)
+
+
+def _device_view(address: int, shape: tuple[int, ...], dtype: str) -> Any:
+    """A torch tensor over GPU memory the library owns, through the CUDA array interface."""
+    import torch
+
+    class _Array:
+        __cuda_array_interface__ = {"shape": shape, "typestr": "|u1" if dtype == "uint8" else "<i4",
+                                    "data": (address, False), "version": 3, "strides": None}
+    return torch.as_tensor(_Array(), device="cuda")
+
+
+class GpuPool:
+    """The client's mapping registered with CUDA (gpu.h GpuPool). The client must stay open."""
+
+    def __init__(self, client: Client) -> None:
+        handle = c_void_p()
+        _check(_gpu().cxlkv_gpu_attach(client._h(), ctypes.byref(handle)))
+        self.client, self._handle = client, handle.value
+
+    def _h(self) -> int:
+        if self._handle is None:
+            raise Closed("GPU pool is detached")
+        return self._handle
+
+    def close(self) -> None:
+        """Unregisters the mapping."""
+        handle, self._handle = getattr(self, "_handle", None), None
+        if handle is not None:
+            _gpu().cxlkv_gpu_detach(handle)
+
+    def __enter__(self) -> "GpuPool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+    def upload(self, lease: ReadLease, stream: int | str) -> GpuTable:
+        """The lease's block table of `stream` in GPU memory (once per lease; synchronous)."""
+        s = self.client.layout.stream(stream)
+        handle = c_void_p()
+        _check(_gpu().cxlkv_gpu_upload(self._h(), lease._h(), s.index, ctypes.byref(handle)))
+        return GpuTable(self, lease, s.index, handle.value)
+
+    def gather_topk(self, items: Sequence[GatherItem], *, splice: Splice | None = None, stream: Any = None) -> None:
+        """HOT. Gathers every item in one launch on `stream` (torch's current by default). Indices past
+        an item's prefix are not read, their rows untouched, and counted (bad_index_count)."""
+        if not items:
+            return
+        row_extra = splice.side_bytes if splice else 0
+        batch = (_GatherItem * len(items))()
+        for i, it in enumerate(items):
+            what = f"gather_topk item {i}"
+            k = int(it.indices.shape[0]) if is_torch(it.indices) and it.indices.dim() == 1 else -1
+            batch[i].table = it.table._handle
+            batch[i].layer = it.layer
+            batch[i].indices = _cuda(it.indices, what, int32_1d=True)
+            batch[i].k = k
+            batch[i].out = _cuda(it.out, what, nbytes=k * (it.table.entry_bytes + row_extra))
+            batch[i].side = _cuda(it.side, what) if it.side is not None else None
+        sp = ctypes.byref(_Splice(splice.side_bytes, splice.side_at)) if splice else None
+        _check(_gpu().cxlkv_gpu_gather_topk(self._h(), batch, len(items), _stream(stream), sp))
+
+    def bad_index_count(self) -> int:
+        """Indices past their prefix since the last call (synchronize the stream first); clears it."""
+        n = c_uint32()
+        _check(_gpu().cxlkv_gpu_bad_index_count(self._h(), ctypes.byref(n)))
+        return n.value
+
+    def fetch_pages(self, lease: ReadLease, stream: int | str, layer: int, out: Any, p0: int = 0,
+                    p1: int | None = None, *, cuda_stream: Any = None) -> Any:
+        """The whole (stream, layer) of pages [p0, p1) into out (CUDA), packed [tokens][entry_bytes]."""
+        s = self.client.layout.stream(stream)
+        p1 = lease.pages if p1 is None else p1
+        nbytes = (p1 - p0) * self.client.layout.page_tokens * s.entry_bytes
+        dst = _cuda(out, f"fetch_pages(stream {s.name}, layer {layer})", nbytes=nbytes)
+        _check(_gpu().cxlkv_gpu_fetch_pages(self._h(), lease._h(), s.index, layer, p0, p1, dst, _stream(cuda_stream)))
+        return out
+
+    def hot_buffer(self, table: GpuTable, layer: int, capacity_rows: int, max_k: int, *,
+                   splice: Splice | None = None, side: Any = None) -> HotBuffer:
+        """A hot buffer over a latent table for `layer` (capacity_rows >= 2 x max_k)."""
+        handle = c_void_p()
+        sp = ctypes.byref(_Splice(splice.side_bytes, splice.side_at)) if splice else None
+        side_ptr = _cuda(side, "hot_buffer side") if side is not None else None
+        _check(_gpu().cxlkv_gpu_make_hot_buffer(self._h(), table._handle, layer, capacity_rows, max_k, sp, side_ptr,
+                                                ctypes.byref(handle)))
+        return HotBuffer(table, handle.value, max_k, table.entry_bytes + (splice.side_bytes if splice else 0))
+
+    def hot_step(self, steps: Sequence[tuple[HotBuffer, Any]], step: int, *, stream: Any = None) -> None:
+        """One decode step of every (buffer, indices) in one launch; `step` grows by one each call."""
+        n = len(steps)
+        buffers, indices, ks = (c_void_p * n)(), (c_void_p * n)(), (c_uint32 * n)()
+        for i, (buffer, idx) in enumerate(steps):
+            buffers[i] = buffer._handle
+            indices[i] = _cuda(idx, f"hot_step item {i}", int32_1d=True)
+            ks[i] = int(idx.shape[0])
+        _check(_gpu().cxlkv_gpu_hot_step(self._h(), buffers, indices, ks, n, step, _stream(stream)))
