@@ -2,12 +2,14 @@
 # `meson install` as a user of the library meets it: installs the build into a temporary root,
 # starts the installed cxlkv-poold, then builds lookup.c and lookup.cc (and gpu_lookup.cc where
 # the GPU library is built) with nothing but `pkg-config --cflags --libs cxlkv` (cxlkv-gpu) and
-# runs them against that daemon. The root is removed on exit; the daemon never outlives the test.
-# Usage: install_test.sh BUILD_DIR SOURCE_DIR
+# runs them against that daemon; then imports the installed Python package and looks a page up.
+# The root is removed on exit; the daemon never outlives the test.
+# Usage: install_test.sh BUILD_DIR SOURCE_DIR PYTHON
 set -Eeuo pipefail
 build=$(realpath "${1:?usage: install_test.sh BUILD_DIR SOURCE_DIR}")
 src=$(realpath "${2:?usage: install_test.sh BUILD_DIR SOURCE_DIR}")
 here=$src/tests/install
+python=${3:?usage: install_test.sh BUILD_DIR SOURCE_DIR PYTHON}
 say() { echo "install_test: $*"; }
 die() { echo "install_test: FAIL: $*" >&2; exit 1; }
 trap 'echo "install_test: FAIL: \`$BASH_COMMAND\` exited $?" >&2' ERR
@@ -68,4 +70,26 @@ if [ -e "$root$libdir/pkgconfig/cxlkv-gpu.pc" ]; then
 else
   say "CUDA not built here: no cxlkv-gpu to build against"
 fi
+
+site=$(find "$root" -type d -name cxlkv -path '*-packages/cxlkv' | head -n 1)
+[ -n "$site" ] || die "meson install put no cxlkv package in a site-packages folder under $root"
+[ -f "$site/_libpath.py" ] || die "the installed package has no _libpath.py"
+grep -q "LIBRARY = \"$libdir/libcxlkv.so.0\"" "$site/_libpath.py" ||
+  die "the installed package does not point at the installed library ($libdir/libcxlkv.so.0): $(cat "$site/_libpath.py")"
+say "python: the installed package at ${site#"$root"}"
+# Under the temporary root the recorded path does not exist yet: CXLKV_LIBRARY stands in for it.
+PYTHONPATH=$(dirname "$site") CXLKV_LIBRARY=$root$libdir/libcxlkv.so.0 "$python" - "unix:$sock" <<'PY'
+import sys
+import numpy as np
+import cxlkv
+assert "context manager" in (cxlkv.Client.__doc__ or "")
+with cxlkv.Client(sys.argv[1], "install", "install-token", "install-c") as c:
+    keys = c.page_keys(np.arange(1000, 1000 + c.layout.page_tokens, dtype=np.int32))
+    with c.lookup(keys) as lease:
+        assert lease.pages == 1, lease.pages  # the page lookup.c committed
+        row = lease.gather_topk("latent", 1, np.array([5], dtype=np.int32))
+        want = ((5 * 656 + np.arange(656)) * 7 + 1 + 0) % 256
+        assert np.array_equal(row[0], want.astype(np.uint8)), "entry 5 of layer 1 differs"
+print("install_test: python: the installed cxlkv package found lookup.c's page and read it back")
+PY
 say "PASS"
