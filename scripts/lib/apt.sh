@@ -128,13 +128,19 @@ Entry: $APT_BACKPORTS_ENTRY (or the machine's own); check it, run \`apt-get upda
   done
 }
 
-# apt_install [-t RELEASE] PKG[:MIN_VERSION]...: installs the packages given, then checks each is
-# there (and new enough); a failure names the packages still missing and the command to retry.
+# apt_install [-t RELEASE] PKG[:MIN_VERSION][/RELEASE]...: installs the packages given in one
+# transaction (PKG/RELEASE takes that package, and what it needs, from RELEASE: one resolver run
+# sees every version, so a bookworm package that depends on an older version of a backported one
+# cannot break the install), then checks each is there and new enough; a failure names the
+# packages still missing and the command to retry.
 apt_install() {
-  local release=() entries=() pkgs=() still
+  local release=() entries=() pkgs=() still e pkg
   if [ "$1" = "-t" ]; then release=(-t "$2"); shift 2; fi
-  entries=("$@")
-  local e; for e in "${entries[@]}"; do pkgs+=("${e%%:*}"); done
+  for e in "$@"; do
+    pkg=${e%%/*}
+    entries+=("$pkg")
+    pkgs+=("${pkg%%:*}${e#"$pkg"}")
+  done
   local cmd=(apt-get install -y -q --no-install-recommends "${release[@]}" "${pkgs[@]}")
   apt_say "installing ${pkgs[*]}${release[*]:+ (from ${release[1]})}"
   if ! $SUDO env DEBIAN_FRONTEND=noninteractive "${cmd[@]}"; then

@@ -60,10 +60,12 @@ STANDINS = {
               case "$1" in -t) release=$2; shift 2 ;; -*) shift ;; *) pkgs+=("$1"); shift ;; esac
             done
             for p in "${pkgs[@]}"; do
-              if [ -f "$FAKE/unavailable/$p" ]; then echo "E: Unable to locate package $p" >&2; exit 100; fi
+              if [ -f "$FAKE/unavailable/${p%%/*}" ]; then echo "E: Unable to locate package ${p%%/*}" >&2; exit 100; fi
             done
             for p in "${pkgs[@]}"; do
-              if [ "$release" = bookworm-backports ] && [ -f "$FAKE/backports/$p" ]; then cp "$FAKE/backports/$p" "$FAKE/installed/$p"
+              from=$release
+              case "$p" in */*) from=${p#*/}; p=${p%%/*} ;; esac
+              if [ "$from" = bookworm-backports ] && [ -f "$FAKE/backports/$p" ]; then cp "$FAKE/backports/$p" "$FAKE/installed/$p"
               else echo 1.0-1 > "$FAKE/installed/$p"; fi
             done ;;
           *) echo "apt-get stand-in: unexpected $*" >&2; exit 2 ;;
@@ -140,7 +142,7 @@ class InstallDeps(unittest.TestCase):
                 elif w == "-t":
                     skip = True
                 elif not w.startswith("-"):
-                    pkgs.append(w)
+                    pkgs.append(w.split("/")[0])
         return pkgs
 
     def test_bare_machine_derives_backports_updates_once_and_installs_exactly_the_missing(self):
@@ -155,9 +157,12 @@ class InstallDeps(unittest.TestCase):
         self.assertNotIn("#", entry)
         self.assertEqual(self.calls("apt-get update"), ["apt-get update -q"])
         self.assertEqual(sorted(self.installed_by_apt()), sorted(self.packages))
-        backports_calls = [c for c in self.calls("apt-get install") if "-t bookworm-backports" in c]
-        self.assertEqual(len(backports_calls), 1)
-        self.assertEqual(sorted(backports_calls[0].split()[-2:]), sorted(BACKPORTS))
+        # one transaction: the backported packages named with their release, the rest plain
+        installs = self.calls("apt-get install")
+        self.assertEqual(len(installs), 1)
+        words = installs[0].split()
+        self.assertEqual(sorted(w for w in words if "/" in w), sorted(f"{p}/bookworm-backports" for p in BACKPORTS))
+        self.assertNotIn("-t", words)
         self.assertEqual((self.fake / "installed/catch2").read_text().strip(), BACKPORTS["catch2"])
 
     def test_some_missing_installs_only_those(self):
@@ -176,7 +181,7 @@ class InstallDeps(unittest.TestCase):
         r = self.run_script()
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(self.installed_by_apt(), ["meson"])
-        self.assertIn("-t bookworm-backports", self.calls("apt-get install")[0])
+        self.assertIn("meson/bookworm-backports", self.calls("apt-get install")[0].split())
 
     def test_everything_installed_makes_no_apt_call(self):
         self.installed_packages()
@@ -239,9 +244,9 @@ class InstallDeps(unittest.TestCase):
         r = self.run_script()
         self.assertEqual(r.returncode, 0, r.stderr)
         via_sudo = self.calls("sudo ")
-        self.assertEqual(len([c for c in via_sudo if "apt-get" in c]), 3)  # update, 2 installs
+        self.assertEqual(len([c for c in via_sudo if "apt-get" in c]), 2)  # update, install
         self.assertEqual(len([c for c in via_sudo if c.startswith("sudo tee")]), 1)  # the entry
-        self.assertEqual(len(self.calls("apt-get")), 3)  # and none without sudo
+        self.assertEqual(len(self.calls("apt-get")), 2)  # and none without sudo
 
 
 if __name__ == "__main__":
