@@ -172,6 +172,58 @@ def _device_view(address: int, shape: tuple[int, ...], dtype: str) -> Any:
     return torch.as_tensor(_Array(), device="cuda")
 
 
+class GatherBatch:
+    """A decode step's gather prepared once: items i = (tables[i], layers[i]) write rows into
+    out[i] ([items][k][row bytes], CUDA). run(indices) then gathers all of them in one launch from an
+    [items][k] int32 CUDA tensor; nothing is built per item per step, so the Python cost of a step
+    is one library call."""
+
+    def __init__(self, pool: "GpuPool", tables: Sequence[GpuTable], layers: Sequence[int], out: Any, *,
+                 splice: Splice | None = None, sides: Sequence[Any] | None = None) -> None:
+        n = len(tables)
+        if n == 0 or len(layers) != n or (sides is not None and len(sides) != n):
+            raise InvalidArgument(f"GatherBatch: {n} tables, {len(layers)} layers"
+                                  f"{'' if sides is None else f', {len(sides)} side arrays'}: one each per item")
+        if not is_torch(out) or out.dim() != 3 or out.shape[0] != n:
+            raise InvalidArgument(f"GatherBatch: out must be a [{n}][k][row bytes] CUDA tensor, got {describe(out)}")
+        self.k, row = int(out.shape[1]), int(out.shape[2]) * out.element_size()
+        extra = splice.side_bytes if splice else 0
+        for t in tables:
+            if t.entry_bytes + extra != row:
+                raise InvalidArgument(f"GatherBatch: rows of {row} bytes, the table's are {t.entry_bytes + extra}")
+        base = _cuda(out, "GatherBatch out")
+        self._pool, self._tables, self._out, self._sides = pool, list(tables), out, sides
+        self._items = (_GatherItem * n)()
+        for i, (t, layer) in enumerate(zip(tables, layers)):
+            self._items[i].table, self._items[i].layer, self._items[i].k = t._handle, layer, self.k
+            self._items[i].out = base + i * self.k * row
+            self._items[i].side = _cuda(sides[i], f"GatherBatch side {i}") if sides is not None else None
+        self._splice = ctypes.byref(_Splice(splice.side_bytes, splice.side_at)) if splice else None
+        self._indices_base: int | None = None
+        self._indices: Any = None
+
+    def run(self, indices: Any, *, stream: Any = None) -> Any:
+        """HOT. Gathers every item's k indices (row i of indices) in one launch; returns out."""
+        self._bind(indices)
+        _check(_gpu().cxlkv_gpu_gather_topk(self._pool._h(), self._items, len(self._items), _stream(stream),
+                                            self._splice))
+        return self._out
+
+    def _bind(self, indices: Any) -> None:
+        # A new indices tensor (another address) re-points the items; the same one costs nothing.
+        if indices is not self._indices or indices.data_ptr() != self._indices_base:
+            n = len(self._items)
+            if not is_torch(indices) or tuple(indices.shape) != (n, self.k):
+                raise InvalidArgument(f"GatherBatch.run: indices must be [{n}][{self.k}] int32, got {describe(indices)}")
+            base = _cuda(indices, "GatherBatch.run indices")
+            import torch
+            if indices.dtype != torch.int32:
+                raise InvalidArgument(f"GatherBatch.run: indices must be int32, got {describe(indices)}")
+            for i in range(n):
+                self._items[i].indices = base + 4 * i * self.k
+            self._indices, self._indices_base = indices, base
+
+
 class GpuPool:
     """The client's mapping registered with CUDA (gpu.h GpuPool). The client must stay open."""
 
@@ -225,6 +277,11 @@ class GpuPool:
             batch[i].side = _cuda(it.side, what) if it.side is not None else None
         sp = ctypes.byref(_Splice(splice.side_bytes, splice.side_at)) if splice else None
         _check(_gpu().cxlkv_gpu_gather_topk(self._h(), batch, len(items), _stream(stream), sp))
+
+    def batch(self, tables: Sequence[GpuTable], layers: Sequence[int], out: Any, *, splice: Splice | None = None,
+              sides: Sequence[Any] | None = None) -> GatherBatch:
+        """A gather of many (table, layer) items prepared once and run each step (GatherBatch)."""
+        return GatherBatch(self, tables, layers, out, splice=splice, sides=sides)
 
     def bad_index_count(self) -> int:
         """Indices past their prefix since the last call (synchronize the stream first); clears it."""

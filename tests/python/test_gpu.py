@@ -126,3 +126,26 @@ def test_hot_buffer_rows_are_the_entries_of_each_step(client: cxlkv.Client) -> N
             assert hits + misses == 128 and (step == 0 or hits > 0)
             rows = buffer.rows().cpu().numpy()[buffer.row_of().cpu().numpy()]
             assert np.array_equal(rows, lease.gather_topk("latent", 1, idx))
+
+
+def test_a_prepared_batch_gathers_every_item_each_step(client: cxlkv.Client) -> None:
+    keys_a, _ = write_prefix(client, 4, 17)
+    keys_b, _ = write_prefix(client, 6, 18)
+    rng = np.random.default_rng(4)
+    with client.lookup(keys_a) as a, client.lookup(keys_b) as b, gpu.GpuPool(client) as pool:
+        tables = [pool.upload(a, "latent"), pool.upload(b, "latent")]
+        items = [(t, lease, layer) for t, lease in zip(tables, (a, b)) for layer in range(4)]
+        out = torch.empty((len(items), 64, 656), dtype=torch.uint8, device="cuda")
+        batch = pool.batch([t for t, _, _ in items], [layer for _, _, layer in items], out)
+        for step in range(3):
+            host = np.stack([rng.choice(lease.prefix_tokens, 64, replace=False) for _, lease, _ in items]).astype(np.int32)
+            batch.run(cuda(host))
+            torch.cuda.synchronize()
+            for i, (_, lease, layer) in enumerate(items):
+                assert np.array_equal(out[i].cpu().numpy(), lease.gather_topk("latent", layer, host[i])), (step, i)
+        with pytest.raises(cxlkv.InvalidArgument, match="int32"):
+            batch.run(cuda(host.astype(np.int64)))
+        with pytest.raises(cxlkv.InvalidArgument, match=r"\[8\]\[64\]"):
+            batch.run(cuda(host[:, :32]))
+        with pytest.raises(cxlkv.InvalidArgument, match="contiguous"):
+            batch.run(cuda(np.concatenate([host, host], axis=1))[:, ::2])
