@@ -332,7 +332,8 @@ class ReadLease:
         return ttl.value
 
     def release(self) -> None:
-        """Unpins the pages; later reads raise Closed."""
+        """Unpins the pages; later reads raise Closed. It must not race a gather or fetch on this
+        lease in another thread (or a GPU launch still reading it): those read pages it unpins."""
         with self._lock:
             if self._released:
                 return
