@@ -13,13 +13,20 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from . import _native as native
-from ._buffers import host_buffer, int32_indices, new_rows
+from ._buffers import host_buffer, int32_indices, is_torch, new_rows
 from .errors import Closed, Error, InvalidArgument, from_code
 
 KEY_BYTES = 32
 
 Key = bytes | bytearray | str
 """A page key: 32 bytes, or SGLang's 64-hex-character SHA-256 string of the same digest."""
+
+
+def _on_host(data: Any) -> Any:
+    """data itself, or a CUDA tensor's host copy (made after the work queued on its stream)."""
+    if is_torch(data) and data.device.type == "cuda":
+        return data.to("cpu")
+    return data
 
 
 def _check(rc: int) -> None:
@@ -209,17 +216,22 @@ class WriteLease:
         return bool(native.lib.cxlkv_write_lease_writable(self._h(), page))
 
     def write(self, page: int, stream: int | str, layer: int, data: Any) -> None:
-        """Writes one (stream, layer) run of a page: page_tokens packed entries, from a CPU numpy
-        array or torch tensor of exactly page_tokens x entry_bytes bytes."""
+        """Writes one (stream, layer) run of a page: page_tokens packed entries, from a numpy array or
+        a torch tensor (CPU or CUDA) of exactly page_tokens x entry_bytes bytes. A CUDA tensor is
+        copied to host memory first, in the order of torch's current stream, then written like any
+        other: non-temporal stores into the slab, fenced at commit (DESIGN.md, coherence rule 1)."""
         s = self._client.layout.stream(stream)
         tokens = self._client.layout.page_tokens
+        data = _on_host(data)
         address = host_buffer(data, nbytes=tokens * s.entry_bytes, writable=False,
                               what=f"write(page {page}, stream {s.name}, layer {layer})")
         _check(native.lib.cxlkv_write_entries(self._h(), page, s.index, layer, address, tokens))
 
     def write_pages(self, stream: int | str, data: Any, first_page: int = 0) -> None:
         """Writes every layer of one stream for pages first_page.. from data shaped
-        [pages][layers][page_tokens][entry_bytes] (any dtype with that many bytes per page)."""
+        [pages][layers][page_tokens][entry_bytes] (any dtype with that many bytes per page), CPU or
+        CUDA (copied to host memory first, as write() does)."""
+        data = _on_host(data)
         s = self._client.layout.stream(stream)
         layout = self._client.layout
         run = layout.page_tokens * s.entry_bytes

@@ -149,3 +149,21 @@ def test_a_prepared_batch_gathers_every_item_each_step(client: cxlkv.Client) -> 
             batch.run(cuda(host[:, :32]))
         with pytest.raises(cxlkv.InvalidArgument, match="contiguous"):
             batch.run(cuda(np.concatenate([host, host], axis=1))[:, ::2])
+
+
+def test_pages_written_from_cuda_tensors_read_back_the_same(client: cxlkv.Client) -> None:
+    tokens = np.arange(64 * 2, dtype=np.int32) + 4242
+    keys = client.page_keys(tokens)
+    rng = np.random.default_rng(5)
+    data = {s.name: rng.integers(0, 256, (2, client.layout.layers, 64, s.entry_bytes), dtype=np.uint8)
+            for s in client.layout.streams}
+    with client.reserve(keys) as lease:
+        lease.write_pages("latent", torch.from_numpy(data["latent"]).cuda())
+        for layer in range(client.layout.layers):
+            for page in range(2):
+                lease.write(page, "indexer", layer, torch.from_numpy(data["indexer"][page, layer]).cuda())
+        assert lease.commit() == 2
+    with client.lookup(keys) as read:
+        idx = np.array([0, 70, 127], dtype=np.int32)
+        assert np.array_equal(read.gather_topk("latent", 3, idx), data["latent"][idx // 64, 3, idx % 64])
+        assert np.array_equal(read.fetch_pages("indexer", 1), data["indexer"][:, 1].reshape(-1, 132))
