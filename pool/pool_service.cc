@@ -14,6 +14,7 @@
 //    leaves an in-use slab without a COMMITTED page: recovery frees it.
 #include "pool_service.h"
 
+#include <algorithm>
 #include <fmt/format.h>
 #include <string>
 
@@ -79,7 +80,18 @@ Result<uint64_t> PoolService::reserve(uint64_t session, uint64_t ns, const PageK
   for (uint32_t i = 0; i < n; ++i) wanted += index_.find(ns, keys[i]) == kNoSlot;
   const uint32_t E = geometry_.slab_pages;
   const uint32_t slabs_needed = (wanted + E - 1) / E;
-  if (allocator_.stats().free < slabs_needed) evict_until_free(slabs_needed);
+  // A request that cannot fit even after evicting every evictable page is refused before anything
+  // is evicted: one oversized reserve must not wipe everyone's cache for nothing.
+  const SlabStats before = allocator_.stats();
+  const uint64_t freeable = std::min<uint64_t>(before.in_use, index_.lru_pages());
+  if (slabs_needed > before.total)
+    return Status(Code::kExhausted, fmt::format("reserve: {} slabs needed for {} pages, the pool has {} in all; "
+                                                "nothing was evicted", slabs_needed, wanted, before.total));
+  if (before.free + freeable < slabs_needed)
+    return Status(Code::kExhausted, fmt::format("reserve: {} slabs needed for {} pages, {} free and at most {} "
+                                                "evictable; nothing was evicted", slabs_needed, wanted, before.free,
+                                                freeable));
+  if (before.free < slabs_needed) evict_until_free(slabs_needed);
   if (allocator_.stats().free < slabs_needed)
     return Status(Code::kExhausted, fmt::format("reserve: {} slabs needed for {} pages, {} free and nothing evictable",
                                                 slabs_needed, wanted, allocator_.stats().free));

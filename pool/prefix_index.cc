@@ -118,6 +118,7 @@ void PrefixIndex::lru_push_head(uint32_t slot) {
   pages_[m.lru_next].lru_prev = slot;
   pages_[sentinel].lru_next = slot;
   m.in_lru = true;
+  ++lru_pages_;
 }
 
 void PrefixIndex::lru_unlink(uint32_t slot) {
@@ -126,6 +127,7 @@ void PrefixIndex::lru_unlink(uint32_t slot) {
   pages_[m.lru_next].lru_prev = m.lru_prev;
   m.lru_prev = m.lru_next = kNoSlot;
   m.in_lru = false;
+  --lru_pages_;
 }
 
 }  // namespace cxlkv::pool

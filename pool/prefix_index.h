@@ -71,6 +71,8 @@ class PrefixIndex {
   uint64_t slot_count() const { return slot_count_; }
   uint64_t committed() const { return committed_; }
   uint64_t reserved() const { return reserved_; }
+  // COMMITTED, unpinned pages (the LRU list): all that eviction could ever free, at most.
+  uint64_t lru_pages() const { return lru_pages_; }
 
  private:
   static uint64_t hash(uint64_t ns, const PageKey& key);
@@ -85,9 +87,11 @@ class PrefixIndex {
   // pages_[slot_count_] is the LRU sentinel: its lru_next is the head (most recent), lru_prev the tail.
   std::vector<PageMeta> pages_;
 
-  // Counts. Invariant: committed_ + reserved_ == entries in table_.
+  // Counts. Invariants: committed_ + reserved_ == entries in table_; lru_pages_ == pages on the
+  // LRU list <= committed_.
   uint64_t committed_ = 0;
   uint64_t reserved_ = 0;
+  uint64_t lru_pages_ = 0;
 };
 
 }  // namespace cxlkv::pool

@@ -71,3 +71,37 @@ TEST_CASE("reserved pages are never evicted") {
   REQUIRE(f.service->reserve(1, 1, {}, more.data(), 1, f.out.data(), f.now).status().code() == Code::kExhausted);
   REQUIRE(f.service->stats().pages_reserved == 2);
 }
+
+TEST_CASE("a reserve larger than the pool is refused before anything is evicted") {
+  ServiceFixture f(8);
+  const auto a = page_keys(1, 4);
+  f.put(1, a);  // tenant A's prefix
+  const auto huge = page_keys(2, 9);
+  auto r = f.service->reserve(1, 2, {}, huge.data(), 9, f.out.data(), f.now);  // tenant B: 9 of 8 slabs
+  REQUIRE(r.status().code() == Code::kExhausted);
+  REQUIRE(r.status().message().find("the pool has 8 in all") != std::string::npos);
+  REQUIRE(f.service->stats().evictions == 0);
+  REQUIRE(f.get(1, a).hits == 4);
+}
+
+TEST_CASE("a reserve that free and evictable slabs cannot cover is refused before anything is evicted") {
+  ServiceFixture f(8);
+  const auto pinned = page_keys(1, 4);
+  f.put(1, pinned);
+  const LookupResult pin = f.get(1, pinned);  // held: these 4 are not evictable
+  const auto loose = page_keys(2, 2);
+  f.put(1, loose);
+  const auto more = page_keys(3, 5);  // 2 free + 2 evictable < 5
+  auto r = f.service->reserve(1, 2, {}, more.data(), 5, f.out.data(), f.now);
+  REQUIRE(r.status().code() == Code::kExhausted);
+  REQUIRE(r.status().message().find("2 free and at most 2 evictable") != std::string::npos);
+  REQUIRE(f.service->stats().evictions == 0);
+  const LookupResult still = f.get(1, loose);
+  REQUIRE(still.hits == 2);
+  REQUIRE(f.service->release(1, still.lease).is_ok());
+  // Within reach, the same kind of request still evicts what it needs.
+  auto ok = f.service->reserve(1, 2, {}, more.data(), 4, f.out.data(), f.now);
+  REQUIRE(ok.is_ok());
+  REQUIRE(f.service->stats().evictions == 2);
+  REQUIRE(f.service->release(1, pin.lease).is_ok());
+}

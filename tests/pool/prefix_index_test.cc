@@ -106,3 +106,21 @@ TEST_CASE("lookup placements name the slab, position and generation of each page
   REQUIRE(f.out[0].slab() == f.out[3].slab());
   REQUIRE(f.out[3].slab() != f.out[4].slab());
 }
+
+TEST_CASE("lru_pages counts the committed, unpinned pages: all that eviction could free") {
+  PrefixIndex index(8);
+  add_chain(index, 1, {page_key(1, 0), page_key(1, 1)}, 0);
+  REQUIRE(index.lru_pages() == 2);
+  index.add_reserved(5, 1, page_key(9, 0), {}, 3);  // reserved: not evictable
+  REQUIRE(index.lru_pages() == 2);
+  index.pin(0);
+  index.pin(0);
+  REQUIRE(index.lru_pages() == 1);
+  index.unpin(0);
+  REQUIRE(index.lru_pages() == 1);
+  index.unpin(0);
+  REQUIRE(index.lru_pages() == 2);
+  index.erase(1);
+  REQUIRE(index.lru_pages() == 1);
+  REQUIRE(index.lru_pages() <= index.committed());
+}
