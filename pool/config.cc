@@ -31,6 +31,20 @@ Result<uint64_t> parse_size(const std::string& text) {
   return value * unit->second;
 }
 
+Result<uint32_t> parse_socket_mode(const std::string& text) {
+  uint32_t mode = 0;
+  bool octal = !text.empty() && text.size() <= 4;
+  for (char ch : text) {
+    octal = octal && ch >= '0' && ch <= '7';
+    mode = mode * 8 + uint32_t(ch - '0');
+  }
+  if (!octal || mode > 0777)
+    return Status(Code::kInvalidArgument, fmt::format("socket mode '{}' is not an octal mode such as 0660", text));
+  if ((mode & 0600) != 0600)
+    return Status(Code::kInvalidArgument, fmt::format("socket mode '{}' leaves the daemon's own user out (0600 needed)", text));
+  return mode;
+}
+
 Status validate_config(const PoolConfig& c) {
   const Watermarks& w = c.pool.watermarks;
   if (!(w.low > 0 && w.low <= w.high && w.high <= 1))
@@ -111,9 +125,19 @@ Status read_toml(const std::string& path, PoolConfig& c) {
     read(*r, "verify_data", c.pool.verify_data);
   }
   if (const toml::table* s = root["server"].as_table()) {
-    if (Status st = check_keys(*s, "server", {"unix_socket", "tcp", "max_connections", "max_keys", "max_leases"}); !st)
+    if (Status st = check_keys(*s, "server", {"unix_socket", "unix_socket_mode", "unix_socket_group", "tcp",
+                                              "max_connections", "max_keys", "max_leases"});
+        !st)
       return st;
     read(*s, "unix_socket", c.unix_socket);
+    std::string mode;
+    read(*s, "unix_socket_mode", mode);
+    if (!mode.empty()) {
+      auto m = parse_socket_mode(mode);
+      if (!m) return m.status();
+      c.unix_socket_mode = *m;
+    }
+    read(*s, "unix_socket_group", c.unix_socket_group);
     read(*s, "tcp", c.tcp);
     read(*s, "max_connections", c.max_connections);
     read(*s, "max_keys", c.pool.max_keys);
@@ -184,6 +208,15 @@ void add_region_overrides(CLI::App& app, std::vector<Apply>& later) {
 void add_server_overrides(CLI::App& app, std::vector<Apply>& later) {
   override_option<std::string>(app, later, "--socket", "Unix socket path (default /tmp/cxlkv-poold.sock; '' = none)",
                                [](PoolConfig& c, const std::string& v) { c.unix_socket = v; });
+  override_option<std::string>(app, later, "--socket-mode",
+                               "Unix socket file mode, octal, set whatever the umask (default 0660)",
+                               [](PoolConfig& c, const std::string& v) { c.unix_socket_mode = *parse_socket_mode(v); })
+      ->check([](const std::string& v) {
+        auto m = parse_socket_mode(v);
+        return m ? std::string() : m.status().message();
+      });
+  override_option<std::string>(app, later, "--socket-group", "group owning the Unix socket (default: the daemon's)",
+                               [](PoolConfig& c, const std::string& v) { c.unix_socket_group = v; });
   override_option<std::string>(app, later, "--tcp", "TCP listen address host:port (default none)",
                                [](PoolConfig& c, const std::string& v) { c.tcp = v; });
   override_option<uint32_t>(app, later, "--max-connections", "open connections at most (default 256)",

@@ -27,6 +27,8 @@ struct PoolConfig {
   bool format = false;  // format an existing region (destroys it)
   // [server]
   std::string unix_socket = "/tmp/cxlkv-poold.sock";
+  uint32_t unix_socket_mode = 0660;  // set at bind whatever the umask: owner and group connect
+  std::string unix_socket_group;     // empty: the daemon's group
   std::string tcp;                 // "host:port"; empty: no TCP listener
   uint32_t max_connections = 256;
   // [metrics]
@@ -53,6 +55,8 @@ ConfigOutcome load_config(int argc, char** argv);
 
 // Parses "4GiB", "512MiB", "65536", "2G" into bytes.
 Result<uint64_t> parse_size(const std::string& text);
+// "0660" -> 0660: an octal file mode of at most 0777 that keeps the owner's read and write.
+Result<uint32_t> parse_socket_mode(const std::string& text);
 // Checks value ranges across fields (watermarks, TTLs, E, the layout spec); names the bad one.
 Status validate_config(const PoolConfig& config);
 

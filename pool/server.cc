@@ -1,6 +1,8 @@
 // Listeners and connections of the control plane (server.h).
 #include "server.h"
 
+#include <grp.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -153,12 +155,29 @@ Status Server::start_unix() {
     if (!ec) return Status(Code::kBusy, fmt::format("unix socket {}: another daemon answers there", path));
     ::unlink(path.c_str());
   }
+  gid_t socket_gid = gid_t(-1);
+  if (!config_.unix_socket_group.empty()) {
+    const struct group* g = ::getgrnam(config_.unix_socket_group.c_str());  // start-up, one thread
+    if (!g) return Status(Code::kInvalidArgument, fmt::format("unix socket {}: no group '{}'", path,
+                                                              config_.unix_socket_group));
+    socket_gid = g->gr_gid;
+  }
   unix_acceptor_ = std::make_unique<local::acceptor>(io_);
   unix_acceptor_->open(local(), ec);
+  // The file is born owner-only whatever the umask, then given its mode and group: there is no
+  // moment at which anyone else may connect.
+  const mode_t old_umask = ::umask(0177);
   if (!ec) unix_acceptor_->bind(local::endpoint(path), ec);
-  if (!ec) unix_acceptor_->listen(asio::socket_base::max_listen_connections, ec);
+  ::umask(old_umask);
   if (ec) return Status(Code::kIoError, fmt::format("unix socket {}: {}", path, ec.message()));
-  spdlog::info("listening on unix socket {}", path);
+  if (socket_gid != gid_t(-1) && ::chown(path.c_str(), uid_t(-1), socket_gid) != 0)
+    return io_error(fmt::format("unix socket {}: chown to group '{}'", path, config_.unix_socket_group));
+  if (::chmod(path.c_str(), mode_t(config_.unix_socket_mode)) != 0)
+    return io_error(fmt::format("unix socket {}: chmod {:04o}", path, config_.unix_socket_mode));
+  unix_acceptor_->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return Status(Code::kIoError, fmt::format("unix socket {}: {}", path, ec.message()));
+  spdlog::info("listening on unix socket {} (mode {:04o}{}{})", path, config_.unix_socket_mode,
+               socket_gid != gid_t(-1) ? ", group " : "", config_.unix_socket_group);
   accept_unix();
   return Status::ok();
 }

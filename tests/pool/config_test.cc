@@ -108,3 +108,22 @@ TEST_CASE("the shipped example configuration loads") {
   REQUIRE(o.config.tenants.size() == 1);
   REQUIRE(o.config.metrics_port == 9464);
 }
+
+TEST_CASE("the socket mode is octal, 0660 by default, set by flag or file, and a bad one is named") {
+  REQUIRE(load({}).config.unix_socket_mode == 0660);
+  REQUIRE(load({"--socket-mode", "0600", "--socket-group", "kvusers"}).config.unix_socket_mode == 0600);
+  REQUIRE(load({"--socket-group", "kvusers"}).config.unix_socket_group == "kvusers");
+  TempToml file("[server]\nunix_socket_mode = \"0640\"\nunix_socket_group = \"adm\"\n");
+  const ConfigOutcome o = load({"--config", file.path});
+  REQUIRE(o.config.unix_socket_mode == 0640);
+  REQUIRE(o.config.unix_socket_group == "adm");
+  REQUIRE(parse_socket_mode("660").value() == 0660);
+  for (const char* bad : {"0668", "rw", "", "07777", "0066"}) {
+    auto m = parse_socket_mode(bad);
+    REQUIRE_FALSE(m.is_ok());
+    REQUIRE(m.status().message().find(std::string("'") + bad + "'") != std::string::npos);
+  }
+  REQUIRE(load({"--socket-mode", "0999"}).exit_now);
+  TempToml bad_file("[server]\nunix_socket_mode = \"abc\"\n");
+  REQUIRE(load({"--config", bad_file.path}).exit_now);
+}

@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/stat.h>
 
 #include "daemon_fixture.h"
 
@@ -142,4 +143,27 @@ TEST_CASE("the TCP listener speaks the same protocol as the Unix socket") {
   REQUIRE((*r)->code() == 0);
   REQUIRE_FALSE((*r)->body_as_HelloResponse()->fd_attached());  // no fd over TCP
   ::close(fd);
+}
+
+TEST_CASE("the Unix socket gets its configured mode whatever the umask, and an unknown group is refused") {
+  struct stat st{};
+  const mode_t old_umask = ::umask(0);  // the daemon inherits it: the widest a careless operator sets
+  {
+    TestDaemon d;
+    REQUIRE(d.process.start());
+    REQUIRE(::stat(d.socket.c_str(), &st) == 0);
+    REQUIRE((st.st_mode & 0777) == 0660);
+  }
+  {
+    TestDaemon d({"--socket-mode", "0600", "--socket-group", "root"});
+    REQUIRE(d.process.start());
+    REQUIRE(::stat(d.socket.c_str(), &st) == 0);
+    REQUIRE((st.st_mode & 0777) == 0600);
+    REQUIRE(st.st_gid == 0);
+  }
+  ::umask(old_umask);
+  TestDaemon bad({"--socket-group", "cxlkv-no-such-group"});
+  REQUIRE_FALSE(bad.process.start());
+  REQUIRE(bad.process.wait_exit() != 0);
+  REQUIRE(bad.process.log().find("cxlkv-no-such-group") != std::string::npos);
 }
