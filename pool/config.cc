@@ -58,6 +58,10 @@ Status validate_config(const PoolConfig& c) {
   if (c.pool.max_keys == 0 || c.pool.max_keys > 16384)
     return Status(Code::kInvalidArgument, fmt::format("max_keys {} must be 1..16384", c.pool.max_keys));
   if (c.max_connections == 0) return Status(Code::kInvalidArgument, "max_connections must be > 0");
+  if (c.max_pending == 0 || c.max_pending > c.max_connections)
+    return Status(Code::kInvalidArgument, fmt::format("max_pending must be in 1..max_connections ({}), got {}",
+                                                      c.max_connections, c.max_pending));
+  if (c.hello_timeout_ms == 0) return Status(Code::kInvalidArgument, "hello_timeout_ms must be > 0");
   if (c.unix_socket.empty() && c.tcp.empty())
     return Status(Code::kInvalidArgument, "no listener: give a unix socket path or a TCP address");
   if (auto layout = Layout::parse(c.layout); !layout) return layout.status();
@@ -126,7 +130,8 @@ Status read_toml(const std::string& path, PoolConfig& c) {
   }
   if (const toml::table* s = root["server"].as_table()) {
     if (Status st = check_keys(*s, "server", {"unix_socket", "unix_socket_mode", "unix_socket_group", "tcp",
-                                              "max_connections", "max_keys", "max_leases"});
+                                              "max_connections", "max_pending", "hello_timeout_ms", "max_keys",
+                                              "max_leases"});
         !st)
       return st;
     read(*s, "unix_socket", c.unix_socket);
@@ -140,6 +145,8 @@ Status read_toml(const std::string& path, PoolConfig& c) {
     read(*s, "unix_socket_group", c.unix_socket_group);
     read(*s, "tcp", c.tcp);
     read(*s, "max_connections", c.max_connections);
+    read(*s, "max_pending", c.max_pending);
+    read(*s, "hello_timeout_ms", c.hello_timeout_ms);
     read(*s, "max_keys", c.pool.max_keys);
     read(*s, "max_leases", c.pool.max_leases);
   }
@@ -221,6 +228,12 @@ void add_server_overrides(CLI::App& app, std::vector<Apply>& later) {
                                [](PoolConfig& c, const std::string& v) { c.tcp = v; });
   override_option<uint32_t>(app, later, "--max-connections", "open connections at most (default 256)",
                             [](PoolConfig& c, uint32_t v) { c.max_connections = v; });
+  override_option<uint32_t>(app, later, "--max-pending",
+                            "connections that have not said Hello, at most; a new one closes the oldest (default 64)",
+                            [](PoolConfig& c, uint32_t v) { c.max_pending = v; });
+  override_option<uint32_t>(app, later, "--hello-timeout-ms",
+                            "a connection that has not said Hello by then is closed (default 5000)",
+                            [](PoolConfig& c, uint32_t v) { c.hello_timeout_ms = v; });
   override_option<uint32_t>(app, later, "--max-keys", "keys per request at most, <= 16384 (default 16384)",
                             [](PoolConfig& c, uint32_t v) { c.pool.max_keys = v; });
   override_option<uint32_t>(app, later, "--max-leases", "live leases at most (default 65536)",

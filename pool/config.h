@@ -31,6 +31,10 @@ struct PoolConfig {
   std::string unix_socket_group;     // empty: the daemon's group
   std::string tcp;                 // "host:port"; empty: no TCP listener
   uint32_t max_connections = 256;
+  // Connections that have not said Hello: at most max_pending (a new one closes the oldest), each
+  // closed hello_timeout_ms after it opened. Stalled peers so never lock legitimate clients out.
+  uint32_t max_pending = 64;
+  uint32_t hello_timeout_ms = 5000;
   // [metrics]
   std::string metrics_bind = "127.0.0.1";
   uint16_t metrics_port = 9464;    // 0: no metrics listener

@@ -2,6 +2,7 @@
 #include "server.h"
 
 #include <grp.h>
+#include <chrono>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -22,7 +23,8 @@ namespace {
 template <typename Socket>
 class Connection : public std::enable_shared_from_this<Connection<Socket>> {
  public:
-  Connection(Server& server, Socket socket, bool unix_socket) : server_(server), socket_(std::move(socket)) {
+  Connection(Server& server, Socket socket, bool unix_socket)
+      : server_(server), socket_(std::move(socket)), hello_timer_(socket_.get_executor()) {
     session_.unix_socket = unix_socket;
   }
   ~Connection() {
@@ -36,6 +38,15 @@ class Connection : public std::enable_shared_from_this<Connection<Socket>> {
       socket_.close(ignored);
     });
     if (id_ == 0) return false;
+    // No Hello in time: closed, so a stalled peer holds a pending place for a bounded time only.
+    hello_timer_.expires_after(std::chrono::milliseconds(server_.config().hello_timeout_ms));
+    hello_timer_.async_wait([weak = this->weak_from_this()](error_code ec) {
+      auto self = weak.lock();
+      if (ec || !self || self->session_.id != 0) return;
+      spdlog::info("connection {}: no hello within {} ms; closing it", self->id_, self->server_.config().hello_timeout_ms);
+      error_code ignored;
+      self->socket_.close(ignored);
+    });
     read_header();
     return true;
   }
@@ -79,6 +90,11 @@ class Connection : public std::enable_shared_from_this<Connection<Socket>> {
   void on_body() {
     const DispatchOutcome out = server_.dispatcher().handle(session_, body_.data(), body_size_, fbb_);
     close_after_ = out.close;
+    if (session_.id != 0 && !authenticated_) {
+      authenticated_ = true;
+      hello_timer_.cancel();
+      server_.authenticated(id_);
+    }
     const auto size = static_cast<uint32_t>(fbb_.GetSize());
     if (out.pass_fd) {
       // Hello with the region fd (SCM_RIGHTS on the header): a small reply on an idle connection,
@@ -108,6 +124,8 @@ class Connection : public std::enable_shared_from_this<Connection<Socket>> {
   flatbuffers::FlatBufferBuilder fbb_{64 << 10};
   wire::FrameHeader reply_header_{};
   bool close_after_ = false;
+  boost::asio::steady_timer hello_timer_;
+  bool authenticated_ = false;
 };
 
 }  // namespace
@@ -119,16 +137,27 @@ Server::Server(asio::io_context& io, Dispatcher& dispatcher, Metrics& metrics, c
 Server::~Server() { stop(); }
 
 uint64_t Server::admit(std::function<void()> close) {
+  if (pending_.size() >= config_.max_pending) {
+    // The oldest connection still without a session makes room: it is the likeliest to be stalled.
+    const uint64_t oldest = *pending_.begin();
+    pending_.erase(pending_.begin());
+    if (auto it = connections_.find(oldest); it != connections_.end()) it->second();
+    metrics_.count_rejected_connection();
+  }
   if (connections_.size() >= config_.max_connections) {
     metrics_.count_rejected_connection();
     return 0;
   }
   connections_.emplace(++next_connection_, std::move(close));
+  pending_.insert(next_connection_);
   metrics_.set_connections(connections_.size());
   return next_connection_;
 }
 
+void Server::authenticated(uint64_t id) { pending_.erase(id); }
+
 void Server::leave(uint64_t id) {
+  pending_.erase(id);
   connections_.erase(id);
   metrics_.set_connections(connections_.size());
 }

@@ -9,6 +9,7 @@
 #include <functional>
 #include <string>
 #include <utility>  // before Asio: boost 1.74's awaitable.hpp uses std::exchange
+#include <set>
 #include <unordered_map>
 
 #include <boost/asio.hpp>
@@ -36,8 +37,12 @@ class Server {
 
   // Connection bookkeeping, called by connections: admit() returns an id (0: over the limit),
   // `close` is how stop() ends that connection.
+  // A new connection counts as pending until authenticated(); over max_pending, admitting one
+  // closes the oldest pending connection.
   uint64_t admit(std::function<void()> close);
+  void authenticated(uint64_t id);
   void leave(uint64_t id);
+  const PoolConfig& config() const { return config_; }
   int region_fd() const { return region_fd_; }
   Dispatcher& dispatcher() { return dispatcher_; }
   Metrics& metrics() { return metrics_; }
@@ -56,6 +61,7 @@ class Server {
   std::unique_ptr<boost::asio::local::stream_protocol::acceptor> unix_acceptor_;
   std::unique_ptr<boost::asio::ip::tcp::acceptor> tcp_acceptor_;
   std::unordered_map<uint64_t, std::function<void()>> connections_;
+  std::set<uint64_t> pending_;  // ids of connections without a session, oldest first
   uint64_t next_connection_ = 0;
 };
 

@@ -2,8 +2,11 @@
 // lease ids, and a client that dies holding leases. Each test starts its own daemon.
 #include <catch2/catch_test_macros.hpp>
 
+#include <poll.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <chrono>
 #include <thread>
 
@@ -244,4 +247,42 @@ TEST_CASE("a client killed while holding read and write leases loses them after 
   const wire::Response* r = c->remove(pinned);  // no pin is left
   REQUIRE(r->body_as_RemoveResponse()->removed() == 3);
   REQUIRE(d.process.stop() == 0);
+}
+
+TEST_CASE("a thousand stalled connections do not lock a legitimate client out") {
+  rlimit files{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &files) == 0);
+  const rlimit wanted{std::min<rlim_t>(files.rlim_max, 4096), files.rlim_max};
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &wanted) == 0);
+  REQUIRE(wanted.rlim_cur >= 1100);
+  TestDaemon d;  // max_connections 256, max_pending 64, hello timeout 5 s: the defaults
+  REQUIRE(d.process.start());
+  std::vector<int> stalled;
+  for (int i = 0; i < 1000; ++i) {
+    const int fd = connect_unix(d.socket);  // connects and never sends a byte
+    if (fd >= 0) stalled.push_back(fd);
+  }
+  REQUIRE(stalled.size() == 1000);
+  auto c = d.client();  // hello, then a call: served
+  require_served(*c);
+  auto other = d.client("m2");
+  require_served(*other);
+  REQUIRE(d.process.running());
+  for (int fd : stalled) ::close(fd);
+  ::setrlimit(RLIMIT_NOFILE, &files);
+}
+
+TEST_CASE("a connection that says no hello within the timeout is closed") {
+  TestDaemon d({"--hello-timeout-ms", "200"});
+  REQUIRE(d.process.start());
+  const int fd = connect_unix(d.socket);
+  REQUIRE(fd >= 0);
+  pollfd p{fd, POLLIN, 0};
+  REQUIRE(::poll(&p, 1, 3000) == 1);  // the daemon closes it: readable, then end of stream
+  char byte = 0;
+  REQUIRE(::recv(fd, &byte, 1, 0) == 0);
+  ::close(fd);
+  auto c = d.client();  // a session that said hello in time is not touched by the timer
+  std::this_thread::sleep_for(400ms);
+  require_served(*c);
 }
