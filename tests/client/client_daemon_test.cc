@@ -373,3 +373,42 @@ TEST_CASE("the C API writes, looks up and gathers like the C++ one") {
   cxlkv_read_lease_free(r);
   cxlkv_disconnect(c);
 }
+
+TEST_CASE("the C API answers NULL handles and pointers with invalid argument and changes nothing") {
+  auto daemon = start_daemon();
+  const std::string ep = daemon->unix_endpoint();
+  cxlkv_options o{ep.c_str(), "acme", "s3cret", "dsv32", 1, nullptr, 0};
+  cxlkv_client* c = nullptr;
+  REQUIRE(cxlkv_connect(&o, &c) == CXLKV_OK);
+  const int32_t idx[1] = {0};
+  uint8_t dst[1024] = {};
+  cxlkv_read_lease* r = nullptr;
+  CHECK(cxlkv_gather_topk(nullptr, 0, 0, idx, 1, dst) == CXLKV_INVALID_ARGUMENT);
+  CHECK(std::string(cxlkv_last_error()).find("cxlkv_gather_topk: lease is NULL") != std::string::npos);
+  CHECK(cxlkv_lookup(c, nullptr, 4, &r) == CXLKV_INVALID_ARGUMENT);
+  CHECK(r == nullptr);
+  CHECK(cxlkv_lookup(nullptr, nullptr, 0, &r) == CXLKV_INVALID_ARGUMENT);
+  CHECK(cxlkv_reserve(c, nullptr, nullptr, 3, nullptr) == CXLKV_INVALID_ARGUMENT);
+  CHECK(cxlkv_fetch_pages(nullptr, 0, 0, 0, 1, dst) == CXLKV_INVALID_ARGUMENT);
+  CHECK(cxlkv_renew(nullptr, nullptr) == CXLKV_INVALID_ARGUMENT);
+  CHECK(cxlkv_release(nullptr) == CXLKV_INVALID_ARGUMENT);
+  CHECK(cxlkv_commit(c, nullptr, nullptr) == CXLKV_INVALID_ARGUMENT);
+  CHECK(cxlkv_abort(nullptr, nullptr) == CXLKV_INVALID_ARGUMENT);
+  CHECK(cxlkv_write_entries(nullptr, 0, 0, 0, dst, 1) == CXLKV_INVALID_ARGUMENT);
+  CHECK(cxlkv_remove(c, nullptr, 2, nullptr) == CXLKV_INVALID_ARGUMENT);
+  CHECK(cxlkv_get_stats(c, nullptr) == CXLKV_INVALID_ARGUMENT);
+  CHECK(cxlkv_page_keys(nullptr, idx, 1, nullptr, nullptr, 0) == 0);
+  CHECK(cxlkv_stream_index(nullptr, "latent") == -1);
+  CHECK(cxlkv_stream_name(c, 99) == nullptr);
+  CHECK(cxlkv_layers(nullptr) == 0);
+  cxlkv_read_lease_free(nullptr);
+  cxlkv_write_lease_free(nullptr);
+  // The session is untouched and serves on.
+  cxlkv_stats stats{};
+  CHECK(cxlkv_get_stats(c, &stats) == CXLKV_OK);
+  CHECK(stats.slabs_total > 0);
+  CHECK(cxlkv_stream_count(c) == 2);
+  CHECK(std::string(cxlkv_stream_name(c, 0)) == "latent");
+  cxlkv_disconnect(c);
+  cxlkv_disconnect(nullptr);
+}
