@@ -20,13 +20,13 @@ SCRIPT = Path(sys.argv.pop(1) if len(sys.argv) > 1 else
 DEBIAN_SOURCES = textwrap.dedent("""\
     Types: deb
     # a comment that must not be copied
-    URIs: http://mirror.invalid/debian
+    URIs: file:/srv/debian
     Suites: bookworm bookworm-updates
     Components: main contrib
     Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 
     Types: deb
-    URIs: http://mirror.invalid/debian-security
+    URIs: file:/srv/debian-security
     Suites: bookworm-security
     Components: main
     Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
@@ -76,9 +76,9 @@ STANDINS = {
         [ "$1" = madison ] || { echo "apt-cache stand-in: unexpected $*" >&2; exit 2; }
         p=$2
         if [ -f "$FAKE/lists-backports" ] && [ -f "$FAKE/backports/$p" ]; then
-          echo " $p | $(cat "$FAKE/backports/$p") | http://mirror.invalid/debian bookworm-backports/main amd64 Packages"
+          echo " $p | $(cat "$FAKE/backports/$p") | file:/srv/debian bookworm-backports/main amd64 Packages"
         fi
-        echo " $p | 1.0-1 | http://mirror.invalid/debian bookworm/main amd64 Packages"
+        echo " $p | 1.0-1 | file:/srv/debian bookworm/main amd64 Packages"
         """,
     "id": r"""
         [ "$1" = -u ] && { cat "$FAKE/uid"; exit 0; }
@@ -150,7 +150,7 @@ class InstallDeps(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         entry = (self.fake / "etc/sources.list.d/cxlkv-backports.sources").read_text()
         self.assertIn("Suites: bookworm-backports\n", entry)
-        self.assertIn("URIs: http://mirror.invalid/debian\n", entry)
+        self.assertIn("URIs: file:/srv/debian\n", entry)
         self.assertIn("Components: main contrib\n", entry)
         self.assertIn("Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg", entry)
         self.assertNotIn("security", entry)
@@ -224,11 +224,11 @@ class InstallDeps(unittest.TestCase):
     def test_one_line_sources_list_is_derived_too(self):
         (self.fake / "etc/sources.list.d/debian.sources").unlink()
         (self.fake / "etc/sources.list").write_text(
-            "deb [signed-by=/k.gpg] http://mirror.invalid/debian bookworm main non-free\n")
+            "deb [signed-by=/k.gpg] file:/srv/debian bookworm main non-free\n")
         r = self.run_script()
         self.assertEqual(r.returncode, 0, r.stderr)
         entry = (self.fake / "etc/sources.list.d/cxlkv-backports.sources").read_text()
-        self.assertIn("URIs: http://mirror.invalid/debian\n", entry)
+        self.assertIn("URIs: file:/srv/debian\n", entry)
         self.assertIn("Components: main non-free\n", entry)
         self.assertIn("Suites: bookworm-backports\n", entry)
 
