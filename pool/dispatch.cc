@@ -1,6 +1,8 @@
 // Dispatcher: verification, session checks and the op handlers (dispatch.h).
 #include "dispatch.h"
 
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -10,6 +12,19 @@
 #include "namespace_id.h"
 
 namespace cxlkv::pool {
+
+namespace {
+
+// Token check in constant time: both sides' SHA-256 compared with CRYPTO_memcmp, so neither the
+// length nor the first differing byte of the configured token shows in the answer's timing.
+bool same_token(const std::string& expected, const std::string& given) {
+  unsigned char a[SHA256_DIGEST_LENGTH], b[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(expected.data()), expected.size(), a);
+  SHA256(reinterpret_cast<const unsigned char*>(given.data()), given.size(), b);
+  return CRYPTO_memcmp(a, b, sizeof a) == 0;
+}
+
+}  // namespace
 
 // What a handler produces: a status, or a body of some type; encode() writes the Response.
 struct Dispatcher::Reply {
@@ -143,7 +158,7 @@ void Dispatcher::hello(Session& s, const wire::HelloRequest* r, Reply& reply) {
                                                                  tenant, model)));
   if (!tenants_.empty()) {
     bool allowed = false;
-    for (const Tenant& t : tenants_) allowed |= t.name == tenant && t.token == token;
+    for (const Tenant& t : tenants_) allowed |= t.name == tenant && same_token(t.token, token);
     if (!allowed) {
       spdlog::warn("hello refused for tenant '{}': unknown tenant or wrong token", tenant);
       return reply.fail(Status(Code::kPermissionDenied, fmt::format("hello: tenant '{}' unknown or token wrong", tenant)));

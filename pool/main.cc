@@ -95,6 +95,7 @@ int serve(const PoolConfig& config) {
     spdlog::error("{}", st.to_string());
     return 2;
   }
+  metrics_server.set_ready(true);
 
   // The reaper: expired leases, then the watermarks.
   const uint32_t shortest = std::min(config.pool.read_lease_ttl_ms, config.pool.write_lease_ttl_ms);
@@ -121,6 +122,7 @@ int serve(const PoolConfig& config) {
   }
   // Teardown: close listeners and connections, then let their handlers finish (a bounded drain),
   // so no connection outlives the server it reports to.
+  metrics_server.set_ready(false);
   server.stop();
   metrics_server.stop();
   reaper.cancel();

@@ -22,8 +22,8 @@ namespace {
 // Reads one request, answers it, closes.
 class Scrape : public std::enable_shared_from_this<Scrape> {
  public:
-  Scrape(asio::ip::tcp::socket socket, Metrics& metrics, const PoolService& service)
-      : socket_(std::move(socket)), metrics_(metrics), service_(service) {}
+  Scrape(asio::ip::tcp::socket socket, Metrics& metrics, const PoolService& service, std::shared_ptr<bool> ready)
+      : socket_(std::move(socket)), metrics_(metrics), service_(service), ready_(std::move(ready)) {}
 
   void start() {
     http::async_read(socket_, buffer_, request_, [self = shared_from_this()](error_code ec, size_t) {
@@ -35,14 +35,21 @@ class Scrape : public std::enable_shared_from_this<Scrape> {
   void respond() {
     response_.version(request_.version());
     response_.keep_alive(false);
-    if (request_.method() == http::verb::get && request_.target() == "/metrics") {
+    const bool get = request_.method() == http::verb::get;
+    response_.set(http::field::content_type, "text/plain");
+    if (get && request_.target() == "/metrics") {
       response_.result(http::status::ok);
       response_.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
       response_.body() = metrics_.render(service_.stats());
+    } else if (get && request_.target() == "/healthz") {
+      response_.result(http::status::ok);
+      response_.body() = "ok\n";
+    } else if (get && request_.target() == "/readyz") {
+      response_.result(*ready_ ? http::status::ok : http::status::service_unavailable);
+      response_.body() = *ready_ ? "ready\n" : "not ready: the control plane is not listening\n";
     } else {
       response_.result(http::status::not_found);
-      response_.set(http::field::content_type, "text/plain");
-      response_.body() = "only GET /metrics is served here\n";
+      response_.body() = "served here: GET /metrics, /healthz, /readyz\n";
     }
     response_.prepare_payload();
     http::async_write(socket_, response_, [self = shared_from_this()](error_code, size_t) {
@@ -54,6 +61,7 @@ class Scrape : public std::enable_shared_from_this<Scrape> {
   asio::ip::tcp::socket socket_;
   Metrics& metrics_;
   const PoolService& service_;
+  std::shared_ptr<bool> ready_;
   beast::flat_buffer buffer_{8192};
   http::request<http::string_body> request_;
   http::response<http::string_body> response_;
@@ -82,7 +90,7 @@ Result<uint16_t> MetricsServer::start(const std::string& bind, uint16_t port) {
 void MetricsServer::accept() {
   acceptor_->async_accept([this](error_code ec, asio::ip::tcp::socket socket) {
     if (ec == asio::error::operation_aborted || !acceptor_ || !acceptor_->is_open()) return;
-    if (!ec) std::make_shared<Scrape>(std::move(socket), metrics_, service_)->start();
+    if (!ec) std::make_shared<Scrape>(std::move(socket), metrics_, service_, ready_)->start();
     accept();
   });
 }

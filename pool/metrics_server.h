@@ -1,6 +1,8 @@
 // MetricsServer: the Prometheus endpoint, GET /metrics over HTTP/1.1 (Boost.Beast), on the
-// daemon's I/O thread. Renders Metrics and PoolService's counters at each scrape; any other
-// target is 404. One request per connection. main.cc owns it.
+// daemon's I/O thread, with the probes of an orchestrator beside it: GET /healthz (200 while the
+// daemon answers) and GET /readyz (200 once the region is open, recovered and the control plane
+// listens; 503 before and while stopping). Renders Metrics and PoolService's counters at each
+// scrape; any other target is 404. One request per connection. main.cc owns it.
 #pragma once
 
 #include <cstdint>
@@ -21,6 +23,9 @@ class MetricsServer {
   // Listens on bind:port; returns the port bound (port 0 picks one).
   Result<uint16_t> start(const std::string& bind, uint16_t port);
   void stop();
+  // Readiness as /readyz reports it; main.cc sets it once the control plane listens, clears it
+  // when shutdown begins.
+  void set_ready(bool ready) { *ready_ = ready; }
 
  private:
   void accept();
@@ -29,6 +34,7 @@ class MetricsServer {
   Metrics& metrics_;
   const PoolService& service_;
   std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
+  std::shared_ptr<bool> ready_ = std::make_shared<bool>(false);  // read by each request, one thread
 };
 
 }  // namespace cxlkv::pool

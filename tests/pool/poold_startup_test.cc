@@ -167,3 +167,16 @@ TEST_CASE("the Unix socket gets its configured mode whatever the umask, and an u
   REQUIRE(bad.process.wait_exit() != 0);
   REQUIRE(bad.process.log().find("cxlkv-no-such-group") != std::string::npos);
 }
+
+TEST_CASE("GET /healthz and /readyz answer 200 on a daemon that serves") {
+  const uint16_t port = free_port();
+  TestDaemon d({"--metrics-port", std::to_string(port)});
+  REQUIRE(d.process.start());  // the control plane answers: recovery done, listening
+  const std::string health = http_get(port, "/healthz");
+  REQUIRE(health.find("200 OK") != std::string::npos);
+  REQUIRE(health.find("ok") != std::string::npos);
+  const std::string ready = http_get(port, "/readyz");
+  REQUIRE(ready.find("200 OK") != std::string::npos);
+  REQUIRE(ready.find("ready") != std::string::npos);
+  REQUIRE(http_get(port, "/ready").find("404") != std::string::npos);
+}
