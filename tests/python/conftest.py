@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -29,13 +30,24 @@ class Daemon:
                "--tenant", f"{TENANT}:{TOKEN}", "--log-level", "warn", "--write-lease-ttl-ms", "2000", *extra]
         self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
-        while not self.socket.exists():
+        while not self._accepts():
             if self.process.poll() is not None:
                 raise RuntimeError(f"cxlkv-poold exited with {self.process.returncode} during start-up: {cmd}")
             if time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"cxlkv-poold did not open {self.socket} within 10 s")
             time.sleep(0.02)
+
+    def _accepts(self) -> bool:
+        # bound is not yet listening: wait for a connection the daemon accepts
+        if not self.socket.exists():
+            return False
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(self.socket))
+            except OSError:
+                return False
+        return True
 
     def stop(self) -> None:
         if self.process.poll() is None:
