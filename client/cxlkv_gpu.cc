@@ -1,10 +1,12 @@
-// The GPU C ABI (cxlkv/cxlkv_gpu.h): opaque handles over GpuPool, GpuBlockTable and GpuHotBuffer.
+// The GPU C ABI (cxlkv/cxlkv_gpu.h): opaque handles over GpuPool, GpuBlockTable, GpuHotBuffer and
+// GpuSparseFetcher.
 #include "cxlkv/cxlkv_gpu.h"
 
 #include <cuda_runtime_api.h>
 
 #include <memory>
 #include <new>
+#include <string>
 #include <vector>
 
 #include "c_handles.h"
@@ -18,6 +20,9 @@ struct cxlkv_gpu_table {
 };
 struct cxlkv_gpu_hot_buffer {
   std::unique_ptr<cxlkv::GpuHotBuffer> buffer;
+};
+struct cxlkv_gpu_sparse_fetcher {
+  std::unique_ptr<cxlkv::GpuSparseFetcher> fetcher;
 };
 
 namespace {
@@ -117,6 +122,50 @@ int cxlkv_gpu_hot_step(cxlkv_gpu_pool* pool, cxlkv_gpu_hot_buffer* const* buffer
 int cxlkv_gpu_hot_last_counts(const cxlkv_gpu_hot_buffer* b, uint32_t* hits, uint32_t* misses) {
   if (!b) return c_null_argument("cxlkv_gpu_hot_last_counts", "buffer");
   auto counts = b->buffer->last_step_counts();
+  if (!counts) return c_fail(counts.status());
+  if (hits) *hits = counts->first;
+  if (misses) *misses = counts->second;
+  return CXLKV_OK;
+}
+
+int cxlkv_gpu_sparse_fetcher_create(cxlkv_gpu_pool* pool, const cxlkv_gpu_sparse_request* requests, size_t n,
+                                    uint32_t k, uint32_t hot_rows, cxlkv_gpu_sparse_fetcher** out) {
+  if (!pool) return c_null_argument("cxlkv_gpu_sparse_fetcher_create", "pool");
+  if (!requests && n > 0) return c_null_argument("cxlkv_gpu_sparse_fetcher_create", "requests");
+  if (!out) return c_null_argument("cxlkv_gpu_sparse_fetcher_create", "out");
+  std::vector<cxlkv::GpuSparseRequest> batch(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (!requests[i].table) return c_null_argument("cxlkv_gpu_sparse_fetcher_create", "requests[i].table");
+    batch[i] = {&requests[i].table->table, requests[i].tail, requests[i].tail_layer_bytes, requests[i].tail_capacity};
+  }
+  auto fetcher = cxlkv::GpuSparseFetcher::create(*pool->pool, batch, k, hot_rows);
+  if (!fetcher) return c_fail(fetcher.status());
+  *out = new cxlkv_gpu_sparse_fetcher{std::move(*fetcher)};
+  return CXLKV_OK;
+}
+void cxlkv_gpu_sparse_fetcher_free(cxlkv_gpu_sparse_fetcher* f) { delete f; }
+
+int cxlkv_gpu_sparse_set_tail_tokens(cxlkv_gpu_sparse_fetcher* f, const uint32_t* tail_tokens, size_t n) {
+  if (!f) return c_null_argument("cxlkv_gpu_sparse_set_tail_tokens", "fetcher");
+  if (!tail_tokens && n > 0) return c_null_argument("cxlkv_gpu_sparse_set_tail_tokens", "tail_tokens");
+  return c_fail(f->fetcher->set_tail_tokens({tail_tokens, n}));
+}
+
+int cxlkv_gpu_sparse_fetch(cxlkv_gpu_sparse_fetcher* f, uint32_t layer, const int32_t* topk, void* out,
+                           void* cuda_stream) {
+  if (!f) return c_null_argument("cxlkv_gpu_sparse_fetch", "fetcher");
+  return c_fail(f->fetcher->fetch(layer, topk, out, stream_of(cuda_stream)));
+}
+
+int cxlkv_gpu_sparse_hot_counts(const cxlkv_gpu_sparse_fetcher* f, uint32_t request, uint32_t layer, uint32_t* hits,
+                                uint32_t* misses) {
+  if (!f) return c_null_argument("cxlkv_gpu_sparse_hot_counts", "fetcher");
+  const cxlkv::GpuHotBuffer* b = f->fetcher->hot_buffer(request, layer);
+  if (!b)
+    return c_fail(cxlkv::Status(cxlkv::Code::kInvalidArgument,
+                                "cxlkv_gpu_sparse_hot_counts: no hot buffer for request " + std::to_string(request) +
+                                    ", layer " + std::to_string(layer)));
+  auto counts = b->last_step_counts();
   if (!counts) return c_fail(counts.status());
   if (hits) *hits = counts->first;
   if (misses) *misses = counts->second;

@@ -57,6 +57,22 @@ struct GatherSegment {
   const uint8_t* side = nullptr;
 };
 
+// One request of one layer of the sparse-decode fetch (sparse_fetch.h). Positions p of `topk`:
+// -1 none (row untouched), [0, prefix_tokens) the prefix, [prefix_tokens, prefix_tokens +
+// tail_tokens) the tail (row p - prefix_tokens of `tail`); anything else is counted as an error
+// and its row left untouched.
+struct SparseFetchSegment {
+  const int32_t* topk = nullptr;      // [k]
+  const int32_t* row_of = nullptr;    // [k] hot-buffer rows of the prefix positions; null: no hot buffer
+  const uint8_t* hot_rows = nullptr;  // [capacity][row_bytes]
+  const uint8_t* tail = nullptr;      // [tail_tokens][row_bytes]
+  uint8_t* out = nullptr;             // [k][row_bytes]
+  uint32_t prefix_tokens = 0;
+  uint32_t tail_tokens = 0;
+  uint32_t k = 0;
+  uint32_t reserved = 0;
+};
+
 // Page base offsets of a leased prefix for one stream: base[p] for p in [0, pages).
 inline uint64_t page_base_offset(uint64_t slab_offset, uint64_t stream_offset, uint32_t position, uint32_t page_tokens,
                                  uint32_t stride) {

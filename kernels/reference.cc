@@ -96,4 +96,35 @@ HotStepResult reference_hot_step(HotBufferState& st, const uint8_t* pool, const 
   return r;
 }
 
+uint64_t reference_split_prefix(const SparseFetchSegment* segments, uint32_t count, uint32_t max_k, int32_t* prefix_topk) {
+  uint64_t bad = 0;
+  for (uint32_t s = 0; s < count; ++s) {
+    const SparseFetchSegment& seg = segments[s];
+    for (uint32_t i = 0; i < seg.k; ++i) {
+      const int64_t p = seg.topk[i];
+      const bool in_prefix = p >= 0 && p < seg.prefix_tokens;
+      const bool in_tail = p >= seg.prefix_tokens && p < int64_t{seg.prefix_tokens} + seg.tail_tokens;
+      prefix_topk[size_t{s} * max_k + i] = in_prefix ? int32_t(p) : -1;
+      if (p < -1 || (p >= 0 && !in_prefix && !in_tail)) ++bad;
+    }
+  }
+  return bad;
+}
+
+void reference_assemble_rows(const SparseFetchSegment* segments, uint32_t count, uint32_t row_bytes) {
+  for (uint32_t s = 0; s < count; ++s) {
+    const SparseFetchSegment& seg = segments[s];
+    for (uint32_t i = 0; i < seg.k; ++i) {
+      const int64_t p = seg.topk[i];
+      const uint8_t* src = nullptr;
+      if (p >= 0 && p < seg.prefix_tokens) {
+        if (seg.row_of && seg.row_of[i] >= 0) src = seg.hot_rows + size_t(seg.row_of[i]) * row_bytes;
+      } else if (p >= seg.prefix_tokens && p < int64_t{seg.prefix_tokens} + seg.tail_tokens) {
+        src = seg.tail + size_t(p - seg.prefix_tokens) * row_bytes;
+      }
+      if (src) std::memcpy(seg.out + size_t{i} * row_bytes, src, row_bytes);
+    }
+  }
+}
+
 }  // namespace cxlkv::kernels

@@ -46,4 +46,14 @@ struct HotStepResult {
 HotStepResult reference_hot_step(HotBufferState& state, const uint8_t* pool, const StreamShape& shape,
                                  const GatherSegment& segment, int32_t step);
 
+// The sparse-decode fetch's split (launch_split_prefix): prefix_topk [count][max_k], slot i of
+// segment s is its position if that lies in the prefix, else -1. Returns the positions outside
+// prefix + tail (and below -1).
+uint64_t reference_split_prefix(const SparseFetchSegment* segments, uint32_t count, uint32_t max_k, int32_t* prefix_topk);
+
+// Its assembly (launch_assemble_rows): out row i of each segment becomes tail row p - prefix_tokens
+// for tail positions p, and hot row row_of[i] for prefix positions when row_of is set; every
+// other row is left as it is.
+void reference_assemble_rows(const SparseFetchSegment* segments, uint32_t count, uint32_t row_bytes);
+
 }  // namespace cxlkv::kernels

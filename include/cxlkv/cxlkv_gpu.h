@@ -19,6 +19,7 @@ extern "C" {
 typedef struct cxlkv_gpu_pool cxlkv_gpu_pool;
 typedef struct cxlkv_gpu_table cxlkv_gpu_table;
 typedef struct cxlkv_gpu_hot_buffer cxlkv_gpu_hot_buffer;
+typedef struct cxlkv_gpu_sparse_fetcher cxlkv_gpu_sparse_fetcher;
 
 /* gpu.h GpuRowSplice: side_bytes from each item's side array put in at byte side_at of a row. */
 typedef struct cxlkv_gpu_splice {
@@ -67,6 +68,28 @@ int cxlkv_gpu_hot_step(cxlkv_gpu_pool* pool, cxlkv_gpu_hot_buffer* const* buffer
                        const uint32_t* ks, size_t n, int32_t step, void* cuda_stream);
 /* Hits and misses of the buffer's last step (synchronizes). */
 int cxlkv_gpu_hot_last_counts(const cxlkv_gpu_hot_buffer* buffer, uint32_t* hits, uint32_t* misses);
+
+/* gpu.h GpuSparseRequest: one request of a sparse-decode batch; its tail's layer l rows at
+ * tail + l x tail_layer_bytes (GPU, [tail_capacity][row bytes]). */
+typedef struct cxlkv_gpu_sparse_request {
+  const cxlkv_gpu_table* table; /* its prefix's latent stream */
+  const void* tail;
+  uint64_t tail_layer_bytes;
+  uint32_t tail_capacity;
+} cxlkv_gpu_sparse_request;
+
+/* The DSA fetch hook of one decode batch (gpu.h GpuSparseFetcher); hot_rows 0: no hot buffers. */
+int cxlkv_gpu_sparse_fetcher_create(cxlkv_gpu_pool* pool, const cxlkv_gpu_sparse_request* requests, size_t n,
+                                    uint32_t k, uint32_t hot_rows, cxlkv_gpu_sparse_fetcher** out);
+void cxlkv_gpu_sparse_fetcher_free(cxlkv_gpu_sparse_fetcher* fetcher);
+/* Tokens in each request's tail, n = the batch's requests; used from the next fetch on. */
+int cxlkv_gpu_sparse_set_tail_tokens(cxlkv_gpu_sparse_fetcher* fetcher, const uint32_t* tail_tokens, size_t n);
+/* One layer of a step: topk (GPU, [requests][k] int32) into out (GPU, [requests][k][row bytes]). */
+int cxlkv_gpu_sparse_fetch(cxlkv_gpu_sparse_fetcher* fetcher, uint32_t layer, const int32_t* topk, void* out,
+                           void* cuda_stream);
+/* Hits and misses of the last step of (request, layer)'s hot buffer (synchronizes). */
+int cxlkv_gpu_sparse_hot_counts(const cxlkv_gpu_sparse_fetcher* fetcher, uint32_t request, uint32_t layer,
+                                uint32_t* hits, uint32_t* misses);
 
 #ifdef __cplusplus
 }

@@ -20,6 +20,7 @@
 namespace cxlkv {
 
 class GpuPool;
+class GpuSparseFetcher;
 
 // One stream's block table of a lease, in GPU memory: page p's first entry of layer 0.
 class GpuBlockTable {
@@ -130,8 +131,56 @@ class GpuPool {
   const uint8_t* device_pool() const;
 
  private:
+  friend class GpuSparseFetcher;  // reads the pool's view, counts its bad positions with the pool's
+  const PoolView& impl_view() const;
+  uint32_t* impl_bad_indices() const;
   struct Impl;
   explicit GpuPool(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// One request of a sparse-decode batch: its cached prefix (the block table of its read lease's
+// latent stream) and its tail, the rows of the tokens decoded since in the caller's GPU memory,
+// layer l's at tail + l x tail_layer_bytes, [tail_capacity][row bytes] each.
+struct GpuSparseRequest {
+  const GpuBlockTable* table = nullptr;
+  const void* tail = nullptr;
+  uint64_t tail_layer_bytes = 0;
+  uint32_t tail_capacity = 0;
+};
+
+// The DSA fetch hook of one decode batch. Per layer of a step, the engine's top-k positions of
+// every request ([requests][k] int32, FlashMLA's convention: position in the request's sequence,
+// -1 none) become FlashMLA's packed sparse-decode rows ([requests][k][row bytes], row i for
+// position i): positions in the prefix from the pool, through a hot buffer per (request, layer)
+// when hot_rows > 0 (else gathered each step), positions in the tail from the caller's rows. One
+// call queues it all on the caller's stream (3 launches); rows of -1 positions are left
+// untouched, positions past prefix + tail too, and counted (GpuPool::bad_index_count). Scratch
+// is per launch, so calls may go on several streams; each layer's calls must be ordered.
+class GpuSparseFetcher {
+ public:
+  // Top-k positions of each (request, layer) must be unique apart from -1 (the engine's top-k).
+  // hot_rows: 0, or >= 2k and <= 8192 rows per (request, layer). The tables must outlive it.
+  static Result<std::unique_ptr<GpuSparseFetcher>> create(GpuPool& pool, std::span<const GpuSparseRequest> requests,
+                                                          uint32_t k, uint32_t hot_rows);
+  ~GpuSparseFetcher();
+  GpuSparseFetcher(const GpuSparseFetcher&) = delete;
+  GpuSparseFetcher& operator=(const GpuSparseFetcher&) = delete;
+
+  // Tokens in each request's tail (<= its capacity), used from the next fetch on.
+  Status set_tail_tokens(std::span<const uint32_t> tail_tokens);
+  // HOT. One layer of a step: topk and out in GPU memory, as above.
+  Status fetch(uint32_t layer, const int32_t* topk, void* out, cudaStream_t stream);
+
+  uint32_t requests() const;
+  uint32_t k() const;
+  uint32_t row_bytes() const;
+  // The hot buffer of (request, layer), null without hot buffers.
+  const GpuHotBuffer* hot_buffer(uint32_t request, uint32_t layer) const;
+
+ private:
+  struct Impl;
+  explicit GpuSparseFetcher(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 

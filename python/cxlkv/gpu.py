@@ -2,6 +2,8 @@
 (request, layer) items into torch CUDA tensors in one launch, whole-page fetches of bulk streams,
 hot buffers and their step, split rows. Every call is queued on a CUDA stream, by default torch's
 current one, and returns at once; the caller orders its attention kernel after it on that stream.
+SparseDecodeFetcher is the DSA fetch hook: a decode batch's top-k positions into FlashMLA's packed
+sparse-decode rows, the prefix from the pool and the tail from the caller's tensors.
 Needs libcxlkv_gpu (built where CUDA is) and torch with CUDA."""
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ from ._buffers import describe, is_torch
 
 class _Splice(ctypes.Structure):
     _fields_ = [("side_bytes", c_uint32), ("side_at", c_uint32)]
+
+
+class _SparseRequest(ctypes.Structure):
+    _fields_ = [("table", c_void_p), ("tail", c_void_p), ("tail_layer_bytes", ctypes.c_uint64),
+                ("tail_capacity", c_uint32)]
 
 
 class _GatherItem(ctypes.Structure):
@@ -60,6 +67,12 @@ def _load() -> ctypes.CDLL:
         "cxlkv_gpu_hot_step": (c_int, [c_void_p, POINTER(c_void_p), POINTER(c_void_p), POINTER(c_uint32), c_size_t,
                                        c_int32, c_void_p]),
         "cxlkv_gpu_hot_last_counts": (c_int, [c_void_p, POINTER(c_uint32), POINTER(c_uint32)]),
+        "cxlkv_gpu_sparse_fetcher_create": (c_int, [c_void_p, POINTER(_SparseRequest), c_size_t, c_uint32, c_uint32,
+                                                    POINTER(c_void_p)]),
+        "cxlkv_gpu_sparse_fetcher_free": (None, [c_void_p]),
+        "cxlkv_gpu_sparse_set_tail_tokens": (c_int, [c_void_p, POINTER(c_uint32), c_size_t]),
+        "cxlkv_gpu_sparse_fetch": (c_int, [c_void_p, c_uint32, c_void_p, c_void_p, c_void_p]),
+        "cxlkv_gpu_sparse_hot_counts": (c_int, [c_void_p, c_uint32, c_uint32, POINTER(c_uint32), POINTER(c_uint32)]),
     }
     for name, (restype, argtypes) in sig.items():
         fn = getattr(lib, name)
@@ -318,3 +331,115 @@ class GpuPool:
             indices[i] = _cuda(idx, f"hot_step item {i}", int32_1d=True)
             ks[i] = int(idx.shape[0])
         _check(_gpu().cxlkv_gpu_hot_step(self._h(), buffers, indices, ks, n, step, _stream(stream)))
+
+
+class SparseDecodeFetcher:
+    """The DSA fetch hook of one decode batch (gpu.h GpuSparseFetcher).
+
+    Request r's sequence is its cached prefix (read lease leases[r], prefix_tokens[r] tokens in the
+    pool) followed by its tail: the tokens decoded since, whose latent rows the caller keeps in
+    tails[r], a uint8 CUDA tensor [layers][tail capacity][row bytes] (row bytes: the latent
+    stream's entry, 656 for DeepSeek-V3.2). Each layer of a step, fetch(layer, topk) takes the
+    engine's top-k positions, an int32 CUDA tensor [requests][k] (FlashMLA's convention: position
+    in the sequence, -1 none), and fills out [requests][k][row bytes]: row i of a request is the
+    entry at its position i, from the pool for prefix positions (through a hot buffer per
+    (request, layer) when hot_rows > 0, so entries kept from earlier steps are not fetched again),
+    from the tail otherwise. That is FlashMLA's packed sparse-decode layout: its attention reads
+    row i wherever topk[i] >= 0. Rows of -1 positions are left untouched; positions past prefix +
+    tail are too, and counted (GpuPool.bad_index_count). Each call is one library call that queues
+    three launches on the stream (torch's current by default) and returns at once.
+
+    When a tail fills a whole page, commit it to the pool with Client.reserve and
+    WriteLease.write_pages (CUDA tensors are accepted) so a later request reuses it."""
+
+    def __init__(self, pool: GpuPool, leases: Sequence[ReadLease], tails: Sequence[Any], k: int, *,
+                 hot_rows: int = 0, stream: int | str = "latent") -> None:
+        if len(leases) != len(tails) or not leases:
+            raise InvalidArgument(f"SparseDecodeFetcher: {len(leases)} leases and {len(tails)} tails: one each per request")
+        layout = pool.client.layout
+        self.row_bytes: int = layout.stream(stream).entry_bytes
+        self.k, self.requests = int(k), len(leases)
+        self.tables = [pool.upload(lease, stream) for lease in leases]
+        self.prefix_tokens: list[int] = [t.pages * layout.page_tokens for t in self.tables]
+        self.tail_capacity: list[int] = []
+        reqs = (_SparseRequest * self.requests)()
+        for r, tail in enumerate(tails):
+            what = f"SparseDecodeFetcher tail {r}"
+            if not is_torch(tail) or tail.dim() != 3 or tail.shape[0] != layout.layers or \
+                    tail.shape[2] * tail.element_size() != self.row_bytes:
+                raise InvalidArgument(f"{what}: a [{layout.layers}][capacity][{self.row_bytes} B] CUDA tensor is needed, "
+                                      f"got {describe(tail)}")
+            reqs[r].table, reqs[r].tail = self.tables[r]._handle, _cuda(tail, what)
+            reqs[r].tail_capacity = int(tail.shape[1])
+            reqs[r].tail_layer_bytes = int(tail.shape[1]) * self.row_bytes
+            self.tail_capacity.append(int(tail.shape[1]))
+        handle = c_void_p()
+        _check(_gpu().cxlkv_gpu_sparse_fetcher_create(pool._h(), reqs, self.requests, self.k, hot_rows,
+                                                      ctypes.byref(handle)))
+        self._pool, self._tails, self._handle = pool, list(tails), handle.value
+        self.hot_rows = hot_rows
+        self.tail_tokens: list[int] = [0] * self.requests
+        self._tail_counts = (c_uint32 * self.requests)()
+        self._topk: Any = None
+        self._out: Any = None
+
+    def set_tail_tokens(self, counts: Sequence[int]) -> None:
+        """Tokens in each request's tail (at most its capacity), used from the next fetch on."""
+        if len(counts) != self.requests:
+            raise InvalidArgument(f"set_tail_tokens: {len(counts)} counts for {self.requests} requests")
+        for r, n in enumerate(counts):
+            if n < 0:
+                raise InvalidArgument(f"set_tail_tokens: request {r}: {n} tokens")
+            self._tail_counts[r] = n
+        _check(_gpu().cxlkv_gpu_sparse_set_tail_tokens(self._h(), self._tail_counts, self.requests))
+        self.tail_tokens = list(counts)
+
+    def fetch(self, layer: int, topk: Any, out: Any = None, *, stream: Any = None) -> Any:
+        """HOT. One layer of a step: topk [requests][k] int32 CUDA into out [requests][k][row bytes]
+        uint8 CUDA (allocated when None); returns out. A tensor seen on the last call is not checked
+        again."""
+        if topk is not self._topk:
+            self._topk = None
+            if not is_torch(topk) or tuple(topk.shape) != (self.requests, self.k):
+                raise InvalidArgument(f"fetch: topk must be [{self.requests}][{self.k}] int32, got {describe(topk)}")
+            import torch
+            if topk.dtype != torch.int32:
+                raise InvalidArgument(f"fetch: topk must be int32, got {describe(topk)}")
+            _cuda(topk, "fetch topk")
+            self._topk = topk
+        if out is None:
+            import torch
+            out = torch.empty((self.requests, self.k, self.row_bytes), dtype=torch.uint8, device=topk.device)
+        elif out is not self._out:
+            self._out = None
+            _cuda(out, "fetch out", nbytes=self.requests * self.k * self.row_bytes)
+            self._out = out
+        self._pool._h()  # a detached pool's mapping is gone: refuse before the library reads it
+        _check(_gpu().cxlkv_gpu_sparse_fetch(self._h(), layer, topk.data_ptr(), out.data_ptr(), _stream(stream)))
+        return out
+
+    def hot_counts(self, request: int, layer: int) -> tuple[int, int]:
+        """(hits, misses) of (request, layer)'s hot buffer at its last step; synchronizes."""
+        hits, misses = c_uint32(), c_uint32()
+        _check(_gpu().cxlkv_gpu_sparse_hot_counts(self._h(), request, layer, ctypes.byref(hits), ctypes.byref(misses)))
+        return hits.value, misses.value
+
+    def _h(self) -> int:
+        if self._handle is None:
+            raise Closed("sparse fetcher is closed")
+        return self._handle
+
+    def close(self) -> None:
+        """Frees the hot buffers and the fetcher's GPU memory."""
+        handle, self._handle = getattr(self, "_handle", None), None
+        if handle is not None and _lib is not None:
+            _lib.cxlkv_gpu_sparse_fetcher_free(handle)
+
+    def __enter__(self) -> "SparseDecodeFetcher":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()

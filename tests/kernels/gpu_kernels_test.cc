@@ -15,6 +15,7 @@
 #include "gpu_region.h"
 #include "hot_buffer.h"
 #include "reference.h"
+#include "sparse_fetch.h"
 #include "pool_workload.h"
 
 using namespace cxlkv;
@@ -208,6 +209,73 @@ TEST_CASE("GPU gather of split rows puts each token's scales back in at byte 512
   StreamShape past_entry = shape;
   past_entry.side_at = 656;  // beyond the 640 B entry
   CHECK(launch_gather_topk(pool.reg->device(), past_entry, b.d_segs, segments, k, b.d_err, GatherTuning{}, 0) == cudaErrorInvalidValue);
+}
+
+TEST_CASE("GPU sparse-fetch split and assembly equal the CPU reference, hot rows or none") {
+  constexpr uint32_t kRow = 656, kSegs = 5, kMaxK = 700, kHotRows = 1400;
+  std::mt19937 rng(std::random_device{}());
+  const bool with_hot = GENERATE(false, true);
+  CAPTURE(with_hot);
+  std::vector<std::vector<int32_t>> topk(kSegs), row_of(kSegs);
+  std::vector<std::vector<uint8_t>> tail(kSegs), hot(kSegs), out(kSegs);
+  std::vector<SparseFetchSegment> host(kSegs), dev(kSegs);
+  std::vector<void*> owned;
+  auto up = [&](const auto& v) {
+    auto* d = to_device(v);
+    owned.push_back(d);
+    return d;
+  };
+  for (uint32_t s = 0; s < kSegs; ++s) {
+    SparseFetchSegment& h = host[s];
+    h.k = s == 0 ? kMaxK : 1 + rng() % kMaxK;
+    h.prefix_tokens = 64 * (1 + rng() % 40);
+    h.tail_tokens = s == 1 ? 0 : rng() % 50;
+    for (uint32_t i = 0; i < h.k; ++i) {
+      const uint32_t kind = rng() % 10;  // mostly prefix, some tail, some -1 and some bad
+      topk[s].push_back(kind < 6 ? int32_t(rng() % h.prefix_tokens)
+                        : kind < 8 ? int32_t(h.prefix_tokens + rng() % (h.tail_tokens + 1))  // may be one past
+                        : kind < 9 ? -1 : (rng() % 2 ? -7 : int32_t(h.prefix_tokens + h.tail_tokens + rng() % 9)));
+      row_of[s].push_back(rng() % 5 ? int32_t(rng() % kHotRows) : -1);
+    }
+    tail[s].resize(size_t{std::max(h.tail_tokens, 1u)} * kRow);
+    hot[s].resize(size_t{kHotRows} * kRow);
+    out[s].resize(size_t{h.k} * kRow);
+    for (auto* v : {&tail[s], &hot[s], &out[s]})
+      for (auto& b : *v) b = uint8_t(rng());
+    dev[s] = h;
+    dev[s].topk = up(topk[s]);
+    dev[s].row_of = with_hot ? up(row_of[s]) : nullptr;
+    dev[s].hot_rows = up(hot[s]);
+    dev[s].tail = up(tail[s]);
+    dev[s].out = up(out[s]);
+    h.topk = topk[s].data();
+    h.row_of = with_hot ? row_of[s].data() : nullptr;
+    h.hot_rows = hot[s].data();
+    h.tail = tail[s].data();
+    h.out = out[s].data();
+  }
+  std::vector<int32_t> want_split(size_t{kSegs} * kMaxK, 0x7777), got_split(want_split);
+  const uint64_t want_bad = reference_split_prefix(host.data(), kSegs, kMaxK, want_split.data());
+  reference_assemble_rows(host.data(), kSegs, kRow);
+  SparseFetchSegment* d_segs = up(dev);
+  int32_t* d_split = up(got_split);
+  uint32_t* d_bad = up(std::vector<uint32_t>{0});
+  CUDA_REQUIRE(launch_split_prefix(d_segs, kSegs, kMaxK, d_split, d_bad, 0));
+  CUDA_REQUIRE(launch_assemble_rows(d_segs, kSegs, kMaxK, kRow, 0));
+  CUDA_REQUIRE(cudaDeviceSynchronize());
+  uint32_t bad = 0;
+  CUDA_REQUIRE(cudaMemcpy(&bad, d_bad, 4, cudaMemcpyDeviceToHost));
+  CUDA_REQUIRE(cudaMemcpy(got_split.data(), d_split, got_split.size() * 4, cudaMemcpyDeviceToHost));
+  CHECK(want_bad > 0);
+  CHECK(bad == want_bad);
+  CHECK(got_split == want_split);
+  for (uint32_t s = 0; s < kSegs; ++s) {
+    CAPTURE(s, host[s].k, host[s].prefix_tokens, host[s].tail_tokens);
+    std::vector<uint8_t> got(out[s].size());
+    CUDA_REQUIRE(cudaMemcpy(got.data(), dev[s].out, got.size(), cudaMemcpyDeviceToHost));
+    CHECK(got == out[s]);
+  }
+  for (void* p : owned) cudaFree(p);
 }
 
 TEST_CASE("GPU run copy equals the CPU reference") {

@@ -130,3 +130,45 @@ TEST_CASE("hot buffer step: repeated indices hit, new ones take least recently u
   CHECK(s3.hits == 4);
   CHECK(s3.misses == 0);
 }
+
+TEST_CASE("sparse fetch: prefix positions go to the pool's part, tail rows and hot rows into place, the rest counted") {
+  constexpr uint32_t kRow = 32, kPrefix = 256, kTail = 3, kRows = 8;
+  std::vector<uint8_t> tail(kTail * kRow), hot(kRows * kRow);
+  for (size_t i = 0; i < tail.size(); ++i) tail[i] = uint8_t(100 + i);
+  for (size_t i = 0; i < hot.size(); ++i) hot[i] = uint8_t(7 * i);
+  // -1; prefix 0 and 255; tail 256 and 258; past the tail 259; below -1.
+  const std::vector<int32_t> topk = {-1, 0, 255, 256, 258, 259, -5};
+  const uint32_t k = uint32_t(topk.size());
+  const std::vector<int32_t> row_of = {-1, 4, 2, -1, -1, -1, -1};
+  for (bool with_hot : {false, true}) {
+    CAPTURE(with_hot);
+    std::vector<uint8_t> out(k * kRow, 0xAB);
+    SparseFetchSegment seg;
+    seg.topk = topk.data();
+    seg.row_of = with_hot ? row_of.data() : nullptr;
+    seg.hot_rows = hot.data();
+    seg.tail = tail.data();
+    seg.out = out.data();
+    seg.prefix_tokens = kPrefix;
+    seg.tail_tokens = kTail;
+    seg.k = k;
+    std::vector<int32_t> prefix_topk(k + 2, 99);  // max_k = k + 2: the slots past k stay as they were
+    REQUIRE(reference_split_prefix(&seg, 1, k + 2, prefix_topk.data()) == 2);
+    CHECK(prefix_topk == std::vector<int32_t>{-1, 0, 255, -1, -1, -1, -1, 99, 99});
+    reference_assemble_rows(&seg, 1, kRow);
+    auto row = [&](uint32_t i) { return std::vector<uint8_t>(out.begin() + i * kRow, out.begin() + (i + 1) * kRow); };
+    const std::vector<uint8_t> untouched(kRow, 0xAB);
+    CHECK(row(0) == untouched);
+    CHECK(row(3) == std::vector<uint8_t>(tail.begin(), tail.begin() + kRow));
+    CHECK(row(4) == std::vector<uint8_t>(tail.begin() + 2 * kRow, tail.end()));
+    CHECK(row(5) == untouched);
+    CHECK(row(6) == untouched);
+    if (with_hot) {
+      CHECK(row(1) == std::vector<uint8_t>(hot.begin() + 4 * kRow, hot.begin() + 5 * kRow));
+      CHECK(row(2) == std::vector<uint8_t>(hot.begin() + 2 * kRow, hot.begin() + 3 * kRow));
+    } else {  // the pool's gather writes prefix rows; assembly leaves them
+      CHECK(row(1) == untouched);
+      CHECK(row(2) == untouched);
+    }
+  }
+}

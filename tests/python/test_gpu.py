@@ -167,3 +167,102 @@ def test_pages_written_from_cuda_tensors_read_back_the_same(client: cxlkv.Client
         idx = np.array([0, 70, 127], dtype=np.int32)
         assert np.array_equal(read.gather_topk("latent", 3, idx), data["latent"][idx // 64, 3, idx % 64])
         assert np.array_equal(read.fetch_pages("indexer", 1), data["indexer"][:, 1].reshape(-1, 132))
+
+
+def sparse_batch(client: cxlkv.Client, pages: list[int], seed: int, tail_capacity: int):
+    """Prefixes of the given page counts written to the pool, their leases, and random tails."""
+    rng = np.random.default_rng(seed)
+    prefixes = [write_prefix(client, n, seed * 10 + i)[0] for i, n in enumerate(pages)]
+    leases = [client.lookup(keys) for keys in prefixes]
+    tails = [cuda(rng.integers(0, 256, (client.layout.layers, tail_capacity, 656), dtype=np.uint8)) for _ in pages]
+    return rng, leases, tails
+
+
+def expected_sparse_rows(lease: cxlkv.ReadLease, tail: torch.Tensor, tail_tokens: int, layer: int, topk: np.ndarray,
+                         fill: int) -> np.ndarray:
+    """What the fetch hook must write: prefix rows as the CPU gather reads them, tail rows as given."""
+    want = np.full((topk.size, 656), fill, dtype=np.uint8)
+    prefix = (topk >= 0) & (topk < lease.prefix_tokens)
+    want[prefix] = lease.gather_topk("latent", layer, topk[prefix].astype(np.int32))
+    in_tail = (topk >= lease.prefix_tokens) & (topk < lease.prefix_tokens + tail_tokens)
+    want[in_tail] = tail[layer].cpu().numpy()[topk[in_tail] - lease.prefix_tokens]
+    return want
+
+
+@pytest.mark.parametrize("hot_rows", [0, 256])
+def test_sparse_fetch_fills_flashmla_rows_from_the_pool_and_the_tail(client: cxlkv.Client, hot_rows: int) -> None:
+    rng, leases, tails = sparse_batch(client, [4, 2, 6], 21 + hot_rows, tail_capacity=40)
+    k, requests = 64, 3
+    with gpu.GpuPool(client) as pool, gpu.SparseDecodeFetcher(pool, leases, tails, k, hot_rows=hot_rows) as fetcher:
+        assert fetcher.prefix_tokens == [256, 128, 384]
+        out = torch.full((requests, k, 656), 0xEE, dtype=torch.uint8, device="cuda")
+        previous = [None] * requests
+        for step in range(4):
+            tail_tokens = [5 + 8 * step, 3 + step, 0 if step < 2 else 30]
+            fetcher.set_tail_tokens(tail_tokens)
+            for layer in range(client.layout.layers):
+                topk = np.empty((requests, k), dtype=np.int32)
+                for r, lease in enumerate(leases):
+                    seq = lease.prefix_tokens + tail_tokens[r]
+                    keep = previous[r][:k // 2] if previous[r] is not None and layer == 0 else np.array([], np.int32)
+                    fresh = np.setdiff1d(rng.choice(seq, k, replace=False), keep)[: k - keep.size]
+                    topk[r] = np.concatenate([keep, fresh])
+                    topk[r, rng.choice(k, 5, replace=False)] = -1
+                    if layer == 0:
+                        previous[r] = topk[r][topk[r] >= 0]
+                out.fill_(0xEE)
+                fetcher.fetch(layer, cuda(topk), out)
+                torch.cuda.synchronize()
+                got = out.cpu().numpy()
+                for r, lease in enumerate(leases):
+                    want = expected_sparse_rows(lease, tails[r], tail_tokens[r], layer, topk[r], 0xEE)
+                    assert np.array_equal(got[r], want), (step, layer, r)
+                if hot_rows:
+                    hits, misses = fetcher.hot_counts(0, layer)
+                    assert hits + misses == int(((topk[0] >= 0) & (topk[0] < 256)).sum())
+        assert pool.bad_index_count() == 0
+    for lease in leases:
+        lease.release()
+
+
+def test_sparse_fetch_refuses_bad_input_and_counts_positions_past_the_tail(client: cxlkv.Client) -> None:
+    _, leases, tails = sparse_batch(client, [2, 2], 31, tail_capacity=8)
+    with gpu.GpuPool(client) as pool:
+        with pytest.raises(cxlkv.InvalidArgument, match="one each per request"):
+            gpu.SparseDecodeFetcher(pool, leases, tails[:1], 16)
+        with pytest.raises(cxlkv.InvalidArgument, match="656 B"):
+            gpu.SparseDecodeFetcher(pool, leases, [t[:, :, :640].contiguous() for t in tails], 16)
+        with pytest.raises(cxlkv.InvalidArgument, match="rows"):
+            gpu.SparseDecodeFetcher(pool, leases, tails, 16, hot_rows=20)  # fewer than 2k rows
+        fetcher = gpu.SparseDecodeFetcher(pool, leases, tails, 16)
+        with pytest.raises(cxlkv.InvalidArgument, match="request 1: 9 tokens in a tail of 8 rows"):
+            fetcher.set_tail_tokens([1, 9])
+        with pytest.raises(cxlkv.InvalidArgument, match="2 requests"):
+            fetcher.set_tail_tokens([1])
+        fetcher.set_tail_tokens([2, 0])
+        good = cuda(np.zeros((2, 16), dtype=np.int32))
+        out = torch.full((2, 16, 656), 3, dtype=torch.uint8, device="cuda")
+        for topk, message in [(good.long(), "int32"), (good[:, :8], r"\[2\]\[16\]"), (good.cpu(), "CUDA"),
+                              (cuda(np.zeros((2, 32), np.int32))[:, ::2], "contiguous")]:
+            with pytest.raises(cxlkv.InvalidArgument, match=message):
+                fetcher.fetch(0, topk, out)
+        with pytest.raises(cxlkv.InvalidArgument, match="layer 9 of 4"):
+            fetcher.fetch(9, good, out)
+        with pytest.raises(cxlkv.InvalidArgument, match="bytes"):
+            fetcher.fetch(0, good, out[:1])
+        # positions 128, 129 are request 0's tail; 130 and up, and all of request 1's past 127, are counted
+        topk = np.full((2, 16), -1, dtype=np.int32)
+        topk[0, :4] = [0, 128, 129, 130]
+        topk[1, :3] = [127, 128, 100000]
+        fetcher.fetch(0, cuda(topk), out)
+        torch.cuda.synchronize()
+        assert pool.bad_index_count() == 3
+        got = out.cpu().numpy()
+        assert np.array_equal(got[0, :4], expected_sparse_rows(leases[0], tails[0], 2, 0, topk[0, :4], 3))
+        assert np.array_equal(got[1, :3], expected_sparse_rows(leases[1], tails[1], 0, 0, topk[1, :3], 3))
+        assert (got[:, 4:] == 3).all()
+        fetcher.close()
+        with pytest.raises(cxlkv.Closed):
+            fetcher.fetch(0, good, out)
+    for lease in leases:
+        lease.release()
