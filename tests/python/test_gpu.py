@@ -266,3 +266,31 @@ def test_sparse_fetch_refuses_bad_input_and_counts_positions_past_the_tail(clien
             fetcher.fetch(0, good, out)
     for lease in leases:
         lease.release()
+
+
+def test_a_tail_page_committed_from_the_gpu_extends_the_cached_prefix(client: cxlkv.Client) -> None:
+    layers = client.layout.layers
+    rng = np.random.default_rng(41)
+    tokens = np.arange(64 * 3, dtype=np.int32) + 31337
+    keys = client.page_keys(tokens)
+    with client.reserve(keys[:2]) as w:  # the prompt's two whole pages, written at prefill
+        for s in client.layout.streams:
+            w.write_pages(s.name, rng.integers(0, 256, (2, layers, 64, s.entry_bytes), dtype=np.uint8))
+        assert w.commit() == 2
+    # 64 tokens decoded since: their rows in the caller's HBM tensors, now a whole page
+    tail_rows = cuda(rng.integers(0, 256, (layers, 80, 656), dtype=np.uint8))
+    tail_keys = cuda(rng.integers(0, 256, (layers, 80, 132), dtype=np.uint8))
+    with client.reserve(keys[2:], parent=keys[1]) as w:
+        w.write_pages("latent", tail_rows[:, :64].unsqueeze(0).contiguous())
+        w.write_pages("indexer", tail_keys[:, :64].unsqueeze(0).contiguous())
+        assert w.commit() == 1
+    with client.lookup(keys) as lease, gpu.GpuPool(client) as pool:
+        assert lease.pages == 3
+        later = torch.zeros((layers, 1, 656), dtype=torch.uint8, device="cuda")  # a later request, no tail yet
+        with gpu.SparseDecodeFetcher(pool, [lease], [later], 64) as fetcher:
+            topk = torch.arange(128, 192, dtype=torch.int32, device="cuda").view(1, 64)
+            for layer in range(layers):
+                out = fetcher.fetch(layer, topk)
+                torch.cuda.synchronize()
+                assert torch.equal(out[0], tail_rows[layer, :64]), layer
+        assert np.array_equal(lease.fetch_pages("indexer", 2, 2, 3), tail_keys[2, :64].cpu().numpy())
