@@ -62,6 +62,11 @@ Status validate_config(const PoolConfig& c) {
     return Status(Code::kInvalidArgument, fmt::format("max_pending must be in 1..max_connections ({}), got {}",
                                                       c.max_connections, c.max_pending));
   if (c.hello_timeout_ms == 0) return Status(Code::kInvalidArgument, "hello_timeout_ms must be > 0");
+  if (c.frame_timeout_ms == 0) return Status(Code::kInvalidArgument, "frame_timeout_ms must be > 0");
+  if (c.max_sessions_per_tenant == 0 || c.max_connections_per_address == 0)
+    return Status(Code::kInvalidArgument, fmt::format("max_sessions_per_tenant ({}) and max_connections_per_address "
+                                                      "({}) must be > 0", c.max_sessions_per_tenant,
+                                                      c.max_connections_per_address));
   if (c.unix_socket.empty() && c.tcp.empty())
     return Status(Code::kInvalidArgument, "no listener: give a unix socket path or a TCP address");
   if (auto layout = Layout::parse(c.layout); !layout) return layout.status();
@@ -130,7 +135,9 @@ Status read_toml(const std::string& path, PoolConfig& c) {
   }
   if (const toml::table* s = root["server"].as_table()) {
     if (Status st = check_keys(*s, "server", {"unix_socket", "unix_socket_mode", "unix_socket_group", "tcp",
-                                              "max_connections", "max_pending", "hello_timeout_ms", "max_keys",
+                                              "max_connections", "max_pending", "hello_timeout_ms", "frame_timeout_ms",
+                                              "idle_timeout_ms", "max_sessions_per_tenant",
+                                              "max_connections_per_address", "max_keys",
                                               "max_leases"});
         !st)
       return st;
@@ -147,6 +154,10 @@ Status read_toml(const std::string& path, PoolConfig& c) {
     read(*s, "max_connections", c.max_connections);
     read(*s, "max_pending", c.max_pending);
     read(*s, "hello_timeout_ms", c.hello_timeout_ms);
+    read(*s, "frame_timeout_ms", c.frame_timeout_ms);
+    read(*s, "idle_timeout_ms", c.idle_timeout_ms);
+    read(*s, "max_sessions_per_tenant", c.max_sessions_per_tenant);
+    read(*s, "max_connections_per_address", c.max_connections_per_address);
     read(*s, "max_keys", c.pool.max_keys);
     read(*s, "max_leases", c.pool.max_leases);
   }
@@ -234,6 +245,17 @@ void add_server_overrides(CLI::App& app, std::vector<Apply>& later) {
   override_option<uint32_t>(app, later, "--hello-timeout-ms",
                             "a connection that has not said Hello by then is closed (default 5000)",
                             [](PoolConfig& c, uint32_t v) { c.hello_timeout_ms = v; });
+  override_option<uint32_t>(app, later, "--frame-timeout-ms",
+                            "a frame begun must be whole by then, else the connection closes (default 5000)",
+                            [](PoolConfig& c, uint32_t v) { c.frame_timeout_ms = v; });
+  override_option<uint32_t>(app, later, "--idle-timeout-ms",
+                            "a session holding no lease and silent this long is closed (default 600000; 0 = never)",
+                            [](PoolConfig& c, uint32_t v) { c.idle_timeout_ms = v; });
+  override_option<uint32_t>(app, later, "--max-sessions-per-tenant", "sessions of one tenant at most (default 128)",
+                            [](PoolConfig& c, uint32_t v) { c.max_sessions_per_tenant = v; });
+  override_option<uint32_t>(app, later, "--max-connections-per-address",
+                            "TCP connections from one address at most (default 128)",
+                            [](PoolConfig& c, uint32_t v) { c.max_connections_per_address = v; });
   override_option<uint32_t>(app, later, "--max-keys", "keys per request at most, <= 16384 (default 16384)",
                             [](PoolConfig& c, uint32_t v) { c.pool.max_keys = v; });
   override_option<uint32_t>(app, later, "--max-leases", "live leases at most (default 65536)",

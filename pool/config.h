@@ -35,6 +35,14 @@ struct PoolConfig {
   // closed hello_timeout_ms after it opened. Stalled peers so never lock legitimate clients out.
   uint32_t max_pending = 64;
   uint32_t hello_timeout_ms = 5000;
+  // A frame whose first byte has come must be whole within frame_timeout_ms; a session that holds
+  // no lease and sends nothing for idle_timeout_ms is closed (0: never).
+  uint32_t frame_timeout_ms = 5000;
+  uint32_t idle_timeout_ms = 600000;
+  // Sessions of one tenant, and TCP connections from one address, at most: one tenant or host
+  // cannot take every connection.
+  uint32_t max_sessions_per_tenant = 128;
+  uint32_t max_connections_per_address = 128;
   // [metrics]
   std::string metrics_bind = "127.0.0.1";
   uint16_t metrics_port = 9464;    // 0: no metrics listener

@@ -43,8 +43,20 @@ struct Dispatcher::Reply {
   }
 };
 
-Dispatcher::Dispatcher(PoolService& service, std::vector<Tenant> tenants, Metrics& metrics)
-    : service_(service), tenants_(std::move(tenants)), metrics_(metrics), placements_(service.options().max_keys) {}
+Dispatcher::Dispatcher(PoolService& service, std::vector<Tenant> tenants, Metrics& metrics,
+                       uint32_t max_sessions_per_tenant)
+    : service_(service),
+      tenants_(std::move(tenants)),
+      metrics_(metrics),
+      placements_(service.options().max_keys),
+      max_sessions_per_tenant_(max_sessions_per_tenant) {}
+
+void Dispatcher::end_session(const Session& session) {
+  auto it = sessions_per_tenant_.find(session.tenant);
+  if (it != sessions_per_tenant_.end() && --it->second == 0) sessions_per_tenant_.erase(it);
+}
+
+bool Dispatcher::holds_leases(const Session& session) const { return service_.holds_leases(session.id); }
 
 void Dispatcher::error_response(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const Status& status) {
   fbb.Clear();
@@ -164,6 +176,14 @@ void Dispatcher::hello(Session& s, const wire::HelloRequest* r, Reply& reply) {
       return reply.fail(Status(Code::kPermissionDenied, fmt::format("hello: tenant '{}' unknown or token wrong", tenant)));
     }
   }
+  uint32_t& open = sessions_per_tenant_[tenant];
+  if (open >= max_sessions_per_tenant_) {
+    if (open == 0) sessions_per_tenant_.erase(tenant);
+    spdlog::warn("hello refused for tenant '{}': {} sessions open, the most one tenant may hold", tenant, open);
+    return reply.fail(Status(Code::kExhausted, fmt::format("hello: tenant '{}' has {} sessions open, the most one "
+                                                           "tenant may hold", tenant, max_sessions_per_tenant_)));
+  }
+  ++open;
   s.id = service_.new_session();
   s.ns = wire::namespace_id(tenant, model);
   s.tenant = tenant;

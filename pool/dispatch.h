@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <flatbuffers/flatbuffers.h>
@@ -32,10 +33,16 @@ struct DispatchOutcome {
 
 class Dispatcher {
  public:
-  Dispatcher(PoolService& service, std::vector<Tenant> tenants, Metrics& metrics);
+  // max_sessions_per_tenant: a Hello past it is refused with `exhausted`.
+  Dispatcher(PoolService& service, std::vector<Tenant> tenants, Metrics& metrics, uint32_t max_sessions_per_tenant);
 
   // Handles the message msg[0..size) of `session`; the finished Response is in `fbb`.
   DispatchOutcome handle(Session& session, const uint8_t* msg, size_t size, flatbuffers::FlatBufferBuilder& fbb);
+
+  // The connection of an authenticated session has closed (its leases live on until their TTL).
+  void end_session(const Session& session);
+  // Whether the session holds a live lease (an idle session that does is not closed).
+  bool holds_leases(const Session& session) const;
 
   // A Response with an error only (for frames refused before handle()).
   static void error_response(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const Status& status);
@@ -54,6 +61,8 @@ class Dispatcher {
   std::vector<Tenant> tenants_;
   Metrics& metrics_;
   std::vector<wire::Placement> placements_;  // scratch, max_keys long, so replies do not allocate
+  uint32_t max_sessions_per_tenant_;
+  std::unordered_map<std::string, uint32_t> sessions_per_tenant_;
 };
 
 }  // namespace cxlkv::pool

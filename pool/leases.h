@@ -53,6 +53,12 @@ class LeaseTable {
   Lease* find_any(uint64_t id);
 
   uint64_t count(LeaseKind kind) const { return kind == LeaseKind::kRead ? reads_ : writes_; }
+  // Whether `session` owns a live lease; scans the table.
+  bool holds_any(uint64_t session) const {
+    for (const Lease& l : leases_)
+      if (l.id != 0 && l.session == session) return true;
+    return false;
+  }
 
  private:
   uint32_t capacity_;

@@ -79,7 +79,7 @@ int serve(const PoolConfig& config) {
     spdlog::warn("auth is open: no tenants configured, every tenant and token is accepted (add [[tenant]] entries)");
 
   Metrics metrics;
-  Dispatcher dispatcher(**service, config.tenants, metrics);
+  Dispatcher dispatcher(**service, config.tenants, metrics, config.max_sessions_per_tenant);
   MetricsServer metrics_server(io, metrics, **service);
   if (config.metrics_port != 0) {
     auto port = metrics_server.start(config.metrics_bind, config.metrics_port);

@@ -86,6 +86,8 @@ class PoolService {
   uint32_t maintain_watermarks();
 
   PoolStats stats() const;
+  // Whether `session` holds a live lease (a scan: for idle checks, not for a hot path).
+  bool holds_leases(uint64_t session) const { return leases_.holds_any(session); }
   const PrefixIndex& index() const { return index_; }
   const PoolOptions& options() const { return options_; }
   const SlabGeometry& geometry() const { return geometry_; }

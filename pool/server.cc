@@ -23,38 +23,32 @@ namespace {
 template <typename Socket>
 class Connection : public std::enable_shared_from_this<Connection<Socket>> {
  public:
-  Connection(Server& server, Socket socket, bool unix_socket)
-      : server_(server), socket_(std::move(socket)), hello_timer_(socket_.get_executor()) {
+  Connection(Server& server, Socket socket, bool unix_socket, std::string address)
+      : server_(server), socket_(std::move(socket)), address_(std::move(address)), deadline_(socket_.get_executor()) {
     session_.unix_socket = unix_socket;
   }
   ~Connection() {
+    if (session_.id != 0) server_.dispatcher().end_session(session_);
     if (id_ != 0) server_.leave(id_);
   }
 
   // Registers with the server (false: over the connection limit) and reads the first frame.
   bool start() {
-    id_ = server_.admit([this] {
+    id_ = server_.admit(address_, [this] {
       error_code ignored;
       socket_.close(ignored);
     });
     if (id_ == 0) return false;
     // No Hello in time: closed, so a stalled peer holds a pending place for a bounded time only.
-    hello_timer_.expires_after(std::chrono::milliseconds(server_.config().hello_timeout_ms));
-    hello_timer_.async_wait([weak = this->weak_from_this()](error_code ec) {
-      auto self = weak.lock();
-      if (ec || !self || self->session_.id != 0) return;
-      spdlog::info("connection {}: no hello within {} ms; closing it", self->id_, self->server_.config().hello_timeout_ms);
-      error_code ignored;
-      self->socket_.close(ignored);
-    });
+    // The deadline runs from the connection's start and covers its first frames.
+    arm(Wait::kHello, server_.config().hello_timeout_ms);
     read_header();
     return true;
   }
 
-  // Over the connection limit: an `exhausted` reply, then the socket closes (the peer may not read it).
-  void refuse(uint32_t limit) {
-    Dispatcher::error_response(fbb_, 0, Status(Code::kExhausted, fmt::format("connection refused: at most {} "
-                                                                             "connections", limit)));
+  // Over a connection limit: an `exhausted` reply, then the socket closes (the peer may not read it).
+  void refuse(const std::string& why) {
+    Dispatcher::error_response(fbb_, 0, Status(Code::kExhausted, "connection refused: " + why));
     const wire::FrameHeader h = wire::make_frame_header(static_cast<uint32_t>(fbb_.GetSize()));
     std::array<asio::const_buffer, 2> bufs = {asio::buffer(&h, sizeof h), asio::buffer(fbb_.GetBufferPointer(), fbb_.GetSize())};
     error_code ec;
@@ -63,10 +57,58 @@ class Connection : public std::enable_shared_from_this<Connection<Socket>> {
   }
 
  private:
+  // What the deadline timer guards: Hello (from the start), a frame under way, or an idle session.
+  enum class Wait { kNone, kHello, kFrame, kIdle };
+
+  void arm(Wait what, uint32_t ms) {
+    waiting_ = what;
+    const uint64_t generation = ++deadline_generation_;
+    if (what == Wait::kNone || ms == 0) {
+      deadline_.cancel();
+      return;
+    }
+    deadline_.expires_after(std::chrono::milliseconds(ms));
+    deadline_.async_wait([weak = this->weak_from_this(), generation](error_code ec) {
+      auto self = weak.lock();
+      if (ec || !self || generation != self->deadline_generation_) return;  // re-armed or cancelled since
+      self->on_deadline();
+    });
+  }
+
+  void on_deadline() {
+    const PoolConfig& c = server_.config();
+    switch (waiting_) {
+      case Wait::kHello:
+        if (session_.id != 0) return;
+        spdlog::info("connection {}: no hello within {} ms; closing it", id_, c.hello_timeout_ms);
+        break;
+      case Wait::kFrame:
+        spdlog::info("session {} (connection {}): a frame begun was not whole within {} ms; closing it", session_.id,
+                     id_, c.frame_timeout_ms);
+        break;
+      case Wait::kIdle:
+        if (server_.dispatcher().holds_leases(session_)) return arm(Wait::kIdle, c.idle_timeout_ms);
+        spdlog::info("session {}: idle for {} ms with no lease; closing it", session_.id, c.idle_timeout_ms);
+        break;
+      case Wait::kNone:
+        return;
+    }
+    error_code ignored;
+    socket_.close(ignored);
+  }
+
+  // Between frames: an authenticated session may idle (up to idle_timeout_ms without leases); the
+  // first byte of a frame starts its deadline.
   void read_header() {
-    asio::async_read(socket_, asio::buffer(header_), [self = this->shared_from_this()](error_code ec, size_t) {
+    if (session_.id != 0) arm(Wait::kIdle, server_.config().idle_timeout_ms);
+    asio::async_read(socket_, asio::buffer(header_, 1), [self = this->shared_from_this()](error_code ec, size_t) {
       if (ec) return;  // the peer closed or the server stopped: the connection ends
-      self->on_header();
+      if (self->session_.id != 0) self->arm(Wait::kFrame, self->server_.config().frame_timeout_ms);
+      asio::async_read(self->socket_, asio::buffer(self->header_ + 1, sizeof self->header_ - 1),
+                       [self](error_code ec2, size_t) {
+                         if (ec2) return;
+                         self->on_header();
+                       });
     });
   }
 
@@ -88,11 +130,12 @@ class Connection : public std::enable_shared_from_this<Connection<Socket>> {
   }
 
   void on_body() {
+    if (waiting_ == Wait::kFrame) arm(Wait::kNone, 0);
     const DispatchOutcome out = server_.dispatcher().handle(session_, body_.data(), body_size_, fbb_);
     close_after_ = out.close;
     if (session_.id != 0 && !authenticated_) {
       authenticated_ = true;
-      hello_timer_.cancel();
+      arm(Wait::kNone, 0);
       server_.authenticated(id_);
     }
     const auto size = static_cast<uint32_t>(fbb_.GetSize());
@@ -124,7 +167,10 @@ class Connection : public std::enable_shared_from_this<Connection<Socket>> {
   flatbuffers::FlatBufferBuilder fbb_{64 << 10};
   wire::FrameHeader reply_header_{};
   bool close_after_ = false;
-  boost::asio::steady_timer hello_timer_;
+  std::string address_;  // the TCP peer's address; empty on the Unix socket
+  boost::asio::steady_timer deadline_;
+  Wait waiting_ = Wait::kNone;
+  uint64_t deadline_generation_ = 0;
   bool authenticated_ = false;
 };
 
@@ -136,19 +182,27 @@ Server::Server(asio::io_context& io, Dispatcher& dispatcher, Metrics& metrics, c
 
 Server::~Server() { stop(); }
 
-uint64_t Server::admit(std::function<void()> close) {
+uint64_t Server::admit(const std::string& address, std::function<void()> close) {
+  if (!address.empty() && per_address_[address] >= config_.max_connections_per_address) {
+    refusal_ = fmt::format("at most {} connections from one address ({})", config_.max_connections_per_address, address);
+    spdlog::warn("tcp connection refused: {}", refusal_);
+    metrics_.count_rejected_connection();
+    return 0;
+  }
   if (pending_.size() >= config_.max_pending) {
     // The oldest connection still without a session makes room: it is the likeliest to be stalled.
     const uint64_t oldest = *pending_.begin();
     pending_.erase(pending_.begin());
-    if (auto it = connections_.find(oldest); it != connections_.end()) it->second();
+    if (auto it = connections_.find(oldest); it != connections_.end()) it->second.close();
     metrics_.count_rejected_connection();
   }
   if (connections_.size() >= config_.max_connections) {
+    refusal_ = fmt::format("at most {} connections", config_.max_connections);
     metrics_.count_rejected_connection();
     return 0;
   }
-  connections_.emplace(++next_connection_, std::move(close));
+  connections_.emplace(++next_connection_, Admitted{std::move(close), address});
+  if (!address.empty()) ++per_address_[address];
   pending_.insert(next_connection_);
   metrics_.set_connections(connections_.size());
   return next_connection_;
@@ -158,7 +212,10 @@ void Server::authenticated(uint64_t id) { pending_.erase(id); }
 
 void Server::leave(uint64_t id) {
   pending_.erase(id);
-  connections_.erase(id);
+  if (auto it = connections_.find(id); it != connections_.end()) {
+    if (const std::string& a = it->second.address; !a.empty() && --per_address_[a] == 0) per_address_.erase(a);
+    connections_.erase(it);
+  }
   metrics_.set_connections(connections_.size());
 }
 
@@ -227,6 +284,11 @@ Status Server::start_tcp() {
   }
   if (colon == std::string::npos || ec || port > 65535)
     return Status(Code::kInvalidArgument, fmt::format("tcp address '{}' is not host:port", addr));
+  if (config_.tenants.empty() && !ip.is_loopback())
+    return Status(Code::kPermissionDenied,
+                  fmt::format("tcp {}: refusing a non-loopback listener with no tenants configured (open auth would "
+                              "hand the region to anyone who reaches it); add [[tenant]] entries or bind 127.0.0.1",
+                              addr));
   using tcp = asio::ip::tcp;
   const tcp::endpoint ep(ip, static_cast<uint16_t>(port));
   tcp_acceptor_ = std::make_unique<tcp::acceptor>(io_);
@@ -244,8 +306,8 @@ void Server::accept_unix() {
   unix_acceptor_->async_accept([this](error_code ec, asio::local::stream_protocol::socket socket) {
     if (ec == asio::error::operation_aborted || !unix_acceptor_ || !unix_acceptor_->is_open()) return;
     if (!ec) {
-      auto c = std::make_shared<Connection<asio::local::stream_protocol::socket>>(*this, std::move(socket), true);
-      if (!c->start()) c->refuse(config_.max_connections);
+      auto c = std::make_shared<Connection<asio::local::stream_protocol::socket>>(*this, std::move(socket), true, "");
+      if (!c->start()) c->refuse(refusal_);
     }
     accept_unix();
   });
@@ -256,8 +318,10 @@ void Server::accept_tcp() {
     if (ec == asio::error::operation_aborted || !tcp_acceptor_ || !tcp_acceptor_->is_open()) return;
     if (!ec) {
       socket.set_option(asio::ip::tcp::no_delay(true), ec);
-      auto c = std::make_shared<Connection<asio::ip::tcp::socket>>(*this, std::move(socket), false);
-      if (!c->start()) c->refuse(config_.max_connections);
+      const auto peer = socket.remote_endpoint(ec);
+      auto c = std::make_shared<Connection<asio::ip::tcp::socket>>(*this, std::move(socket), false,
+                                                                   ec ? std::string("?") : peer.address().to_string());
+      if (!c->start()) c->refuse(refusal_);
     }
     accept_tcp();
   });
@@ -274,7 +338,7 @@ void Server::stop() {
     tcp_acceptor_->close(ec);
     tcp_acceptor_.reset();
   }
-  for (auto& [id, close] : connections_) close();
+  for (auto& [id, c] : connections_) c.close();
 }
 
 }  // namespace cxlkv::pool

@@ -39,7 +39,8 @@ class Server {
   // `close` is how stop() ends that connection.
   // A new connection counts as pending until authenticated(); over max_pending, admitting one
   // closes the oldest pending connection.
-  uint64_t admit(std::function<void()> close);
+  // `address`: a TCP peer's (at most max_connections_per_address each), empty on the Unix socket.
+  uint64_t admit(const std::string& address, std::function<void()> close);
   void authenticated(uint64_t id);
   void leave(uint64_t id);
   const PoolConfig& config() const { return config_; }
@@ -60,7 +61,13 @@ class Server {
   int region_fd_;
   std::unique_ptr<boost::asio::local::stream_protocol::acceptor> unix_acceptor_;
   std::unique_ptr<boost::asio::ip::tcp::acceptor> tcp_acceptor_;
-  std::unordered_map<uint64_t, std::function<void()>> connections_;
+  struct Admitted {
+    std::function<void()> close;
+    std::string address;
+  };
+  std::unordered_map<uint64_t, Admitted> connections_;
+  std::unordered_map<std::string, uint32_t> per_address_;
+  std::string refusal_;  // why admit() last returned 0
   std::set<uint64_t> pending_;  // ids of connections without a session, oldest first
   uint64_t next_connection_ = 0;
 };

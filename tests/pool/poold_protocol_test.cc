@@ -291,3 +291,51 @@ TEST_CASE("a connection that says no hello within the timeout is closed") {
   std::this_thread::sleep_for(1000ms);
   require_served(*c);
 }
+
+TEST_CASE("a frame begun and not finished within the frame timeout closes that connection") {
+  TestDaemon d({"--frame-timeout-ms", "300"});
+  REQUIRE(d.process.start());
+  auto stalled = d.client();
+  auto other = d.client();
+  const wire::FrameHeader h = header(wire::kFrameMagic, wire::kProtocolVersion, 64);
+  REQUIRE(stalled->send_raw(&h, 3));  // three bytes of a header, then nothing
+  const auto t0 = std::chrono::steady_clock::now();
+  REQUIRE(stalled->closed_by_peer(5000));
+  CHECK(std::chrono::steady_clock::now() - t0 >= 250ms);
+  require_served(*other);
+}
+
+TEST_CASE("a session idle past the idle timeout is closed unless it holds a lease") {
+  TestDaemon d({"--idle-timeout-ms", "300", "--read-lease-ttl-ms", "60000"});
+  REQUIRE(d.process.start());
+  auto idle = d.client();
+  auto holder = d.client();
+  const auto keys = commit_pages(*holder, 21, 2);
+  REQUIRE(code_of(holder->lookup(keys)) == Code::kOk);  // a read lease, held
+  REQUIRE(idle->closed_by_peer(5000));
+  std::this_thread::sleep_for(700ms);  // past two idle periods: the lease keeps it open
+  require_served(*holder);
+}
+
+TEST_CASE("a tenant's sessions are capped; other tenants are served and a closed session frees its place") {
+  TestDaemon d({"--max-sessions-per-tenant", "2"});
+  REQUIRE(d.process.start());
+  auto a1 = d.client("m", "a");
+  auto a2 = std::make_unique<RawClient>(d.socket);
+  REQUIRE(code_of(a2->hello("a", "x", "m")) == Code::kOk);
+  RawClient a3(d.socket);
+  const wire::Response* r = a3.hello("a", "x", "m");
+  REQUIRE(code_of(r) == Code::kExhausted);
+  REQUIRE(r->message()->str().find("tenant 'a' has 2 sessions open") != std::string::npos);
+  auto b = d.client("m", "b");
+  require_served(*b);
+  a2.reset();  // closes: tenant a has one session again
+  bool admitted = false;
+  for (int i = 0; i < 100 && !admitted; ++i) {
+    RawClient again(d.socket);
+    admitted = code_of(again.hello("a", "x", "m")) == Code::kOk;
+    if (!admitted) std::this_thread::sleep_for(10ms);
+  }
+  REQUIRE(admitted);
+  require_served(*a1);
+}

@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/stat.h>
 
 #include "daemon_fixture.h"
@@ -179,4 +180,46 @@ TEST_CASE("GET /healthz and /readyz answer 200 on a daemon that serves") {
   REQUIRE(ready.find("200 OK") != std::string::npos);
   REQUIRE(ready.find("ready") != std::string::npos);
   REQUIRE(http_get(port, "/ready").find("404") != std::string::npos);
+}
+
+TEST_CASE("with no tenants the daemon refuses a non-loopback TCP listener and says why") {
+  TestDaemon open_auth({"--tcp", "0.0.0.0:" + std::to_string(free_port())});
+  REQUIRE_FALSE(open_auth.process.start());
+  REQUIRE(open_auth.process.wait_exit() == 2);
+  REQUIRE(open_auth.process.log().find("no tenants configured") != std::string::npos);
+  // With a tenant the same listener starts (auth is on); loopback without tenants stays allowed.
+  TestDaemon with_tenant({"--tcp", "0.0.0.0:" + std::to_string(free_port()), "--tenant", "t:x"});
+  REQUIRE(with_tenant.process.start());
+  TestDaemon loopback({"--tcp", "127.0.0.1:" + std::to_string(free_port())});
+  REQUIRE(loopback.process.start());
+}
+
+TEST_CASE("TCP connections from one address are capped; the Unix socket and other peers are served") {
+  const uint16_t port = free_port();
+  TestDaemon d({"--tcp", "127.0.0.1:" + std::to_string(port), "--max-connections-per-address", "2"});
+  REQUIRE(d.process.start());
+  const int a = connect_tcp(port), b = connect_tcp(port);
+  REQUIRE(a >= 0);
+  REQUIRE(b >= 0);
+  auto served = d.client();  // the two are admitted before the third connects
+  const int c = connect_tcp(port);
+  REQUIRE(c >= 0);  // accepted by the kernel, then answered `exhausted` and closed by the daemon
+  std::vector<uint8_t> reply;
+  REQUIRE(wire::read_frame(c, reply).is_ok());
+  auto r = wire::verify_response(reply.data(), reply.size());
+  REQUIRE(r.is_ok());
+  REQUIRE(static_cast<Code>((*r)->code()) == Code::kExhausted);
+  REQUIRE((*r)->message()->str().find("from one address") != std::string::npos);
+  ::close(c);
+  ::close(a);  // a place frees up
+  bool admitted = false;
+  for (int i = 0; i < 100 && !admitted; ++i) {
+    const int e = connect_tcp(port);
+    pollfd p{e, POLLIN, 0};
+    admitted = ::poll(&p, 1, 100) == 0;  // no refusal arrives: admitted
+    ::close(e);
+  }
+  REQUIRE(admitted);
+  REQUIRE(code_of(served->stats()) == Code::kOk);
+  ::close(b);
 }
