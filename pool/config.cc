@@ -70,9 +70,16 @@ Status validate_config(const PoolConfig& c) {
   if (c.unix_socket.empty() && c.tcp.empty())
     return Status(Code::kInvalidArgument, "no listener: give a unix socket path or a TCP address");
   if (auto layout = Layout::parse(c.layout); !layout) return layout.status();
-  for (const Tenant& t : c.tenants)
+  for (const Tenant& t : c.tenants) {
+    if (t.token.empty() && t.share < 0)
+      return Status(Code::kInvalidArgument, fmt::format("--tenant-share {}: no such tenant (give --tenant {}:TOKEN)",
+                                                        t.name, t.name));
     if (t.name.empty() || t.token.empty())
       return Status(Code::kInvalidArgument, fmt::format("tenant '{}' needs a name and a token", t.name));
+    if (!(t.share >= 0 && t.share <= 1))
+      return Status(Code::kInvalidArgument, fmt::format("tenant '{}': share {} must be in 0..1 (0: no share of its own)",
+                                                        t.name, t.share));
+  }
   return Status::ok();
 }
 
@@ -185,10 +192,11 @@ Status read_toml(const std::string& path, PoolConfig& c) {
     for (const auto& node : *tenants) {
       const toml::table* t = node.as_table();
       if (!t) return Status(Code::kInvalidArgument, "config: [[tenant]] entries must be tables");
-      if (Status st = check_keys(*t, "tenant", {"name", "token"}); !st) return st;
+      if (Status st = check_keys(*t, "tenant", {"name", "token", "share"}); !st) return st;
       Tenant tenant;
       read(*t, "name", tenant.name);
       read(*t, "token", tenant.token);
+      read(*t, "share", tenant.share);
       c.tenants.push_back(tenant);
     }
   }
@@ -290,6 +298,20 @@ void add_tenant_and_log_overrides(CLI::App& app, std::vector<Apply>& later) {
         for (const std::string& t : v) {
           const size_t colon = t.find(':');
           c.tenants.push_back(colon == std::string::npos ? Tenant{t, ""} : Tenant{t.substr(0, colon), t.substr(colon + 1)});
+        }
+      });
+  override_option<std::vector<std::string>>(
+      app, later, "--tenant-share",
+      "NAME=FRACTION, repeatable: the share of the pool a tenant's pages may hold; over it, it evicts only its own "
+      "(default: no share, the whole pool)",
+      [](PoolConfig& c, const std::vector<std::string>& v) {
+        for (const std::string& item : v) {
+          const size_t eq = item.find('=');
+          const std::string name = item.substr(0, eq);
+          for (Tenant& t : c.tenants)
+            if (t.name == name) t.share = eq == std::string::npos ? -1 : std::atof(item.c_str() + eq + 1);
+          if (std::none_of(c.tenants.begin(), c.tenants.end(), [&](const Tenant& t) { return t.name == name; }))
+            c.tenants.push_back(Tenant{name, "", -1});  // refused by validate_config: share of an unknown tenant
         }
       });
   override_option<std::string>(app, later, "--log-level", "trace, debug, info, warn, error (default info)",

@@ -17,6 +17,9 @@ namespace cxlkv::pool {
 struct Tenant {
   std::string name;
   std::string token;
+  // The fraction of the pool's slabs the tenant's pages may hold (0: no share of its own, the
+  // whole pool). Over it, a reserve evicts only the tenant's own pages, or is refused.
+  double share = 0;
 };
 
 struct PoolConfig {

@@ -52,6 +52,7 @@ Dispatcher::Dispatcher(PoolService& service, std::vector<Tenant> tenants, Metric
       max_sessions_per_tenant_(max_sessions_per_tenant) {}
 
 void Dispatcher::end_session(const Session& session) {
+  service_.end_session(session.id);
   auto it = sessions_per_tenant_.find(session.tenant);
   if (it != sessions_per_tenant_.end() && --it->second == 0) sessions_per_tenant_.erase(it);
 }
@@ -168,9 +169,11 @@ void Dispatcher::hello(Session& s, const wire::HelloRequest* r, Reply& reply) {
   if (tenant.empty() || model.empty())
     return reply.fail(Status(Code::kInvalidArgument, fmt::format("hello: tenant '{}' and model '{}' must not be empty",
                                                                  tenant, model)));
+  uint32_t tenant_index = PoolService::kNoTenant;
   if (!tenants_.empty()) {
     bool allowed = false;
-    for (const Tenant& t : tenants_) allowed |= t.name == tenant && same_token(t.token, token);
+    for (size_t i = 0; i < tenants_.size(); ++i)
+      if (tenants_[i].name == tenant && same_token(tenants_[i].token, token)) allowed = true, tenant_index = uint32_t(i);
     if (!allowed) {
       spdlog::warn("hello refused for tenant '{}': unknown tenant or wrong token", tenant);
       return reply.fail(Status(Code::kPermissionDenied, fmt::format("hello: tenant '{}' unknown or token wrong", tenant)));
@@ -184,7 +187,7 @@ void Dispatcher::hello(Session& s, const wire::HelloRequest* r, Reply& reply) {
                                                            "tenant may hold", tenant, max_sessions_per_tenant_)));
   }
   ++open;
-  s.id = service_.new_session();
+  s.id = service_.new_session(tenant_index);
   s.ns = wire::namespace_id(tenant, model);
   s.tenant = tenant;
   spdlog::debug("session {}: tenant '{}' model '{}' namespace {:#x}", s.id, tenant, model, s.ns);

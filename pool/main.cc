@@ -75,6 +75,12 @@ int serve(const PoolConfig& config) {
   spdlog::info("region {}: recovered {} committed pages; freed {} reserved and {} invalid records, {} slabs; "
                "{} of {} slabs free", (*region)->describe(), report.committed, report.reserved_freed,
                report.invalid_freed, report.slabs_freed, s.slabs_free, s.slabs_total);
+  for (size_t i = 0; i < config.tenants.size(); ++i)
+    if (const double share = config.tenants[i].share; share > 0) {
+      const auto slabs = static_cast<uint64_t>(share * double(s.slabs_total));
+      (*service)->set_tenant_share(uint32_t(i), slabs);
+      spdlog::info("tenant '{}': a share of {} of the pool, {} slabs", config.tenants[i].name, share, slabs);
+    }
   if (config.tenants.empty())
     spdlog::warn("auth is open: no tenants configured, every tenant and token is accepted (add [[tenant]] entries)");
 

@@ -27,7 +27,43 @@ static_assert(sizeof(wire::Key) == sizeof(PageKey), "wire keys are read in place
 PoolService::PoolService(cxl::Region& region, SlabAllocator& allocator, const PoolOptions& options)
     : region_(region), allocator_(allocator), options_(options), geometry_(allocator.geometry()),
       layout_(region.layout()), index_(uint64_t{geometry_.slab_count} * geometry_.slab_pages),
-      leases_(options.max_leases), slab_pages_live_(geometry_.slab_count, 0) {}
+      leases_(options.max_leases), slab_pages_live_(geometry_.slab_count, 0),
+      slab_owner_(geometry_.slab_count, kNoTenant) {}
+
+uint64_t PoolService::new_session(uint32_t tenant) {
+  ++sessions_;
+  if (tenant != kNoTenant) session_tenant_[sessions_] = tenant;
+  return sessions_;
+}
+
+void PoolService::set_tenant_share(uint32_t tenant, uint64_t max_slabs) {
+  if (tenant >= tenant_slabs_.size()) {
+    tenant_slabs_.resize(tenant + 1, 0);
+    tenant_max_slabs_.resize(tenant + 1, UINT64_MAX);
+  }
+  tenant_max_slabs_[tenant] = max_slabs;
+}
+
+void PoolService::release_slab(uint32_t slab) {
+  if (const uint32_t owner = slab_owner_[slab]; owner != kNoTenant) {
+    --tenant_slabs_[owner];
+    slab_owner_[slab] = kNoTenant;
+  }
+  (void)allocator_.free(slab);
+}
+
+Status PoolService::fit_tenant_share(uint32_t tenant, uint64_t slabs_needed, uint32_t pages) {
+  const uint64_t cap = tenant_max_slabs_[tenant];
+  if (slabs_needed > cap)
+    return Status(Code::kExhausted, fmt::format("reserve: {} slabs needed for {} pages, the tenant's share is {} slabs; "
+                                                "nothing was evicted", slabs_needed, pages, cap));
+  if (tenant_slabs_[tenant] + slabs_needed > cap) evict_tenant_down_to(tenant, cap - slabs_needed);
+  if (tenant_slabs_[tenant] + slabs_needed > cap)
+    return Status(Code::kExhausted, fmt::format("reserve: {} slabs needed for {} pages; the tenant holds {} of its "
+                                                "share of {} and nothing of its own is evictable", slabs_needed, pages,
+                                                tenant_slabs_[tenant], cap));
+  return Status::ok();
+}
 
 Result<std::unique_ptr<PoolService>> PoolService::open(cxl::Region& region, SlabAllocator& allocator,
                                                        const PoolOptions& options, RecoveryReport* report) {
@@ -91,7 +127,12 @@ Result<uint64_t> PoolService::reserve(uint64_t session, uint64_t ns, const PageK
     return Status(Code::kExhausted, fmt::format("reserve: {} slabs needed for {} pages, {} free and at most {} "
                                                 "evictable; nothing was evicted", slabs_needed, wanted, before.free,
                                                 freeable));
-  if (before.free < slabs_needed) evict_until_free(slabs_needed);
+  // A tenant with a share makes room within it first, from its own pages only.
+  const auto owner = session_tenant_.find(session);
+  const uint32_t tenant = owner == session_tenant_.end() ? kNoTenant : owner->second;
+  if (tenant != kNoTenant && tenant < tenant_max_slabs_.size() && tenant_max_slabs_[tenant] != UINT64_MAX)
+    if (Status st = fit_tenant_share(tenant, slabs_needed, wanted); !st) return st;
+  if (allocator_.stats().free < slabs_needed) evict_until_free(slabs_needed);
   if (allocator_.stats().free < slabs_needed)
     return Status(Code::kExhausted, fmt::format("reserve: {} slabs needed for {} pages, {} free and nothing evictable",
                                                 slabs_needed, wanted, allocator_.stats().free));
@@ -100,6 +141,11 @@ Result<uint64_t> PoolService::reserve(uint64_t session, uint64_t ns, const PageK
     auto slab = allocator_.allocate();
     if (!slab) return slab.status();  // cannot happen: free was checked, one thread
     slab_scratch_.push_back(*slab);
+    if (tenant != kNoTenant) {
+      if (tenant >= tenant_slabs_.size()) set_tenant_share(tenant, UINT64_MAX);
+      slab_owner_[*slab] = tenant;
+      ++tenant_slabs_[tenant];
+    }
   }
   Lease* l = *leases_.create(session, LeaseKind::kWrite, deadline(LeaseKind::kWrite, now));
   uint32_t next = 0;  // pages placed so far; page j goes to slab j / E, position j % E
@@ -131,7 +177,7 @@ Result<uint64_t> PoolService::reserve(uint64_t session, uint64_t ns, const PageK
     out[i] = placement(slot, 0);
   }
   for (uint32_t slab : slab_scratch_)  // only when keys repeated: a slab nobody landed in
-    if (slab_pages_live_[slab] == 0) (void)allocator_.free(slab);
+    if (slab_pages_live_[slab] == 0) release_slab(slab);
   return l->id;
 }
 
@@ -164,7 +210,7 @@ void PoolService::free_page(uint32_t slot) {
   write_free(record_bytes(slot));
   index_.erase(slot);
   const uint32_t slab = slot / geometry_.slab_pages;
-  if (--slab_pages_live_[slab] == 0) (void)allocator_.free(slab);
+  if (--slab_pages_live_[slab] == 0) release_slab(slab);
 }
 
 void PoolService::end_write_lease(Lease* lease) {

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <unordered_map>
 #include <vector>
 
 #include "cxlkv/status.h"
@@ -58,8 +59,17 @@ class PoolService {
   PoolService(const PoolService&) = delete;
   PoolService& operator=(const PoolService&) = delete;
 
-  // A new session id (Hello).
-  uint64_t new_session() { return ++sessions_; }
+  static constexpr uint32_t kNoTenant = 0xffffffffu;
+
+  // A new session id (Hello) of tenant `tenant` (an index of the daemon's tenants, kNoTenant
+  // under open auth); its reserves are counted against that tenant's share.
+  uint64_t new_session(uint32_t tenant = kNoTenant);
+  void end_session(uint64_t session) { session_tenant_.erase(session); }
+  // At most max_slabs slabs for the pages tenant `tenant` writes; over that, its reserves evict
+  // only its own pages, and one that cannot fit its share is refused before any eviction.
+  void set_tenant_share(uint32_t tenant, uint64_t max_slabs);
+  // Slabs holding pages the tenant wrote (pages recovered at start count for no tenant).
+  uint64_t tenant_slabs(uint32_t tenant) const { return tenant < tenant_slabs_.size() ? tenant_slabs_[tenant] : 0; }
 
   // Hot. The longest prefix of keys[0..n) COMMITTED in `ns`: writes its placements to out[0..h)
   // and pins those pages under a new read lease. n <= max_keys is the caller's check.
@@ -99,6 +109,12 @@ class PoolService {
   Status recover(RecoveryReport& report);
   // eviction.cc: evicts LRU leaves until `free_slabs` slabs are free or nothing is evictable.
   uint32_t evict_until_free(uint64_t free_slabs);
+  // Evicts the tenant's own LRU leaves until it holds at most `slabs`, or none is left to evict.
+  uint32_t evict_tenant_down_to(uint32_t tenant, uint64_t slabs);
+  // The share check of a reserve of `slabs_needed` slabs by `tenant` (evicting its own pages).
+  Status fit_tenant_share(uint32_t tenant, uint64_t slabs_needed, uint32_t pages);
+  // The slab leaves use: its owner's count goes down.
+  void release_slab(uint32_t slab);
 
   uint8_t* record_bytes(uint32_t slot) const {
     return allocator_.page_record(slot / geometry_.slab_pages, slot % geometry_.slab_pages);
@@ -121,6 +137,11 @@ class PoolService {
   // Pages of each slab that are RESERVED or COMMITTED. Invariant: a slab is in use in the
   // allocator iff slab_pages_live_[slab] > 0 (between operations).
   std::vector<uint16_t> slab_pages_live_;
+  // Tenants: who allocated each slab, slabs per tenant, each tenant's cap (UINT64_MAX: none),
+  // and each live session's tenant.
+  std::vector<uint32_t> slab_owner_;
+  std::vector<uint64_t> tenant_slabs_, tenant_max_slabs_;
+  std::unordered_map<uint64_t, uint32_t> session_tenant_;
   uint64_t commit_seq_ = 1;
   uint64_t sessions_ = 0;
   std::vector<uint64_t> expired_scratch_;

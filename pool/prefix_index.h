@@ -66,6 +66,14 @@ class PrefixIndex {
   // The least recently used COMMITTED page that is unpinned and has no COMMITTED child (leaves
   // first), or kNoSlot. Pinned pages are not on the list; pages with children are skipped.
   uint32_t lru_victim() const;
+  // The same walk, among the slots `take(slot)` accepts (a tenant's own pages).
+  template <typename Take>
+  uint32_t lru_victim_if(Take take) const {
+    const auto sentinel = static_cast<uint32_t>(slot_count_);
+    for (uint32_t s = pages_[sentinel].lru_prev; s != sentinel; s = pages_[s].lru_prev)
+      if (pages_[s].children == 0 && take(s)) return s;
+    return kNoSlot;
+  }
 
   const PageMeta& page(uint32_t slot) const { return pages_[slot]; }
   uint64_t slot_count() const { return slot_count_; }

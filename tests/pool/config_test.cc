@@ -127,3 +127,22 @@ TEST_CASE("the socket mode is octal, 0660 by default, set by flag or file, and a
   TempToml bad_file("[server]\nunix_socket_mode = \"abc\"\n");
   REQUIRE(load({"--config", bad_file.path}).exit_now);
 }
+
+TEST_CASE("tenant shares come from the file or --tenant-share, and a bad or unknown one is named") {
+  TempToml file("[[tenant]]\nname = \"a\"\ntoken = \"x\"\nshare = 0.25\n[[tenant]]\nname = \"b\"\ntoken = \"y\"\n");
+  const ConfigOutcome o = load({"--config", file.path});
+  REQUIRE_FALSE(o.exit_now);
+  REQUIRE(o.config.tenants.size() == 2);
+  REQUIRE(o.config.tenants[0].share == 0.25);
+  REQUIRE(o.config.tenants[1].share == 0);
+  const ConfigOutcome flags = load({"--tenant", "a:x", "--tenant", "b:y", "--tenant-share", "b=0.5"});
+  REQUIRE_FALSE(flags.exit_now);
+  REQUIRE(flags.config.tenants[1].share == 0.5);
+  const ConfigOutcome unknown = load({"--tenant", "a:x", "--tenant-share", "c=0.5"});
+  REQUIRE(unknown.exit_now);
+  REQUIRE(unknown.message.find("--tenant-share c: no such tenant") != std::string::npos);
+  const ConfigOutcome over = load({"--tenant", "a:x", "--tenant-share", "a=1.5"});
+  REQUIRE(over.exit_now);
+  REQUIRE(over.message.find("share 1.5 must be in 0..1") != std::string::npos);
+  REQUIRE(load({"--tenant", "a:x", "--tenant-share", "a"}).exit_now);  // no fraction
+}

@@ -105,3 +105,48 @@ TEST_CASE("a reserve that free and evictable slabs cannot cover is refused befor
   REQUIRE(f.service->stats().evictions == 2);
   REQUIRE(f.service->release(1, pin.lease).is_ok());
 }
+
+TEST_CASE("a tenant over its share evicts only its own pages, and a reserve past its share is refused first") {
+  ServiceFixture f(8);
+  const uint64_t a = f.service->new_session(0), b = f.service->new_session(1);
+  f.service->set_tenant_share(0, 3);  // tenant 0: 3 of 8 slabs; tenant 1: no share of its own
+  auto put_as = [&](uint64_t session, uint64_t ns, const std::vector<PageKey>& keys) {
+    auto lease = f.service->reserve(session, ns, {}, keys.data(), uint32_t(keys.size()), f.out.data(), f.now);
+    if (!lease) return lease.status();
+    std::vector<uint64_t> sums(keys.size(), 0);
+    return f.service->commit(session, *lease, sums.data(), uint32_t(sums.size()), f.now).status();
+  };
+  auto hits = [&](uint64_t ns, const std::vector<PageKey>& keys) {  // looks up, then lets go of the pin
+    const LookupResult r = f.get(ns, keys);
+    if (r.hits) REQUIRE(f.service->release(1, r.lease).is_ok());
+    return r.hits;
+  };
+  const auto b_old = page_keys(10, 2);
+  REQUIRE(put_as(b, 2, b_old).is_ok());  // the LRU's oldest pages are tenant 1's
+  for (uint64_t c = 0; c < 3; ++c) REQUIRE(put_as(a, 1, page_keys(c, 1)).is_ok());
+  REQUIRE(f.service->tenant_slabs(0) == 3);
+  REQUIRE(f.service->tenant_slabs(1) == 2);
+  // One more page for tenant 0: over its share, so its own oldest page goes, not tenant 1's.
+  REQUIRE(put_as(a, 1, page_keys(3, 1)).is_ok());
+  REQUIRE(f.service->tenant_slabs(0) == 3);
+  REQUIRE(hits(1, page_keys(0, 1)) == 0);
+  REQUIRE(hits(2, b_old) == 2);
+  // Four pages can never fit a share of three: refused, nothing evicted.
+  const uint64_t evictions = f.service->stats().evictions;
+  const Status big = put_as(a, 1, page_keys(20, 4));
+  REQUIRE(big.code() == Code::kExhausted);
+  REQUIRE(big.message().find("the tenant's share is 3 slabs; nothing was evicted") != std::string::npos);
+  REQUIRE(f.service->stats().evictions == evictions);
+  for (uint64_t c = 1; c < 4; ++c) REQUIRE(hits(1, page_keys(c, 1)) == 1);
+  // Its own pages pinned, nothing of its own to evict: refused, tenant 1 untouched.
+  std::vector<LookupResult> pins;
+  for (uint64_t c = 1; c < 4; ++c) pins.push_back(f.get(1, page_keys(c, 1)));
+  const Status pinned = put_as(a, 1, page_keys(30, 1));
+  REQUIRE(pinned.code() == Code::kExhausted);
+  REQUIRE(pinned.message().find("holds 3 of its share of 3") != std::string::npos);
+  REQUIRE(hits(2, b_old) == 2);
+  // A freed slab leaves its owner's count.
+  for (const LookupResult& p : pins) REQUIRE(f.service->release(1, p.lease).is_ok());
+  REQUIRE(f.service->remove(1, page_keys(1, 1).data(), 1) == 1);
+  REQUIRE(f.service->tenant_slabs(0) == 2);
+}

@@ -339,3 +339,21 @@ TEST_CASE("a tenant's sessions are capped; other tenants are served and a closed
   REQUIRE(admitted);
   require_served(*a1);
 }
+
+TEST_CASE("a tenant's share bounds what its reserves may hold; another tenant's pages are never its victims") {
+  TestDaemon d({"--tenant", "a:x", "--tenant", "b:y", "--tenant-share", "a=0.1"});  // ~30 of ~300 slabs
+  REQUIRE(d.process.start());
+  auto a = d.client("m", "a", "x");
+  auto b = d.client("m", "b", "y");
+  const auto b_keys = commit_pages(*b, 40, 8);
+  const wire::Response* r = a->reserve(wire::Key(), test_keys(41, 200));
+  REQUIRE(code_of(r) == Code::kExhausted);
+  REQUIRE(r->message()->str().find("the tenant's share is") != std::string::npos);
+  for (uint64_t chain = 50; chain < 90; ++chain) commit_pages(*a, chain, 1);  // past its share: its own go
+  r = a->lookup(test_keys(50, 1));  // its oldest page made room
+  REQUIRE(code_of(r) == Code::kOk);
+  REQUIRE(r->body_as_LookupResponse()->pages()->size() == 0);
+  r = b->lookup(b_keys);
+  REQUIRE(code_of(r) == Code::kOk);
+  REQUIRE(r->body_as_LookupResponse()->pages()->size() == 8);
+}
