@@ -56,7 +56,7 @@ BulkServer::~BulkServer() {
     std::lock_guard<std::mutex> lock(threads_mu_);
     for (int fd : fds_) ::shutdown(fd, SHUT_RDWR);
   }
-  for (auto& t : threads_) t.join();
+  for (auto& w : workers_) w.thread.join();
   if (listen_fd_ >= 0) ::close(listen_fd_);
 }
 
@@ -67,10 +67,28 @@ void BulkServer::run() {
     const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) continue;
     tune_socket(fd);
+    join_finished();
     std::lock_guard<std::mutex> lock(threads_mu_);
     fds_.push_back(fd);
-    threads_.emplace_back([this, fd] { serve(fd); });
+    Worker& w = workers_.emplace_back();
+    w.thread = std::thread([this, fd, &w] {
+      serve(fd);
+      w.done = true;
+    });
   }
+}
+
+void BulkServer::join_finished() {
+  std::list<Worker> finished;
+  {
+    std::lock_guard<std::mutex> lock(threads_mu_);
+    for (auto it = workers_.begin(); it != workers_.end();) {
+      auto next = std::next(it);
+      if (it->done) finished.splice(finished.end(), workers_, it);
+      it = next;
+    }
+  }
+  for (auto& w : finished) w.thread.join();
 }
 
 void BulkServer::serve(int fd) {

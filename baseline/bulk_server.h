@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -51,8 +52,15 @@ class BulkServer {
   int listen_fd_ = -1;
   uint16_t port_ = 0;
   std::atomic<bool> stopping_{false};
+  // One thread per connection; run() joins those that have finished, so a long-lived server does
+  // not keep a thread's resources per connection it ever served.
+  struct Worker {
+    std::thread thread;
+    std::atomic<bool> done{false};
+  };
+  void join_finished();
   std::mutex threads_mu_;
-  std::vector<std::thread> threads_;
+  std::list<Worker> workers_;
   std::vector<int> fds_;
 };
 

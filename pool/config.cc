@@ -109,6 +109,8 @@ void read(const toml::table& t, const char* key, T& out) {
   if (auto v = t[key].value<T>()) out = *v;
 }
 
+Status read_table(const toml::table& root, PoolConfig& c);
+
 Status read_toml(const std::string& path, PoolConfig& c) {
   toml::table root;
   try {
@@ -117,6 +119,10 @@ Status read_toml(const std::string& path, PoolConfig& c) {
     return Status(Code::kInvalidArgument, fmt::format("config {}: {} (line {})", path, e.description(),
                                                       e.source().begin.line));
   }
+  return read_table(root, c);
+}
+
+Status read_table(const toml::table& root, PoolConfig& c) {
   if (Status st = check_keys(root, "top level", {"region", "server", "metrics", "leases", "eviction", "log", "tenant"}); !st)
     return st;
   if (const toml::table* r = root["region"].as_table()) {
@@ -339,6 +345,17 @@ void settle_config(ConfigOutcome& out, const std::string& config_path, const std
 }
 
 }  // namespace
+
+Status read_config_text(std::string_view text, PoolConfig& config) {
+  toml::table root;
+  try {
+    root = toml::parse(text, std::string_view("config text"));
+  } catch (const toml::parse_error& e) {
+    return Status(Code::kInvalidArgument, fmt::format("config: {} (line {})", e.description(), e.source().begin.line));
+  }
+  return read_table(root, config);
+}
+
 
 ConfigOutcome load_config(int argc, char** argv) {
   ConfigOutcome out;

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cxlkv/status.h"
@@ -72,6 +73,9 @@ ConfigOutcome load_config(int argc, char** argv);
 Result<uint64_t> parse_size(const std::string& text);
 // "0660" -> 0660: an octal file mode of at most 0777 that keeps the owner's read and write.
 Result<uint32_t> parse_socket_mode(const std::string& text);
+// The settings of a TOML text (what --config reads from its file) over `config`; names the bad
+// key or value. Ranges across fields are validate_config's.
+Status read_config_text(std::string_view toml_text, PoolConfig& config);
 // Checks value ranges across fields (watermarks, TTLs, E, the layout spec); names the bad one.
 Status validate_config(const PoolConfig& config);
 

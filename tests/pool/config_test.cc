@@ -146,3 +146,15 @@ TEST_CASE("tenant shares come from the file or --tenant-share, and a bad or unkn
   REQUIRE(over.message.find("share 1.5 must be in 0..1") != std::string::npos);
   REQUIRE(load({"--tenant", "a:x", "--tenant-share", "a"}).exit_now);  // no fraction
 }
+
+TEST_CASE("a TOML text reads as --config reads its file, and a syntax error names its line") {
+  PoolConfig c;
+  REQUIRE(read_config_text("[server]\nmax_connections = 32\n[[tenant]]\nname = \"a\"\ntoken = \"x\"\n", c).is_ok());
+  REQUIRE(c.max_connections == 32);
+  REQUIRE(c.tenants.size() == 1);
+  const Status bad = read_config_text("[server]\nmax_connections = = 3\n", c);
+  REQUIRE(bad.code() == Code::kInvalidArgument);
+  REQUIRE(bad.message().find("line 2") != std::string::npos);
+  const Status unknown = read_config_text("[server]\nmax_conections = 3\n", c);
+  REQUIRE(unknown.message().find("unknown key 'max_conections' in [server]") != std::string::npos);
+}

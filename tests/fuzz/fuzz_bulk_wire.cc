@@ -1,0 +1,100 @@
+// Fuzz target: the RDMA baseline's side channel (baseline/bulk_wire.h) as cxlkv-bulkd serves it.
+// A real BulkServer over a small formatted region listens on loopback; each input is the byte
+// stream of one TCP connection, sent while the answers are drained, until the server closes or
+// has answered everything. The server must answer or close, never crash, hang or leak a thread.
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+#include <thread>
+
+#include "bulk_server.h"
+#include "bulk_wire.h"
+#include "fuzz_pool.h"
+
+using namespace cxlkv;
+using namespace cxlkv::baseline;
+
+namespace {
+
+std::unique_ptr<BulkServer> server;
+std::string region_path;
+
+std::vector<uint8_t> bytes_of(const void* p, size_t n) {
+  const auto* b = static_cast<const uint8_t*>(p);
+  return {b, b + n};
+}
+
+void write_seeds() {
+  const wire::RequestHeader info = wire::request(wire::kInfo, 0, 0);
+  const wire::RequestHeader read = wire::request(wire::kRead, 2, 2 * sizeof(wire::ReadRange));
+  const wire::ReadRange ranges[2] = {{0, 4096, 0}, {1 << 20, 64, 0}};
+  std::vector<uint8_t> read_seed = bytes_of(&read, sizeof read);
+  const auto r = bytes_of(ranges, sizeof ranges);
+  read_seed.insert(read_seed.end(), r.begin(), r.end());
+  std::vector<uint8_t> both = bytes_of(&info, sizeof info);
+  both.insert(both.end(), read_seed.begin(), read_seed.end());
+  const wire::RequestHeader rdma = wire::request(wire::kRdmaConnect, 0, sizeof(wire::RdmaEndpoint));
+  std::vector<uint8_t> rdma_seed = bytes_of(&rdma, sizeof rdma);
+  rdma_seed.resize(rdma_seed.size() + sizeof(wire::RdmaEndpoint));
+  fuzz::maybe_write_seeds({{"info", bytes_of(&info, sizeof info)}, {"read", read_seed}, {"info-read", both},
+                           {"rdma-connect-without-device", rdma_seed}});
+}
+
+int connect_loopback(uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) std::abort();
+  return fd;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  spdlog::set_level(spdlog::level::off);
+  write_seeds();
+  fuzz::FuzzRegion r = fuzz::make_region("bulk", 4 << 20, 1);
+  region_path = r.spec.path;
+  std::atexit([] { std::remove(("/dev/shm" + region_path).c_str()); });
+  BulkServerOptions o;
+  o.region = r.spec;
+  auto s = BulkServer::start(o);
+  if (!s) std::abort();
+  server = std::move(*s);
+  std::thread([] { server->run(); }).detach();
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const int fd = connect_loopback(server->port());
+  size_t sent = 0;
+  bool write_open = true;
+  char sink[64 << 10];
+  for (;;) {
+    if (write_open && sent == size) {
+      ::shutdown(fd, SHUT_WR);  // the server sees the end of the stream after the input
+      write_open = false;
+    }
+    pollfd p{fd, short(POLLIN | (write_open ? POLLOUT : 0)), 0};
+    if (::poll(&p, 1, 10000) != 1) std::abort();  // 10 s with nothing to read or write: the server hangs
+    if (p.revents & POLLOUT) {
+      const ssize_t n = ::send(fd, data + sent, size - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n > 0) sent += size_t(n);
+      else if (n < 0 && errno != EAGAIN) write_open = false;  // closed by the server
+    }
+    if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
+      const ssize_t n = ::recv(fd, sink, sizeof sink, MSG_DONTWAIT);
+      if (n == 0 || (n < 0 && errno != EAGAIN)) break;  // the server closed: this input is done
+    }
+  }
+  ::close(fd);
+  return 0;
+}
