@@ -294,3 +294,35 @@ def test_a_tail_page_committed_from_the_gpu_extends_the_cached_prefix(client: cx
                 torch.cuda.synchronize()
                 assert torch.equal(out[0], tail_rows[layer, :64]), layer
         assert np.array_equal(lease.fetch_pages("indexer", 2, 2, 3), tail_keys[2, :64].cpu().numpy())
+
+
+def test_sglang_sparse_decode_hook_points_flashmla_at_pool_rows_and_at_the_engines_own_tokens(
+        client: cxlkv.Client) -> None:
+    from cxlkv.sglang_sparse import CxlkvSparseDecode
+    layers, k, slots = client.layout.layers, 64, 4096
+    rng = np.random.default_rng(51)
+    keys_a, _ = write_prefix(client, 2, 52)
+    keys_b, _ = write_prefix(client, 3, 53)
+    kv = [torch.zeros((slots, 656), dtype=torch.uint8, device="cuda") for _ in range(layers)]
+    context = 512
+    req_to_token = cuda(rng.choice(np.arange(2 * k, slots), (4, context), replace=True).astype(np.int32))
+    with client.lookup(keys_a) as a, client.lookup(keys_b) as b, gpu.GpuPool(client) as pool:
+        hook = CxlkvSparseDecode(pool, kv, req_to_token, staging_slot=0, max_requests=2, top_k=k, hot_rows=256)
+        hook.begin_batch([a, b])
+        req_pool_indices = cuda(np.array([3, 1], dtype=np.int64))
+        for layer in range(layers):
+            topk = np.stack([rng.choice(context, k, replace=False) for _ in range(2)]).astype(np.int32)
+            topk[:, :3] = -1
+            locations = hook.swap_in_selected_pages(req_pool_indices, None, cuda(topk), layer).cpu().numpy()
+            torch.cuda.synchronize()
+            rows = kv[layer].cpu().numpy()
+            for r, (lease, slot_row) in enumerate(((a, 3), (b, 1))):
+                prefix = (topk[r] >= 0) & (topk[r] < lease.prefix_tokens)
+                assert np.array_equal(rows[locations[r][prefix]], lease.gather_topk("latent", layer, topk[r][prefix]))
+                tail = topk[r] >= lease.prefix_tokens
+                assert np.array_equal(locations[r][tail], req_to_token[slot_row].cpu().numpy()[topk[r][tail]])
+                assert (locations[r][topk[r] < 0] == -1).all()
+        assert pool.bad_index_count() == 0
+        hook.close()
+        with pytest.raises(cxlkv.InvalidArgument, match="begin_batch"):
+            hook.swap_in_selected_pages(req_pool_indices, None, cuda(topk), 0)
