@@ -21,20 +21,28 @@ using namespace cxlkv::cxl;
 namespace {
 
 // The child: open, then allocate and free at random until killed. Also stamps each slab it
-// allocates with its generation, so a slab handed out twice would show two owners.
-[[noreturn]] void churn(const RegionSpec& spec, uint32_t seed) {
+// allocates with its generation, so a slab handed out twice would show two owners. Writes one
+// byte to `started` after its first allocation, so the kill lands in real work however slowly
+// the child starts (a sanitizer's fork is slow).
+[[noreturn]] void churn(const RegionSpec& spec, uint32_t seed, int started) {
   auto region = Region::open(spec);
   if (!region.is_ok()) _exit(10);
   auto a = SlabAllocator::open(**region);
   if (!a.is_ok()) _exit(11);
   std::mt19937 rng(seed);
   std::vector<uint32_t> held;
+  bool told = false;
   for (;;) {
     bool allocated = false;
     if (held.empty() || rng() % 3 != 0) {
       auto s = (*a)->allocate();
       if (s.is_ok()) held.push_back(*s), allocated = true;
       else if (s.status().code() != Code::kExhausted || held.empty()) _exit(12);
+      if (allocated && !told) {
+        const char byte = 1;
+        if (::write(started, &byte, 1) != 1) _exit(14);
+        told = true;
+      }
     }
     if (!allocated) {
       const size_t i = rng() % held.size();
@@ -61,14 +69,20 @@ TEST_CASE("SIGKILL at any point of allocate or free leaves every slab free or in
   const int iterations = 300;
   uint64_t max_in_use_seen = 0;
   for (int it = 0; it < iterations; ++it) {
+    int started[2];
+    REQUIRE(::pipe(started) == 0);
     const pid_t child = fork();
     REQUIRE(child >= 0);
-    if (child == 0) churn(spec, static_cast<uint32_t>(it));
-    std::this_thread::sleep_for(std::chrono::microseconds(200 + rng() % 3000));
+    if (child == 0) churn(spec, static_cast<uint32_t>(it), started[1]);
+    char byte = 0;
+    REQUIRE(::read(started[0], &byte, 1) == 1);  // the child is allocating now
+    ::close(started[0]);
+    ::close(started[1]);
+    std::this_thread::sleep_for(std::chrono::microseconds(rng() % 3000));
     REQUIRE(kill(child, SIGKILL) == 0);
     int status = 0;
     REQUIRE(waitpid(child, &status, 0) == child);
-    // Exited on its own means it failed before the kill (codes 10-13).
+    // Exited on its own means it failed before the kill (codes 10-14).
     REQUIRE(WIFSIGNALED(status));
 
     auto region = Region::open(spec);
