@@ -1,0 +1,1 @@
+"""Stand-in of sglang.srt.mem_cache.storage: the backend factory only."""

@@ -1,0 +1,1 @@
+"""Stand-in of sglang.srt.observability: the storage metrics record only."""

@@ -1,0 +1,1 @@
+"""Stand-in for vllm.distributed.kv_transfer.kv_connector."""
