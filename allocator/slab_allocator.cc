@@ -121,6 +121,10 @@ Status SlabAllocator::free(uint32_t slab) {
   if (word_state(w) != SlabState::kInUse)
     return Status(Code::kInvalidArgument, fmt::format("free slab {}: it is already free (generation {})", slab, word_generation(w)));
   store_word(slab, slab_word(word_generation(w), SlabState::kFree));
+  // After the word: a reader that sees the old count also sees this slab still in use.
+  auto* frees = reinterpret_cast<std::atomic<uint64_t>*>(region_.base() + geometry_.free_counter_offset());
+  frees->fetch_add(1, std::memory_order_release);
+  cxl::persist(frees, sizeof(uint64_t));
   free_stack_.push_back(slab);
   return Status::ok();
 }

@@ -38,6 +38,11 @@ struct SlabGeometry {
   uint64_t slab_offset(uint32_t slab) const { return slab_area_offset + uint64_t{slab} * slab_bytes; }
   uint64_t page_slot(uint32_t slab, uint32_t position) const { return uint64_t{slab} * slab_pages + position; }
   uint64_t record_offset(uint64_t slot) const { return records_offset + slot * kPageRecordBytes; }
+  // The slab-free counter: one 8-byte word in the last cache line of the allocator header's OS
+  // page (outside the header's checksum; zero in a fresh region). The allocator adds one each
+  // time it frees a slab; readers compare it before and after a copy (the reuse check of DESIGN.md
+  // coherence rule 2, read_lease.h).
+  uint64_t free_counter_offset() const { return state_offset - 64; }
 
   // Offset of one entry within its slab. Hot path (gather): no branches, no division by E.
   uint64_t entry_offset(int stream, uint32_t layer, uint32_t position, uint32_t token) const {

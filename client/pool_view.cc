@@ -26,6 +26,8 @@ Result<PoolView> make_pool_view(uint8_t* base, uint64_t region_bytes, const Slab
   v.page_shift = uint32_t(std::countr_zero(g.page_tokens));
   v.layers = g.layers;
   v.stream_count = uint32_t(layout.stream_count());
+  v.slab_words = reinterpret_cast<const std::atomic<uint64_t>*>(base + g.state_offset);
+  v.slab_frees = reinterpret_cast<const std::atomic<uint64_t>*>(base + g.free_counter_offset());
   for (int s = 0; s < layout.stream_count(); ++s) {
     if (g.stride[s] < layout.stream(s).entry_bytes)
       return Status(Code::kCorrupt, fmt::format("geometry: stream {} stride {} < entry_bytes {}", layout.stream_name(s),
@@ -47,6 +49,9 @@ ReadLease LeaseFactory::read_lease(const PoolView& view, std::vector<Placement> 
   lease.placements_ = std::move(pages);
   lease.id_ = id;
   lease.session_ = std::move(session);
+  // The lookup pinned these pages: as of now they are what the placements say. Any later free in
+  // the region makes the next read check them (ReadLease::verify_pages).
+  if (view.slab_frees) lease.frees_seen_.store(view.slab_frees->load(std::memory_order_acquire), std::memory_order_relaxed);
   return lease;
 }
 

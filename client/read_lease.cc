@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "session.h"
+#include "slab_allocator.h"  // allocator/: the slab state word
 
 namespace cxlkv {
 
@@ -15,6 +16,7 @@ ReadLease& ReadLease::operator=(ReadLease&& other) noexcept {
   placements_ = std::move(other.placements_);
   id_ = std::exchange(other.id_, 0);
   session_ = std::move(other.session_);
+  frees_seen_.store(other.frees_seen_.load(std::memory_order_relaxed), std::memory_order_relaxed);
   other.refs_.clear();
   other.placements_.clear();
   return *this;
@@ -86,6 +88,22 @@ Status ReadLease::fetch_pages(int stream, uint32_t layer, uint32_t p0, uint32_t 
       ++p;
     }
   }
+  return check_reuse();
+}
+
+Status ReadLease::verify_pages() const {
+  const uint64_t frees = view_.slab_frees->load(std::memory_order_acquire);
+  for (uint32_t i = 0; i < placements_.size(); ++i) {
+    const Placement& p = placements_[i];
+    const uint64_t word = view_.slab_words[p.slab].load(std::memory_order_acquire);
+    if (word != slab_word(p.generation, SlabState::kInUse))
+      return Status(Code::kExpired,
+                    fmt::format("read lease {}: page {}'s slab {} was freed or reused while this lease read it (generation "
+                                "{} when leased; the slab is now {} at generation {}); the bytes read are not the page's",
+                                id_, i, p.slab, p.generation, word_state(word) == SlabState::kInUse ? "in use" : "free",
+                                word_generation(word)));
+  }
+  frees_seen_.store(frees, std::memory_order_relaxed);
   return Status::ok();
 }
 

@@ -3,6 +3,7 @@
 // slab geometry (client/pool_view.cc); copied by value into every lease. Read-only after that.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 
 #include "cxlkv/layout.h"
@@ -44,6 +45,10 @@ struct PoolView {
   uint32_t layers = 0;
   uint32_t stream_count = 0;
   Stream streams[kMaxStreams] = {};
+  // The allocator's words in the region: slab s's state word (generation << 8 | state) and the
+  // count of slabs ever freed, which reads check around their copies (read_lease.h).
+  const std::atomic<uint64_t>* slab_words = nullptr;
+  const std::atomic<uint64_t>* slab_frees = nullptr;
 };
 
 }  // namespace cxlkv

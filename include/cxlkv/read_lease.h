@@ -5,6 +5,7 @@
 // and makes no system call; everything slow (errors, release) lives in read_lease.cc.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -70,7 +71,20 @@ class ReadLease {
       if (i + kGatherTlbAhead < k) touch_entry(s, layer_base, indices[i + kGatherTlbAhead]);
       if (indices[i] >= 0) std::memcpy(out + size_t(i) * bytes, entry_address(s, layer_base, indices[i]), bytes);
     }
-    return Status::ok();
+    return check_reuse();
+  }
+
+  // HOT tail of every read: the region's slab-free count after the copy. Unchanged since this
+  // lease's pages were last known good: no slab was freed, so the bytes are the pages'. Changed:
+  // verify_pages() checks this lease's slabs (cold). So a read of a lease whose TTL ran out, or
+  // across a daemon restart, fails with kExpired once its slabs are freed or reused, instead of
+  // returning their new bytes (DESIGN.md coherence rule 2).
+  Status check_reuse() const {
+    if (view_.slab_frees == nullptr) return Status::ok();
+    std::atomic_thread_fence(std::memory_order_acquire);  // the copy's loads before the count's
+    if (view_.slab_frees->load(std::memory_order_relaxed) == frees_seen_.load(std::memory_order_relaxed)) [[likely]]
+      return Status::ok();
+    return verify_pages();
   }
 
   // Address of one entry in the mapping (index as for gather_topk, not checked).
@@ -81,6 +95,7 @@ class ReadLease {
 
   // Copies the whole `stream` of `layer` for pages [p0, p1) into dst, packed
   // [(p1 - p0) x page_tokens][entry_bytes]; runs of pages adjacent in a slab go in one copy.
+  // kExpired (and dst not to be used) when a page's slab was freed or reused, as gather_topk.
   Status fetch_pages(int stream, uint32_t layer, uint32_t p0, uint32_t p1, void* dst) const;
 
   // Extends the lease by its TTL; returns the TTL in ms.
@@ -118,6 +133,9 @@ class ReadLease {
   // Slow paths: build the Status that names the bad argument or the first bad index.
   Status gather_arg_error(int stream, uint32_t layer, int k, const int32_t* indices, const void* dst) const;
   Status index_error(const int32_t* indices, int k) const;
+  // Every page's slab still holds it (its state word is in use at the placement's generation):
+  // then the current free count becomes the known-good one; else kExpired naming the page.
+  Status verify_pages() const;
 
   // Hot fields first: the view and the block table.
   PoolView view_;
@@ -126,6 +144,8 @@ class ReadLease {
   std::vector<Placement> placements_;
   uint64_t id_ = 0;
   std::shared_ptr<detail::Session> session_;
+  // The region's slab-free count when the pages were last known to be this lease's.
+  mutable std::atomic<uint64_t> frees_seen_{0};
 };
 
 // Free-function spelling of the read path, as the issue names it.

@@ -412,3 +412,45 @@ TEST_CASE("the C API answers NULL handles and pointers with invalid argument and
   cxlkv_disconnect(c);
   cxlkv_disconnect(nullptr);
 }
+
+TEST_CASE("a read whose lease ran out fails with expired once its slabs are freed or reused, never with their bytes") {
+  testing::PooldOptions o;
+  o.layout = kLayout;
+  o.size = "256MiB";
+  o.tenants = {"acme:s3cret"};
+  o.extra = {"--read-lease-ttl-ms", "300"};
+  auto d = PooldProcess::start(o);
+  REQUIRE(d.is_ok());
+  auto c = connect_ok(options((*d)->unix_endpoint()));
+  const auto keys = c->page_keys(tokens(4, 71));
+  const auto other = c->page_keys(tokens(2, 72));
+  REQUIRE(testing::write_prefix(*c, keys).is_ok());
+  REQUIRE(testing::write_prefix(*c, other).is_ok());
+  auto held = c->lookup(keys);  // this one's TTL will run out
+  REQUIRE(held.is_ok());
+  REQUIRE(held->pages() == 4);
+  auto kept = c->lookup(c->page_keys(tokens(4, 71)));  // renewed below: stays valid
+  REQUIRE(kept.is_ok());
+  const uint32_t entry = c->layout().stream(0).entry_bytes;
+  std::vector<int32_t> idx = {0, 63, 64, 255};
+  std::vector<uint8_t> before(idx.size() * entry), after(idx.size() * entry);
+  REQUIRE(held->gather_topk(0, 1, idx.data(), int(idx.size()), before.data()).is_ok());
+  // Another prefix's slabs freed: this lease's pages are still its own, the read checks and succeeds.
+  REQUIRE(c->remove(other).value() == 2);
+  REQUIRE(held->gather_topk(0, 1, idx.data(), int(idx.size()), after.data()).is_ok());
+  REQUIRE(after == before);
+  // Past the TTL the pins go; removing the prefix frees its slabs, and a new prefix reuses them.
+  for (int i = 0; i < 20; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    REQUIRE(kept->renew().is_ok());  // kept's own pins stay
+  }
+  REQUIRE(kept->release().is_ok());
+  REQUIRE(c->remove(keys).value() == 4);
+  Status st = held->gather_topk(0, 1, idx.data(), int(idx.size()), after.data());
+  REQUIRE(st.code() == Code::kExpired);
+  REQUIRE(st.message().find("was freed or reused while this lease read it") != std::string::npos);
+  REQUIRE(testing::write_prefix(*c, c->page_keys(tokens(6, 73))).is_ok());  // the slabs hold other pages now
+  std::vector<uint8_t> run(size_t{64} * entry);
+  REQUIRE(held->gather_topk(0, 1, idx.data(), int(idx.size()), after.data()).code() == Code::kExpired);
+  REQUIRE(held->fetch_pages(0, 1, 0, 1, run.data()).code() == Code::kExpired);
+}
