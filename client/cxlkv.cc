@@ -191,6 +191,10 @@ int cxlkv_fetch_pages(const cxlkv_read_lease* l, int stream, uint32_t layer, uin
   if (!l) return null_argument("cxlkv_fetch_pages", "lease");
   return fail(l->lease.fetch_pages(stream, layer, p0, p1, dst));
 }
+int cxlkv_read_lease_check_reuse(const cxlkv_read_lease* l) {
+  if (!l) return null_argument("cxlkv_read_lease_check_reuse", "lease");
+  return fail(l->lease.check_reuse());
+}
 int cxlkv_renew(cxlkv_read_lease* l, uint32_t* ttl_ms) {
   if (!l) return null_argument("cxlkv_renew", "lease");
   auto ttl = l->lease.renew();

@@ -120,6 +120,10 @@ uint64_t cxlkv_read_lease_id(const cxlkv_read_lease* lease);
 int cxlkv_gather_topk(const cxlkv_read_lease* lease, int stream, uint32_t layer, const int32_t* indices, int k,
                       void* dst);
 int cxlkv_fetch_pages(const cxlkv_read_lease* lease, int stream, uint32_t layer, uint32_t p0, uint32_t p1, void* dst);
+/* CXLKV_OK while no slab of the lease's pages was freed or reused since they were last known
+ * good; CXLKV_EXPIRED (naming the page) once one was. Gathers and fetches check this themselves;
+ * a reader whose copies ran elsewhere (the GPU path) calls it once they have completed. */
+int cxlkv_read_lease_check_reuse(const cxlkv_read_lease* lease);
 int cxlkv_renew(cxlkv_read_lease* lease, uint32_t* ttl_ms);
 int cxlkv_release(cxlkv_read_lease* lease);
 void cxlkv_read_lease_free(cxlkv_read_lease* lease); /* releases */

@@ -98,6 +98,7 @@ _SIGNATURES = {
     "cxlkv_read_lease_id": (c_uint64, [_read_lease]),
     "cxlkv_gather_topk": (c_int, [_read_lease, c_int, c_uint32, c_void_p, c_int, c_void_p]),
     "cxlkv_fetch_pages": (c_int, [_read_lease, c_int, c_uint32, c_uint32, c_uint32, c_void_p]),
+    "cxlkv_read_lease_check_reuse": (c_int, [_read_lease]),
     "cxlkv_renew": (c_int, [_read_lease, POINTER(c_uint32)]),
     "cxlkv_release": (c_int, [_read_lease]),
     "cxlkv_read_lease_free": (None, [_read_lease]),

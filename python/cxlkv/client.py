@@ -337,6 +337,13 @@ class ReadLease:
         _check(native.lib.cxlkv_fetch_pages(self._h(), s.index, layer, p0, p1, dst))
         return out
 
+    def check_reuse(self) -> None:
+        """Raises cxlkv.Expired once a slab of the lease's pages was freed or reused (its TTL ran
+        out, or the daemon restarted and evicted it). gather_topk and fetch_pages check this
+        themselves; call it after GPU copies from the lease (cxlkv.gpu) have completed, before
+        using their rows."""
+        _check(native.lib.cxlkv_read_lease_check_reuse(self._h()))
+
     def renew(self) -> int:
         """Extends the lease; returns its new TTL in milliseconds."""
         ttl = ctypes.c_uint32()

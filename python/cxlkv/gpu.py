@@ -418,6 +418,13 @@ class SparseDecodeFetcher:
         _check(_gpu().cxlkv_gpu_sparse_fetch(self._h(), layer, topk.data_ptr(), out.data_ptr(), _stream(stream)))
         return out
 
+    def check_reuse(self) -> None:
+        """Raises cxlkv.Expired when a request's prefix slab was freed or reused (its lease ran out)
+        while the fetches read it. Call it once a step's fetches have completed on the stream
+        (e.g. after the step's synchronize), before using that step's outputs."""
+        for table in self.tables:
+            table.lease.check_reuse()
+
     def hot_counts(self, request: int, layer: int) -> tuple[int, int]:
         """(hits, misses) of (request, layer)'s hot buffer at its last step; synchronizes."""
         hits, misses = c_uint32(), c_uint32()

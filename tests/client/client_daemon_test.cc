@@ -390,6 +390,7 @@ TEST_CASE("the C API answers NULL handles and pointers with invalid argument and
   CHECK(cxlkv_lookup(nullptr, nullptr, 0, &r) == CXLKV_INVALID_ARGUMENT);
   CHECK(cxlkv_reserve(c, nullptr, nullptr, 3, nullptr) == CXLKV_INVALID_ARGUMENT);
   CHECK(cxlkv_fetch_pages(nullptr, 0, 0, 0, 1, dst) == CXLKV_INVALID_ARGUMENT);
+  CHECK(cxlkv_read_lease_check_reuse(nullptr) == CXLKV_INVALID_ARGUMENT);
   CHECK(cxlkv_renew(nullptr, nullptr) == CXLKV_INVALID_ARGUMENT);
   CHECK(cxlkv_release(nullptr) == CXLKV_INVALID_ARGUMENT);
   CHECK(cxlkv_commit(c, nullptr, nullptr) == CXLKV_INVALID_ARGUMENT);

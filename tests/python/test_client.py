@@ -250,3 +250,28 @@ def test_help_documents_the_api() -> None:
     for method in ("page_keys", "reserve", "lookup", "remove", "stats"):
         assert getattr(cxlkv.Client, method).__doc__
     assert "HOT" in (cxlkv.ReadLease.gather_topk.__doc__ or "")
+
+
+def test_a_lease_whose_slabs_were_freed_raises_expired_instead_of_returning_their_bytes() -> None:
+    from conftest import Daemon
+    d = Daemon("reuse", extra=("--read-lease-ttl-ms", "300"))
+    try:
+        with cxlkv.Client(d.endpoint, TENANT, TOKEN, model="reuse") as c:
+            keys, data = write_prefix(c, 2, 61)
+            lease = c.lookup(keys)
+            idx = np.array([0, 100], dtype=np.int32)
+            assert np.array_equal(lease.gather_topk("latent", 0, idx), expected_rows(data, "latent", 0, idx, 64))
+            lease.check_reuse()  # nothing freed yet
+            deadline = time.monotonic() + 10
+            while c.stats().read_leases and time.monotonic() < deadline:  # its TTL runs out
+                time.sleep(0.05)
+            assert c.remove(keys) == 2
+            write_prefix(c, 3, 62)  # the freed slabs hold other pages now
+            with pytest.raises(cxlkv.Expired, match="freed or reused"):
+                lease.gather_topk("latent", 0, idx)
+            with pytest.raises(cxlkv.Expired):
+                lease.fetch_pages("indexer", 1)
+            with pytest.raises(cxlkv.Expired):
+                lease.check_reuse()
+    finally:
+        d.stop()
