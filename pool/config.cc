@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <functional>
+#include <limits>
 #include <map>
 #include <set>
 #include <sstream>
@@ -104,9 +105,40 @@ Status check_keys(const toml::table& t, const std::string& where, const std::set
   return Status::ok();
 }
 
+const char* toml_type_name(const toml::node& n) {
+  switch (n.type()) {
+    case toml::node_type::string: return "a string";
+    case toml::node_type::integer: return "an integer";
+    case toml::node_type::floating_point: return "a number";
+    case toml::node_type::boolean: return "a boolean";
+    case toml::node_type::table: return "a table";
+    case toml::node_type::array: return "an array";
+    default: return "a date or time";
+  }
+}
+
+// One key of a table into `out`, when present: a value of another type, or an integer out of
+// the field's range, is an error naming the key (never a silent default, never a float cast to
+// an integer: toml++ converts those without a range check).
 template <typename T>
-void read(const toml::table& t, const char* key, T& out) {
-  if (auto v = t[key].value<T>()) out = *v;
+Status read(const toml::table& t, const char* key, T& out) {
+  const toml::node* node = t.get(key);
+  if (!node) return Status::ok();
+  if constexpr (std::is_same_v<T, bool>) {
+    if (auto v = node->value_exact<bool>()) return out = *v, Status::ok();
+  } else if constexpr (std::is_integral_v<T>) {
+    if (auto v = node->value_exact<int64_t>()) {
+      if (*v >= int64_t(std::numeric_limits<T>::min()) && uint64_t(*v) <= uint64_t(std::numeric_limits<T>::max()))
+        return out = static_cast<T>(*v), Status::ok();
+      return Status(Code::kInvalidArgument, fmt::format("config: {} = {} is outside {}..{}", key, *v,
+                                                        std::numeric_limits<T>::min(), std::numeric_limits<T>::max()));
+    }
+  } else if constexpr (std::is_floating_point_v<T>) {
+    if (auto v = node->value<double>()) return out = static_cast<T>(*v), Status::ok();  // an integer is a number too
+  } else {
+    if (auto v = node->value_exact<std::string>()) return out = *v, Status::ok();
+  }
+  return Status(Code::kInvalidArgument, fmt::format("config: {} has the wrong type ({})", key, toml_type_name(*node)));
 }
 
 Status read_table(const toml::table& root, PoolConfig& c);
@@ -133,18 +165,18 @@ Status read_table(const toml::table& root, PoolConfig& c) {
       if (!backend) return backend.status();
       c.region.backend = *backend;
     }
-    read(*r, "path", c.region.path);
-    read(*r, "numa_node", c.region.numa_node);
+    if (Status st = read(*r, "path", c.region.path); !st) return st;
+    if (Status st = read(*r, "numa_node", c.region.numa_node); !st) return st;
     if (auto s = (*r)["size"].value<std::string>()) {
       auto bytes = parse_size(*s);
       if (!bytes) return bytes.status();
       c.region.size = *bytes;
     } else {
-      read(*r, "size", c.region.size);
+      if (Status st = read(*r, "size", c.region.size); !st) return st;
     }
-    read(*r, "layout", c.layout);
-    read(*r, "slab_pages", c.slab_pages);
-    read(*r, "verify_data", c.pool.verify_data);
+    if (Status st = read(*r, "layout", c.layout); !st) return st;
+    if (Status st = read(*r, "slab_pages", c.slab_pages); !st) return st;
+    if (Status st = read(*r, "verify_data", c.pool.verify_data); !st) return st;
   }
   if (const toml::table* s = root["server"].as_table()) {
     if (Status st = check_keys(*s, "server", {"unix_socket", "unix_socket_mode", "unix_socket_group", "tcp",
@@ -154,45 +186,45 @@ Status read_table(const toml::table& root, PoolConfig& c) {
                                               "max_leases"});
         !st)
       return st;
-    read(*s, "unix_socket", c.unix_socket);
+    if (Status st = read(*s, "unix_socket", c.unix_socket); !st) return st;
     std::string mode;
-    read(*s, "unix_socket_mode", mode);
+    if (Status st = read(*s, "unix_socket_mode", mode); !st) return st;
     if (!mode.empty()) {
       auto m = parse_socket_mode(mode);
       if (!m) return m.status();
       c.unix_socket_mode = *m;
     }
-    read(*s, "unix_socket_group", c.unix_socket_group);
-    read(*s, "tcp", c.tcp);
-    read(*s, "max_connections", c.max_connections);
-    read(*s, "max_pending", c.max_pending);
-    read(*s, "hello_timeout_ms", c.hello_timeout_ms);
-    read(*s, "frame_timeout_ms", c.frame_timeout_ms);
-    read(*s, "idle_timeout_ms", c.idle_timeout_ms);
-    read(*s, "max_sessions_per_tenant", c.max_sessions_per_tenant);
-    read(*s, "max_connections_per_address", c.max_connections_per_address);
-    read(*s, "max_keys", c.pool.max_keys);
-    read(*s, "max_leases", c.pool.max_leases);
+    if (Status st = read(*s, "unix_socket_group", c.unix_socket_group); !st) return st;
+    if (Status st = read(*s, "tcp", c.tcp); !st) return st;
+    if (Status st = read(*s, "max_connections", c.max_connections); !st) return st;
+    if (Status st = read(*s, "max_pending", c.max_pending); !st) return st;
+    if (Status st = read(*s, "hello_timeout_ms", c.hello_timeout_ms); !st) return st;
+    if (Status st = read(*s, "frame_timeout_ms", c.frame_timeout_ms); !st) return st;
+    if (Status st = read(*s, "idle_timeout_ms", c.idle_timeout_ms); !st) return st;
+    if (Status st = read(*s, "max_sessions_per_tenant", c.max_sessions_per_tenant); !st) return st;
+    if (Status st = read(*s, "max_connections_per_address", c.max_connections_per_address); !st) return st;
+    if (Status st = read(*s, "max_keys", c.pool.max_keys); !st) return st;
+    if (Status st = read(*s, "max_leases", c.pool.max_leases); !st) return st;
   }
   if (const toml::table* m = root["metrics"].as_table()) {
     if (Status st = check_keys(*m, "metrics", {"bind", "port"}); !st) return st;
-    read(*m, "bind", c.metrics_bind);
-    read(*m, "port", c.metrics_port);
+    if (Status st = read(*m, "bind", c.metrics_bind); !st) return st;
+    if (Status st = read(*m, "port", c.metrics_port); !st) return st;
   }
   if (const toml::table* l = root["leases"].as_table()) {
     if (Status st = check_keys(*l, "leases", {"read_ttl_ms", "write_ttl_ms", "reaper_interval_ms"}); !st) return st;
-    read(*l, "read_ttl_ms", c.pool.read_lease_ttl_ms);
-    read(*l, "write_ttl_ms", c.pool.write_lease_ttl_ms);
-    read(*l, "reaper_interval_ms", c.reaper_interval_ms);
+    if (Status st = read(*l, "read_ttl_ms", c.pool.read_lease_ttl_ms); !st) return st;
+    if (Status st = read(*l, "write_ttl_ms", c.pool.write_lease_ttl_ms); !st) return st;
+    if (Status st = read(*l, "reaper_interval_ms", c.reaper_interval_ms); !st) return st;
   }
   if (const toml::table* e = root["eviction"].as_table()) {
     if (Status st = check_keys(*e, "eviction", {"high_watermark", "low_watermark"}); !st) return st;
-    read(*e, "high_watermark", c.pool.watermarks.high);
-    read(*e, "low_watermark", c.pool.watermarks.low);
+    if (Status st = read(*e, "high_watermark", c.pool.watermarks.high); !st) return st;
+    if (Status st = read(*e, "low_watermark", c.pool.watermarks.low); !st) return st;
   }
   if (const toml::table* l = root["log"].as_table()) {
     if (Status st = check_keys(*l, "log", {"level"}); !st) return st;
-    read(*l, "level", c.log_level);
+    if (Status st = read(*l, "level", c.log_level); !st) return st;
   }
   if (const toml::array* tenants = root["tenant"].as_array()) {
     for (const auto& node : *tenants) {
@@ -200,9 +232,9 @@ Status read_table(const toml::table& root, PoolConfig& c) {
       if (!t) return Status(Code::kInvalidArgument, "config: [[tenant]] entries must be tables");
       if (Status st = check_keys(*t, "tenant", {"name", "token", "share"}); !st) return st;
       Tenant tenant;
-      read(*t, "name", tenant.name);
-      read(*t, "token", tenant.token);
-      read(*t, "share", tenant.share);
+      if (Status st = read(*t, "name", tenant.name); !st) return st;
+      if (Status st = read(*t, "token", tenant.token); !st) return st;
+      if (Status st = read(*t, "share", tenant.share); !st) return st;
       c.tenants.push_back(tenant);
     }
   }

@@ -158,3 +158,18 @@ TEST_CASE("a TOML text reads as --config reads its file, and a syntax error name
   const Status unknown = read_config_text("[server]\nmax_conections = 3\n", c);
   REQUIRE(unknown.message().find("unknown key 'max_conections' in [server]") != std::string::npos);
 }
+
+TEST_CASE("a value of the wrong type or out of its field's range is an error naming the key") {
+  PoolConfig c;
+  const Status huge = read_config_text("[leases]\nread_ttl_ms = 6.6e103\n", c);
+  REQUIRE(huge.code() == Code::kInvalidArgument);
+  REQUIRE(huge.message().find("read_ttl_ms has the wrong type (a number)") != std::string::npos);
+  const Status range = read_config_text("[metrics]\nport = 70000\n", c);
+  REQUIRE(range.message().find("port = 70000 is outside 0..65535") != std::string::npos);
+  const Status negative = read_config_text("[server]\nmax_connections = -1\n", c);
+  REQUIRE(negative.message().find("max_connections = -1 is outside") != std::string::npos);
+  const Status text = read_config_text("[server]\nmax_connections = \"many\"\n", c);
+  REQUIRE(text.message().find("max_connections has the wrong type (a string)") != std::string::npos);
+  REQUIRE(read_config_text("[eviction]\nhigh_watermark = 1\n", c).is_ok());  // an integer is a number
+  REQUIRE(c.pool.watermarks.high == 1.0);
+}
