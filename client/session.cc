@@ -65,7 +65,8 @@ Status Session::hello(const ClientOptions& options) {
   fbb_.Clear();
   const bool want_fd = options.want_fd && conn_.is_unix();
   auto body = wire::CreateHelloRequestDirect(fbb_, wire::kProtocolVersion, options.tenant.c_str(), options.token.c_str(),
-                                             options.model.c_str(), want_fd);
+                                             options.model.c_str(), want_fd,
+                                             options.read_only ? wire::Role::Reader : wire::Role::Writer);
   int fd = -1;
   auto r = call(wire::RequestBody::HelloRequest, body.Union(), wire::ResponseBody::HelloResponse, "hello", &fd);
   if (!r) {
@@ -111,7 +112,8 @@ Status Session::map_region(const wire::RegionInfo* info, int fd, const ClientOpt
 
   std::unique_ptr<cxl::Region> region;
   if (fd >= 0) {
-    auto r = cxl::Region::from_fd(fd, daemon_path, &expected);  // owns fd from here on
+    const auto mode = options.read_only ? cxl::OpenMode::kReadOnly : cxl::OpenMode::kReadWrite;
+    auto r = cxl::Region::from_fd(fd, daemon_path, &expected, mode);  // owns fd from here on
     fd = -1;
     if (!r) return Status(r.status().code(), "map region by the daemon's fd: " + r.status().message());
     region = std::move(*r);
@@ -122,7 +124,7 @@ Status Session::map_region(const wire::RegionInfo* info, int fd, const ClientOpt
     cxl::RegionSpec spec;
     spec.backend = *parsed;
     spec.path = options.region_path.empty() ? daemon_path : options.region_path;
-    auto r = cxl::Region::open(spec, &expected);
+    auto r = cxl::Region::open(spec, &expected, options.read_only ? cxl::OpenMode::kReadOnly : cxl::OpenMode::kReadWrite);
     if (!r) return Status(r.status().code(), "map region by path (" + backend + ":" + spec.path + "): " + r.status().message());
     region = std::move(*r);
   }

@@ -265,16 +265,20 @@ Result<std::unique_ptr<Region>> Region::open(const RegionSpec& spec, const Layou
   return region;
 }
 
-Result<std::unique_ptr<Region>> Region::from_fd(int fd, const std::string& name, const Layout* expected) {
+Result<std::unique_ptr<Region>> Region::from_fd(int fd, const std::string& name, const Layout* expected, OpenMode mode) {
   struct stat st {};
   if (fstat(fd, &st) != 0) { ::close(fd); return io_error("region " + name + ": fstat"); }
   RegionSpec spec;
   spec.backend = S_ISCHR(st.st_mode) ? Backend::kDevdax : Backend::kShm;
   spec.path = name;
-  auto region = map_fd(spec, fd);
+  auto region = map_fd(spec, fd, mode);
   if (!region) return region.status();
   if (Status s = (*region)->check_header(expected); !s) return s;
   return region;
+}
+
+Result<int> Region::open_read_only_fd() const {
+  return open_backing(spec_, /*create=*/false, OpenMode::kReadOnly);
 }
 
 Status Region::remove(const RegionSpec& spec) {

@@ -71,7 +71,12 @@ class Region {
   bool populate() const;
 
   // Maps an already-open fd of a region (the fd a local client received); checks the header.
-  static Result<std::unique_ptr<Region>> from_fd(int fd, const std::string& name, const Layout* expected);
+  // kReadOnly for the O_RDONLY fd a reader session is handed.
+  static Result<std::unique_ptr<Region>> from_fd(int fd, const std::string& name, const Layout* expected,
+                                                 OpenMode mode = OpenMode::kReadWrite);
+  // A new O_RDONLY fd of this region's backing (the daemon hands it to reader sessions: a mapping
+  // of it cannot be written). The caller owns it.
+  Result<int> open_read_only_fd() const;
 
  private:
   struct Mapping;

@@ -73,10 +73,12 @@ Status validate_config(const PoolConfig& c) {
   if (auto layout = Layout::parse(c.layout); !layout) return layout.status();
   for (const Tenant& t : c.tenants) {
     if (t.token.empty() && t.share < 0)
-      return Status(Code::kInvalidArgument, fmt::format("--tenant-share {}: no such tenant (give --tenant {}:TOKEN)",
-                                                        t.name, t.name));
+      return Status(Code::kInvalidArgument, fmt::format("--tenant-share or --tenant-roles {}: no such tenant (give "
+                                                        "--tenant {}:TOKEN)", t.name, t.name));
     if (t.name.empty() || t.token.empty())
       return Status(Code::kInvalidArgument, fmt::format("tenant '{}' needs a name and a token", t.name));
+    if (!t.may_read && !t.may_write)
+      return Status(Code::kInvalidArgument, fmt::format("tenant '{}': no role it may take (roles: reader, writer)", t.name));
     if (!(t.share >= 0 && t.share <= 1))
       return Status(Code::kInvalidArgument, fmt::format("tenant '{}': share {} must be in 0..1 (0: no share of its own)",
                                                         t.name, t.share));
@@ -142,6 +144,20 @@ Status read(const toml::table& t, const char* key, T& out) {
 }
 
 Status read_table(const toml::table& root, PoolConfig& c);
+
+// "reader", "writer" or "reader,writer": the roles a tenant's sessions may take.
+Status parse_roles(const std::string& list, Tenant& t) {
+  t.may_read = t.may_write = false;
+  std::stringstream in(list);
+  for (std::string role; std::getline(in, role, ',');) {
+    if (role == "reader") t.may_read = true;
+    else if (role == "writer") t.may_write = true;
+    else return Status(Code::kInvalidArgument, fmt::format("tenant '{}': role '{}' is neither reader nor writer", t.name, role));
+  }
+  if (!t.may_read && !t.may_write)
+    return Status(Code::kInvalidArgument, fmt::format("tenant '{}': no role given (reader, writer)", t.name));
+  return Status::ok();
+}
 
 Status read_toml(const std::string& path, PoolConfig& c) {
   toml::table root;
@@ -230,11 +246,16 @@ Status read_table(const toml::table& root, PoolConfig& c) {
     for (const auto& node : *tenants) {
       const toml::table* t = node.as_table();
       if (!t) return Status(Code::kInvalidArgument, "config: [[tenant]] entries must be tables");
-      if (Status st = check_keys(*t, "tenant", {"name", "token", "share"}); !st) return st;
+      if (Status st = check_keys(*t, "tenant", {"name", "token", "share", "roles"}); !st) return st;
       Tenant tenant;
       if (Status st = read(*t, "name", tenant.name); !st) return st;
       if (Status st = read(*t, "token", tenant.token); !st) return st;
       if (Status st = read(*t, "share", tenant.share); !st) return st;
+      if (const toml::array* roles = (*t)["roles"].as_array()) {
+        std::string list;
+        for (const auto& r : *roles) list += (list.empty() ? "" : ",") + r.value_or(std::string("?"));
+        if (Status st = parse_roles(list, tenant); !st) return st;
+      }
       c.tenants.push_back(tenant);
     }
   }
@@ -350,6 +371,23 @@ void add_tenant_and_log_overrides(CLI::App& app, std::vector<Apply>& later) {
             if (t.name == name) t.share = eq == std::string::npos ? -1 : std::atof(item.c_str() + eq + 1);
           if (std::none_of(c.tenants.begin(), c.tenants.end(), [&](const Tenant& t) { return t.name == name; }))
             c.tenants.push_back(Tenant{name, "", -1});  // refused by validate_config: share of an unknown tenant
+        }
+      });
+  override_option<std::vector<std::string>>(
+      app, later, "--tenant-roles",
+      "NAME=ROLES, repeatable: the roles a tenant's sessions may take, reader and/or writer (default both); a "
+      "reader's fd and mapping are read-only",
+      [](PoolConfig& c, const std::vector<std::string>& v) {
+        for (const std::string& item : v) {
+          const size_t eq = item.find('=');
+          const std::string name = item.substr(0, eq);
+          bool known = false;
+          for (Tenant& t : c.tenants)
+            if (t.name == name) {
+              known = true;
+              if (eq == std::string::npos || !parse_roles(item.substr(eq + 1), t)) t.may_read = t.may_write = false;
+            }
+          if (!known) c.tenants.push_back(Tenant{name, "", -1});  // refused by validate_config: an unknown tenant
         }
       });
   override_option<std::string>(app, later, "--log-level", "trace, debug, info, warn, error (default info)",

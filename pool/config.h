@@ -21,6 +21,9 @@ struct Tenant {
   // The fraction of the pool's slabs the tenant's pages may hold (0: no share of its own, the
   // whole pool). Over it, a reserve evicts only the tenant's own pages, or is refused.
   double share = 0;
+  // The roles its sessions may take (Hello names one): a reader only reads (its fd and mapping
+  // are read-only); a writer also writes. Default: both.
+  bool may_read = true, may_write = true;
 };
 
 struct PoolConfig {

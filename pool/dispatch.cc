@@ -115,6 +115,9 @@ DispatchOutcome Dispatcher::handle(Session& session, const uint8_t* msg, size_t 
   } else if (session.id == 0 && op != Op::kHello) {
     reply.fail(Status(Code::kPermissionDenied, fmt::format("{}: Hello must be the first request", op_name(op))));
     reply.outcome.close = true;
+  } else if (session.reader && (op == Op::kReserve || op == Op::kCommit || op == Op::kAbort || op == Op::kRemove)) {
+    reply.fail(Status(Code::kPermissionDenied, fmt::format("{}: session {} is a reader (tenant '{}'); only writers "
+                                                           "change the pool", op_name(op), session.id, session.tenant)));
   } else {
     const uint64_t sid = session.id;
     switch (op) {
@@ -170,6 +173,10 @@ void Dispatcher::hello(Session& s, const wire::HelloRequest* r, Reply& reply) {
     return reply.fail(Status(Code::kInvalidArgument, fmt::format("hello: tenant '{}' and model '{}' must not be empty",
                                                                  tenant, model)));
   uint32_t tenant_index = PoolService::kNoTenant;
+  const bool reader = r->role() == wire::Role::Reader;
+  if (r->role() != wire::Role::Reader && r->role() != wire::Role::Writer)
+    return reply.fail(Status(Code::kInvalidArgument, fmt::format("hello: role {} is neither reader (1) nor writer (0)",
+                                                                 int(r->role()))));
   if (!tenants_.empty()) {
     bool allowed = false;
     for (size_t i = 0; i < tenants_.size(); ++i)
@@ -178,6 +185,10 @@ void Dispatcher::hello(Session& s, const wire::HelloRequest* r, Reply& reply) {
       spdlog::warn("hello refused for tenant '{}': unknown tenant or wrong token", tenant);
       return reply.fail(Status(Code::kPermissionDenied, fmt::format("hello: tenant '{}' unknown or token wrong", tenant)));
     }
+    const Tenant& t = tenants_[tenant_index];
+    if (reader ? !t.may_read : !t.may_write)
+      return reply.fail(Status(Code::kPermissionDenied, fmt::format("hello: tenant '{}' may not take the role {}", tenant,
+                                                                    reader ? "reader" : "writer")));
   }
   uint32_t& open = sessions_per_tenant_[tenant];
   if (open >= max_sessions_per_tenant_) {
@@ -190,6 +201,7 @@ void Dispatcher::hello(Session& s, const wire::HelloRequest* r, Reply& reply) {
   s.id = service_.new_session(tenant_index);
   s.ns = wire::namespace_id(tenant, model);
   s.tenant = tenant;
+  s.reader = reader;
   spdlog::debug("session {}: tenant '{}' model '{}' namespace {:#x}", s.id, tenant, model, s.ns);
   const cxl::Region& region = service_.region();
   reply.outcome.pass_fd = r->want_fd() && s.unix_socket;
@@ -202,7 +214,7 @@ void Dispatcher::hello(Session& s, const wire::HelloRequest* r, Reply& reply) {
   const PoolOptions& o = service_.options();
   reply.ok(wire::ResponseBody::HelloResponse,
            wire::CreateHelloResponse(fbb, s.id, info, reply.outcome.pass_fd, o.read_lease_ttl_ms, o.write_lease_ttl_ms,
-                                     o.max_keys));
+                                     o.max_keys, reader));
 }
 
 

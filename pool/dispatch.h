@@ -24,11 +24,13 @@ struct Session {
   uint64_t ns = 0;
   std::string tenant;
   bool unix_socket = false;  // the region fd may be passed
+  bool reader = false;       // role Reader: no reserve, commit, abort or remove; a read-only fd
 };
 
 struct DispatchOutcome {
   bool close = false;    // close the connection after sending the reply
-  bool pass_fd = false;  // send the region fd with the reply (Hello with want_fd on a Unix socket)
+  bool pass_fd = false;  // send the region fd with the reply (Hello with want_fd on a Unix socket);
+                         // the O_RDONLY one when the session is a reader
 };
 
 class Dispatcher {

@@ -96,7 +96,12 @@ int serve(const PoolConfig& config) {
     spdlog::info("metrics on http://{}:{}/metrics", config.metrics_bind, *port);
   }
 
-  Server server(io, dispatcher, metrics, config, (*region)->fd());
+  auto read_only_fd = (*region)->open_read_only_fd();  // what reader sessions are handed
+  if (!read_only_fd) {
+    spdlog::error("{}", read_only_fd.status().to_string());
+    return 2;
+  }
+  Server server(io, dispatcher, metrics, config, (*region)->fd(), *read_only_fd);
   if (Status st = server.start(); !st) {
     spdlog::error("{}", st.to_string());
     return 2;
@@ -135,6 +140,7 @@ int serve(const PoolConfig& config) {
   signals.cancel();
   io.restart();
   io.run_for(std::chrono::seconds(1));
+  ::close(*read_only_fd);
   spdlog::info("cxlkv-poold stopped");
   return 0;
 }

@@ -142,7 +142,8 @@ class Connection : public std::enable_shared_from_this<Connection<Socket>> {
     if (out.pass_fd) {
       // Hello with the region fd (SCM_RIGHTS on the header): a small reply on an idle connection,
       // so the socket buffer takes it at once and the blocking helper does not block.
-      if (Status st = wire::write_frame(socket_.native_handle(), fbb_.GetBufferPointer(), size, server_.region_fd()); !st) {
+      const int fd = session_.reader ? server_.region_read_only_fd() : server_.region_fd();
+      if (Status st = wire::write_frame(socket_.native_handle(), fbb_.GetBufferPointer(), size, fd); !st) {
         spdlog::warn("session {}: reply with the region fd: {}", session_.id, st.message());
         return;
       }
@@ -177,8 +178,9 @@ class Connection : public std::enable_shared_from_this<Connection<Socket>> {
 }  // namespace
 
 Server::Server(asio::io_context& io, Dispatcher& dispatcher, Metrics& metrics, const PoolConfig& config,
-               int region_fd)
-    : io_(io), dispatcher_(dispatcher), metrics_(metrics), config_(config), region_fd_(region_fd) {}
+               int region_fd, int region_read_only_fd)
+    : io_(io), dispatcher_(dispatcher), metrics_(metrics), config_(config), region_fd_(region_fd),
+      region_read_only_fd_(region_read_only_fd) {}
 
 Server::~Server() { stop(); }
 

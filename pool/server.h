@@ -22,8 +22,9 @@ namespace cxlkv::pool {
 
 class Server {
  public:
+  // region_fd is handed to writer sessions, region_read_only_fd (O_RDONLY) to readers.
   Server(boost::asio::io_context& io, Dispatcher& dispatcher, Metrics& metrics, const PoolConfig& config,
-         int region_fd);
+         int region_fd, int region_read_only_fd);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -45,6 +46,7 @@ class Server {
   void leave(uint64_t id);
   const PoolConfig& config() const { return config_; }
   int region_fd() const { return region_fd_; }
+  int region_read_only_fd() const { return region_read_only_fd_; }
   Dispatcher& dispatcher() { return dispatcher_; }
   Metrics& metrics() { return metrics_; }
 
@@ -59,6 +61,7 @@ class Server {
   Metrics& metrics_;
   const PoolConfig& config_;
   int region_fd_;
+  int region_read_only_fd_;
   std::unique_ptr<boost::asio::local::stream_protocol::acceptor> unix_acceptor_;
   std::unique_ptr<boost::asio::ip::tcp::acceptor> tcp_acceptor_;
   struct Admitted {

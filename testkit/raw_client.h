@@ -86,10 +86,10 @@ class RawClient {
   const wire::Response* call(flatbuffers::FlatBufferBuilder& fbb) { return send(fbb) ? receive() : nullptr; }
 
   const wire::Response* hello(const std::string& tenant, const std::string& token, const std::string& model,
-                              bool want_fd = false) {
+                              bool want_fd = false, wire::Role role = wire::Role::Writer) {
     flatbuffers::FlatBufferBuilder fbb;
     auto body = wire::CreateHelloRequestDirect(fbb, wire::kProtocolVersion, tenant.c_str(), token.c_str(),
-                                               model.c_str(), want_fd);
+                                               model.c_str(), want_fd, role);
     return finish(fbb, wire::RequestBody::HelloRequest, body.Union());
   }
   const wire::Response* reserve(const wire::Key& parent, const std::vector<wire::Key>& keys) {

@@ -34,6 +34,8 @@ struct ClientOptions {
   int io_timeout_ms = 30000;    // per connect, send and receive on the control connection
   bool populate = true;         // fault the whole mapping in at connect (MADV_POPULATE_WRITE), so
                                 // no gather or write takes a page fault later
+  bool read_only = false;       // a reader session: lookups and reads only, the region mapped
+                                // read-only (a store through it faults); the tenant must be allowed it
 };
 
 // The daemon's counters (StatsResponse).

@@ -48,6 +48,7 @@ typedef struct cxlkv_options {
   int want_fd;             /* non-zero: on a Unix socket, map the region by the daemon's fd */
   const char* region_path; /* NULL, or a path to map instead of the daemon's (TCP) */
   int io_timeout_ms;       /* per connect, send and receive; 0: the default (30 s) */
+  int read_only;           /* non-zero: a reader session, the region mapped read-only */
 } cxlkv_options;
 
 /* This thread's message for the last failed call ("" if none). Valid until the next call. */

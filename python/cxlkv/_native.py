@@ -24,6 +24,7 @@ class OptionsStruct(ctypes.Structure):
         ("want_fd", c_int),
         ("region_path", c_char_p),
         ("io_timeout_ms", c_int),
+        ("read_only", c_int),
     ]
 
 

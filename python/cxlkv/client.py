@@ -113,13 +113,15 @@ class Client:
     Client("unix:/run/cxlkv/pool.sock", tenant="t", token="secret", model="deepseek-v3.2") connects,
     says hello and maps the region. Use it as a context manager, or call close(). One Client may be
     shared by threads; close() must not race the other calls on it. Leases it returned stay valid
-    after close() until they are released."""
+    after close() until they are released. read_only=True makes it a reader session (decode
+    workers): lookups and reads only, the region mapped read-only; reserve raises PermissionDenied."""
 
     def __init__(self, endpoint: str, tenant: str = "", token: str = "", model: str = "", *,
-                 want_fd: bool = True, region_path: str | None = None, io_timeout_ms: int = 0) -> None:
+                 want_fd: bool = True, region_path: str | None = None, io_timeout_ms: int = 0,
+                 read_only: bool = False) -> None:
         options = native.OptionsStruct(endpoint.encode(), tenant.encode(), token.encode(), model.encode(),
                                        1 if want_fd else 0, region_path.encode() if region_path else None,
-                                       int(io_timeout_ms))
+                                       int(io_timeout_ms), 1 if read_only else 0)
         handle = ctypes.c_void_p()
         _check(native.lib.cxlkv_connect(ctypes.byref(options), ctypes.byref(handle)))
         self._handle: int | None = handle.value

@@ -337,7 +337,7 @@ TEST_CASE("a TCP client maps the region by path and reads what a Unix client wro
 TEST_CASE("the C API writes, looks up and gathers like the C++ one") {
   auto daemon = start_daemon();
   const std::string ep = daemon->unix_endpoint();
-  cxlkv_options o{ep.c_str(), "acme", "s3cret", "dsv32", 1, nullptr, 0};
+  cxlkv_options o{ep.c_str(), "acme", "s3cret", "dsv32", 1, nullptr, 0, 0};
   cxlkv_client* c = nullptr;
   REQUIRE(cxlkv_connect(&o, &c) == CXLKV_OK);
   const auto t = tokens(2, 8);
@@ -377,7 +377,7 @@ TEST_CASE("the C API writes, looks up and gathers like the C++ one") {
 TEST_CASE("the C API answers NULL handles and pointers with invalid argument and changes nothing") {
   auto daemon = start_daemon();
   const std::string ep = daemon->unix_endpoint();
-  cxlkv_options o{ep.c_str(), "acme", "s3cret", "dsv32", 1, nullptr, 0};
+  cxlkv_options o{ep.c_str(), "acme", "s3cret", "dsv32", 1, nullptr, 0, 0};
   cxlkv_client* c = nullptr;
   REQUIRE(cxlkv_connect(&o, &c) == CXLKV_OK);
   const int32_t idx[1] = {0};
@@ -454,4 +454,34 @@ TEST_CASE("a read whose lease ran out fails with expired once its slabs are free
   std::vector<uint8_t> run(size_t{64} * entry);
   REQUIRE(held->gather_topk(0, 1, idx.data(), int(idx.size()), after.data()).code() == Code::kExpired);
   REQUIRE(held->fetch_pages(0, 1, 0, 1, run.data()).code() == Code::kExpired);
+}
+
+TEST_CASE("a read-only client gathers what a writer wrote, cannot reserve, and a store through its mapping faults") {
+  auto d = start_daemon();
+  auto w = connect_ok(options(d->unix_endpoint()));
+  const auto keys = w->page_keys(tokens(3, 81));
+  REQUIRE(testing::write_prefix(*w, keys).is_ok());
+  for (bool by_fd : {true, false}) {
+    CAPTURE(by_fd);
+    auto o = options(d->unix_endpoint());
+    o.read_only = true;
+    o.want_fd = by_fd;  // the daemon's O_RDONLY fd, or the region opened read-only by path
+    auto r = connect_ok(o);
+    REQUIRE(decode_and_verify(*r, keys, 3).is_ok());
+    auto reserve = r->reserve(PageKey{}, r->page_keys(tokens(1, 82)));
+    REQUIRE(reserve.status().code() == Code::kPermissionDenied);
+    auto lease = r->lookup(keys);
+    REQUIRE(lease.is_ok());
+    uint8_t* target = lease->view().base + lease->placement(0).slab_offset;
+    const pid_t child = ::fork();
+    if (child == 0) {
+      *reinterpret_cast<volatile uint8_t*>(target) = 0x55;  // must fault: the mapping is PROT_READ
+      _exit(0);
+    }
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    REQUIRE(WIFSIGNALED(status));
+    REQUIRE(WTERMSIG(status) == SIGSEGV);
+  }
+  REQUIRE(decode_and_verify(*w, keys, 3).is_ok());  // nothing changed
 }

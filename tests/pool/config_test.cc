@@ -140,7 +140,7 @@ TEST_CASE("tenant shares come from the file or --tenant-share, and a bad or unkn
   REQUIRE(flags.config.tenants[1].share == 0.5);
   const ConfigOutcome unknown = load({"--tenant", "a:x", "--tenant-share", "c=0.5"});
   REQUIRE(unknown.exit_now);
-  REQUIRE(unknown.message.find("--tenant-share c: no such tenant") != std::string::npos);
+  REQUIRE(unknown.message.find("c: no such tenant") != std::string::npos);
   const ConfigOutcome over = load({"--tenant", "a:x", "--tenant-share", "a=1.5"});
   REQUIRE(over.exit_now);
   REQUIRE(over.message.find("share 1.5 must be in 0..1") != std::string::npos);
@@ -172,4 +172,21 @@ TEST_CASE("a value of the wrong type or out of its field's range is an error nam
   REQUIRE(text.message().find("max_connections has the wrong type (a string)") != std::string::npos);
   REQUIRE(read_config_text("[eviction]\nhigh_watermark = 1\n", c).is_ok());  // an integer is a number
   REQUIRE(c.pool.watermarks.high == 1.0);
+}
+
+TEST_CASE("tenant roles come from the file or --tenant-roles; an unknown role or tenant is named") {
+  PoolConfig c;
+  REQUIRE(read_config_text("[[tenant]]\nname = \"d\"\ntoken = \"x\"\nroles = [\"reader\"]\n", c).is_ok());
+  REQUIRE(c.tenants[0].may_read);
+  REQUIRE_FALSE(c.tenants[0].may_write);
+  PoolConfig bad;
+  const Status st = read_config_text("[[tenant]]\nname = \"d\"\ntoken = \"x\"\nroles = [\"root\"]\n", bad);
+  REQUIRE(st.message().find("tenant 'd': role 'root' is neither reader nor writer") != std::string::npos);
+  const ConfigOutcome flags = load({"--tenant", "d:x", "--tenant", "p:y", "--tenant-roles", "d=reader"});
+  REQUIRE_FALSE(flags.exit_now);
+  REQUIRE(flags.config.tenants[0].may_read);
+  REQUIRE_FALSE(flags.config.tenants[0].may_write);
+  REQUIRE(flags.config.tenants[1].may_write);  // the default: both
+  REQUIRE(load({"--tenant", "d:x", "--tenant-roles", "d=admin"}).exit_now);
+  REQUIRE(load({"--tenant", "d:x", "--tenant-roles", "e=reader"}).message.find("e: no such tenant") != std::string::npos);
 }

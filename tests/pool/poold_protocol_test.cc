@@ -2,6 +2,7 @@
 // lease ids, and a client that dies holding leases. Each test starts its own daemon.
 #include <catch2/catch_test_macros.hpp>
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -356,4 +357,34 @@ TEST_CASE("a tenant's share bounds what its reserves may hold; another tenant's 
   r = b->lookup(b_keys);
   REQUIRE(code_of(r) == Code::kOk);
   REQUIRE(r->body_as_LookupResponse()->pages()->size() == 8);
+}
+
+TEST_CASE("a reader session may only read: its fd is read-only, writes are refused, and a tenant gets only its roles") {
+  TestDaemon d({"--tenant", "w:x", "--tenant", "r:y", "--tenant-roles", "r=reader"});
+  REQUIRE(d.process.start());
+  auto writer = d.client("m", "w", "x");
+  const auto keys = commit_pages(*writer, 60, 2);
+  RawClient reader(d.socket);
+  const wire::Response* h = reader.hello("w", "x", "m", true, wire::Role::Reader);  // w may read too
+  REQUIRE(code_of(h) == Code::kOk);
+  REQUIRE(h->body_as_HelloResponse()->read_only());
+  REQUIRE(reader.received_fd() >= 0);
+  REQUIRE((::fcntl(reader.received_fd(), F_GETFL) & O_ACCMODE) == O_RDONLY);
+  const wire::Response* r = reader.reserve(wire::Key(), test_keys(61, 1));
+  REQUIRE(code_of(r) == Code::kPermissionDenied);
+  REQUIRE(r->message()->str().find("is a reader") != std::string::npos);
+  REQUIRE(code_of(reader.remove(keys)) == Code::kPermissionDenied);
+  r = reader.lookup(keys);
+  REQUIRE(code_of(r) == Code::kOk);
+  REQUIRE(r->body_as_LookupResponse()->pages()->size() == 2);
+  RawClient only_reader(d.socket);
+  r = only_reader.hello("r", "y", "m", true, wire::Role::Writer);
+  REQUIRE(code_of(r) == Code::kPermissionDenied);
+  REQUIRE(r->message()->str().find("tenant 'r' may not take the role writer") != std::string::npos);
+  RawClient as_reader(d.socket);
+  REQUIRE(code_of(as_reader.hello("r", "y", "m", true, wire::Role::Reader)) == Code::kOk);
+  REQUIRE((::fcntl(as_reader.received_fd(), F_GETFL) & O_ACCMODE) == O_RDONLY);
+  RawClient as_writer(d.socket);  // a writer's fd stays read-write
+  REQUIRE(code_of(as_writer.hello("w", "x", "m", true)) == Code::kOk);
+  REQUIRE((::fcntl(as_writer.received_fd(), F_GETFL) & O_ACCMODE) == O_RDWR);
 }

@@ -275,3 +275,17 @@ def test_a_lease_whose_slabs_were_freed_raises_expired_instead_of_returning_thei
                 lease.check_reuse()
     finally:
         d.stop()
+
+
+def test_a_read_only_client_reads_and_may_not_write(daemon, client: cxlkv.Client) -> None:
+    keys, data = write_prefix(client, 2, 71)
+    with cxlkv.Client(daemon.endpoint, TENANT, TOKEN, model=client.model, read_only=True) as reader:
+        with reader.lookup(keys) as lease:
+            idx = np.array([3, 70], dtype=np.int32)
+            assert np.array_equal(lease.gather_topk("latent", 2, idx), expected_rows(data, "latent", 2, idx, 64))
+        with pytest.raises(cxlkv.PermissionDenied, match="is a reader"):
+            reader.reserve(reader.page_keys(np.arange(64, dtype=np.int32) + 999))
+        with pytest.raises(cxlkv.PermissionDenied):
+            reader.remove(keys)
+    with client.lookup(keys) as lease:
+        assert lease.pages == 2
