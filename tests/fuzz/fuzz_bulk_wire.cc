@@ -22,7 +22,9 @@ using namespace cxlkv::baseline;
 
 namespace {
 
-std::unique_ptr<BulkServer> server;
+// Never destroyed: its accept thread runs until the process exits, and tearing the server down
+// under it at exit would be a use after free of the harness's own making.
+BulkServer* server = nullptr;
 std::string region_path;
 
 std::vector<uint8_t> bytes_of(const void* p, size_t n) {
@@ -68,7 +70,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   o.region = r.spec;
   auto s = BulkServer::start(o);
   if (!s) std::abort();
-  server = std::move(*s);
+  server = s->release();
   std::thread([] { server->run(); }).detach();
   return 0;
 }
@@ -84,7 +86,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       write_open = false;
     }
     pollfd p{fd, short(POLLIN | (write_open ? POLLOUT : 0)), 0};
-    if (::poll(&p, 1, 10000) != 1) std::abort();  // 10 s with nothing to read or write: the server hangs
+    if (::poll(&p, 1, 15000) != 1) std::abort();  // 15 s with nothing to read or write: the server hangs
     if (p.revents & POLLOUT) {
       const ssize_t n = ::send(fd, data + sent, size - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n > 0) sent += size_t(n);
