@@ -348,6 +348,23 @@ void add_lease_and_eviction_overrides(CLI::App& app, std::vector<Apply>& later) 
                           [](PoolConfig& c, double v) { c.pool.watermarks.low = v; });
 }
 
+// NAME=VALUE items of a repeatable flag applied to the named tenants. A name no tenant has becomes
+// an entry without a token, which validate_config refuses, naming it.
+template <typename F>
+void for_each_tenant_item(PoolConfig& c, const std::vector<std::string>& items, F apply) {
+  for (const std::string& item : items) {
+    const size_t eq = item.find('=');
+    const std::string name = item.substr(0, eq);
+    bool known = false;
+    for (Tenant& t : c.tenants)
+      if (t.name == name) {
+        known = true;
+        apply(t, eq != std::string::npos, eq == std::string::npos ? std::string() : item.substr(eq + 1));
+      }
+    if (!known) c.tenants.push_back(Tenant{name, "", -1});
+  }
+}
+
 // [[tenant]] and [log].
 void add_tenant_and_log_overrides(CLI::App& app, std::vector<Apply>& later) {
   override_option<std::vector<std::string>>(
@@ -364,31 +381,20 @@ void add_tenant_and_log_overrides(CLI::App& app, std::vector<Apply>& later) {
       "NAME=FRACTION, repeatable: the share of the pool a tenant's pages may hold; over it, it evicts only its own "
       "(default: no share, the whole pool)",
       [](PoolConfig& c, const std::vector<std::string>& v) {
-        for (const std::string& item : v) {
-          const size_t eq = item.find('=');
-          const std::string name = item.substr(0, eq);
-          for (Tenant& t : c.tenants)
-            if (t.name == name) t.share = eq == std::string::npos ? -1 : std::atof(item.c_str() + eq + 1);
-          if (std::none_of(c.tenants.begin(), c.tenants.end(), [&](const Tenant& t) { return t.name == name; }))
-            c.tenants.push_back(Tenant{name, "", -1});  // refused by validate_config: share of an unknown tenant
-        }
+        for_each_tenant_item(c, v, [](Tenant& t, bool given, const std::string& value) {
+          char* end = nullptr;
+          const double share = given ? std::strtod(value.c_str(), &end) : -1;
+          t.share = given && end && *end == '\0' && !value.empty() ? share : -1;  // -1: refused, naming the tenant
+        });
       });
   override_option<std::vector<std::string>>(
       app, later, "--tenant-roles",
       "NAME=ROLES, repeatable: the roles a tenant's sessions may take, reader and/or writer (default both); a "
       "reader's fd and mapping are read-only",
       [](PoolConfig& c, const std::vector<std::string>& v) {
-        for (const std::string& item : v) {
-          const size_t eq = item.find('=');
-          const std::string name = item.substr(0, eq);
-          bool known = false;
-          for (Tenant& t : c.tenants)
-            if (t.name == name) {
-              known = true;
-              if (eq == std::string::npos || !parse_roles(item.substr(eq + 1), t)) t.may_read = t.may_write = false;
-            }
-          if (!known) c.tenants.push_back(Tenant{name, "", -1});  // refused by validate_config: an unknown tenant
-        }
+        for_each_tenant_item(c, v, [](Tenant& t, bool given, const std::string& value) {
+          if (!given || !parse_roles(value, t)) t.may_read = t.may_write = false;  // refused, naming the tenant
+        });
       });
   override_option<std::string>(app, later, "--log-level", "trace, debug, info, warn, error (default info)",
                                [](PoolConfig& c, const std::string& v) { c.log_level = v; });
