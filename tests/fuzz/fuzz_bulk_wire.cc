@@ -10,6 +10,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cerrno>
 #include <cstring>
 #include <thread>
 
@@ -86,15 +87,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       write_open = false;
     }
     pollfd p{fd, short(POLLIN | (write_open ? POLLOUT : 0)), 0};
-    if (::poll(&p, 1, 15000) != 1) std::abort();  // 15 s with nothing to read or write: the server hangs
+    const int ready = ::poll(&p, 1, 15000);
+    if (ready < 0 && errno == EINTR) continue;  // libFuzzer's -timeout alarm ticks every second
+    if (ready != 1) std::abort();               // 15 s with nothing to read or write: the server hangs
     if (p.revents & POLLOUT) {
       const ssize_t n = ::send(fd, data + sent, size - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n > 0) sent += size_t(n);
-      else if (n < 0 && errno != EAGAIN) write_open = false;  // closed by the server
+      else if (n < 0 && errno != EAGAIN && errno != EINTR) write_open = false;  // closed by the server
     }
     if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
       const ssize_t n = ::recv(fd, sink, sizeof sink, MSG_DONTWAIT);
-      if (n == 0 || (n < 0 && errno != EAGAIN)) break;  // the server closed: this input is done
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) break;  // the server closed: this input is done
     }
   }
   ::close(fd);
