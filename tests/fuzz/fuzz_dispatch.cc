@@ -82,7 +82,11 @@ void write_seeds() {
                               [&](auto& fbb) { return wire::CreateRemoveRequestDirect(fbb, &k).Union(); });
   const auto stats = request(9, wire::RequestBody::StatsRequest,
                              [](auto& fbb) { return wire::CreateStatsRequest(fbb).Union(); });
+  const auto hello_reader = request(1, wire::RequestBody::HelloRequest, [](auto& fbb) {
+    return wire::CreateHelloRequestDirect(fbb, wire::kProtocolVersion, "t", "x", "m", true, wire::Role::Reader).Union();
+  });
   fuzz::maybe_write_seeds({{"hello", hello},
+                           {"reader-tries-to-write", cat({hello_reader, reserve, lookup, remove})},
                            {"stats-before-hello", stats},
                            {"write-and-read", cat({hello, reserve, commit, lookup, renew, release, remove})},
                            {"reserve-abort", cat({hello, reserve, abort, stats})},
