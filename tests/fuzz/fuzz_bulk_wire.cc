@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <thread>
 
@@ -49,13 +50,21 @@ void write_seeds() {
                            {"rdma-connect-without-device", rdma_seed}});
 }
 
+// A connection to the server. Closed with a reset (SO_LINGER 0) once the server has closed its
+// side, so neither end keeps a TIME_WAIT socket: a million inputs would exhaust the ephemeral ports.
 int connect_loopback(uint16_t port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) std::abort();
+  const linger reset{1, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(port);
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) std::abort();
+  for (int tries = 0; ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0; ++tries) {
+    if ((errno != EINTR && errno != EADDRNOTAVAIL && errno != EAGAIN) || tries == 500) std::abort();
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   return fd;
 }
 
