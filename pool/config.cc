@@ -12,6 +12,9 @@
 #include <toml++/toml.h>
 #include <type_traits>
 
+#include "etcd_client.h"
+#include "node_record.h"
+
 namespace cxlkv::pool {
 
 Result<uint64_t> parse_size(const std::string& text) {
@@ -46,6 +49,25 @@ Result<uint32_t> parse_socket_mode(const std::string& text) {
   return mode;
 }
 
+namespace {
+
+Status validate_cluster(const PoolConfig& c) {
+  if (c.cluster_url.empty()) return Status::ok();
+  if (auto url = cluster::parse_cluster_url(c.cluster_url); !url) return url.status();
+  if (!c.node_id.empty())
+    if (Status st = cluster::check_node_id(c.node_id); !st) return st;
+  if (c.cluster_lease_ttl_s < 2 || c.cluster_lease_ttl_s > 3600)
+    return Status(Code::kInvalidArgument, fmt::format("cluster lease_ttl_s {} must be 2..3600", c.cluster_lease_ttl_s));
+  if (c.chunk_pages == 0 || c.chunk_pages > 16384)
+    return Status(Code::kInvalidArgument, fmt::format("chunk_pages {} must be 1..16384", c.chunk_pages));
+  for (const std::string& e : c.advertise)
+    if (!e.starts_with("unix:") && !e.starts_with("tcp:"))
+      return Status(Code::kInvalidArgument, fmt::format("advertised endpoint '{}' is not unix:PATH or tcp:HOST:PORT", e));
+  return Status::ok();
+}
+
+}  // namespace
+
 Status validate_config(const PoolConfig& c) {
   const Watermarks& w = c.pool.watermarks;
   if (!(w.low > 0 && w.low <= w.high && w.high <= 1))
@@ -71,6 +93,7 @@ Status validate_config(const PoolConfig& c) {
   if (c.unix_socket.empty() && c.tcp.empty())
     return Status(Code::kInvalidArgument, "no listener: give a unix socket path or a TCP address");
   if (auto layout = Layout::parse(c.layout); !layout) return layout.status();
+  if (Status st = validate_cluster(c); !st) return st;
   for (const Tenant& t : c.tenants) {
     if (t.token.empty() && t.share < 0)
       return Status(Code::kInvalidArgument, fmt::format("--tenant-share or --tenant-roles {}: no such tenant (give "
@@ -171,7 +194,9 @@ Status read_toml(const std::string& path, PoolConfig& c) {
 }
 
 Status read_table(const toml::table& root, PoolConfig& c) {
-  if (Status st = check_keys(root, "top level", {"region", "server", "metrics", "leases", "eviction", "log", "tenant"}); !st)
+  if (Status st = check_keys(root, "top level", {"region", "server", "metrics", "leases", "eviction", "log", "tenant",
+                                                "cluster"});
+      !st)
     return st;
   if (const toml::table* r = root["region"].as_table()) {
     if (Status st = check_keys(*r, "region", {"backend", "path", "numa_node", "size", "layout", "slab_pages", "verify_data"}); !st)
@@ -241,6 +266,24 @@ Status read_table(const toml::table& root, PoolConfig& c) {
   if (const toml::table* l = root["log"].as_table()) {
     if (Status st = check_keys(*l, "log", {"level"}); !st) return st;
     if (Status st = read(*l, "level", c.log_level); !st) return st;
+  }
+  if (const toml::table* k = root["cluster"].as_table()) {
+    if (Status st = check_keys(*k, "cluster", {"url", "node_id", "advertise", "lease_ttl_s", "chunk_pages"}); !st)
+      return st;
+    if (Status st = read(*k, "url", c.cluster_url); !st) return st;
+    if (Status st = read(*k, "node_id", c.node_id); !st) return st;
+    if (Status st = read(*k, "lease_ttl_s", c.cluster_lease_ttl_s); !st) return st;
+    if (Status st = read(*k, "chunk_pages", c.chunk_pages); !st) return st;
+    if (const toml::node* a = k->get("advertise")) {
+      const toml::array* list = a->as_array();
+      if (!list) return Status(Code::kInvalidArgument, "config: [cluster] advertise must be an array of strings");
+      c.advertise.clear();
+      for (const auto& e : *list) {
+        auto v = e.value_exact<std::string>();
+        if (!v) return Status(Code::kInvalidArgument, "config: [cluster] advertise must be an array of strings");
+        c.advertise.push_back(*v);
+      }
+    }
   }
   if (const toml::array* tenants = root["tenant"].as_array()) {
     for (const auto& node : *tenants) {
@@ -400,6 +443,28 @@ void add_tenant_and_log_overrides(CLI::App& app, std::vector<Apply>& later) {
                                [](PoolConfig& c, const std::string& v) { c.log_level = v; });
 }
 
+// [cluster]: membership in etcd.
+void add_cluster_overrides(CLI::App& app, std::vector<Apply>& later) {
+  override_option<std::string>(app, later, "--cluster",
+                               "join the cluster etcd://HOST:PORT/NAME: register this node in etcd under a lease "
+                               "kept alive (default: a lone node)",
+                               [](PoolConfig& c, const std::string& v) { c.cluster_url = v; });
+  override_option<std::string>(app, later, "--node-id",
+                               "this node's id in the cluster, [A-Za-z0-9._-] (default <hostname>-<region path>)",
+                               [](PoolConfig& c, const std::string& v) { c.node_id = v; });
+  override_option<std::vector<std::string>>(
+      app, later, "--advertise",
+      "control endpoint clients reach this node at (unix:PATH, tcp:HOST:PORT), repeatable (default: the listeners)",
+      [](PoolConfig& c, const std::vector<std::string>& v) { c.advertise = v; });
+  override_option<uint32_t>(app, later, "--cluster-lease-ttl-s",
+                            "etcd lease TTL: a node that dies leaves the cluster within it (default 10)",
+                            [](PoolConfig& c, uint32_t v) { c.cluster_lease_ttl_s = v; });
+  override_option<uint32_t>(app, later, "--chunk-pages",
+                            "pages per placement chunk, recorded by the cluster's first node; every node must "
+                            "agree (default 16)",
+                            [](PoolConfig& c, uint32_t v) { c.chunk_pages = v; });
+}
+
 // The file, then the flags over it, then the checks no single source can make alone.
 void settle_config(ConfigOutcome& out, const std::string& config_path, const std::vector<Apply>& later, bool format,
                    bool verify) {
@@ -445,6 +510,7 @@ ConfigOutcome load_config(int argc, char** argv) {
   add_server_overrides(app, later);
   add_lease_and_eviction_overrides(app, later);
   add_tenant_and_log_overrides(app, later);
+  add_cluster_overrides(app, later);
   bool format = false, verify = false;
   app.add_flag("--format", format, "format the region even if it exists (destroys its pages)");
   app.add_flag("--verify-data", verify, "at recovery, recompute every committed page's data checksum");

@@ -60,6 +60,12 @@ struct PoolConfig {
   std::vector<Tenant> tenants;
   // [log]
   std::string log_level = "info";
+  // [cluster]: membership in an etcd cluster (pool/cluster_registration.h); empty url: a lone node
+  std::string cluster_url;               // "etcd://HOST:PORT/NAME"
+  std::string node_id;                   // empty: <hostname>-<region path>, stable across restarts
+  std::vector<std::string> advertise;    // control endpoints clients use; empty: the listeners
+  uint32_t cluster_lease_ttl_s = 10;     // a dead node leaves within this
+  uint32_t chunk_pages = 16;             // placement chunk C, recorded with the cluster
 };
 
 // What load_config decided: run with `config`, or exit with `exit_code` (--help: 0).

@@ -2,13 +2,19 @@
 // (and recovers) the region, then serves the control plane and the metrics endpoint on one I/O
 // thread until SIGTERM or SIGINT. Exit codes: 0 after a signal, 2 for a configuration or region
 // error (a layout mismatch, a damaged header), 1 for a failure while serving.
+#include <unistd.h>
+
+#include <atomic>
+#include <cctype>
 #include <csignal>
 #include <cstdio>
+#include <random>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <boost/asio.hpp>
 
+#include "cluster_registration.h"
 #include "config.h"
 #include "dispatch.h"
 #include "metrics_server.h"
@@ -46,6 +52,45 @@ Result<std::unique_ptr<cxl::Region>> open_region(const PoolConfig& c, const Layo
   return r;
 }
 
+// Different at every start: clients and the cluster tell this run of the daemon from the last.
+uint64_t new_epoch() {
+  std::random_device random;
+  const uint64_t r = (uint64_t{random()} << 32) ^ random();
+  return r ^ uint64_t(std::chrono::system_clock::now().time_since_epoch().count());
+}
+
+// The cluster membership of this node, or nullptr for a lone node. Its record's free space is
+// read from `slabs_free`, which the I/O thread refreshes.
+std::unique_ptr<ClusterRegistration> make_registration(const PoolConfig& c, const cxl::Region& region,
+                                                       const SlabGeometry& geometry, uint64_t epoch,
+                                                       const std::atomic<uint64_t>& slabs_free) {
+  if (c.cluster_url.empty()) return nullptr;
+  ClusterOptions o;
+  o.url = *cluster::parse_cluster_url(c.cluster_url);  // validate_config checked it
+  o.node_id = c.node_id;
+  if (o.node_id.empty()) {
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    o.node_id = std::string(host) + "-" + c.region.path;
+    for (char& ch : o.node_id)
+      if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_' || ch == '-')) ch = '-';
+  }
+  o.endpoints = c.advertise;
+  if (o.endpoints.empty()) {
+    if (!c.unix_socket.empty()) o.endpoints.push_back("unix:" + c.unix_socket);
+    if (!c.tcp.empty()) o.endpoints.push_back("tcp:" + c.tcp);
+  }
+  o.lease_ttl_s = c.cluster_lease_ttl_s;
+  o.settings.chunk_pages = c.chunk_pages;
+  cluster::RegionRecord record{fmt::format("{}:{}", cxl::backend_name(c.region.backend), c.region.path), c.layout,
+                               region.slab_pages(), geometry.slab_bytes, geometry.slab_count, 0};
+  return std::make_unique<ClusterRegistration>(std::move(o), epoch, [record, &slabs_free] {
+    cluster::RegionRecord r = record;
+    r.slabs_free = slabs_free.load(std::memory_order_relaxed);
+    return std::vector<cluster::RegionRecord>{r};
+  });
+}
+
 int serve(const PoolConfig& config) {
   asio::io_context io(1);  // first: outlives everything that posts work to it
   // Signals before anything listens: a SIGTERM once the socket answers is always a clean stop.
@@ -81,6 +126,18 @@ int serve(const PoolConfig& config) {
       (*service)->set_tenant_share(uint32_t(i), slabs);
       spdlog::info("tenant '{}': a share of {} of the pool, {} slabs", config.tenants[i].name, share, slabs);
     }
+  const uint64_t epoch = new_epoch();
+  std::atomic<uint64_t> slabs_free{s.slabs_free};
+  auto registration = make_registration(config, **region, (*allocator)->geometry(), epoch, slabs_free);
+  if (registration) {
+    // A chunk size other than the cluster's is a configuration error; an etcd that does not answer
+    // is not: the node serves and registers once etcd answers.
+    if (Status st = registration->join_settings(); !st && st.code() == Code::kMismatch) {
+      spdlog::error("{}", st.message());
+      return 2;
+    }
+    registration->start();
+  }
   if (config.tenants.empty())
     spdlog::warn("auth is open: no tenants configured, every tenant and token is accepted (add [[tenant]] entries)");
 
@@ -106,7 +163,13 @@ int serve(const PoolConfig& config) {
     spdlog::error("{}", st.to_string());
     return 2;
   }
-  metrics_server.set_ready(true);
+  // Ready: listening, recovered, and registered where a cluster is configured (the reaper's tick
+  // keeps this current as etcd comes and goes).
+  auto refresh_ready = [&] {
+    if (!registration || registration->registered()) metrics_server.set_ready(true);
+    else metrics_server.set_ready(false, "serving, but not registered in cluster " + config.cluster_url);
+  };
+  refresh_ready();
 
   // The reaper: expired leases, then the watermarks.
   const uint32_t shortest = std::min(config.pool.read_lease_ttl_ms, config.pool.write_lease_ttl_ms);
@@ -119,12 +182,15 @@ int serve(const PoolConfig& config) {
       if (ec) return;
       if (uint32_t n = (*service)->reap(Clock::now())) spdlog::debug("reaper: {} leases expired", n);
       if (uint32_t n = (*service)->maintain_watermarks()) spdlog::info("eviction: {} pages over the high watermark", n);
+      slabs_free.store((*service)->stats().slabs_free, std::memory_order_relaxed);
+      refresh_ready();
       tick();
     });
   };
   tick();
 
-  spdlog::info("cxlkv-poold ready: {} ({} slabs, E = {})", (*layout).describe(), s.slabs_total, config.slab_pages);
+  spdlog::info("cxlkv-poold ready: {} ({} slabs, E = {}), epoch {:016x}", (*layout).describe(), s.slabs_total,
+               config.slab_pages, epoch);
   try {
     io.run();
   } catch (const std::exception& e) {
@@ -134,6 +200,7 @@ int serve(const PoolConfig& config) {
   // Teardown: close listeners and connections, then let their handlers finish (a bounded drain),
   // so no connection outlives the server it reports to.
   metrics_server.set_ready(false);
+  if (registration) registration->stop();  // leave the cluster first: clients stop routing here
   server.stop();
   metrics_server.stop();
   reaper.cancel();

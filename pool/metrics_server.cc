@@ -22,7 +22,7 @@ namespace {
 // Reads one request, answers it, closes.
 class Scrape : public std::enable_shared_from_this<Scrape> {
  public:
-  Scrape(asio::ip::tcp::socket socket, Metrics& metrics, const PoolService& service, std::shared_ptr<bool> ready)
+  Scrape(asio::ip::tcp::socket socket, Metrics& metrics, const PoolService& service, std::shared_ptr<MetricsServer::Readiness> ready)
       : socket_(std::move(socket)), metrics_(metrics), service_(service), ready_(std::move(ready)) {}
 
   void start() {
@@ -45,8 +45,8 @@ class Scrape : public std::enable_shared_from_this<Scrape> {
       response_.result(http::status::ok);
       response_.body() = "ok\n";
     } else if (get && request_.target() == "/readyz") {
-      response_.result(*ready_ ? http::status::ok : http::status::service_unavailable);
-      response_.body() = *ready_ ? "ready\n" : "not ready: the control plane is not listening\n";
+      response_.result(ready_->ready ? http::status::ok : http::status::service_unavailable);
+      response_.body() = ready_->ready ? "ready\n" : "not ready: " + ready_->why_not + "\n";
     } else {
       response_.result(http::status::not_found);
       response_.body() = "served here: GET /metrics, /healthz, /readyz\n";
@@ -61,7 +61,7 @@ class Scrape : public std::enable_shared_from_this<Scrape> {
   asio::ip::tcp::socket socket_;
   Metrics& metrics_;
   const PoolService& service_;
-  std::shared_ptr<bool> ready_;
+  std::shared_ptr<MetricsServer::Readiness> ready_;
   beast::flat_buffer buffer_{8192};
   http::request<http::string_body> request_;
   http::response<http::string_body> response_;

@@ -23,9 +23,16 @@ class MetricsServer {
   // Listens on bind:port; returns the port bound (port 0 picks one).
   Result<uint16_t> start(const std::string& bind, uint16_t port);
   void stop();
-  // Readiness as /readyz reports it; main.cc sets it once the control plane listens, clears it
-  // when shutdown begins.
-  void set_ready(bool ready) { *ready_ = ready; }
+  // Readiness as /readyz reports it, and why not when not: main.cc sets it once the control plane
+  // listens (and, in a cluster, while the node is registered), clears it when shutdown begins.
+  void set_ready(bool ready, std::string why_not = "the control plane is not listening") {
+    ready_->ready = ready;
+    ready_->why_not = std::move(why_not);
+  }
+  struct Readiness {
+    bool ready = false;
+    std::string why_not = "the control plane is not listening";
+  };
 
  private:
   void accept();
@@ -34,7 +41,7 @@ class MetricsServer {
   Metrics& metrics_;
   const PoolService& service_;
   std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
-  std::shared_ptr<bool> ready_ = std::make_shared<bool>(false);  // read by each request, one thread
+  std::shared_ptr<Readiness> ready_ = std::make_shared<Readiness>();  // read by each request, one thread
 };
 
 }  // namespace cxlkv::pool

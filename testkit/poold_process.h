@@ -54,6 +54,32 @@ inline int connect_unix(const std::string& path) {
   return fd;
 }
 
+// A loopback TCP port nobody listens on now (the kernel's choice), for a child to listen on.
+inline Result<uint16_t> free_tcp_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return io_error("socket for a free port");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    ::close(fd);
+    return io_error("bind for a free port");
+  }
+  ::close(fd);
+  return uint16_t(ntohs(addr.sin_port));
+}
+
+// SIGKILL to the child `pid` and reap it; pid becomes -1. No-op when pid <= 0.
+inline void kill_and_reap(pid_t& pid) {
+  if (pid <= 0) return;
+  ::kill(pid, SIGKILL);
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  pid = -1;
+}
+
 // What start(PooldOptions) passes to the daemon; region and socket names are chosen for it.
 struct PooldOptions {
   std::string exe;                  // empty: $CXLKV_POOLD
@@ -151,13 +177,7 @@ class PooldProcess {
   bool wait_ready(std::chrono::milliseconds timeout = std::chrono::seconds(10)) { return ready(timeout).is_ok(); }
 
   // SIGKILL and reap (no-op when not running).
-  void kill9() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGKILL);
-    int st = 0;
-    ::waitpid(pid_, &st, 0);
-    pid_ = -1;
-  }
+  void kill9() { kill_and_reap(pid_); }
 
   // Sends `sig` and waits up to `timeout` for the exit; returns the exit code, 128 + signal if it
   // was killed, or -1 if it would not stop (it is then killed).
@@ -235,21 +255,6 @@ class PooldProcess {
     const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
     ::close(fd);
     return ok;
-  }
-  static Result<uint16_t> free_tcp_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return io_error("socket for a free port");
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-      ::close(fd);
-      return io_error("bind for a free port");
-    }
-    ::close(fd);
-    return uint16_t(ntohs(addr.sin_port));
   }
   // Reaps the child if it has exited; records its exit code (128 + signal when killed).
   bool exited() {

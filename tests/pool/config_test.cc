@@ -190,3 +190,36 @@ TEST_CASE("tenant roles come from the file or --tenant-roles; an unknown role or
   REQUIRE(load({"--tenant", "d:x", "--tenant-roles", "d=admin"}).exit_now);
   REQUIRE(load({"--tenant", "d:x", "--tenant-roles", "e=reader"}).message.find("e: no such tenant") != std::string::npos);
 }
+
+TEST_CASE("[cluster] comes from the file or the flags; a bad URL, node id, TTL or endpoint is named") {
+  PoolConfig c;
+  REQUIRE(read_config_text("[cluster]\nurl = \"etcd://127.0.0.1:2379/serving\"\nnode_id = \"mem-1\"\n"
+                           "advertise = [\"tcp:10.0.0.5:7070\"]\nlease_ttl_s = 5\nchunk_pages = 8\n", c).is_ok());
+  CHECK(c.cluster_url == "etcd://127.0.0.1:2379/serving");
+  CHECK(c.node_id == "mem-1");
+  CHECK(c.advertise == std::vector<std::string>{"tcp:10.0.0.5:7070"});
+  CHECK(c.cluster_lease_ttl_s == 5);
+  CHECK(c.chunk_pages == 8);
+  REQUIRE(validate_config(c).is_ok());
+
+  auto flags = load({"--cluster", "etcd://h:1/x", "--node-id", "n.2", "--advertise", "unix:/tmp/a.sock",
+                     "--cluster-lease-ttl-s", "3", "--chunk-pages", "4"});
+  REQUIRE_FALSE(flags.exit_now);
+  CHECK(flags.config.cluster_url == "etcd://h:1/x");
+  CHECK(flags.config.node_id == "n.2");
+  CHECK(flags.config.chunk_pages == 4);
+  CHECK(load({}).config.cluster_url.empty());  // a lone node by default
+
+  auto bad_url = load({"--cluster", "http://h:1/x"});
+  CHECK(bad_url.exit_code == 2);
+  CHECK(bad_url.message.find("http://h:1/x") != std::string::npos);
+  auto bad_id = load({"--cluster", "etcd://h:1/x", "--node-id", "a/b"});
+  CHECK(bad_id.exit_code == 2);
+  CHECK(bad_id.message.find("node id 'a/b'") != std::string::npos);
+  auto bad_ttl = load({"--cluster", "etcd://h:1/x", "--cluster-lease-ttl-s", "1"});
+  CHECK(bad_ttl.message.find("lease_ttl_s 1") != std::string::npos);
+  auto bad_endpoint = load({"--cluster", "etcd://h:1/x", "--advertise", "h:1"});
+  CHECK(bad_endpoint.message.find("'h:1'") != std::string::npos);
+  PoolConfig t;
+  CHECK(read_config_text("[cluster]\nadvertise = \"tcp:h:1\"\n", t).message().find("array of strings") != std::string::npos);
+}

@@ -8,52 +8,10 @@
 #include <sys/stat.h>
 
 #include "daemon_fixture.h"
+#include "http_get.h"
 
 using namespace cxlkv;
 using namespace cxlkv::testing;
-
-namespace {
-
-// A TCP port that is free now (bound to 0, read back, closed).
-uint16_t free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
-int connect_tcp(uint16_t port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-// GET path over HTTP/1.1 from 127.0.0.1:port; the whole response.
-std::string http_get(uint16_t port, const std::string& path) {
-  const int fd = connect_tcp(port);
-  if (fd < 0) return "";
-  const std::string req = "GET " + path + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
-  ::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
-  std::string out;
-  char buf[4096];
-  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) out.append(buf, static_cast<size_t>(n));
-  ::close(fd);
-  return out;
-}
-
-}  // namespace
 
 TEST_CASE("a restart opens the existing region and serves the pages committed before") {
   TestDaemon d;
@@ -113,7 +71,7 @@ TEST_CASE("a second daemon on the same region or socket is refused while the fir
 }
 
 TEST_CASE("GET /metrics serves Prometheus text with pool counters and per-op latency histograms") {
-  const uint16_t port = free_port();
+  const uint16_t port = *free_tcp_port();
   TestDaemon d({"--metrics-port", std::to_string(port)});
   REQUIRE(d.process.start());
   auto c = d.client();
@@ -128,7 +86,7 @@ TEST_CASE("GET /metrics serves Prometheus text with pool counters and per-op lat
 }
 
 TEST_CASE("the TCP listener speaks the same protocol as the Unix socket") {
-  const uint16_t port = free_port();
+  const uint16_t port = *free_tcp_port();
   TestDaemon d({"--tcp", "127.0.0.1:" + std::to_string(port)});
   REQUIRE(d.process.start());
   const int fd = connect_tcp(port);
@@ -170,7 +128,7 @@ TEST_CASE("the Unix socket gets its configured mode whatever the umask, and an u
 }
 
 TEST_CASE("GET /healthz and /readyz answer 200 on a daemon that serves") {
-  const uint16_t port = free_port();
+  const uint16_t port = *free_tcp_port();
   TestDaemon d({"--metrics-port", std::to_string(port)});
   REQUIRE(d.process.start());  // the control plane answers: recovery done, listening
   const std::string health = http_get(port, "/healthz");
@@ -183,19 +141,19 @@ TEST_CASE("GET /healthz and /readyz answer 200 on a daemon that serves") {
 }
 
 TEST_CASE("with no tenants the daemon refuses a non-loopback TCP listener and says why") {
-  TestDaemon open_auth({"--tcp", "0.0.0.0:" + std::to_string(free_port())});
+  TestDaemon open_auth({"--tcp", "0.0.0.0:" + std::to_string(*free_tcp_port())});
   REQUIRE_FALSE(open_auth.process.start());
   REQUIRE(open_auth.process.wait_exit() == 2);
   REQUIRE(open_auth.process.log().find("no tenants configured") != std::string::npos);
   // With a tenant the same listener starts (auth is on); loopback without tenants stays allowed.
-  TestDaemon with_tenant({"--tcp", "0.0.0.0:" + std::to_string(free_port()), "--tenant", "t:x"});
+  TestDaemon with_tenant({"--tcp", "0.0.0.0:" + std::to_string(*free_tcp_port()), "--tenant", "t:x"});
   REQUIRE(with_tenant.process.start());
-  TestDaemon loopback({"--tcp", "127.0.0.1:" + std::to_string(free_port())});
+  TestDaemon loopback({"--tcp", "127.0.0.1:" + std::to_string(*free_tcp_port())});
   REQUIRE(loopback.process.start());
 }
 
 TEST_CASE("TCP connections from one address are capped; the Unix socket and other peers are served") {
-  const uint16_t port = free_port();
+  const uint16_t port = *free_tcp_port();
   TestDaemon d({"--tcp", "127.0.0.1:" + std::to_string(port), "--max-connections-per-address", "2"});
   REQUIRE(d.process.start());
   const int a = connect_tcp(port), b = connect_tcp(port);

@@ -12,7 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(sys.argv.pop(1) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2])
-FOLDERS = ["include", "cxl", "allocator", "wire", "kernels", "client", "pool", "testkit", "baseline",
+FOLDERS = ["include", "cxl", "allocator", "wire", "cluster", "kernels", "client", "pool", "testkit", "baseline",
            "emulation"]
 SOURCES = (".h", ".cc", ".cu", ".cuh", ".c")
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
@@ -72,6 +72,11 @@ class IncludeGraph(unittest.TestCase):
         for low, high in [("cxl", "allocator"), ("cxl", "client"), ("allocator", "client"), ("allocator", "pool"),
                           ("wire", "client"), ("wire", "pool"), ("include", "client")]:
             self.assert_no_edge(low, high)
+
+    def test_cluster_stands_on_the_floors_below_only(self):
+        # cluster/ is shared by the daemon and the client: it may know neither, nor the data path.
+        for high in ["allocator", "kernels", "client", "pool", "testkit", "baseline", "emulation"]:
+            self.assert_no_edge("cluster", high)
 
     def test_no_relative_include_paths(self):
         bad = [f"{p.relative_to(ROOT)}: {inc}" for folder in FOLDERS + ["tests"] for p in sources(folder)

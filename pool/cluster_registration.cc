@@ -1,0 +1,136 @@
+#include "cluster_registration.h"
+
+#include <algorithm>
+
+#include <spdlog/spdlog.h>
+
+namespace cxlkv::pool {
+
+using Clock = std::chrono::steady_clock;
+
+ClusterRegistration::ClusterRegistration(ClusterOptions options, uint64_t epoch,
+                                         std::function<std::vector<cluster::RegionRecord>()> regions)
+    : options_(std::move(options)), epoch_(epoch), regions_(std::move(regions)),
+      key_(cluster::node_key(options_.url, options_.node_id)) {}
+
+ClusterRegistration::~ClusterRegistration() { stop(); }
+
+Status ClusterRegistration::join_settings() {
+  cluster::EtcdClient etcd(options_.url.host, options_.url.port, options_.etcd_timeout);
+  auto settings = cluster::join_settings(etcd, options_.url, options_.settings);
+  if (settings) settings_checked_ = true;
+  return settings ? Status::ok() : settings.status();
+}
+
+void ClusterRegistration::start() {
+  thread_ = std::thread([this] { run(); });
+}
+
+void ClusterRegistration::stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  if (lease_ != 0) {
+    cluster::EtcdClient etcd(options_.url.host, options_.url.port, options_.etcd_timeout);
+    if (Status st = etcd.revoke_lease(lease_); st)
+      spdlog::info("cluster {}: node {} left (lease revoked)", options_.url.to_string(), options_.node_id);
+    else
+      spdlog::warn("cluster {}: node {} could not revoke its lease ({}); it leaves when the lease runs out",
+                   options_.url.to_string(), options_.node_id, st.message());
+    lease_ = 0;
+  }
+  registered_.store(false, std::memory_order_release);
+}
+
+void ClusterRegistration::run() {
+  cluster::EtcdClient etcd(options_.url.host, options_.url.port, options_.etcd_timeout);
+  // After a failure, retry soon but not in a tight loop: a quarter of the TTL, within 0.2..2 s.
+  const auto retry = std::clamp<std::chrono::milliseconds>(std::chrono::milliseconds(options_.lease_ttl_s * 250),
+                                                           std::chrono::milliseconds(200), std::chrono::seconds(2));
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    lock.unlock();
+    const bool ok = step(etcd, Clock::now());
+    lock.lock();
+    if (stopping_) break;
+    const auto next = ok ? std::min(next_keepalive_, next_publish_) : Clock::now() + retry;
+    wake_.wait_until(lock, next, [&] { return stopping_; });
+  }
+}
+
+bool ClusterRegistration::step(cluster::EtcdClient& etcd, Clock::time_point now) {
+  if (settings_refused_) {
+    next_keepalive_ = next_publish_ = now + std::chrono::hours(1);
+    return true;
+  }
+  if (!settings_checked_) {
+    auto settings = cluster::join_settings(etcd, options_.url, options_.settings);
+    if (!settings && settings.status().code() == Code::kMismatch) {
+      spdlog::error("{}; this node stays out of the cluster", settings.status().message());
+      settings_refused_ = true;
+      return true;
+    }
+    if (!settings) return report_failure(settings.status()), false;
+    settings_checked_ = true;
+  }
+  const auto keepalive_period = std::chrono::milliseconds(options_.lease_ttl_s * 1000 / 3);
+  if (lease_ == 0) {
+    auto lease = etcd.grant_lease(options_.lease_ttl_s);
+    if (!lease) return report_failure(lease.status()), false;
+    lease_ = *lease;
+    published_.clear();
+    next_keepalive_ = now + keepalive_period;
+  } else if (now >= next_keepalive_) {
+    auto ttl = etcd.keep_alive(lease_);
+    if (!ttl && ttl.status().code() == Code::kNotFound) {
+      // etcd let the lease run out (it did not hear from us for a whole TTL): the record went
+      // with it; register again at once under a new lease.
+      spdlog::warn("cluster {}: node {}'s lease ran out; registering again", options_.url.to_string(),
+                   options_.node_id);
+      lease_ = 0;
+      settings_checked_ = false;  // etcd may have lost everything: record the settings again too
+      registered_.store(false, std::memory_order_release);
+      return step(etcd, now);
+    }
+    if (!ttl) return report_failure(ttl.status()), false;
+    next_keepalive_ = now + keepalive_period;
+  }
+  if (published_.empty() || now >= next_publish_) {
+    cluster::NodeRecord record{options_.node_id, epoch_, options_.endpoints, regions_()};
+    std::string text = record.to_json();
+    if (text != published_) {
+      if (Status st = etcd.put(key_, text, lease_); !st) return report_failure(st), false;
+      if (published_.empty())
+        spdlog::info("cluster {}: node {} registered, epoch {:016x}, {} endpoint(s), lease TTL {} s",
+                     options_.url.to_string(), options_.node_id, epoch_, options_.endpoints.size(),
+                     options_.lease_ttl_s);
+      published_ = std::move(text);
+    }
+    next_publish_ = now + options_.publish_interval;
+  }
+  report_success();
+  return true;
+}
+
+void ClusterRegistration::report_failure(const Status& st) {
+  registered_.store(false, std::memory_order_release);
+  if (!etcd_down_)
+    spdlog::warn("cluster {}: {}; serving on, and registering again once etcd answers", options_.url.to_string(),
+                 st.message());
+  else
+    spdlog::debug("cluster {}: still no answer: {}", options_.url.to_string(), st.message());
+  etcd_down_ = true;
+}
+
+void ClusterRegistration::report_success() {
+  if (etcd_down_) spdlog::info("cluster {}: etcd answers again; node {} registered", options_.url.to_string(),
+                               options_.node_id);
+  etcd_down_ = false;
+  registered_.store(true, std::memory_order_release);
+}
+
+}  // namespace cxlkv::pool
