@@ -4,18 +4,29 @@
 #include <fmt/format.h>
 
 #include "cacheline.h"
+#include "cluster_router.h"
 #include "session.h"
 
 namespace cxlkv {
 
-Client::Client(std::shared_ptr<detail::Session> session) : session_(std::move(session)) {}
+Client::Client(std::shared_ptr<detail::Session> session, std::unique_ptr<detail::ClusterRouter> router)
+    : session_(std::move(session)), router_(std::move(router)) {}
 Client::~Client() = default;
 
 Result<std::unique_ptr<Client>> Client::connect(const ClientOptions& options) {
+  if (options.endpoint.starts_with("etcd://")) {
+    auto router = detail::ClusterRouter::open(options);
+    if (!router) return router.status();
+    auto primary = (*router)->primary();
+    return std::unique_ptr<Client>(new Client(std::move(primary), std::move(*router)));
+  }
   auto session = detail::Session::open(options);
   if (!session) return session.status();
-  return std::unique_ptr<Client>(new Client(std::move(*session)));
+  return std::unique_ptr<Client>(new Client(std::move(*session), nullptr));
 }
+
+uint32_t Client::cluster_nodes() const { return router_ ? uint32_t(router_->placement_nodes().size()) : 1; }
+uint32_t Client::chunk_pages() const { return router_ ? router_->chunk_pages() : 0; }
 
 const SessionInfo& Client::info() const { return session_->info(); }
 const Layout& Client::layout() const { return session_->layout(); }
@@ -26,6 +37,7 @@ std::vector<PageKey> Client::page_keys(std::span<const int32_t> tokens, const Pa
 }
 
 Result<WriteLease> Client::reserve(const PageKey& parent, std::span<const PageKey> keys) {
+  if (router_) return router_->reserve(parent, keys);
   auto reply = session_->reserve(parent, keys);
   if (!reply) return reply.status();
   return detail::LeaseFactory::write_lease(view(), std::move(reply->pages), reply->lease, session_);
@@ -33,7 +45,9 @@ Result<WriteLease> Client::reserve(const PageKey& parent, std::span<const PageKe
 
 Result<uint32_t> Client::commit(WriteLease& lease) {
   if (lease.closed()) return Status(Code::kInvalidArgument, fmt::format("commit: lease {} is committed or aborted", lease.id()));
-  if (lease.session_ != session_)
+  if (!lease.parts_.empty() && !router_)
+    return Status(Code::kInvalidArgument, fmt::format("commit: lease {} spans nodes; commit it with the cluster client that made it", lease.id()));
+  if (lease.parts_.empty() && lease.session_ != session_)
     return Status(Code::kInvalidArgument, fmt::format("commit: lease {} belongs to another connection", lease.id()));
   if (lease.id() == 0 && lease.writable_pages() == 0) {  // every page was cached or in flight: nothing to publish
     lease.closed_ = true;
@@ -48,6 +62,24 @@ Result<uint32_t> Client::commit(WriteLease& lease) {
     checksums[p] = lease.checksum(p);
   }
   cxl::fence();  // coherence rule 1: every store of the lease is in memory before the commit
+  if (!lease.parts_.empty()) {
+    // Each node publishes its pages; a node that fails leaves its pages unpublished (its reserve
+    // goes with the TTL) and the first failure is returned after the others were tried.
+    uint32_t total = 0;
+    Status first;
+    for (detail::WritePart& part : lease.parts_) {
+      if (part.id == 0) continue;
+      std::vector<uint64_t> part_sums;
+      part_sums.reserve(part.pages.size());
+      for (uint32_t p : part.pages) part_sums.push_back(checksums[p]);
+      auto committed = part.session->commit(part.id, part_sums);
+      if (committed) total += *committed, part.id = 0;
+      else if (first.is_ok()) first = committed.status();
+    }
+    lease.closed_ = true;
+    if (!first) return first;
+    return total;
+  }
   auto committed = session_->commit(lease.id(), checksums);
   if (committed) lease.closed_ = true;
   return committed;
@@ -55,6 +87,14 @@ Result<uint32_t> Client::commit(WriteLease& lease) {
 
 Status Client::abort(WriteLease& lease) {
   if (lease.closed()) return Status(Code::kInvalidArgument, fmt::format("abort: lease {} is committed or aborted", lease.id()));
+  if (!lease.parts_.empty()) {
+    lease.closed_ = true;
+    Status first;
+    for (detail::WritePart& part : lease.parts_)
+      if (part.id != 0)
+        if (Status st = part.session->abort(part.id); !st && first.is_ok()) first = st;
+    return first;
+  }
   if (lease.session_ != session_)
     return Status(Code::kInvalidArgument, fmt::format("abort: lease {} belongs to another connection", lease.id()));
   lease.closed_ = true;
@@ -62,12 +102,15 @@ Status Client::abort(WriteLease& lease) {
 }
 
 Result<ReadLease> Client::lookup(std::span<const PageKey> keys) {
+  if (router_) return router_->lookup(keys);
   auto reply = session_->lookup(keys);
   if (!reply) return reply.status();
   return detail::LeaseFactory::read_lease(view(), std::move(reply->pages), reply->lease, session_);
 }
 
-Result<uint32_t> Client::remove(std::span<const PageKey> keys) { return session_->remove(keys); }
-Result<PoolStats> Client::stats() { return session_->stats(); }
+Result<uint32_t> Client::remove(std::span<const PageKey> keys) {
+  return router_ ? router_->remove(keys) : session_->remove(keys);
+}
+Result<PoolStats> Client::stats() { return router_ ? router_->stats() : session_->stats(); }
 
 }  // namespace cxlkv

@@ -175,6 +175,7 @@ int cxlkv_lookup(cxlkv_client* c, const cxlkv_page_key* keys, size_t n, cxlkv_re
   return CXLKV_OK;
 }
 uint32_t cxlkv_read_lease_pages(const cxlkv_read_lease* l) { return l ? l->lease.pages() : 0; }
+uint32_t cxlkv_read_lease_nodes(const cxlkv_read_lease* l) { return l ? l->lease.nodes() : 0; }
 size_t cxlkv_read_lease_placements(const cxlkv_read_lease* l, cxlkv_placement* out, size_t capacity) {
   if (!l) return 0;
   static_assert(sizeof(cxlkv_placement) == sizeof(cxlkv::Placement));

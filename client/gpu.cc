@@ -96,6 +96,9 @@ Result<GpuBlockTable> GpuPool::upload(const ReadLease& lease, int stream) {
   const PoolView& v = impl_->view;
   if (uint32_t(stream) >= v.stream_count)
     return Status(Code::kInvalidArgument, fmt::format("upload: stream {} of {}", stream, v.stream_count));
+  if (lease.nodes() > 1)
+    return Status(Code::kInvalidArgument, fmt::format("upload: the lease spans {} memory nodes; the GPU path takes a "
+                                                      "lease of one node (docs/cluster.md)", lease.nodes()));
   if (lease.view().base != v.base) return Status(Code::kInvalidArgument, "upload: the lease is of another client's mapping");
   const auto& s = v.streams[stream];
   std::vector<uint64_t> base(lease.pages());

@@ -22,6 +22,19 @@ struct LeaseFactory {
                               std::shared_ptr<Session> session);
   static WriteLease write_lease(const PoolView& view, std::vector<Placement> pages, uint64_t id,
                                 std::shared_ptr<Session> session);
+  // Leases over several nodes (cluster_router.cc): `pages` carry slab offsets from view.base,
+  // modulo 2^64 (rebase()); each part names its node's lease and the pages it holds.
+  static ReadLease read_lease_over_nodes(const PoolView& view, std::vector<Placement> pages,
+                                         std::vector<LeasePart> parts);
+  static WriteLease write_lease_over_nodes(const PoolView& view, std::vector<Placement> pages,
+                                           std::vector<WritePart> parts);
 };
+
+// A placement of a region mapped at `from` re-expressed from `to`: its slab offset becomes
+// (from + slab_offset - to) modulo 2^64, so to + offset is the same address in unsigned arithmetic.
+inline Placement rebase(Placement p, const uint8_t* from, const uint8_t* to) {
+  p.slab_offset += reinterpret_cast<uintptr_t>(from) - reinterpret_cast<uintptr_t>(to);
+  return p;
+}
 
 }  // namespace cxlkv::detail

@@ -55,6 +55,26 @@ ReadLease LeaseFactory::read_lease(const PoolView& view, std::vector<Placement> 
   return lease;
 }
 
+ReadLease LeaseFactory::read_lease_over_nodes(const PoolView& view, std::vector<Placement> pages,
+                                             std::vector<LeasePart> parts) {
+  PoolView base = view;
+  base.slab_words = nullptr;  // no one region's counts: each part checks its own node's
+  base.slab_frees = nullptr;
+  ReadLease lease = read_lease(base, std::move(pages), parts.empty() ? 0 : parts.front().id, nullptr);
+  for (LeasePart& part : parts)
+    if (part.view.slab_frees)
+      part.frees_seen->store(part.view.slab_frees->load(std::memory_order_acquire), std::memory_order_relaxed);
+  lease.parts_ = std::move(parts);
+  return lease;
+}
+
+WriteLease LeaseFactory::write_lease_over_nodes(const PoolView& view, std::vector<Placement> pages,
+                                               std::vector<WritePart> parts) {
+  WriteLease lease = write_lease(view, std::move(pages), parts.empty() ? 0 : parts.front().id, nullptr);
+  lease.parts_ = std::move(parts);
+  return lease;
+}
+
 WriteLease LeaseFactory::write_lease(const PoolView& view, std::vector<Placement> pages, uint64_t id,
                                      std::shared_ptr<Session> session) {
   WriteLease lease;

@@ -1,6 +1,9 @@
 // ReadLease slow paths (read_lease.h): lifetime, bulk fetch, renew/release, error messages.
 #include "cxlkv/read_lease.h"
 
+#include <algorithm>
+#include <climits>
+
 #include <fmt/format.h>
 
 #include "session.h"
@@ -17,6 +20,8 @@ ReadLease& ReadLease::operator=(ReadLease&& other) noexcept {
   id_ = std::exchange(other.id_, 0);
   session_ = std::move(other.session_);
   frees_seen_.store(other.frees_seen_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  parts_ = std::move(other.parts_);
+  other.parts_.clear();
   other.refs_.clear();
   other.placements_.clear();
   return *this;
@@ -27,14 +32,35 @@ ReadLease::~ReadLease() { (void)release(); }
 Status ReadLease::release() {
   const uint64_t id = std::exchange(id_, 0);
   std::shared_ptr<detail::Session> session = std::move(session_);
+  std::vector<detail::LeasePart> parts = std::move(parts_);
+  parts_.clear();
   refs_.clear();
   placements_.clear();
+  if (!parts.empty()) {
+    // Every node's lease ends; the first error is reported (a dead node's pins go with its TTL).
+    Status first;
+    for (detail::LeasePart& part : parts)
+      if (part.id != 0 && part.session)
+        if (Status st = part.session->release(part.id); !st && first.is_ok()) first = st;
+    return first;
+  }
   if (id == 0 || !session) return Status::ok();
   return session->release(id);
 }
 
 Result<uint32_t> ReadLease::renew() {
-  if (id_ == 0) return Status(Code::kNotFound, "renew: the lease is empty (released, or lookup found nothing)");
+  if (id_ == 0 && parts_.empty()) return Status(Code::kNotFound, "renew: the lease is empty (released, or lookup found nothing)");
+  if (!parts_.empty()) {
+    uint32_t ttl = UINT32_MAX;  // the shortest of the nodes'
+    for (detail::LeasePart& part : parts_) {
+      if (part.id == 0 || !part.session) continue;
+      auto t = part.session->renew(part.id);
+      if (!t) return Status(t.status().code(), fmt::format("renew: the lease's part on {}: {}", part.session->info().region,
+                                                           t.status().message()));
+      ttl = std::min(ttl, *t);
+    }
+    return ttl;
+  }
   if (!session_) return Status(Code::kUnavailable, fmt::format("renew: lease {} has no session", id_));
   return session_->renew(id_);
 }
@@ -72,7 +98,8 @@ Status ReadLease::fetch_pages(int stream, uint32_t layer, uint32_t p0, uint32_t 
   auto* out = static_cast<uint8_t*>(dst);
   for (uint32_t p = p0; p < p1;) {
     const PageRef& first = refs_[p];
-    const uint8_t* src = layer_base + first.slab_offset + first.first_token * s.stride;
+    const uint8_t* src = reinterpret_cast<const uint8_t*>(reinterpret_cast<uintptr_t>(layer_base) + first.slab_offset +
+                                                        first.first_token * s.stride);  // may wrap: ReadLease::placement
     if (s.stride == s.entry_bytes) {
       // Pages at consecutive positions of one slab are one contiguous run of this layer.
       uint32_t q = p + 1;
@@ -91,19 +118,39 @@ Status ReadLease::fetch_pages(int stream, uint32_t layer, uint32_t p0, uint32_t 
   return check_reuse();
 }
 
+namespace {
+
+// Page `index` of lease `id` still holds its slab in the region of `view`, else kExpired naming it.
+Status check_page(const PoolView& view, uint64_t id, uint32_t index, const Placement& p) {
+  const uint64_t word = view.slab_words[p.slab].load(std::memory_order_acquire);
+  if (word == slab_word(p.generation, SlabState::kInUse)) return Status::ok();
+  return Status(Code::kExpired,
+                fmt::format("read lease {}: page {}'s slab {} was freed or reused while this lease read it (generation "
+                            "{} when leased; the slab is now {} at generation {}); the bytes read are not the page's",
+                            id, index, p.slab, p.generation, word_state(word) == SlabState::kInUse ? "in use" : "free",
+                            word_generation(word)));
+}
+
+}  // namespace
+
 Status ReadLease::verify_pages() const {
   const uint64_t frees = view_.slab_frees->load(std::memory_order_acquire);
-  for (uint32_t i = 0; i < placements_.size(); ++i) {
-    const Placement& p = placements_[i];
-    const uint64_t word = view_.slab_words[p.slab].load(std::memory_order_acquire);
-    if (word != slab_word(p.generation, SlabState::kInUse))
-      return Status(Code::kExpired,
-                    fmt::format("read lease {}: page {}'s slab {} was freed or reused while this lease read it (generation "
-                                "{} when leased; the slab is now {} at generation {}); the bytes read are not the page's",
-                                id_, i, p.slab, p.generation, word_state(word) == SlabState::kInUse ? "in use" : "free",
-                                word_generation(word)));
-  }
+  for (uint32_t i = 0; i < placements_.size(); ++i)
+    if (Status st = check_page(view_, id_, i, placements_[i]); !st) return st;
   frees_seen_.store(frees, std::memory_order_relaxed);
+  return Status::ok();
+}
+
+Status ReadLease::check_parts() const {
+  std::atomic_thread_fence(std::memory_order_acquire);  // the copy's loads before the counts'
+  for (const detail::LeasePart& part : parts_) {
+    if (part.view.slab_frees == nullptr) continue;
+    const uint64_t frees = part.view.slab_frees->load(std::memory_order_acquire);
+    if (frees == part.frees_seen->load(std::memory_order_relaxed)) continue;
+    for (uint32_t i : part.pages)
+      if (Status st = check_page(part.view, part.id, i, placements_[i]); !st) return st;
+    part.frees_seen->store(frees, std::memory_order_relaxed);
+  }
   return Status::ok();
 }
 

@@ -9,9 +9,22 @@
 
 namespace cxlkv {
 
+namespace {
+
+// Aborts every reserve of an open lease (errors ignored: a dead node's reserve goes with its TTL).
+void abort_open(bool closed, uint64_t id, const std::shared_ptr<detail::Session>& session,
+                const std::vector<detail::WritePart>& parts) {
+  if (closed) return;
+  if (id != 0 && session) (void)session->abort(id);
+  for (const detail::WritePart& part : parts)
+    if (part.id != 0 && part.session) (void)part.session->abort(part.id);
+}
+
+}  // namespace
+
 WriteLease& WriteLease::operator=(WriteLease&& other) noexcept {
   if (this == &other) return *this;
-  if (!closed_ && id_ != 0 && session_) (void)session_->abort(id_);
+  abort_open(closed_, id_, session_, parts_);
   view_ = other.view_;
   placements_ = std::move(other.placements_);
   checksums_ = std::move(other.checksums_);
@@ -20,13 +33,13 @@ WriteLease& WriteLease::operator=(WriteLease&& other) noexcept {
   id_ = std::exchange(other.id_, 0);
   closed_ = std::exchange(other.closed_, true);
   session_ = std::move(other.session_);
+  parts_ = std::move(other.parts_);
   other.placements_.clear();
+  other.parts_.clear();
   return *this;
 }
 
-WriteLease::~WriteLease() {
-  if (!closed_ && id_ != 0 && session_) (void)session_->abort(id_);
-}
+WriteLease::~WriteLease() { abort_open(closed_, id_, session_, parts_); }
 
 uint32_t WriteLease::writable_pages() const {
   uint32_t n = 0;
@@ -62,8 +75,9 @@ Status WriteLease::write_entries(uint32_t page, int stream, uint32_t layer, cons
 
   const PoolView::Stream& s = view_.streams[stream];
   const Placement& p = placements_[page];
-  uint8_t* dst = view_.base + p.slab_offset + s.offset + uint64_t(layer) * s.layer_step +
-                 uint64_t{p.position} * view_.page_tokens * s.stride;
+  // Unsigned arithmetic: in a lease over several nodes the offset may wrap (placement()).
+  auto* dst = reinterpret_cast<uint8_t*>(reinterpret_cast<uintptr_t>(view_.base) + p.slab_offset + s.offset +
+                                         uint64_t(layer) * s.layer_step + uint64_t{p.position} * view_.page_tokens * s.stride);
   const auto* src = static_cast<const uint8_t*>(packed);
   const size_t bytes = size_t{entries} * s.entry_bytes;
   if (s.stride == s.entry_bytes) {

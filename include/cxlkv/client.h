@@ -22,10 +22,14 @@ namespace cxlkv {
 
 namespace detail {
 class Session;
+class ClusterRouter;
 }
 
 struct ClientOptions {
-  std::string endpoint = "unix:/run/cxlkv/pool.sock";  // "unix:/path" or "tcp:host:port"
+  // "unix:/path" or "tcp:host:port": one daemon. "etcd://HOST:PORT/NAME": the memory nodes of a
+  // cluster (docs/cluster.md), found in etcd; prefixes are placed over them in chunks, and
+  // leases may span them (ReadLease::nodes()). The other options apply to every node.
+  std::string endpoint = "unix:/run/cxlkv/pool.sock";
   std::string tenant;
   std::string token;
   std::string model;            // namespace = (tenant, model)
@@ -60,7 +64,8 @@ struct SessionInfo {
 class Client {
  public:
   // Connects, says hello, maps the region (by fd or by path) and checks its uuid and layout
-  // against the daemon's RegionInfo.
+  // against the daemon's RegionInfo. With an etcd:// endpoint, does so for every node of the
+  // cluster; info(), layout() and view() are then the first node's.
   static Result<std::unique_ptr<Client>> connect(const ClientOptions& options);
   ~Client();
   Client(const Client&) = delete;
@@ -94,11 +99,18 @@ class Client {
 
   // Frees committed, unpinned pages of this namespace; returns how many.
   Result<uint32_t> remove(std::span<const PageKey> keys);
+  // The daemon's counters; over a cluster, the sum of the nodes that answer.
   Result<PoolStats> stats();
 
+  // Over a cluster: the memory nodes in use now, and the pages per placement chunk; one node and
+  // 0 for a single endpoint.
+  uint32_t cluster_nodes() const;
+  uint32_t chunk_pages() const;
+
  private:
-  explicit Client(std::shared_ptr<detail::Session> session);
+  Client(std::shared_ptr<detail::Session> session, std::unique_ptr<detail::ClusterRouter> router);
   std::shared_ptr<detail::Session> session_;
+  std::unique_ptr<detail::ClusterRouter> router_;  // set for an etcd:// endpoint
 };
 
 }  // namespace cxlkv

@@ -104,9 +104,11 @@ void cxlkv_write_lease_free(cxlkv_write_lease* lease); /* aborts a lease still o
 /* Read path (read_lease.h). An empty lease (0 pages) is returned when the first key misses. */
 int cxlkv_lookup(cxlkv_client* client, const cxlkv_page_key* keys, size_t n, cxlkv_read_lease** out);
 uint32_t cxlkv_read_lease_pages(const cxlkv_read_lease* lease);
+/* The memory nodes the lease's pages are on: 1, or more over a cluster (endpoint etcd://). */
+uint32_t cxlkv_read_lease_nodes(const cxlkv_read_lease* lease);
 /* The lease's block table (pool_view.h Placement): where each page lives in the region. */
 typedef struct cxlkv_placement {
-  uint64_t slab_offset; /* from the region base */
+  uint64_t slab_offset; /* from the region base (over several nodes: ReadLease::placement) */
   uint64_t generation;
   uint32_t slab;
   uint16_t position; /* in the slab, 0 .. E - 1 */

@@ -21,6 +21,17 @@ namespace cxlkv {
 namespace detail {
 class Session;
 struct LeaseFactory;
+
+// One node's lease inside a lease that spans the nodes of a cluster (client/cluster_router.cc):
+// its id and session, its mapping, and which pages of the whole lease it holds. Cold: release,
+// renew and the reuse check's slow path read it, never the gather loop.
+struct LeasePart {
+  PoolView view;                   // that node's mapping
+  uint64_t id = 0;                 // that node's lease id; 0: none (nothing pinned there)
+  std::shared_ptr<Session> session;
+  std::vector<uint32_t> pages;     // indices into the whole lease, ascending
+  std::unique_ptr<std::atomic<uint64_t>> frees_seen = std::make_unique<std::atomic<uint64_t>>(0);
+};
 }  // namespace detail
 
 // Entries ahead of the one being copied whose lines gather_topk prefetches. The prefetch hints
@@ -38,12 +49,18 @@ class ReadLease {
   ReadLease& operator=(const ReadLease&) = delete;
   ~ReadLease();  // releases (errors ignored; call release() to see them)
 
-  // The daemon's lease id; 0 when lookup found no page.
+  // The daemon's lease id; 0 when lookup found no page. For a lease over several nodes, the first
+  // node's (each node has its own; nodes() says how many).
   uint64_t id() const { return id_; }
+  // The memory nodes whose pages this lease holds: 1, or more for a lease from a cluster client.
+  // The GPU path takes single-node leases.
+  uint32_t nodes() const { return parts_.empty() ? 1 : uint32_t(parts_.size()); }
   // Pages of the leased prefix (the longest cached prefix of the keys looked up).
   uint32_t pages() const { return uint32_t(refs_.size()); }
   // Tokens of the leased prefix: pages() x page_tokens; valid indices are [0, prefix_tokens()).
   int64_t prefix_tokens() const { return int64_t(refs_.size()) << view_.page_shift; }
+  // Where page p lives. slab_offset is from view().base; in a lease over several nodes it is the
+  // page's address minus view().base modulo 2^64 (another node's mapping may lie below it).
   const Placement& placement(uint32_t page) const { return placements_[page]; }
   std::span<const Placement> placements() const { return placements_; }
   const PoolView& view() const { return view_; }
@@ -80,7 +97,8 @@ class ReadLease {
   // across a daemon restart, fails with kExpired once its slabs are freed or reused, instead of
   // returning their new bytes (DESIGN.md coherence rule 2).
   Status check_reuse() const {
-    if (view_.slab_frees == nullptr) return Status::ok();
+    if (view_.slab_frees == nullptr) [[unlikely]]
+      return parts_.empty() ? Status::ok() : check_parts();  // no count (tests), or one per node
     std::atomic_thread_fence(std::memory_order_acquire);  // the copy's loads before the count's
     if (view_.slab_frees->load(std::memory_order_relaxed) == frees_seen_.load(std::memory_order_relaxed)) [[likely]]
       return Status::ok();
@@ -112,10 +130,11 @@ class ReadLease {
     uint64_t first_token;  // position x page_tokens: the page's first row in its slab's layer run
   };
 
+  // Unsigned arithmetic, so an offset that wraps (a page on another node's mapping) is defined.
   const uint8_t* entry_address(const PoolView::Stream& s, const uint8_t* layer_base, int32_t index) const {
     const PageRef& r = refs_[uint32_t(index) >> view_.page_shift];
     const uint64_t row = r.first_token + (uint32_t(index) & ((1u << view_.page_shift) - 1));
-    return layer_base + r.slab_offset + row * s.stride;
+    return reinterpret_cast<const uint8_t*>(reinterpret_cast<uintptr_t>(layer_base) + r.slab_offset + row * s.stride);
   }
   void prefetch_entry(const PoolView::Stream& s, const uint8_t* layer_base, int32_t index) const {
     if (index < 0) return;
@@ -136,6 +155,8 @@ class ReadLease {
   // Every page's slab still holds it (its state word is in use at the placement's generation):
   // then the current free count becomes the known-good one; else kExpired naming the page.
   Status verify_pages() const;
+  // check_reuse for a lease over several nodes: each node's count against its part's.
+  Status check_parts() const;
 
   // Hot fields first: the view and the block table.
   PoolView view_;
@@ -146,6 +167,8 @@ class ReadLease {
   std::shared_ptr<detail::Session> session_;
   // The region's slab-free count when the pages were last known to be this lease's.
   mutable std::atomic<uint64_t> frees_seen_{0};
+  // A lease over several nodes: one part per node (view_ is then the first node's, with no counts).
+  std::vector<detail::LeasePart> parts_;
 };
 
 // Free-function spelling of the read path, as the issue names it.

@@ -20,6 +20,13 @@ namespace cxlkv {
 namespace detail {
 class Session;
 struct LeaseFactory;
+
+// One node's reserve inside a write lease over the nodes of a cluster (client/cluster_router.cc).
+struct WritePart {
+  uint64_t id = 0;                  // that node's lease id; 0: nothing reserved there
+  std::shared_ptr<Session> session;
+  std::vector<uint32_t> pages;      // indices into the whole lease, ascending
+};
 }  // namespace detail
 
 class WriteLease {
@@ -34,8 +41,12 @@ class WriteLease {
   uint64_t id() const { return id_; }
   // Pages of the reserve request, in its order (page i = keys[i]).
   uint32_t pages() const { return uint32_t(placements_.size()); }
+  // Where page p's slot is. slab_offset is from the region base; in a lease over several nodes
+  // it is the slot's address minus the first node's base, modulo 2^64 (as ReadLease::placement).
   const Placement& placement(uint32_t page) const { return placements_[page]; }
   std::span<const Placement> placements() const { return placements_; }
+  // The memory nodes this lease reserved on: 1, or more for a lease from a cluster client.
+  uint32_t nodes() const { return parts_.empty() ? 1 : uint32_t(parts_.size()); }
   // False for pages flagged Cached or InFlight: they have no slot, and writes to them are no-ops.
   bool writable(uint32_t page) const { return (placements_[page].flags & (kPlacementCached | kPlacementInFlight)) == 0; }
   // Pages with a slot: those that commit will publish.
@@ -68,6 +79,8 @@ class WriteLease {
   uint64_t id_ = 0;
   bool closed_ = true;
   std::shared_ptr<detail::Session> session_;
+  // A lease over several nodes: one part per node (then id_ is the first node's, session_ empty).
+  std::vector<detail::WritePart> parts_;
 };
 
 }  // namespace cxlkv

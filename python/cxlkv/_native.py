@@ -95,6 +95,7 @@ _SIGNATURES = {
     "cxlkv_write_lease_free": (None, [_write_lease]),
     "cxlkv_lookup": (c_int, [_client, _key_p, c_size_t, POINTER(c_void_p)]),
     "cxlkv_read_lease_pages": (c_uint32, [_read_lease]),
+    "cxlkv_read_lease_nodes": (c_uint32, [_read_lease]),
     "cxlkv_read_lease_placements": (c_size_t, [_read_lease, POINTER(PlacementStruct), c_size_t]),
     "cxlkv_read_lease_id": (c_uint64, [_read_lease]),
     "cxlkv_gather_topk": (c_int, [_read_lease, c_int, c_uint32, c_void_p, c_int, c_void_p]),

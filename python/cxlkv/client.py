@@ -114,7 +114,9 @@ class Client:
     says hello and maps the region. Use it as a context manager, or call close(). One Client may be
     shared by threads; close() must not race the other calls on it. Leases it returned stay valid
     after close() until they are released. read_only=True makes it a reader session (decode
-    workers): lookups and reads only, the region mapped read-only; reserve raises PermissionDenied."""
+    workers): lookups and reads only, the region mapped read-only; reserve raises PermissionDenied.
+    Client("etcd://HOST:PORT/NAME", ...) connects to every memory node of a cluster (docs/cluster.md):
+    the same calls, with prefixes placed over the nodes and leases that span them."""
 
     def __init__(self, endpoint: str, tenant: str = "", token: str = "", model: str = "", *,
                  want_fd: bool = True, region_path: str | None = None, io_timeout_ms: int = 0,
@@ -295,6 +297,8 @@ class ReadLease:
         self.pages: int = native.lib.cxlkv_read_lease_pages(handle)
         self.prefix_tokens: int = self.pages * client.layout.page_tokens
         self.id: int = native.lib.cxlkv_read_lease_id(handle)
+        #: memory nodes the pages are on: 1, or more for a Client over a cluster (etcd://)
+        self.nodes: int = native.lib.cxlkv_read_lease_nodes(handle)
 
     def _h(self) -> int:
         if self._released:

@@ -1,0 +1,310 @@
+#include "cluster_router.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <chrono>
+#include <future>
+#include <map>
+#include <optional>
+
+#include <fmt/format.h>
+
+#include "node_record.h"
+#include "session.h"
+
+namespace cxlkv::detail {
+
+namespace {
+
+constexpr auto kRefreshPeriod = std::chrono::seconds(1);
+
+// The nodes' weights for placement, in the same order.
+std::vector<cluster::PlacementNode> weights_of(const std::vector<ClusterRouter::Node>& nodes);
+
+// The Unix socket of `endpoint` exists on this host (the node runs here).
+bool local_socket(const std::string& endpoint) {
+  struct stat st{};
+  return endpoint.starts_with("unix:") && ::stat(endpoint.c_str() + 5, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ClusterRouter>> ClusterRouter::open(const ClientOptions& options) {
+  auto url = cluster::parse_cluster_url(options.endpoint);
+  if (!url) return url.status();
+  std::unique_ptr<ClusterRouter> r(new ClusterRouter());
+  r->options_ = options;
+  r->url_ = *url;
+  cluster::EtcdClient etcd(url->host, url->port, std::chrono::milliseconds(std::max(options.io_timeout_ms, 100)));
+  auto settings = cluster::read_settings(etcd, *url);
+  if (!settings) return settings.status();
+  r->chunk_pages_ = settings->chunk_pages;
+  auto records = cluster::list_nodes(etcd, *url);
+  if (!records) return records.status();
+  if (records->empty())
+    return Status(Code::kUnavailable, fmt::format("cluster {}: no memory node is registered", url->to_string()));
+  std::string why;
+  for (const cluster::NodeRecord& rec : *records) {
+    Node n{rec.node_id, rec.epoch, rec.capacity_bytes(), rec.endpoints, nullptr, ""};
+    auto session = r->connect_node(rec);
+    if (session) n.session = std::move(*session);
+    else n.why_not = session.status().message(), why += fmt::format("; {}: {}", rec.node_id, n.why_not);
+    if (n.session && !r->primary_) r->primary_ = n.session;
+    r->nodes_.push_back(std::move(n));
+  }
+  if (!r->primary_)
+    return Status(Code::kUnavailable, fmt::format("cluster {}: no registered node answered{}", url->to_string(), why));
+  // Nodes that failed before the primary was known were not checked against its layout: they
+  // are connected (and checked) by the refresher.
+  r->thread_ = std::thread([raw = r.get()] { raw->refresher(); });
+  return r;
+}
+
+ClusterRouter::~ClusterRouter() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+Result<std::shared_ptr<Session>> ClusterRouter::connect_node(const cluster::NodeRecord& record) const {
+  if (record.endpoints.empty()) return Status(Code::kUnavailable, "it advertises no endpoint");
+  std::string endpoint;
+  for (const std::string& e : record.endpoints)
+    if (local_socket(e)) endpoint = e;
+  if (endpoint.empty())
+    for (const std::string& e : record.endpoints)
+      if (e.starts_with("tcp:")) endpoint = e;
+  if (endpoint.empty()) endpoint = record.endpoints.front();
+  ClientOptions o = options_;
+  o.endpoint = endpoint;
+  if (!endpoint.starts_with("unix:")) o.want_fd = false;
+  auto session = Session::open(o);
+  if (!session) return Status(session.status().code(), fmt::format("{}: {}", endpoint, session.status().message()));
+  if (primary_) {
+    const PoolView& a = primary_->view();
+    const PoolView& b = (*session)->view();
+    bool same = primary_->layout() == (*session)->layout() && a.slab_pages == b.slab_pages;
+    for (uint32_t s = 0; same && s < a.stream_count; ++s)
+      same = a.streams[s].offset == b.streams[s].offset && a.streams[s].layer_step == b.streams[s].layer_step;
+    if (!same)
+      return Status(Code::kMismatch, fmt::format("{} serves {} with E = {}; this client's first node serves {} with E = {}",
+                                                 endpoint, (*session)->layout().describe(), b.slab_pages,
+                                                 primary_->layout().describe(), a.slab_pages));
+  }
+  return std::move(*session);
+}
+
+Status ClusterRouter::refresh() {
+  cluster::EtcdClient etcd(url_.host, url_.port, std::chrono::milliseconds(std::max(options_.io_timeout_ms, 100)));
+  auto records = cluster::list_nodes(etcd, url_);
+  if (!records) return records.status();  // etcd away: the last membership stays in use
+  std::vector<Node> current = snapshot();
+  std::vector<Node> next;
+  for (const cluster::NodeRecord& rec : *records) {
+    auto known = std::find_if(current.begin(), current.end(), [&](const Node& n) { return n.id == rec.node_id; });
+    Node n{rec.node_id, rec.epoch, rec.capacity_bytes(), rec.endpoints, nullptr, ""};
+    if (known != current.end() && known->epoch == rec.epoch && known->session) {
+      n.session = known->session;  // the same run of the same node: keep the connection
+    } else {
+      // New, restarted (a lease of the old epoch is never read: its session is dropped here), or
+      // not answering before: connect now.
+      auto session = connect_node(rec);
+      if (session) n.session = std::move(*session);
+      else n.why_not = session.status().message();
+      if (!session && session.status().code() == Code::kMismatch) n.weight = 0;
+    }
+    next.push_back(std::move(n));
+  }
+  std::lock_guard lock(mu_);
+  nodes_ = std::move(next);
+  return Status::ok();
+}
+
+void ClusterRouter::refresher() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    wake_.wait_for(lock, kRefreshPeriod, [&] { return stopping_; });
+    if (stopping_) break;
+    lock.unlock();
+    (void)refresh();
+    lock.lock();
+  }
+}
+
+std::vector<ClusterRouter::Node> ClusterRouter::snapshot() const {
+  std::lock_guard lock(mu_);
+  return nodes_;
+}
+
+void ClusterRouter::mark_failed(const std::string& node_id, const std::shared_ptr<Session>& session, const Status& why) {
+  std::lock_guard lock(mu_);
+  for (Node& n : nodes_)
+    if (n.id == node_id && n.session == session) n.session.reset(), n.why_not = why.message();
+}
+
+std::vector<cluster::PlacementNode> ClusterRouter::placement_nodes() const { return weights_of(snapshot()); }
+
+namespace {
+
+std::vector<cluster::PlacementNode> weights_of(const std::vector<ClusterRouter::Node>& nodes) {
+  std::vector<cluster::PlacementNode> out;
+  out.reserve(nodes.size());
+  for (const ClusterRouter::Node& n : nodes) out.push_back({n.id, n.weight});
+  return out;
+}
+
+}  // namespace
+
+Result<WriteLease> ClusterRouter::reserve(const PageKey& parent, std::span<const PageKey> keys) {
+  const std::vector<Node> nodes = snapshot();
+  const auto chunks = cluster::place_prefix(keys, chunk_pages_, weights_of(nodes));
+  const uint8_t* base = primary_->view().base;
+  std::vector<Placement> pages;
+  pages.reserve(keys.size());
+  std::vector<WritePart> parts;
+  auto abort_all = [&] {
+    for (WritePart& p : parts)
+      if (p.id != 0) (void)p.session->abort(p.id);
+  };
+  for (const cluster::ChunkPlacement& c : chunks) {
+    if (c.node < 0) {
+      abort_all();
+      return Status(Code::kUnavailable, fmt::format("reserve: cluster {} has no node with capacity", url_.to_string()));
+    }
+    const Node& n = nodes[size_t(c.node)];
+    if (!n.session) {
+      abort_all();
+      return Status(Code::kUnavailable, fmt::format("reserve: pages {}..{} belong on node {}, which does not answer ({})",
+                                                    c.first_page, c.first_page + c.pages - 1, n.id, n.why_not));
+    }
+    const PageKey& chunk_parent = c.first_page == 0 ? parent : keys[c.first_page - 1];
+    auto reply = n.session->reserve(chunk_parent, keys.subspan(c.first_page, c.pages));
+    if (!reply) {
+      abort_all();
+      if (reply.status().code() == Code::kIoError || reply.status().code() == Code::kUnavailable)
+        mark_failed(n.id, n.session, reply.status());
+      return Status(reply.status().code(), fmt::format("reserve on node {}: {}", n.id, reply.status().message()));
+    }
+    WritePart part{reply->lease, n.session, {}};
+    for (const Placement& p : reply->pages) {
+      part.pages.push_back(uint32_t(pages.size()));
+      pages.push_back(rebase(p, n.session->view().base, base));
+    }
+    parts.push_back(std::move(part));
+  }
+  if (parts.size() == 1 && parts.front().session == primary_) {
+    WritePart& only = parts.front();
+    return LeaseFactory::write_lease(primary_->view(), std::move(pages), only.id, std::move(only.session));
+  }
+  return LeaseFactory::write_lease_over_nodes(primary_->view(), std::move(pages), std::move(parts));
+}
+
+Result<ReadLease> ClusterRouter::lookup(std::span<const PageKey> keys) {
+  const std::vector<Node> nodes = snapshot();
+  const auto chunks = cluster::place_prefix(keys, chunk_pages_, weights_of(nodes));
+  // Each node's keys: its chunks in prefix order, asked in one lookup, all nodes at once.
+  std::vector<std::vector<PageKey>> node_keys(nodes.size());
+  std::vector<uint32_t> offset_in_node(chunks.size(), 0);
+  size_t placed = 0;
+  for (size_t i = 0; i < chunks.size() && chunks[i].node >= 0; ++i, ++placed) {
+    auto& mine = node_keys[size_t(chunks[i].node)];
+    offset_in_node[i] = uint32_t(mine.size());
+    mine.insert(mine.end(), keys.begin() + chunks[i].first_page, keys.begin() + chunks[i].first_page + chunks[i].pages);
+  }
+  std::vector<std::future<Result<LeaseReply>>> asked(nodes.size());
+  for (size_t n = 0; n < nodes.size(); ++n) {
+    if (node_keys[n].empty() || !nodes[n].session) continue;
+    asked[n] = std::async(std::launch::async, [&, n] { return nodes[n].session->lookup(node_keys[n]); });
+  }
+  std::vector<std::optional<LeaseReply>> replies(nodes.size());
+  Status refused;  // a node that answered with an error (not a dead one): the lookup fails with it
+  for (size_t n = 0; n < nodes.size(); ++n) {
+    if (!asked[n].valid()) continue;
+    auto reply = asked[n].get();
+    if (reply) replies[n] = std::move(*reply);
+    else if (reply.status().code() == Code::kIoError || reply.status().code() == Code::kUnavailable ||
+             reply.status().code() == Code::kProtocol)
+      mark_failed(nodes[n].id, nodes[n].session, reply.status());  // a miss now, connected again later
+    else if (refused.is_ok())
+      refused = Status(reply.status().code(), fmt::format("lookup on node {}: {}", nodes[n].id, reply.status().message()));
+  }
+  if (!refused) {
+    for (size_t n = 0; n < nodes.size(); ++n)
+      if (replies[n] && replies[n]->lease != 0) (void)nodes[n].session->release(replies[n]->lease);
+    return refused;
+  }
+  // The prefix: whole chunks up to the first that is not wholly cached, plus that one's hits.
+  const uint8_t* base = primary_->view().base;
+  std::vector<Placement> pages;
+  std::vector<LeasePart> parts(nodes.size());
+  for (size_t i = 0; i < placed; ++i) {
+    const size_t n = size_t(chunks[i].node);
+    const uint32_t hits = replies[n] ? uint32_t(replies[n]->pages.size()) : 0;
+    const uint32_t have = hits > offset_in_node[i] ? std::min(hits - offset_in_node[i], chunks[i].pages) : 0;
+    for (uint32_t j = 0; j < have; ++j) {
+      parts[n].pages.push_back(uint32_t(pages.size()));
+      pages.push_back(rebase(replies[n]->pages[offset_in_node[i] + j], nodes[n].session->view().base, base));
+    }
+    if (have < chunks[i].pages) break;
+  }
+  // Nodes whose pages made it into the prefix become parts; the others' leases end now (they
+  // pinned pages past the first miss).
+  std::vector<LeasePart> used;
+  for (size_t n = 0; n < nodes.size(); ++n) {
+    if (!replies[n] || replies[n]->lease == 0) continue;
+    if (parts[n].pages.empty()) {
+      (void)nodes[n].session->release(replies[n]->lease);
+      continue;
+    }
+    parts[n].view = nodes[n].session->view();
+    parts[n].id = replies[n]->lease;
+    parts[n].session = nodes[n].session;
+    used.push_back(std::move(parts[n]));
+  }
+  if (used.empty()) return ReadLease();
+  if (used.size() == 1) {  // one node: an ordinary lease over its own mapping (the GPU path takes it)
+    LeasePart& only = used.front();
+    for (Placement& p : pages) p = rebase(p, base, only.view.base);
+    return LeaseFactory::read_lease(only.view, std::move(pages), only.id, std::move(only.session));
+  }
+  return LeaseFactory::read_lease_over_nodes(primary_->view(), std::move(pages), std::move(used));
+}
+
+Result<uint32_t> ClusterRouter::remove(std::span<const PageKey> keys) {
+  const std::vector<Node> nodes = snapshot();
+  const auto chunks = cluster::place_prefix(keys, chunk_pages_, weights_of(nodes));
+  std::map<size_t, std::vector<PageKey>> per_node;
+  for (const cluster::ChunkPlacement& c : chunks)
+    if (c.node >= 0)
+      per_node[size_t(c.node)].insert(per_node[size_t(c.node)].end(), keys.begin() + c.first_page,
+                                      keys.begin() + c.first_page + c.pages);
+  uint32_t removed = 0;
+  for (auto& [n, mine] : per_node) {
+    if (!nodes[n].session)
+      return Status(Code::kUnavailable, fmt::format("remove: node {} does not answer ({})", nodes[n].id, nodes[n].why_not));
+    auto r = nodes[n].session->remove(mine);
+    if (!r) return Status(r.status().code(), fmt::format("remove on node {}: {}", nodes[n].id, r.status().message()));
+    removed += *r;
+  }
+  return removed;
+}
+
+Result<PoolStats> ClusterRouter::stats() {
+  PoolStats total;
+  for (const Node& n : snapshot()) {
+    if (!n.session) continue;
+    auto s = n.session->stats();
+    if (!s) continue;  // a node that does not answer counts for nothing
+    total.pages_committed += s->pages_committed, total.pages_reserved += s->pages_reserved;
+    total.slabs_total += s->slabs_total, total.slabs_free += s->slabs_free;
+    total.read_leases += s->read_leases, total.write_leases += s->write_leases;
+    total.lookup_hits += s->lookup_hits, total.lookup_misses += s->lookup_misses, total.evictions += s->evictions;
+  }
+  return total;
+}
+
+}  // namespace cxlkv::detail

@@ -1,0 +1,86 @@
+// ClusterRouter: what a Client connected to "etcd://HOST:PORT/NAME" does instead of talking to one
+// daemon (docs/cluster.md). It reads the cluster's membership from etcd and refreshes it every
+// second on a thread of its own, keeps one Session per memory node, places each chunk of C pages
+// on the node that capacity-weighted rendezvous hashing of the chunk's first key names
+// (cluster/placement.h), and builds leases that span nodes: a reserve is one reserve per chunk on
+// its node; a lookup asks every node holding chunks of the prefix at once, and the prefix found is
+// the chunks up to the first miss. A node that does not answer costs misses (lookup) or an
+// unavailable error naming it (reserve), never a wrong byte; it is connected again once it
+// answers. Internal to client/; Client owns one when its endpoint is etcd://.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cxlkv/client.h"
+#include "etcd_client.h"
+#include "node_record.h"
+#include "placement.h"
+
+namespace cxlkv::detail {
+
+class Session;
+
+class ClusterRouter {
+ public:
+  // Reads the cluster's settings and nodes, connects to every node (at least one must answer and
+  // every connected node must serve the first one's layout), starts the refresher.
+  static Result<std::unique_ptr<ClusterRouter>> open(const ClientOptions& options);
+  ~ClusterRouter();
+  ClusterRouter(const ClusterRouter&) = delete;
+  ClusterRouter& operator=(const ClusterRouter&) = delete;
+
+  // The first node connected: its layout and mapping are the Client's view().
+  const std::shared_ptr<Session>& primary() const { return primary_; }
+  uint32_t chunk_pages() const { return chunk_pages_; }
+
+  Result<WriteLease> reserve(const PageKey& parent, std::span<const PageKey> keys);
+  Result<ReadLease> lookup(std::span<const PageKey> keys);
+  Result<uint32_t> remove(std::span<const PageKey> keys);
+  Result<PoolStats> stats();
+  // The nodes as placement sees them now (id and capacity), in membership order.
+  std::vector<cluster::PlacementNode> placement_nodes() const;
+
+  // One member as this client knows it.
+  struct Node {
+    std::string id;
+    uint64_t epoch = 0;
+    uint64_t weight = 0;                // capacity in bytes; 0 for a node this client cannot use
+    std::vector<std::string> endpoints;
+    std::shared_ptr<Session> session;  // null while it does not answer
+    std::string why_not;               // why session is null
+  };
+
+ private:
+
+  ClusterRouter() = default;
+  // Reads the membership and (re)connects nodes that are new, restarted (another epoch) or were
+  // unreachable; nodes that left are dropped (their sessions live on in the leases that hold them).
+  Status refresh();
+  // Connects to one node at the endpoint this host can reach (its Unix socket if present here,
+  // else TCP) and checks it serves the primary's layout.
+  Result<std::shared_ptr<Session>> connect_node(const cluster::NodeRecord& record) const;
+  std::vector<Node> snapshot() const;
+  // A call to a node failed: drop its session so the refresher connects it again.
+  void mark_failed(const std::string& node_id, const std::shared_ptr<Session>& session, const Status& why);
+  void refresher();
+
+  ClientOptions options_;
+  cluster::ClusterUrl url_;
+  uint32_t chunk_pages_ = 16;
+  std::shared_ptr<Session> primary_;
+
+  mutable std::mutex mu_;  // guards nodes_ and stopping_
+  std::vector<Node> nodes_;
+  bool stopping_ = false;
+  std::condition_variable wake_;
+  std::thread thread_;
+};
+
+}  // namespace cxlkv::detail

@@ -1,0 +1,234 @@
+// One client over many nodes: Client::connect("etcd://...") against a real etcd and three real
+// cxlkv-poold binaries. Prefixes are placed over the nodes in chunks, read back byte-exact through
+// leases that span nodes (gather and bulk fetch), a removed chunk ends the prefix there, and a node
+// killed with -9 costs only the chunks it held (misses, quickly) until it is back.
+#include <catch2/catch_test_macros.hpp>
+
+#include <chrono>
+#include <numeric>
+#include <random>
+
+#include "cxlkv/client.h"
+#include "etcd_process.h"
+#include "eventually.h"
+#include "node_record.h"
+#include "placement.h"
+#include "poold_process.h"
+#include "prefix_io.h"
+
+using namespace cxlkv;
+using namespace std::chrono_literals;
+using testing::eventually;
+using testing::PooldProcess;
+
+namespace {
+
+constexpr uint32_t kChunkPages = 4;
+const char* kLayout = "custom:name=dsv32-3l,layers=3,page_tokens=64,stream=latent/656/704/sparse,stream=indexer/132/132/bulk";
+
+struct Cluster {
+  std::unique_ptr<testing::EtcdProcess> etcd;
+  std::string url;
+  std::vector<std::unique_ptr<PooldProcess>> nodes;
+  std::vector<std::string> ids;
+
+  Cluster() {
+    auto e = testing::EtcdProcess::start();
+    INFO(e.status().to_string());
+    REQUIRE(e.is_ok());
+    etcd = std::move(*e);
+    url = etcd->url("c3");
+    for (int i = 0; i < 3; ++i) {
+      ids.push_back(fmt::format("mem-{}", i));
+      testing::PooldOptions o;
+      o.layout = kLayout;
+      o.size = "96MiB";
+      o.extra = {"--cluster", url, "--node-id", ids.back(), "--chunk-pages", std::to_string(kChunkPages),
+                 "--cluster-lease-ttl-s", "2"};
+      auto p = PooldProcess::start(o);
+      INFO(p.status().to_string());
+      REQUIRE(p.is_ok());
+      nodes.push_back(std::move(*p));
+    }
+    auto c = etcd->client();
+    const auto parsed = *cluster::parse_cluster_url(url);
+    REQUIRE(eventually([&] { auto n = cluster::list_nodes(c, parsed); return n && n->size() == 3; }, 10s));
+  }
+
+  std::unique_ptr<Client> client() {
+    ClientOptions o;
+    o.endpoint = url;
+    o.tenant = "acme";
+    o.token = "t";
+    o.model = "m";
+    o.io_timeout_ms = 2000;
+    auto c = Client::connect(o);
+    INFO(c.status().to_string());
+    REQUIRE(c.is_ok());
+    return std::move(*c);
+  }
+
+  // The nodes as every client places chunks over them (the registered records, capacity-weighted).
+  std::vector<cluster::PlacementNode> placement() {
+    auto c = etcd->client();
+    auto n = cluster::list_nodes(c, *cluster::parse_cluster_url(url));
+    REQUIRE(n.is_ok());
+    std::vector<cluster::PlacementNode> out;
+    for (const auto& r : *n) out.push_back({r.node_id, r.capacity_bytes()});
+    return out;
+  }
+};
+
+std::vector<PageKey> prefix(Client& c, uint32_t pages, int32_t salt) {
+  std::vector<int32_t> tokens(size_t{pages} * 64);
+  std::iota(tokens.begin(), tokens.end(), salt * 1000000);
+  return c.page_keys(tokens);
+}
+
+// Every stream and layer of the lease: a random gather (with -1 rows) and a bulk fetch, checked
+// against what the writer wrote.
+Status read_back(Client& c, const ReadLease& lease, const std::vector<PageKey>& keys, uint32_t seed) {
+  std::mt19937 rng(seed);
+  for (int s = 0; s < c.layout().stream_count(); ++s) {
+    const uint32_t entry = c.layout().stream(s).entry_bytes;
+    for (uint32_t l = 0; l < c.layout().layers(); ++l) {
+      std::vector<int32_t> idx(300);
+      for (auto& i : idx) i = int32_t(rng() % uint32_t(lease.prefix_tokens() + 1)) - 1;
+      std::vector<uint8_t> rows(idx.size() * entry, 0xee);
+      if (Status st = lease.gather_topk(s, l, idx.data(), int(idx.size()), rows.data()); !st) return st;
+      if (Status st = testing::verify_rows(keys, 64, s, l, entry, idx.data(), int(idx.size()), rows.data(), 0xee); !st)
+        return st;
+      std::vector<uint8_t> all(size_t(lease.prefix_tokens()) * entry);
+      if (Status st = lease.fetch_pages(s, l, 0, lease.pages(), all.data()); !st) return st;
+      std::vector<int32_t> every(size_t(lease.prefix_tokens()));
+      std::iota(every.begin(), every.end(), 0);
+      if (Status st = testing::verify_rows(keys, 64, s, l, entry, every.data(), int(every.size()), all.data(), 0); !st)
+        return st;
+    }
+  }
+  return Status::ok();
+}
+
+// Pages of `keys` a lookup can find while the node `down` holds nothing: the chunks before its first.
+uint32_t pages_before_node(const std::vector<PageKey>& keys, const std::vector<cluster::PlacementNode>& nodes,
+                           const std::string& down) {
+  for (const auto& chunk : cluster::place_prefix(keys, kChunkPages, nodes))
+    if (nodes[size_t(chunk.node)].node_id == down) return chunk.first_page;
+  return uint32_t(keys.size());
+}
+
+}  // namespace
+
+TEST_CASE("a client over three nodes spreads prefixes over them and reads them back byte-exact") {
+  Cluster cl;
+  auto c = cl.client();
+  CHECK(c->cluster_nodes() == 3);
+  CHECK(c->chunk_pages() == kChunkPages);
+  std::vector<std::vector<PageKey>> prefixes;
+  for (int p = 0; p < 8; ++p) {
+    prefixes.push_back(prefix(*c, 40, p + 1));
+    auto written = testing::write_prefix(*c, prefixes.back());
+    INFO(written.status().to_string());
+    REQUIRE(written.is_ok());
+    CHECK(*written == 40);
+  }
+  // Every node holds a share, and the shares add up.
+  uint64_t total = 0;
+  for (auto& node : cl.nodes) {
+    ClientOptions o;
+    o.endpoint = node->unix_endpoint(), o.tenant = "acme", o.token = "t", o.model = "m";
+    auto one = Client::connect(o);
+    REQUIRE(one.is_ok());
+    const uint64_t committed = (*one)->stats()->pages_committed;
+    CHECK(committed >= 40);  // 8 x 40 pages in chunks of 4 over 3 equal nodes: about 107 each
+    total += committed;
+  }
+  CHECK(total == 8 * 40);
+  CHECK(c->stats()->pages_committed == 8 * 40);
+
+  int spanning = 0;
+  for (size_t p = 0; p < prefixes.size(); ++p) {
+    auto lease = c->lookup(prefixes[p]);
+    REQUIRE(lease.is_ok());
+    REQUIRE(lease->pages() == 40);
+    spanning += lease->nodes() > 1;
+    INFO("prefix " << p);
+    Status st = read_back(*c, *lease, prefixes[p], uint32_t(p));
+    INFO(st.to_string());
+    CHECK(st.is_ok());
+    REQUIRE(lease->renew().is_ok());
+    REQUIRE(lease->release().is_ok());
+  }
+  CHECK(spanning == 8);  // 10 chunks each: every prefix spans nodes
+
+  // A second client (another process's view of the same cluster) finds the same pages.
+  auto other = cl.client();
+  auto again = other->lookup(prefixes[3]);
+  REQUIRE(again.is_ok());
+  CHECK(again->pages() == 40);
+  CHECK(read_back(*other, *again, prefixes[3], 99).is_ok());
+
+  // A writer of a prefix already cached writes nothing; a bad index is refused across nodes too.
+  CHECK(*testing::write_prefix(*c, prefixes[0]) == 0);
+  const int32_t past[] = {0, 40 * 64};
+  std::vector<uint8_t> rows(2 * 656);
+  CHECK(again->gather_topk(0, 0, past, 2, rows.data()).code() == Code::kInvalidArgument);
+}
+
+TEST_CASE("over the cluster, a prefix ends at its first chunk not cached: removed pages end it there") {
+  Cluster cl;
+  auto c = cl.client();
+  const auto keys = prefix(*c, 24, 7);
+  REQUIRE(testing::write_prefix(*c, keys).is_ok());
+  const std::vector<PageKey> third_chunk(keys.begin() + 8, keys.begin() + 12);
+  REQUIRE(c->remove(third_chunk).value() == 4);
+  auto lease = c->lookup(keys);
+  REQUIRE(lease.is_ok());
+  CHECK(lease->pages() == 8);
+  CHECK(read_back(*c, *lease, keys, 5).is_ok());
+  (void)lease->release();
+  // Written again, the prefix is whole.
+  REQUIRE(testing::write_prefix(*c, keys).value() == 4);
+  CHECK(c->lookup(keys)->pages() == 24);
+}
+
+TEST_CASE("a node killed with -9 costs only its chunks, as quick misses; back again, it serves them") {
+  Cluster cl;
+  auto c = cl.client();
+  std::vector<std::vector<PageKey>> prefixes;
+  for (int p = 0; p < 6; ++p) {
+    prefixes.push_back(prefix(*c, 32, 20 + p));
+    REQUIRE(testing::write_prefix(*c, prefixes.back()).is_ok());
+  }
+  const auto placement = cl.placement();
+  const std::string down = cl.ids[1];
+  cl.nodes[1]->kill9();
+
+  uint32_t whole = 0;
+  for (size_t p = 0; p < prefixes.size(); ++p) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto lease = c->lookup(prefixes[p]);
+    const auto took = std::chrono::steady_clock::now() - t0;
+    REQUIRE(lease.is_ok());
+    CHECK(took < 2s);  // well inside the I/O timeout: a dead Unix peer answers at once
+    CHECK(lease->pages() == pages_before_node(prefixes[p], placement, down));
+    whole += lease->pages() == 32;
+    if (lease->pages() > 0) CHECK(read_back(*c, *lease, prefixes[p], uint32_t(p)).is_ok());
+  }
+  // A reserve that needs the dead node names it.
+  const auto fresh = prefix(*c, 32, 90);
+  auto r = c->reserve(PageKey{}, fresh);
+  if (pages_before_node(fresh, placement, down) < 32) {
+    REQUIRE(r.status().code() == Code::kUnavailable);
+    CHECK(r.status().message().find(down) != std::string::npos);
+  }
+
+  REQUIRE(cl.nodes[1]->start());  // the same region: it recovers its pages, registers a new epoch
+  for (size_t p = 0; p < prefixes.size(); ++p) {
+    INFO("prefix " << p);
+    REQUIRE(eventually([&] { auto l = c->lookup(prefixes[p]); return l && l->pages() == 32; }, 15s));
+    auto lease = c->lookup(prefixes[p]);
+    CHECK(read_back(*c, *lease, prefixes[p], uint32_t(p) + 50).is_ok());
+  }
+  INFO("prefixes whole while the node was down: " << whole);
+}

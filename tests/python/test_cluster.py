@@ -1,0 +1,113 @@
+"""The package over a cluster: cxlkv.Client("etcd://...") against a real etcd and two real
+cxlkv-poold nodes. The same calls as over one daemon: a prefix written from numpy spreads over
+the nodes in chunks and comes back byte-exact through one lease that spans them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from base64 import b64encode
+from typing import Iterator
+
+import numpy as np
+import pytest
+
+import cxlkv
+
+from conftest import TENANT, TOKEN, Daemon
+from test_client import expected_rows, write_prefix
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Etcd:
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="cxlkv-pytest-etcd-")
+        self.port, peer = free_port(), free_port()
+        client, peer_url = f"http://127.0.0.1:{self.port}", f"http://127.0.0.1:{peer}"
+        self.process = subprocess.Popen(
+            [os.environ.get("CXLKV_ETCD", "etcd"), "--name", "t", "--data-dir", f"{self.dir}/data",
+             "--listen-client-urls", client, "--advertise-client-urls", client, "--listen-peer-urls", peer_url,
+             "--initial-advertise-peer-urls", peer_url, "--initial-cluster", f"t={peer_url}",
+             "--log-outputs", f"{self.dir}/etcd.log", "--logger", "zap"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while not self.nodes_ready(0):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"etcd did not start (log: {self.dir}/etcd.log)")
+            time.sleep(0.05)
+
+    def nodes_ready(self, n: int, cluster: str = "py") -> bool:
+        """True once n node records are registered (etcd's JSON gateway, a prefix range)."""
+        prefix = f"/cxlkv/{cluster}/nodes/".encode()
+        body = json.dumps({"key": b64encode(prefix).decode(), "range_end": b64encode(prefix[:-1] + b"0").decode()})
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v3/kv/range", body.encode(), timeout=1) as r:
+                return int(json.load(r).get("count", 0)) == n
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    etcd = Etcd()
+    url = f"etcd://127.0.0.1:{etcd.port}/py"
+    nodes = [Daemon(f"node{i}", extra=("--cluster", url, "--node-id", f"py-{i}", "--chunk-pages", "2"))
+             for i in range(2)]
+    deadline = time.monotonic() + 10
+    while not etcd.nodes_ready(2):
+        assert time.monotonic() < deadline, "the nodes did not register in etcd"
+        time.sleep(0.05)
+    yield url
+    for n in nodes:
+        n.stop()
+    etcd.stop()
+
+
+def test_a_prefix_over_two_nodes_is_read_back_byte_exact(cluster: str) -> None:
+    with cxlkv.Client(cluster, TENANT, TOKEN, model="cluster") as client:
+        # 6 chunks of 2 pages; keys and node ids are deterministic, and this prefix's chunks land on
+        # both nodes (1 in 32 prefixes would land on one: seed 5 does).
+        keys, data = write_prefix(client, 12, 8)
+        with client.lookup(keys) as lease:
+            assert lease.pages == 12 and lease.nodes == 2
+            rng = np.random.default_rng(9)
+            for layer in range(client.layout.layers):
+                idx = rng.choice(12 * 64, 200, replace=False).astype(np.int32)
+                rows = lease.gather_topk("latent", layer, idx)
+                assert np.array_equal(rows, expected_rows(data, "latent", layer, idx, 64))
+                whole = lease.fetch_pages("indexer", layer, 0, 12)
+                assert np.array_equal(whole, data["indexer"][:, layer].reshape(-1, 132))
+        stats = client.stats()
+        assert stats.pages_committed == 12  # the nodes' counts added up
+
+
+def test_a_cluster_with_no_registered_node_is_a_clear_error() -> None:
+    etcd = Etcd()
+    try:
+        # The settings exist (as after a node left) but no node is registered now.
+        body = json.dumps({"key": b64encode(b"/cxlkv/empty/settings").decode(),
+                           "value": b64encode(b'{"version":1,"chunk_pages":16}').decode()})
+        urllib.request.urlopen(f"http://127.0.0.1:{etcd.port}/v3/kv/put", body.encode(), timeout=2).read()
+        with pytest.raises(cxlkv.Error, match="no memory node is registered"):
+            cxlkv.Client(f"etcd://127.0.0.1:{etcd.port}/empty", TENANT, TOKEN, model="m")
+        with pytest.raises(cxlkv.Error, match="no node has joined it yet"):
+            cxlkv.Client(f"etcd://127.0.0.1:{etcd.port}/nobody", TENANT, TOKEN, model="m")
+    finally:
+        etcd.stop()
