@@ -119,10 +119,24 @@ Status Connection::open(const Endpoint& endpoint, int timeout_ms) {
 
 Status Connection::exchange(const uint8_t* message, uint32_t size, std::vector<uint8_t>& reply, int* received_fd) {
   if (received_fd) *received_fd = -1;
+  if (Status st = send(message, size); !st) return st;
+  return receive(reply, received_fd);
+}
+
+Status Connection::send(const uint8_t* message, uint32_t size) {
   if (fd_ < 0) return Status(Code::kUnavailable, name_ + ": connection closed after an earlier failure");
-  Status st = wire::write_frame(fd_, message, size);
-  if (st) st = wire::read_frame(fd_, reply, endpoint_.is_unix ? received_fd : nullptr);
-  if (!st) {
+  if (Status st = wire::write_frame(fd_, message, size); !st) {
+    ::close(fd_);
+    fd_ = -1;
+    return Status(st.code(), fmt::format("{}: {}", name_, st.message()));
+  }
+  return Status::ok();
+}
+
+Status Connection::receive(std::vector<uint8_t>& reply, int* received_fd) {
+  if (received_fd) *received_fd = -1;
+  if (fd_ < 0) return Status(Code::kUnavailable, name_ + ": connection closed after an earlier failure");
+  if (Status st = wire::read_frame(fd_, reply, endpoint_.is_unix ? received_fd : nullptr); !st) {
     ::close(fd_);
     fd_ = -1;
     return Status(st.code(), fmt::format("{}: {}", name_, st.message()));

@@ -35,6 +35,10 @@ class Connection {
   // Sends one message and reads one reply into `reply`; a passed fd lands in *received_fd
   // (or -1). After an I/O or framing failure the connection is closed for good.
   Status exchange(const uint8_t* message, uint32_t size, std::vector<uint8_t>& reply, int* received_fd = nullptr);
+  // The two halves of exchange, for a request whose reply is read later (a lookup sent to several
+  // nodes before any reply is read). Same failure rule.
+  Status send(const uint8_t* message, uint32_t size);
+  Status receive(std::vector<uint8_t>& reply, int* received_fd = nullptr);
 
  private:
   Endpoint endpoint_;

@@ -37,13 +37,24 @@ Result<std::shared_ptr<Session>> Session::open(const ClientOptions& options) {
 
 Result<const wire::Response*> Session::call(wire::RequestBody type, flatbuffers::Offset<void> body,
                                             wire::ResponseBody expect, const char* op, int* received_fd) {
-  const uint64_t id = next_id_++;
-  fbb_.Finish(wire::CreateRequest(fbb_, id, type, body));
+  if (Status st = send_request(type, body, op); !st) return st;
+  return read_response(expect, op, received_fd);
+}
+
+Status Session::send_request(wire::RequestBody type, flatbuffers::Offset<void> body, const char* op) {
+  pending_id_ = next_id_++;
+  fbb_.Finish(wire::CreateRequest(fbb_, pending_id_, type, body));
   if (fbb_.GetSize() > wire::kMaxFrameBytes)
     return Status(Code::kInvalidArgument, fmt::format("{}: request of {} bytes over the {}-byte frame limit", op,
                                                       fbb_.GetSize(), wire::kMaxFrameBytes));
-  if (Status st = conn_.exchange(fbb_.GetBufferPointer(), fbb_.GetSize(), rx_, received_fd); !st)
+  if (Status st = conn_.send(fbb_.GetBufferPointer(), fbb_.GetSize()); !st)
     return Status(st.code(), fmt::format("{}: {}", op, st.message()));
+  return Status::ok();
+}
+
+Result<const wire::Response*> Session::read_response(wire::ResponseBody expect, const char* op, int* received_fd) {
+  const uint64_t id = pending_id_;
+  if (Status st = conn_.receive(rx_, received_fd); !st) return Status(st.code(), fmt::format("{}: {}", op, st.message()));
   auto verified = wire::verify_response(rx_.data(), rx_.size());
   if (!verified) return Status(Code::kProtocol, fmt::format("{}: {}", op, verified.status().message()));
   const wire::Response* r = *verified;
@@ -246,8 +257,33 @@ Result<LeaseReply> Session::lookup(std::span<const PageKey> keys) {
   auto body = wire::CreateLookupRequest(fbb_, key_offsets);
   auto r = call(wire::RequestBody::LookupRequest, body.Union(), wire::ResponseBody::LookupResponse, "lookup");
   if (!r) return r.status();
-  const wire::LookupResponse* lr = (*r)->body_as_LookupResponse();
-  auto pages = take_placements(lr->pages(), keys.size(), "lookup");
+  return take_lookup(*r, keys.size());
+}
+
+Status Session::begin_lookup(std::span<const PageKey> keys) {
+  if (keys.empty()) return Status(Code::kInvalidArgument, "lookup: no keys");
+  if (Status st = check_key_count("lookup", keys.size()); !st) return st;
+  mu_.lock();  // held until finish_lookup
+  fbb_.Clear();
+  auto key_offsets = key_vector(keys);
+  auto body = wire::CreateLookupRequest(fbb_, key_offsets);
+  if (Status st = send_request(wire::RequestBody::LookupRequest, body.Union(), "lookup"); !st) {
+    mu_.unlock();
+    return st;
+  }
+  return Status::ok();
+}
+
+Result<LeaseReply> Session::finish_lookup(std::span<const PageKey> keys) {
+  std::lock_guard lock(mu_, std::adopt_lock);  // taken by begin_lookup
+  auto r = read_response(wire::ResponseBody::LookupResponse, "lookup");
+  if (!r) return r.status();
+  return take_lookup(*r, keys.size());
+}
+
+Result<LeaseReply> Session::take_lookup(const wire::Response* r, size_t keys) {
+  const wire::LookupResponse* lr = r->body_as_LookupResponse();
+  auto pages = take_placements(lr->pages(), keys, "lookup");
   if (!pages) return pages.status();
   for (size_t i = 0; i < pages->size(); ++i)
     if (!slotted((*pages)[i]))

@@ -42,6 +42,11 @@ class Session {
   Status abort(uint64_t lease);
   // Also invalidates the lines of slabs seen before at an older generation.
   Result<LeaseReply> lookup(std::span<const PageKey> keys);
+  // lookup in two halves, so one thread can have lookups in flight on several nodes at once:
+  // begin_lookup sends the request and keeps the session's lock; finish_lookup (which must follow
+  // a successful begin_lookup, with the same keys) reads the reply and releases it.
+  Status begin_lookup(std::span<const PageKey> keys);
+  Result<LeaseReply> finish_lookup(std::span<const PageKey> keys);
   Result<uint32_t> renew(uint64_t lease);
   Status release(uint64_t lease);
   Result<uint32_t> remove(std::span<const PageKey> keys);
@@ -55,6 +60,11 @@ class Session {
   // body is `expect`; a non-zero code becomes that Status. mu_ held; valid until the next call.
   Result<const wire::Response*> call(wire::RequestBody type, flatbuffers::Offset<void> body, wire::ResponseBody expect,
                                      const char* op, int* received_fd = nullptr);
+  // call's halves: send the request (its id is kept in pending_id_), then read and check the reply.
+  Status send_request(wire::RequestBody type, flatbuffers::Offset<void> body, const char* op);
+  Result<const wire::Response*> read_response(wire::ResponseBody expect, const char* op, int* received_fd = nullptr);
+  // The placements of a verified LookupResponse, checked; coherence rule 2 applied.
+  Result<LeaseReply> take_lookup(const wire::Response* r, size_t keys);
   flatbuffers::Offset<flatbuffers::Vector<const wire::Key*>> key_vector(std::span<const PageKey> keys);
   Status check_key_count(const char* op, size_t n) const;
   // Copies and checks placements (slab inside the region, offset matches, position < E); with
@@ -68,6 +78,7 @@ class Session {
   flatbuffers::FlatBufferBuilder fbb_{1 << 16};
   std::vector<uint8_t> rx_;
   uint64_t next_id_ = 1;
+  uint64_t pending_id_ = 0;  // the request whose response read_response reads
   std::vector<uint64_t> seen_generation_;  // per slab; kNeverSeen until a lease names it
 
   // Fixed after open()

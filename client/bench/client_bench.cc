@@ -1,8 +1,9 @@
 // cxlkv-bench-client: CPU-side client benchmarks. Subcommands: gather (top-k gather vs memcpy,
 // no daemon), lookup (round trips over Unix and TCP), commit (reserve+commit with and without
-// data). Each prints its ceiling or bar beside the result.
+// data), cluster-lookup (a lookup over N nodes vs one). Each prints its ceiling or bar beside the result.
 #include <CLI/CLI.hpp>
 
+#include "cluster_bench.h"
 #include "control_bench.h"
 #include "gather_bench.h"
 
@@ -31,9 +32,19 @@ int main(int argc, char** argv) {
     sub->add_option("--keys", c.keys, "pages per lookup or commit");
   }
   lookup->add_option("--iters", c.iters, "lookups per transport");
+  ClusterBenchOptions k;
+  auto* cluster = app.add_subcommand("cluster-lookup",
+                                     "lookup p50/p99 over a cluster of N nodes (a private etcd) vs one node, alternated");
+  cluster->add_option("--poold", k.poold, "daemon binary (default $CXLKV_POOLD)");
+  cluster->add_option("--nodes", k.nodes, "memory nodes in the cluster")->capture_default_str();
+  cluster->add_option("--keys", k.keys, "pages per lookup")->capture_default_str();
+  cluster->add_option("--chunk-pages", k.chunk_pages, "pages per placement chunk")->capture_default_str();
+  cluster->add_option("--iters", k.iters, "lookups of each kind")->capture_default_str();
+  cluster->add_option("--json", k.json, "also write the figures to this file");
   commit->add_option("--iters", c.commit_iters, "commits of each kind");
   CLI11_PARSE(app, argc, argv);
   if (gather->parsed()) return run_gather_bench(g);
   if (lookup->parsed()) return run_lookup_bench(c);
+  if (cluster->parsed()) return run_cluster_lookup_bench(k);
   return run_commit_bench(c);
 }
