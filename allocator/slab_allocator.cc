@@ -129,6 +129,16 @@ Status SlabAllocator::free(uint32_t slab) {
   return Status::ok();
 }
 
+void SlabAllocator::announce_epoch(uint64_t epoch) {
+  std::lock_guard lock(mu_);
+  auto* word = reinterpret_cast<std::atomic<uint64_t>*>(region_.base() + geometry_.epoch_offset());
+  word->store(epoch, std::memory_order_release);
+  // After the epoch: a reader that sees the new count also sees the new epoch.
+  auto* frees = reinterpret_cast<std::atomic<uint64_t>*>(region_.base() + geometry_.free_counter_offset());
+  frees->fetch_add(1, std::memory_order_release);
+  cxl::persist(frees, 2 * sizeof(uint64_t));  // the count and the epoch after it: one line
+}
+
 SlabStats SlabAllocator::stats() const {
   std::lock_guard lock(mu_);
   SlabStats s;

@@ -66,6 +66,10 @@ class SlabAllocator {
   // Returns a slab to the free stack; freeing a free slab or one past the end is an error.
   Status free(uint32_t slab);
 
+  // Announces a new serving epoch (the daemon, at start, after recovery): writes it to the
+  // region's epoch word, then adds one to the slab-free count so readers re-check (slab_geometry.h).
+  void announce_epoch(uint64_t epoch);
+
   SlabStats stats() const;
   const SlabGeometry& geometry() const { return geometry_; }
   bool in_use(uint32_t slab) const { return word_state(state_word(slab)) == SlabState::kInUse; }

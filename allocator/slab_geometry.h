@@ -43,6 +43,11 @@ struct SlabGeometry {
   // time it frees a slab; readers compare it before and after a copy (the reuse check of DESIGN.md
   // coherence rule 2, read_lease.h).
   uint64_t free_counter_offset() const { return state_offset - 64; }
+  // The serving epoch: the word after the slab-free counter, in the same line. The daemon writes
+  // its epoch there at every start (and adds one to the free counter, so every lease taken before
+  // re-checks on its next read); a lease taken under another epoch then fails with expired.
+  // Zero in a fresh region and under a daemon older than this word.
+  uint64_t epoch_offset() const { return state_offset - 56; }
 
   // Offset of one entry within its slab. Hot path (gather): no branches, no division by E.
   uint64_t entry_offset(int stream, uint32_t layer, uint32_t position, uint32_t token) const {

@@ -45,6 +45,10 @@ Result<WriteLease> Client::reserve(const PageKey& parent, std::span<const PageKe
 
 Result<uint32_t> Client::commit(WriteLease& lease) {
   if (lease.closed()) return Status(Code::kInvalidArgument, fmt::format("commit: lease {} is committed or aborted", lease.id()));
+  if (const auto* epoch = lease.view_.serving_epoch; epoch && lease.parts_.empty() &&
+      epoch->load(std::memory_order_acquire) != lease.epoch_)
+    return Status(Code::kExpired, fmt::format("commit: lease {}: the daemon restarted since the reserve (its reserved "
+                                              "pages were freed at recovery); reserve again", lease.id()));
   if (!lease.parts_.empty() && !router_)
     return Status(Code::kInvalidArgument, fmt::format("commit: lease {} spans nodes; commit it with the cluster client that made it", lease.id()));
   if (lease.parts_.empty() && lease.session_ != session_)

@@ -28,6 +28,7 @@ Result<PoolView> make_pool_view(uint8_t* base, uint64_t region_bytes, const Slab
   v.stream_count = uint32_t(layout.stream_count());
   v.slab_words = reinterpret_cast<const std::atomic<uint64_t>*>(base + g.state_offset);
   v.slab_frees = reinterpret_cast<const std::atomic<uint64_t>*>(base + g.free_counter_offset());
+  v.serving_epoch = reinterpret_cast<const std::atomic<uint64_t>*>(base + g.epoch_offset());
   for (int s = 0; s < layout.stream_count(); ++s) {
     if (g.stride[s] < layout.stream(s).entry_bytes)
       return Status(Code::kCorrupt, fmt::format("geometry: stream {} stride {} < entry_bytes {}", layout.stream_name(s),
@@ -52,6 +53,7 @@ ReadLease LeaseFactory::read_lease(const PoolView& view, std::vector<Placement> 
   // The lookup pinned these pages: as of now they are what the placements say. Any later free in
   // the region makes the next read check them (ReadLease::verify_pages).
   if (view.slab_frees) lease.frees_seen_.store(view.slab_frees->load(std::memory_order_acquire), std::memory_order_relaxed);
+  if (view.serving_epoch) lease.epoch_ = view.serving_epoch->load(std::memory_order_acquire);
   return lease;
 }
 
@@ -60,10 +62,13 @@ ReadLease LeaseFactory::read_lease_over_nodes(const PoolView& view, std::vector<
   PoolView base = view;
   base.slab_words = nullptr;  // no one region's counts: each part checks its own node's
   base.slab_frees = nullptr;
+  base.serving_epoch = nullptr;
   ReadLease lease = read_lease(base, std::move(pages), parts.empty() ? 0 : parts.front().id, nullptr);
-  for (LeasePart& part : parts)
+  for (LeasePart& part : parts) {
     if (part.view.slab_frees)
       part.frees_seen->store(part.view.slab_frees->load(std::memory_order_acquire), std::memory_order_relaxed);
+    if (part.view.serving_epoch) part.epoch = part.view.serving_epoch->load(std::memory_order_acquire);
+  }
   lease.parts_ = std::move(parts);
   return lease;
 }
@@ -87,6 +92,7 @@ WriteLease LeaseFactory::write_lease(const PoolView& view, std::vector<Placement
   for (size_t i = 0; i < n * lease.words_per_page_; ++i) lease.written_[i].store(0, std::memory_order_relaxed);
   lease.placements_ = std::move(pages);
   lease.id_ = id;
+  if (view.serving_epoch) lease.epoch_ = view.serving_epoch->load(std::memory_order_acquire);
   lease.closed_ = false;
   lease.session_ = std::move(session);
   return lease;

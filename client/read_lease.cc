@@ -11,6 +11,30 @@
 
 namespace cxlkv {
 
+namespace {
+
+// Page `index` of lease `id` still holds its slab in the region of `view`, else kExpired naming it.
+// The daemon serving `view`'s region is still the one that granted the lease (epoch), else kExpired.
+Status check_epoch(const PoolView& view, uint64_t id, uint64_t epoch) {
+  if (view.serving_epoch == nullptr) return Status::ok();
+  const uint64_t now = view.serving_epoch->load(std::memory_order_acquire);
+  if (now == epoch) return Status::ok();
+  return Status(Code::kExpired, fmt::format("read lease {}: the daemon serving its region restarted (epoch {:016x} when "
+                                            "leased, now {:016x}); look the prefix up again", id, epoch, now));
+}
+
+Status check_page(const PoolView& view, uint64_t id, uint32_t index, const Placement& p) {
+  const uint64_t word = view.slab_words[p.slab].load(std::memory_order_acquire);
+  if (word == slab_word(p.generation, SlabState::kInUse)) return Status::ok();
+  return Status(Code::kExpired,
+                fmt::format("read lease {}: page {}'s slab {} was freed or reused while this lease read it (generation "
+                            "{} when leased; the slab is now {} at generation {}); the bytes read are not the page's",
+                            id, index, p.slab, p.generation, word_state(word) == SlabState::kInUse ? "in use" : "free",
+                            word_generation(word)));
+}
+
+}  // namespace
+
 ReadLease& ReadLease::operator=(ReadLease&& other) noexcept {
   if (this == &other) return *this;
   (void)release();
@@ -20,6 +44,7 @@ ReadLease& ReadLease::operator=(ReadLease&& other) noexcept {
   id_ = std::exchange(other.id_, 0);
   session_ = std::move(other.session_);
   frees_seen_.store(other.frees_seen_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  epoch_ = other.epoch_;
   parts_ = std::move(other.parts_);
   other.parts_.clear();
   other.refs_.clear();
@@ -54,6 +79,7 @@ Result<uint32_t> ReadLease::renew() {
     uint32_t ttl = UINT32_MAX;  // the shortest of the nodes'
     for (detail::LeasePart& part : parts_) {
       if (part.id == 0 || !part.session) continue;
+      if (Status st = check_epoch(part.view, part.id, part.epoch); !st) return st;
       auto t = part.session->renew(part.id);
       if (!t) return Status(t.status().code(), fmt::format("renew: the lease's part on {}: {}", part.session->info().region,
                                                            t.status().message()));
@@ -62,6 +88,7 @@ Result<uint32_t> ReadLease::renew() {
     return ttl;
   }
   if (!session_) return Status(Code::kUnavailable, fmt::format("renew: lease {} has no session", id_));
+  if (Status st = check_epoch(view_, id_, epoch_); !st) return st;  // a restarted daemon has no such lease
   return session_->renew(id_);
 }
 
@@ -118,23 +145,10 @@ Status ReadLease::fetch_pages(int stream, uint32_t layer, uint32_t p0, uint32_t 
   return check_reuse();
 }
 
-namespace {
-
-// Page `index` of lease `id` still holds its slab in the region of `view`, else kExpired naming it.
-Status check_page(const PoolView& view, uint64_t id, uint32_t index, const Placement& p) {
-  const uint64_t word = view.slab_words[p.slab].load(std::memory_order_acquire);
-  if (word == slab_word(p.generation, SlabState::kInUse)) return Status::ok();
-  return Status(Code::kExpired,
-                fmt::format("read lease {}: page {}'s slab {} was freed or reused while this lease read it (generation "
-                            "{} when leased; the slab is now {} at generation {}); the bytes read are not the page's",
-                            id, index, p.slab, p.generation, word_state(word) == SlabState::kInUse ? "in use" : "free",
-                            word_generation(word)));
-}
-
-}  // namespace
 
 Status ReadLease::verify_pages() const {
   const uint64_t frees = view_.slab_frees->load(std::memory_order_acquire);
+  if (Status st = check_epoch(view_, id_, epoch_); !st) return st;
   for (uint32_t i = 0; i < placements_.size(); ++i)
     if (Status st = check_page(view_, id_, i, placements_[i]); !st) return st;
   frees_seen_.store(frees, std::memory_order_relaxed);
@@ -147,6 +161,7 @@ Status ReadLease::check_parts() const {
     if (part.view.slab_frees == nullptr) continue;
     const uint64_t frees = part.view.slab_frees->load(std::memory_order_acquire);
     if (frees == part.frees_seen->load(std::memory_order_relaxed)) continue;
+    if (Status st = check_epoch(part.view, part.id, part.epoch); !st) return st;
     for (uint32_t i : part.pages)
       if (Status st = check_page(part.view, part.id, i, placements_[i]); !st) return st;
     part.frees_seen->store(frees, std::memory_order_relaxed);

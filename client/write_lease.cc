@@ -31,6 +31,7 @@ WriteLease& WriteLease::operator=(WriteLease&& other) noexcept {
   written_ = std::move(other.written_);
   words_per_page_ = other.words_per_page_;
   id_ = std::exchange(other.id_, 0);
+  epoch_ = other.epoch_;
   closed_ = std::exchange(other.closed_, true);
   session_ = std::move(other.session_);
   parts_ = std::move(other.parts_);

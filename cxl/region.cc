@@ -281,6 +281,8 @@ Result<int> Region::open_read_only_fd() const {
   return open_backing(spec_, /*create=*/false, OpenMode::kReadOnly);
 }
 
+Result<int> Region::open_writer_fd() const { return open_backing(spec_, /*create=*/false, OpenMode::kReadWrite); }
+
 Status Region::remove(const RegionSpec& spec) {
   int rc = 0;
   if (uses_shm(spec.backend)) rc = shm_unlink(spec.path.c_str());

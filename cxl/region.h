@@ -77,6 +77,10 @@ class Region {
   // A new O_RDONLY fd of this region's backing (the daemon hands it to reader sessions: a mapping
   // of it cannot be written). The caller owns it.
   Result<int> open_read_only_fd() const;
+  // A new read-write fd of the backing, opened apart from this Region's (its own open file
+  // description): what the daemon hands writer sessions, so a client that keeps it holds no lock
+  // taken on the daemon's fd (the allocator's flock), and a restarted daemon can take it again.
+  Result<int> open_writer_fd() const;
 
  private:
   struct Mapping;

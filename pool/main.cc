@@ -127,6 +127,7 @@ int serve(const PoolConfig& config) {
       spdlog::info("tenant '{}': a share of {} of the pool, {} slabs", config.tenants[i].name, share, slabs);
     }
   const uint64_t epoch = new_epoch();
+  (*allocator)->announce_epoch(epoch);  // leases of the daemon before this one now fail as expired
   std::atomic<uint64_t> slabs_free{s.slabs_free};
   auto registration = make_registration(config, **region, (*allocator)->geometry(), epoch, slabs_free);
   if (registration) {
@@ -158,7 +159,12 @@ int serve(const PoolConfig& config) {
     spdlog::error("{}", read_only_fd.status().to_string());
     return 2;
   }
-  Server server(io, dispatcher, metrics, config, (*region)->fd(), *read_only_fd);
+  auto writer_fd = (*region)->open_writer_fd();  // what writer sessions are handed (not the locked fd)
+  if (!writer_fd) {
+    spdlog::error("{}", writer_fd.status().to_string());
+    return 2;
+  }
+  Server server(io, dispatcher, metrics, config, *writer_fd, *read_only_fd);
   if (Status st = server.start(); !st) {
     spdlog::error("{}", st.to_string());
     return 2;
@@ -208,6 +214,7 @@ int serve(const PoolConfig& config) {
   io.restart();
   io.run_for(std::chrono::seconds(1));
   ::close(*read_only_fd);
+  ::close(*writer_fd);
   spdlog::info("cxlkv-poold stopped");
   return 0;
 }

@@ -49,6 +49,8 @@ struct PoolView {
   // count of slabs ever freed, which reads check around their copies (read_lease.h).
   const std::atomic<uint64_t>* slab_words = nullptr;
   const std::atomic<uint64_t>* slab_frees = nullptr;
+  // The serving daemon's epoch, rewritten at every start: a lease of another epoch is expired.
+  const std::atomic<uint64_t>* serving_epoch = nullptr;
 };
 
 }  // namespace cxlkv

@@ -31,6 +31,7 @@ struct LeasePart {
   std::shared_ptr<Session> session;
   std::vector<uint32_t> pages;     // indices into the whole lease, ascending
   std::unique_ptr<std::atomic<uint64_t>> frees_seen = std::make_unique<std::atomic<uint64_t>>(0);
+  uint64_t epoch = 0;              // that node's serving epoch when the lease was taken
 };
 }  // namespace detail
 
@@ -95,7 +96,8 @@ class ReadLease {
   // lease's pages were last known good: no slab was freed, so the bytes are the pages'. Changed:
   // verify_pages() checks this lease's slabs (cold). So a read of a lease whose TTL ran out, or
   // across a daemon restart, fails with kExpired once its slabs are freed or reused, instead of
-  // returning their new bytes (DESIGN.md coherence rule 2).
+  // returning their new bytes (DESIGN.md coherence rule 2). A daemon restart counts as a free:
+  // a lease taken before it fails with kExpired on its next read (the epoch changed).
   Status check_reuse() const {
     if (view_.slab_frees == nullptr) [[unlikely]]
       return parts_.empty() ? Status::ok() : check_parts();  // no count (tests), or one per node
@@ -167,6 +169,8 @@ class ReadLease {
   std::shared_ptr<detail::Session> session_;
   // The region's slab-free count when the pages were last known to be this lease's.
   mutable std::atomic<uint64_t> frees_seen_{0};
+  // The serving daemon's epoch when the lease was taken (PoolView::serving_epoch).
+  uint64_t epoch_ = 0;
   // A lease over several nodes: one part per node (view_ is then the first node's, with no counts).
   std::vector<detail::LeasePart> parts_;
 };

@@ -77,6 +77,7 @@ class WriteLease {
   std::unique_ptr<std::atomic<uint64_t>[]> written_;    // per page: ceil(runs/64) words of bits
   uint32_t words_per_page_ = 0;
   uint64_t id_ = 0;
+  uint64_t epoch_ = 0;  // the serving daemon's epoch at reserve (PoolView::serving_epoch)
   bool closed_ = true;
   std::shared_ptr<detail::Session> session_;
   // A lease over several nodes: one part per node (then id_ is the first node's, session_ empty).

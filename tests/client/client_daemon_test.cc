@@ -489,3 +489,39 @@ TEST_CASE("a read-only client gathers what a writer wrote, cannot reserve, and a
   }
   REQUIRE(decode_and_verify(*w, keys, 3).is_ok());  // nothing changed
 }
+
+TEST_CASE("a lease taken before the daemon restarted is expired: reads, renew and commit say so, never serve bytes") {
+  auto d = start_daemon();
+  auto c = connect_ok(options(d->unix_endpoint()));
+  const auto keys = c->page_keys(tokens(3, 91));
+  REQUIRE(testing::write_prefix(*c, keys).is_ok());
+  auto held = c->lookup(keys);
+  REQUIRE(held.is_ok());
+  auto open_write = c->reserve(keys.back(), c->page_keys(tokens(1, 92), keys.back()));
+  REQUIRE(open_write.is_ok());
+  const std::vector<int32_t> idx{0, 65, 130, -1};
+  std::vector<uint8_t> rows(idx.size() * 656, 0x5a);
+  REQUIRE(held->gather_topk(0, 1, idx.data(), int(idx.size()), rows.data()).is_ok());
+
+  d->kill9();
+  REQUIRE(d->start());  // the same region: its pages recovered, a new epoch announced
+  std::vector<uint8_t> after(idx.size() * 656, 0x5a);
+  Status st = held->gather_topk(0, 1, idx.data(), int(idx.size()), after.data());
+  REQUIRE(st.code() == Code::kExpired);
+  CHECK(st.message().find("restarted") != std::string::npos);
+  CHECK(held->check_reuse().code() == Code::kExpired);
+  std::vector<uint8_t> run(64 * 132);
+  CHECK(held->fetch_pages(1, 0, 0, 1, run.data()).code() == Code::kExpired);
+  CHECK(held->renew().status().code() == Code::kExpired);
+  auto committed = c->commit(*open_write);
+  CHECK(committed.status().code() == Code::kExpired);
+
+  // A new session's lookup serves the recovered pages, and its reads pass.
+  auto again = connect_ok(options(d->unix_endpoint()));
+  auto fresh = again->lookup(keys);
+  REQUIRE(fresh.is_ok());
+  REQUIRE(fresh->pages() == 3);
+  REQUIRE(fresh->gather_topk(0, 1, idx.data(), int(idx.size()), after.data()).is_ok());
+  CHECK(after == rows);
+  REQUIRE(decode_and_verify(*again, keys, 3).is_ok());
+}

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <numeric>
 #include <random>
+#include <thread>
 
 #include "cxlkv/client.h"
 #include "etcd_process.h"
@@ -231,4 +232,25 @@ TEST_CASE("a node killed with -9 costs only its chunks, as quick misses; back ag
     CHECK(read_back(*c, *lease, prefixes[p], uint32_t(p) + 50).is_ok());
   }
   INFO("prefixes whole while the node was down: " << whole);
+}
+
+TEST_CASE("with etcd stopped the client keeps reading and writing on the membership it last saw") {
+  Cluster cl;
+  auto c = cl.client();
+  const auto before = prefix(*c, 16, 40);
+  REQUIRE(testing::write_prefix(*c, before).is_ok());
+  cl.etcd->kill9();
+  std::this_thread::sleep_for(2500ms);  // refreshes fail meanwhile; the last membership stays in use
+  CHECK(c->cluster_nodes() == 3);
+  auto lease = c->lookup(before);
+  REQUIRE(lease.is_ok());
+  CHECK(lease->pages() == 16);
+  CHECK(read_back(*c, *lease, before, 1).is_ok());
+  const auto during = prefix(*c, 16, 41);
+  REQUIRE(testing::write_prefix(*c, during).value() == 16);
+  REQUIRE(cl.etcd->restart().is_ok());
+  auto after = c->lookup(during);
+  REQUIRE(after.is_ok());
+  CHECK(after->pages() == 16);
+  CHECK(read_back(*c, *after, during, 2).is_ok());
 }
