@@ -45,10 +45,7 @@ Result<WriteLease> Client::reserve(const PageKey& parent, std::span<const PageKe
 
 Result<uint32_t> Client::commit(WriteLease& lease) {
   if (lease.closed()) return Status(Code::kInvalidArgument, fmt::format("commit: lease {} is committed or aborted", lease.id()));
-  if (const auto* epoch = lease.view_.serving_epoch; epoch && lease.parts_.empty() &&
-      epoch->load(std::memory_order_acquire) != lease.epoch_)
-    return Status(Code::kExpired, fmt::format("commit: lease {}: the daemon restarted since the reserve (its reserved "
-                                              "pages were freed at recovery); reserve again", lease.id()));
+  if (Status st = lease.check_epochs("commit"); !st) return st;
   if (!lease.parts_.empty() && !router_)
     return Status(Code::kInvalidArgument, fmt::format("commit: lease {} spans nodes; commit it with the cluster client that made it", lease.id()));
   if (lease.parts_.empty() && lease.session_ != session_)
@@ -67,8 +64,9 @@ Result<uint32_t> Client::commit(WriteLease& lease) {
   }
   cxl::fence();  // coherence rule 1: every store of the lease is in memory before the commit
   if (!lease.parts_.empty()) {
-    // Each node publishes its pages; a node that fails leaves its pages unpublished (its reserve
-    // goes with the TTL) and the first failure is returned after the others were tried.
+    // Each node publishes its pages; a node whose commit fails is asked to abort (its slots are
+    // free at once, not at the TTL) and the first failure is returned after the others were
+    // tried. The pages other nodes published stay: a lookup ends at the first missing chunk.
     uint32_t total = 0;
     Status first;
     for (detail::WritePart& part : lease.parts_) {
@@ -77,8 +75,13 @@ Result<uint32_t> Client::commit(WriteLease& lease) {
       part_sums.reserve(part.pages.size());
       for (uint32_t p : part.pages) part_sums.push_back(checksums[p]);
       auto committed = part.session->commit(part.id, part_sums);
-      if (committed) total += *committed, part.id = 0;
-      else if (first.is_ok()) first = committed.status();
+      if (committed) {
+        total += *committed;
+      } else {
+        (void)part.session->abort(part.id);
+        if (first.is_ok()) first = committed.status();
+      }
+      part.id = 0;
     }
     lease.closed_ = true;
     if (!first) return first;

@@ -49,6 +49,7 @@ Result<std::unique_ptr<ClusterRouter>> ClusterRouter::open(const ClientOptions& 
     auto session = r->connect_node(rec);
     if (session) n.session = std::move(*session);
     else n.why_not = session.status().message(), why += fmt::format("; {}: {}", rec.node_id, n.why_not);
+    if (!session && session.status().code() == Code::kMismatch) n.weight = 0;  // as refresh(): never placed on
     if (n.session && !r->primary_) r->primary_ = n.session;
     r->nodes_.push_back(std::move(n));
   }
@@ -158,9 +159,31 @@ std::vector<cluster::PlacementNode> weights_of(const std::vector<ClusterRouter::
 
 }  // namespace
 
+int ClusterRouter::node_holding(const PageKey& key, const std::vector<Node>& nodes) {
+  const std::span<const PageKey> one(&key, 1);
+  std::vector<bool> asked(nodes.size(), false);
+  std::vector<Result<LeaseReply>> replies(nodes.size(), Result<LeaseReply>(Status(Code::kNotFound, "not asked")));
+  for (size_t n = 0; n < nodes.size(); ++n)
+    if (nodes[n].session) asked[n] = nodes[n].session->begin_lookup(one).is_ok();
+  for (size_t n = 0; n < nodes.size(); ++n)
+    if (asked[n]) replies[n] = nodes[n].session->finish_lookup(one);
+  int found = -1;
+  for (size_t n = 0; n < nodes.size(); ++n) {
+    if (!replies[n] || replies[n]->lease == 0) continue;
+    if (found < 0 && !replies[n]->pages.empty()) found = int(n);
+    (void)nodes[n].session->release(replies[n]->lease);
+  }
+  return found;
+}
+
 Result<WriteLease> ClusterRouter::reserve(const PageKey& parent, std::span<const PageKey> keys) {
   const std::vector<Node> nodes = snapshot();
-  const auto chunks = cluster::place_prefix(keys, chunk_pages_, weights_of(nodes));
+  auto chunks = cluster::place_prefix(keys, chunk_pages_, weights_of(nodes));
+  // An extension whose first page does not start a chunk continues its parent's chunk: it goes
+  // where the parent is, which is where a lookup from the root looks for it. (A parent that is
+  // nowhere, or not given, leaves the run where a prefix's first chunk would go.)
+  if (!chunks.empty() && parent != PageKey{} && !cluster::starts_chunk(keys[0], chunk_pages_))
+    if (const int at = node_holding(parent, nodes); at >= 0 && nodes[size_t(at)].weight > 0) chunks[0].node = at;
   const uint8_t* base = primary_->view().base;
   std::vector<Placement> pages;
   pages.reserve(keys.size());
@@ -188,7 +211,8 @@ Result<WriteLease> ClusterRouter::reserve(const PageKey& parent, std::span<const
         mark_failed(n.id, n.session, reply.status());
       return Status(reply.status().code(), fmt::format("reserve on node {}: {}", n.id, reply.status().message()));
     }
-    WritePart part{reply->lease, n.session, {}};
+    const auto* epoch = n.session->view().serving_epoch;
+    WritePart part{reply->lease, n.session, {}, epoch, epoch ? epoch->load(std::memory_order_acquire) : 0};
     for (const Placement& p : reply->pages) {
       part.pages.push_back(uint32_t(pages.size()));
       pages.push_back(rebase(p, n.session->view().base, base));
@@ -216,10 +240,11 @@ Result<ReadLease> ClusterRouter::lookup(std::span<const PageKey> keys) {
   }
   // Every node's request goes out before any reply is read, so the nodes work at once; one thread,
   // no handoff (on a loaded host a thread per node waited a scheduler slice: milliseconds).
+  // Nothing between the two loops allocates: a begun lookup holds its session until finished.
   std::vector<Status> sent(nodes.size(), Status(Code::kNotFound, "not asked"));
+  std::vector<std::optional<LeaseReply>> replies(nodes.size());
   for (size_t n = 0; n < nodes.size(); ++n)
     if (!node_keys[n].empty() && nodes[n].session) sent[n] = nodes[n].session->begin_lookup(node_keys[n]);
-  std::vector<std::optional<LeaseReply>> replies(nodes.size());
   Status refused;  // a node that answered with an error (not a dead one): the lookup fails with it
   for (size_t n = 0; n < nodes.size(); ++n) {
     if (sent[n].code() == Code::kNotFound) continue;
@@ -274,21 +299,25 @@ Result<ReadLease> ClusterRouter::lookup(std::span<const PageKey> keys) {
 }
 
 Result<uint32_t> ClusterRouter::remove(std::span<const PageKey> keys) {
-  const std::vector<Node> nodes = snapshot();
-  const auto chunks = cluster::place_prefix(keys, chunk_pages_, weights_of(nodes));
-  std::map<size_t, std::vector<PageKey>> per_node;
-  for (const cluster::ChunkPlacement& c : chunks)
-    if (c.node >= 0)
-      per_node[size_t(c.node)].insert(per_node[size_t(c.node)].end(), keys.begin() + c.first_page,
-                                      keys.begin() + c.first_page + c.pages);
+  // Every node is asked for every key: a run that continues a chunk may sit beside its parent on a
+  // node the keys alone do not name, and a removal must not leave a copy behind.
   uint32_t removed = 0;
-  for (auto& [n, mine] : per_node) {
-    if (!nodes[n].session)
-      return Status(Code::kUnavailable, fmt::format("remove: node {} does not answer ({})", nodes[n].id, nodes[n].why_not));
-    auto r = nodes[n].session->remove(mine);
-    if (!r) return Status(r.status().code(), fmt::format("remove on node {}: {}", nodes[n].id, r.status().message()));
-    removed += *r;
+  Status first_error;
+  for (const Node& n : snapshot()) {
+    Status why;
+    if (!n.session) {
+      why = Status(Code::kUnavailable, fmt::format("remove: node {} does not answer ({})", n.id, n.why_not));
+    } else if (auto r = n.session->remove(keys)) {
+      removed += *r;
+      continue;
+    } else {
+      if (r.status().code() == Code::kIoError || r.status().code() == Code::kUnavailable)
+        mark_failed(n.id, n.session, r.status());
+      why = Status(r.status().code(), fmt::format("remove on node {}: {}", n.id, r.status().message()));
+    }
+    if (first_error.is_ok()) first_error = why;
   }
+  if (!first_error.is_ok()) return first_error;
   return removed;
 }
 

@@ -1,10 +1,11 @@
 // ClusterRouter: what a Client connected to "etcd://HOST:PORT/NAME" does instead of talking to one
 // daemon (docs/cluster.md). It reads the cluster's membership from etcd and refreshes it every
-// second on a thread of its own, keeps one Session per memory node, places each chunk of C pages
-// on the node that capacity-weighted rendezvous hashing of the chunk's first key names
-// (cluster/placement.h), and builds leases that span nodes: a reserve is one reserve per chunk on
-// its node; a lookup asks every node holding chunks of the prefix at once, and the prefix found is
-// the chunks up to the first miss. A node that does not answer costs misses (lookup) or an
+// second on a thread of its own, keeps one Session per memory node, places each chunk (C pages on
+// average, cut where the keys say) on the node that capacity-weighted rendezvous hashing of the
+// chunk's first key names (cluster/placement.h), and builds leases that span nodes: a reserve is
+// one reserve per chunk on its node (a reserve that extends a prefix puts its first run beside its
+// parent page, wherever that is); a lookup asks every node holding chunks of the prefix at once,
+// and the prefix found is the chunks up to the first miss. A node that does not answer costs misses (lookup) or an
 // unavailable error naming it (reserve), never a wrong byte; it is connected again once it
 // answers. Internal to client/; Client owns one when its endpoint is etcd://.
 #pragma once
@@ -67,6 +68,8 @@ class ClusterRouter {
   // else TCP) and checks it serves the primary's layout.
   Result<std::shared_ptr<Session>> connect_node(const cluster::NodeRecord& record) const;
   std::vector<Node> snapshot() const;
+  // The index in `nodes` of a node that holds `key` committed (all nodes asked at once); -1 if none.
+  int node_holding(const PageKey& key, const std::vector<Node>& nodes);
   // A call to a node failed: drop its session so the refresher connects it again.
   void mark_failed(const std::string& node_id, const std::shared_ptr<Session>& session, const Status& why);
   void refresher();

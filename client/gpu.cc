@@ -92,14 +92,24 @@ const uint8_t* GpuPool::device_pool() const { return impl_->registration->device
 const PoolView& GpuPool::impl_view() const { return impl_->view; }
 uint32_t* GpuPool::impl_bad_indices() const { return impl_->bad_indices; }
 
+namespace {
+// The GPU path addresses the pool by offsets into the one mapping registered with the device:
+// a lease over several nodes (their mappings) or of another client's mapping has no such offsets.
+Status check_lease_is_ours(const ReadLease& lease, const PoolView& v, const char* what) {
+  if (lease.nodes() > 1)
+    return Status(Code::kInvalidArgument, fmt::format("{}: the lease spans {} memory nodes; the GPU path takes a "
+                                                      "lease of one node (docs/cluster.md)", what, lease.nodes()));
+  if (lease.view().base != v.base)
+    return Status(Code::kInvalidArgument, fmt::format("{}: the lease is of another client's mapping", what));
+  return Status::ok();
+}
+}  // namespace
+
 Result<GpuBlockTable> GpuPool::upload(const ReadLease& lease, int stream) {
   const PoolView& v = impl_->view;
   if (uint32_t(stream) >= v.stream_count)
     return Status(Code::kInvalidArgument, fmt::format("upload: stream {} of {}", stream, v.stream_count));
-  if (lease.nodes() > 1)
-    return Status(Code::kInvalidArgument, fmt::format("upload: the lease spans {} memory nodes; the GPU path takes a "
-                                                      "lease of one node (docs/cluster.md)", lease.nodes()));
-  if (lease.view().base != v.base) return Status(Code::kInvalidArgument, "upload: the lease is of another client's mapping");
+  if (Status r = check_lease_is_ours(lease, v, "upload"); !r.is_ok()) return r;
   const auto& s = v.streams[stream];
   std::vector<uint64_t> base(lease.pages());
   for (uint32_t p = 0; p < lease.pages(); ++p) {
@@ -186,6 +196,7 @@ Status GpuPool::fetch_pages(const ReadLease& lease, int stream, uint32_t layer, 
   if (uint32_t(stream) >= v.stream_count || layer >= v.layers || p0 > p1 || p1 > lease.pages())
     return Status(Code::kInvalidArgument, fmt::format("fetch_pages: stream {} layer {} pages [{}, {}) of a {}-page lease",
                                                       stream, layer, p0, p1, lease.pages()));
+  if (Status r = check_lease_is_ours(lease, v, "fetch_pages"); !r.is_ok()) return r;
   if (p0 == p1) return Status::ok();
   const auto& s = v.streams[stream];
   const uint64_t page_bytes = uint64_t{v.page_tokens} * s.entry_bytes;

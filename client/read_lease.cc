@@ -76,15 +76,22 @@ Status ReadLease::release() {
 Result<uint32_t> ReadLease::renew() {
   if (id_ == 0 && parts_.empty()) return Status(Code::kNotFound, "renew: the lease is empty (released, or lookup found nothing)");
   if (!parts_.empty()) {
+    // Every node's part is renewed even when one fails (the others' pages stay pinned for the
+    // reads the caller may still make on them); the first failure is returned.
     uint32_t ttl = UINT32_MAX;  // the shortest of the nodes'
+    Status first;
     for (detail::LeasePart& part : parts_) {
       if (part.id == 0 || !part.session) continue;
-      if (Status st = check_epoch(part.view, part.id, part.epoch); !st) return st;
-      auto t = part.session->renew(part.id);
-      if (!t) return Status(t.status().code(), fmt::format("renew: the lease's part on {}: {}", part.session->info().region,
-                                                           t.status().message()));
-      ttl = std::min(ttl, *t);
+      Status st = check_epoch(part.view, part.id, part.epoch);
+      if (st) {
+        auto t = part.session->renew(part.id);
+        if (t) ttl = std::min(ttl, *t);
+        else st = Status(t.status().code(), fmt::format("renew: the lease's part on {}: {}", part.session->info().region,
+                                                        t.status().message()));
+      }
+      if (!st && first.is_ok()) first = st;
     }
+    if (!first.is_ok()) return first;
     return ttl;
   }
   if (!session_) return Status(Code::kUnavailable, fmt::format("renew: lease {} has no session", id_));

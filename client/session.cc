@@ -263,14 +263,12 @@ Result<LeaseReply> Session::lookup(std::span<const PageKey> keys) {
 Status Session::begin_lookup(std::span<const PageKey> keys) {
   if (keys.empty()) return Status(Code::kInvalidArgument, "lookup: no keys");
   if (Status st = check_key_count("lookup", keys.size()); !st) return st;
-  mu_.lock();  // held until finish_lookup
+  std::unique_lock lock(mu_);  // handed to finish_lookup on success; released here on any failure
   fbb_.Clear();
   auto key_offsets = key_vector(keys);
   auto body = wire::CreateLookupRequest(fbb_, key_offsets);
-  if (Status st = send_request(wire::RequestBody::LookupRequest, body.Union(), "lookup"); !st) {
-    mu_.unlock();
-    return st;
-  }
+  if (Status st = send_request(wire::RequestBody::LookupRequest, body.Union(), "lookup"); !st) return st;
+  lock.release();
   return Status::ok();
 }
 

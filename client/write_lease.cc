@@ -55,8 +55,28 @@ uint32_t WriteLease::runs_written(uint32_t page) const {
   return n;
 }
 
+Status WriteLease::check_epochs(const char* what) const {
+  auto expired = [&](uint64_t then, uint64_t now) {
+    return Status(Code::kExpired, fmt::format("{}: lease {}: the daemon restarted since the reserve (epoch {:016x} then, "
+                                              "{:016x} now; its reserved pages were freed at recovery); reserve again",
+                                              what, id_, then, now));
+  };
+  if (parts_.empty()) {
+    if (view_.serving_epoch == nullptr) return Status::ok();
+    const uint64_t now = view_.serving_epoch->load(std::memory_order_acquire);
+    return now == epoch_ ? Status::ok() : expired(epoch_, now);
+  }
+  for (const detail::WritePart& part : parts_) {
+    if (part.serving_epoch == nullptr) continue;
+    const uint64_t now = part.serving_epoch->load(std::memory_order_acquire);
+    if (now != part.epoch) return expired(part.epoch, now);
+  }
+  return Status::ok();
+}
+
 Status WriteLease::write_entries(uint32_t page, int stream, uint32_t layer, const void* packed, uint32_t entries) {
   if (closed_) return Status(Code::kInvalidArgument, fmt::format("write_entries: lease {} is committed or aborted", id_));
+  if (Status st = check_epochs("write_entries"); !st) return st;
   if (page >= pages())
     return Status(Code::kInvalidArgument, fmt::format("write_entries: page {} outside the lease's {} pages", page, pages()));
   if (!writable(page)) return Status::ok();  // Cached or InFlight: someone else's bytes; a no-op by contract

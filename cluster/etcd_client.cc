@@ -178,6 +178,14 @@ Result<int64_t> EtcdClient::keep_alive(int64_t lease) {
   auto j = parse(post("/v3/lease/keepalive", json{{"ID", std::to_string(lease)}}.dump()), "lease keepalive");
   if (!j) return j.status();
   // The gateway streams; one request gives one {"result": ...}. No TTL: the lease is gone.
+  // An error from the gateway is etcd's own failure (busy, no leader), not an expired lease,
+  // unless it says the lease is not found.
+  if (j->contains("error")) {
+    const std::string error = (*j)["error"].dump();
+    if (error.find("lease not found") != std::string::npos)
+      return Status(Code::kNotFound, fmt::format("etcd at {}: lease {:x} has expired", where(), lease));
+    return Status(Code::kUnavailable, fmt::format("etcd at {}: lease keepalive: {}", where(), error));
+  }
   const json& result = j->contains("result") ? (*j)["result"] : *j;
   const int64_t ttl = int_field(result, "TTL");
   if (ttl <= 0) return Status(Code::kNotFound, fmt::format("etcd at {}: lease {:x} has expired", where(), lease));

@@ -25,14 +25,21 @@ int choose_node(const PageKey& first_key, std::span<const PlacementNode> nodes) 
   return best;
 }
 
+bool starts_chunk(const PageKey& key, uint32_t chunk_pages) {
+  // A seed of its own, so where chunks start is independent of any node's rendezvous score.
+  constexpr uint64_t kChunkBoundarySeed = 0x63786c6b76636875;  // "cxlkvchu"
+  if (chunk_pages <= 1) return true;
+  return XXH3_64bits_withSeed(key.bytes.data(), key.bytes.size(), kChunkBoundarySeed) % chunk_pages == 0;
+}
+
 std::vector<ChunkPlacement> place_prefix(std::span<const PageKey> keys, uint32_t chunk_pages,
                                          std::span<const PlacementNode> nodes) {
   std::vector<ChunkPlacement> out;
-  if (chunk_pages == 0) chunk_pages = 1;
-  out.reserve((keys.size() + chunk_pages - 1) / chunk_pages);
-  for (size_t first = 0; first < keys.size(); first += chunk_pages) {
-    const auto pages = uint32_t(std::min<size_t>(chunk_pages, keys.size() - first));
-    out.push_back({uint32_t(first), pages, choose_node(keys[first], nodes)});
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (i == 0 || starts_chunk(keys[i], chunk_pages))
+      out.push_back({uint32_t(i), 1, choose_node(keys[i], nodes)});
+    else
+      ++out.back().pages;
   }
   return out;
 }

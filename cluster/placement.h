@@ -1,9 +1,12 @@
 // Placement: which memory node holds which chunk of a prefix, computed, never stored (DESIGN.md,
-// Cluster). A prefix's pages are cut into chunks of C consecutive pages; a chunk lives on the node
-// chosen by capacity-weighted rendezvous hashing of the chunk's first page key, so a prefix
-// spreads over the nodes, every client computes the same answer from the same membership, and a
-// node that joins takes only its weighted share of chunks (each chunk moves to it or stays).
-// Pure functions; called by the cluster client's lookup and reserve and by cxlkv-route.
+// Cluster). A prefix's pages are cut into chunks of C consecutive pages on average; a chunk lives
+// on the node chosen by capacity-weighted rendezvous hashing of the chunk's first page key, so a
+// prefix spreads over the nodes, every client computes the same answer from the same membership,
+// and a node that joins takes only its weighted share of chunks (each chunk moves to it or stays).
+// Chunk boundaries are chosen by the keys themselves (a page starts a chunk when its key hashes to
+// 0 mod C), not by page index: a writer that extends a prefix knows its new keys but seldom the
+// index of its first page (an engine hands over the pages it has, not where they sit), and it
+// still cuts them where a lookup from the root does. Pure functions; called by the cluster client.
 #pragma once
 
 #include <cstdint>
@@ -36,8 +39,15 @@ struct ChunkPlacement {
   int node = -1;
 };
 
-// The chunks of a prefix whose page keys are `keys`, in order, C = `chunk_pages` pages each (the
-// last may be shorter). Empty when `keys` is; every chunk's node is -1 when no node has weight.
+// Whether a page whose key is `key` starts a chunk when chunks are `chunk_pages` pages on average:
+// XXH3 of the key is 0 mod chunk_pages (every page at 1). Chunk lengths are geometric, mean C.
+bool starts_chunk(const PageKey& key, uint32_t chunk_pages);
+
+// The chunks of the pages whose keys are `keys`, in order: a chunk starts at keys[0] and at every
+// key that starts_chunk. When keys[0] is a prefix's first page these are the prefix's chunks; when
+// it extends a prefix, the first run (up to the first key that starts a chunk) continues the
+// chunk of the page before it, which the caller places (cluster client: where that page is).
+// Empty when `keys` is; every chunk's node is -1 when no node has weight.
 std::vector<ChunkPlacement> place_prefix(std::span<const PageKey> keys, uint32_t chunk_pages,
                                          std::span<const PlacementNode> nodes);
 

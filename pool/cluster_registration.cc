@@ -1,7 +1,9 @@
 #include "cluster_registration.h"
 
 #include <algorithm>
+#include <exception>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 namespace cxlkv::pool {
@@ -54,7 +56,14 @@ void ClusterRegistration::run() {
   std::unique_lock lock(mu_);
   while (!stopping_) {
     lock.unlock();
-    const bool ok = step(etcd, Clock::now());
+    bool ok = false;
+    try {
+      ok = step(etcd, Clock::now());
+    } catch (const std::exception& e) {
+      // A record that cannot be encoded or a reply that cannot be read must not end the daemon:
+      // it is one more failed round, reported and retried like an unreachable etcd.
+      report_failure(Status(Code::kProtocol, fmt::format("cluster registration: {}", e.what())));
+    }
     lock.lock();
     if (stopping_) break;
     const auto next = ok ? std::min(next_keepalive_, next_publish_) : Clock::now() + retry;

@@ -137,7 +137,6 @@ int serve(const PoolConfig& config) {
       spdlog::error("{}", st.message());
       return 2;
     }
-    registration->start();
   }
   if (config.tenants.empty())
     spdlog::warn("auth is open: no tenants configured, every tenant and token is accepted (add [[tenant]] entries)");
@@ -169,6 +168,8 @@ int serve(const PoolConfig& config) {
     spdlog::error("{}", st.to_string());
     return 2;
   }
+  // Registered only once listening: a client that reads the record can connect at once.
+  if (registration) registration->start();
   // Ready: listening, recovered, and registered where a cluster is configured (the reaper's tick
   // keeps this current as etcd comes and goes).
   auto refresh_ready = [&] {

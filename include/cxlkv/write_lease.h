@@ -26,6 +26,9 @@ struct WritePart {
   uint64_t id = 0;                  // that node's lease id; 0: nothing reserved there
   std::shared_ptr<Session> session;
   std::vector<uint32_t> pages;      // indices into the whole lease, ascending
+  // That node's daemon epoch word and its value at reserve (PoolView::serving_epoch).
+  const std::atomic<uint64_t>* serving_epoch = nullptr;
+  uint64_t epoch = 0;
 };
 }  // namespace detail
 
@@ -58,7 +61,9 @@ class WriteLease {
   // entry_bytes each, copied with non-temporal stores into the slab at the stream's stride (the
   // padding is left alone), and folds run_checksum() into the page's checksum. Each run of a
   // page is written exactly once; a second write of the same run is kAlreadyExists. On a page
-  // that is not writable() this is a no-op that returns ok. Safe from several threads at once.
+  // that is not writable() this is a no-op that returns ok. After the daemon that granted the
+  // reserve restarted (its reserved slots were freed and may be another writer's now) it is
+  // kExpired and writes nothing. Safe from several threads at once.
   Status write_entries(uint32_t page, int stream, uint32_t layer, const void* packed, uint32_t entries);
 
   // The checksum accumulated so far for a page (what commit sends).
@@ -70,6 +75,9 @@ class WriteLease {
  private:
   friend struct detail::LeaseFactory;
   friend class Client;
+
+  // kExpired, naming `what`, when a daemon that granted this lease has restarted since.
+  Status check_epochs(const char* what) const;
 
   PoolView view_;
   std::vector<Placement> placements_;

@@ -306,7 +306,12 @@ class ReadLease:
         return self._handle
 
     def block_table(self) -> np.ndarray:
-        """Where each page lives: int64 [pages][4] of (slab_offset, position, generation, slab)."""
+        """Where each page lives: int64 [pages][4] of (slab_offset, position, generation, slab),
+        slab_offset into the region of the lease's one memory node. A lease over several nodes has
+        no such table (its pages are in several regions): InvalidArgument names the node count."""
+        if self.nodes > 1:
+            raise InvalidArgument(f"block_table: the lease spans {self.nodes} memory nodes; a block table "
+                                  "addresses one node's region (docs/cluster.md)")
         out = (native.PlacementStruct * max(self.pages, 1))()
         native.lib.cxlkv_read_lease_placements(self._h(), out, self.pages)
         table = np.empty((self.pages, 4), dtype=np.int64)

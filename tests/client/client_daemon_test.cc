@@ -513,6 +513,16 @@ TEST_CASE("a lease taken before the daemon restarted is expired: reads, renew an
   std::vector<uint8_t> run(64 * 132);
   CHECK(held->fetch_pages(1, 0, 0, 1, run.data()).code() == Code::kExpired);
   CHECK(held->renew().status().code() == Code::kExpired);
+  // The reserve's slot was freed at recovery and may be another writer's now: nothing is written.
+  const Placement& pl = open_write->placement(0);
+  const PoolView::Stream& latent = c->view().streams[0];
+  const uint8_t* slot = c->view().base + pl.slab_offset + latent.offset + uint64_t{pl.position} * 64 * latent.stride;
+  const std::vector<uint8_t> slot_before(slot, slot + 64);
+  std::vector<uint8_t> stale(64 * 656, 0xc3);
+  Status write = open_write->write_entries(0, 0, 0, stale.data(), 64);
+  CHECK(write.code() == Code::kExpired);
+  CHECK(write.message().find("restarted") != std::string::npos);
+  CHECK(std::vector<uint8_t>(slot, slot + 64) == slot_before);
   auto committed = c->commit(*open_write);
   CHECK(committed.status().code() == Code::kExpired);
 

@@ -4,6 +4,7 @@
 // killed with -9 costs only the chunks it held (misses, quickly) until it is back.
 #include <catch2/catch_test_macros.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <numeric>
 #include <random>
@@ -181,16 +182,59 @@ TEST_CASE("over the cluster, a prefix ends at its first chunk not cached: remove
   auto c = cl.client();
   const auto keys = prefix(*c, 24, 7);
   REQUIRE(testing::write_prefix(*c, keys).is_ok());
-  const std::vector<PageKey> third_chunk(keys.begin() + 8, keys.begin() + 12);
-  REQUIRE(c->remove(third_chunk).value() == 4);
+  const auto chunks = cluster::place_prefix(keys, kChunkPages, cl.placement());
+  REQUIRE(chunks.size() >= 3);
+  const cluster::ChunkPlacement third = chunks[2];
+  const std::vector<PageKey> third_chunk(keys.begin() + third.first_page,
+                                         keys.begin() + third.first_page + third.pages);
+  REQUIRE(c->remove(third_chunk).value() == third.pages);
   auto lease = c->lookup(keys);
   REQUIRE(lease.is_ok());
-  CHECK(lease->pages() == 8);
+  CHECK(lease->pages() == third.first_page);
   CHECK(read_back(*c, *lease, keys, 5).is_ok());
   (void)lease->release();
   // Written again, the prefix is whole.
-  REQUIRE(testing::write_prefix(*c, keys).value() == 4);
+  REQUIRE(testing::write_prefix(*c, keys).value() == third.pages);
   CHECK(c->lookup(keys)->pages() == 24);
+}
+
+TEST_CASE("over the cluster, a prefix written in parts (each naming its parent) is found whole from the root") {
+  Cluster cl;
+  auto c = cl.client();
+  const auto keys = prefix(*c, 60, 11);
+  // Cut where no chunk starts, so each later part's first run continues a chunk of the part before.
+  std::vector<size_t> cuts{0};
+  for (size_t i = 5; i < keys.size() && cuts.size() < 4; ++i)
+    if (!cluster::starts_chunk(keys[i], kChunkPages) && i >= cuts.back() + 7) cuts.push_back(i);
+  cuts.push_back(keys.size());
+  REQUIRE(cuts.size() == 5);
+  for (size_t part = 0; part + 1 < cuts.size(); ++part) {
+    const std::vector<PageKey> mine(keys.begin() + cuts[part], keys.begin() + cuts[part + 1]);
+    const PageKey parent = cuts[part] == 0 ? PageKey{} : keys[cuts[part] - 1];
+    auto written = testing::write_prefix(*c, mine, parent);
+    INFO(written.status().to_string());
+    REQUIRE(written.value() == mine.size());
+  }
+  auto lease = c->lookup(keys);
+  REQUIRE(lease.is_ok());
+  CHECK(lease->pages() == 60);
+  CHECK(lease->nodes() > 1);
+  CHECK(read_back(*c, *lease, keys, 3).is_ok());
+  (void)lease->release();
+  // Each page sits where a lookup from the root places it: the prefix's chunks' nodes hold them.
+  const auto nodes = cl.placement();
+  for (const auto& chunk : cluster::place_prefix(keys, kChunkPages, nodes)) {
+    ClientOptions o;
+    const auto at = std::find(cl.ids.begin(), cl.ids.end(), nodes[size_t(chunk.node)].node_id) - cl.ids.begin();
+    o.endpoint = cl.nodes[size_t(at)]->unix_endpoint(), o.tenant = "acme", o.token = "t", o.model = "m";
+    auto one = Client::connect(o);
+    REQUIRE(one.is_ok());
+    const std::vector<PageKey> upto(keys.begin(), keys.begin() + chunk.first_page + chunk.pages);
+    auto on_node = (*one)->lookup(std::vector<PageKey>(upto.begin() + chunk.first_page, upto.end()));
+    REQUIRE(on_node.is_ok());
+    INFO("chunk at page " << chunk.first_page);
+    CHECK(on_node->pages() == chunk.pages);
+  }
 }
 
 TEST_CASE("a node killed with -9 costs only its chunks, as quick misses; back again, it serves them") {

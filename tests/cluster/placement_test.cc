@@ -102,17 +102,42 @@ TEST_CASE("a node of weight 0 takes no chunk; with no weight anywhere nothing is
   CHECK(choose_node(keys[0], std::vector<PlacementNode>{}) == -1);
 }
 
-TEST_CASE("a prefix is cut into chunks of C pages, each placed by its first page's key") {
-  const auto keys = random_keys(37, 23);
+TEST_CASE("a prefix is cut where its keys start chunks, each chunk placed by its first page's key") {
+  const auto keys = random_keys(4000, 23);
   const std::vector<PlacementNode> nodes{{"a", 1}, {"b", 1}, {"c", 1}};
   const auto chunks = place_prefix(keys, 16, nodes);
-  REQUIRE(chunks.size() == 3);
-  CHECK(chunks[0].first_page == 0);
-  CHECK(chunks[0].pages == 16);
-  CHECK(chunks[1].first_page == 16);
-  CHECK(chunks[1].pages == 16);
-  CHECK(chunks[2].first_page == 32);
-  CHECK(chunks[2].pages == 5);
-  for (const ChunkPlacement& c : chunks) CHECK(c.node == choose_node(keys[c.first_page], nodes));
+  REQUIRE(!chunks.empty());
+  CHECK(chunks.front().first_page == 0);
+  uint32_t next = 0;
+  for (const ChunkPlacement& c : chunks) {
+    CHECK(c.first_page == next);  // the chunks tile the prefix in order
+    CHECK(c.pages >= 1);
+    CHECK(c.node == choose_node(keys[c.first_page], nodes));
+    for (uint32_t j = 1; j < c.pages; ++j) CHECK_FALSE(starts_chunk(keys[c.first_page + j], 16));
+    if (c.first_page > 0) CHECK(starts_chunk(keys[c.first_page], 16));
+    next = c.first_page + c.pages;
+  }
+  CHECK(next == keys.size());
+  // 16 pages a chunk on average: 4000 pages make about 250 chunks.
+  CHECK(chunks.size() > 180);
+  CHECK(chunks.size() < 330);
   CHECK(place_prefix(std::span<const PageKey>(), 16, nodes).empty());
+  CHECK(place_prefix(keys, 1, nodes).size() == keys.size());
+}
+
+TEST_CASE("an extension is cut where a lookup from the root cuts it") {
+  const auto keys = random_keys(600, 29);
+  const std::vector<PlacementNode> nodes{{"a", 1}, {"b", 2}, {"c", 1}};
+  const auto whole = place_prefix(keys, 8, nodes);
+  const size_t from = 301;  // an extension starting mid-prefix, its index unknown to the writer
+  const auto tail = place_prefix(std::span<const PageKey>(keys).subspan(from), 8, nodes);
+  REQUIRE(tail.size() >= 2);
+  // Past its first run (which continues the chunk before it) every chunk is the whole prefix's.
+  for (size_t t = 1; t < tail.size(); ++t) {
+    const uint32_t at = uint32_t(from) + tail[t].first_page;
+    const auto it = std::find_if(whole.begin(), whole.end(), [&](const ChunkPlacement& c) { return c.first_page == at; });
+    REQUIRE(it != whole.end());
+    CHECK(it->pages == tail[t].pages);
+    CHECK(it->node == tail[t].node);
+  }
 }

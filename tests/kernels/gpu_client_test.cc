@@ -218,6 +218,20 @@ TEST_CASE("GpuPool fetches the indexer keys of a page range exactly as the CPU b
   REQUIRE(s.lease.fetch_pages(1, layer, p0, p1, want.data()).is_ok());
   CHECK(got == want);
   CHECK(gpu->fetch_pages(s.lease, 1, layer, 5, 99, d_out, 0).code() == Code::kInvalidArgument);
+  // A lease of another client (another mapping of the region) has no offsets into this pool's
+  // registration: refused, nothing copied.
+  ClientOptions co;
+  co.endpoint = s.daemon->unix_endpoint(), co.tenant = "decode", co.token = "t0ken", co.model = "gpu-test";
+  auto other = Client::connect(co);
+  REQUIRE(other.is_ok());
+  auto theirs = (*other)->lookup(s.keys);
+  REQUIRE(theirs.is_ok());
+  REQUIRE(cudaMemset(d_out, 0x3c, bytes) == cudaSuccess);
+  const Status foreign = gpu->fetch_pages(*theirs, 1, layer, p0, p1, d_out, 0);
+  CHECK(foreign.code() == Code::kInvalidArgument);
+  CHECK(foreign.message().find("another client's mapping") != std::string::npos);
+  REQUIRE(cudaMemcpy(got.data(), d_out, bytes, cudaMemcpyDeviceToHost) == cudaSuccess);
+  CHECK(std::all_of(got.begin(), got.end(), [](uint8_t b) { return b == 0x3c; }));
   cudaFree(d_out);
 }
 

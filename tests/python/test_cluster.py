@@ -87,6 +87,8 @@ def test_a_prefix_over_two_nodes_is_read_back_byte_exact(cluster: str) -> None:
         keys, data = write_prefix(client, 12, 8)
         with client.lookup(keys) as lease:
             assert lease.pages == 12 and lease.nodes == 2
+            with pytest.raises(cxlkv.InvalidArgument, match="spans 2 memory nodes"):
+                lease.block_table()
             rng = np.random.default_rng(9)
             for layer in range(client.layout.layers):
                 idx = rng.choice(12 * 64, 200, replace=False).astype(np.int32)
