@@ -16,7 +16,7 @@ namespace cxlkv::detail {
 
 namespace {
 
-constexpr auto kRefreshPeriod = std::chrono::seconds(1);
+constexpr auto kWatchRetry = std::chrono::seconds(1);  // after a watch ends with an error
 
 // The nodes' weights for placement, in the same order.
 std::vector<cluster::PlacementNode> weights_of(const std::vector<ClusterRouter::Node>& nodes);
@@ -58,6 +58,7 @@ Result<std::unique_ptr<ClusterRouter>> ClusterRouter::open(const ClientOptions& 
   // Nodes that failed before the primary was known were not checked against its layout: they
   // are connected (and checked) by the refresher.
   r->thread_ = std::thread([raw = r.get()] { raw->refresher(); });
+  r->watch_thread_ = std::thread([raw = r.get()] { raw->watcher(); });
   return r;
 }
 
@@ -65,9 +66,11 @@ ClusterRouter::~ClusterRouter() {
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
+    if (watch_) watch_->stop();
   }
   wake_.notify_all();
   if (thread_.joinable()) thread_.join();
+  if (watch_thread_.joinable()) watch_thread_.join();
 }
 
 Result<std::shared_ptr<Session>> ClusterRouter::connect_node(const cluster::NodeRecord& record) const {
@@ -125,13 +128,40 @@ Status ClusterRouter::refresh() {
 }
 
 void ClusterRouter::refresher() {
+  const auto period = std::chrono::milliseconds(std::max(options_.cluster_poll_ms, 100));
   std::unique_lock lock(mu_);
   while (!stopping_) {
-    wake_.wait_for(lock, kRefreshPeriod, [&] { return stopping_; });
+    wake_.wait_for(lock, period, [&] { return stopping_ || changed_; });
     if (stopping_) break;
+    changed_ = false;
     lock.unlock();
     (void)refresh();
     lock.lock();
+  }
+}
+
+void ClusterRouter::watcher() {
+  const std::string prefix = cluster::nodes_prefix(url_);
+  const auto timeout = std::chrono::milliseconds(std::max(options_.io_timeout_ms, 100));
+  auto heard = [this] {
+    {
+      std::lock_guard lock(mu_);
+      changed_ = true;
+    }
+    wake_.notify_all();
+  };
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    cluster::EtcdWatch watch(url_.host, url_.port, timeout);
+    watch_ = &watch;
+    lock.unlock();
+    const Status ended = watch.run(prefix, heard);
+    lock.lock();
+    watch_ = nullptr;
+    if (stopping_) break;
+    // etcd away or the stream cut: the poll carries on meanwhile; watch again in a second.
+    (void)ended;
+    wake_.wait_for(lock, kWatchRetry, [&] { return stopping_; });
   }
 }
 

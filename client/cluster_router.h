@@ -1,6 +1,7 @@
 // ClusterRouter: what a Client connected to "etcd://HOST:PORT/NAME" does instead of talking to one
-// daemon (docs/cluster.md). It reads the cluster's membership from etcd and refreshes it every
-// second on a thread of its own, keeps one Session per memory node, places each chunk (C pages on
+// daemon (docs/cluster.md). It reads the cluster's membership from etcd, watches it (a second
+// thread holds an etcd watch on the node records and wakes the refresher on every change) and
+// re-reads it every cluster_poll_ms besides on a thread of its own, keeps one Session per memory node, places each chunk (C pages on
 // average, cut where the keys say) on the node that capacity-weighted rendezvous hashing of the
 // chunk's first key names (cluster/placement.h), and builds leases that span nodes: a reserve is
 // one reserve per chunk on its node (a reserve that extends a prefix puts its first run beside its
@@ -21,6 +22,7 @@
 
 #include "cxlkv/client.h"
 #include "etcd_client.h"
+#include "etcd_watch.h"
 #include "node_record.h"
 #include "placement.h"
 
@@ -73,17 +75,22 @@ class ClusterRouter {
   // A call to a node failed: drop its session so the refresher connects it again.
   void mark_failed(const std::string& node_id, const std::shared_ptr<Session>& session, const Status& why);
   void refresher();
+  // Holds an etcd watch on the node records; each change wakes the refresher.
+  void watcher();
 
   ClientOptions options_;
   cluster::ClusterUrl url_;
   uint32_t chunk_pages_ = 16;
   std::shared_ptr<Session> primary_;
 
-  mutable std::mutex mu_;  // guards nodes_ and stopping_
+  mutable std::mutex mu_;  // guards nodes_, stopping_, changed_ and watch_
   std::vector<Node> nodes_;
   bool stopping_ = false;
+  bool changed_ = false;                // the watch heard a change the refresher has not read
+  cluster::EtcdWatch* watch_ = nullptr;  // the watch in progress, to stop it
   std::condition_variable wake_;
   std::thread thread_;
+  std::thread watch_thread_;
 };
 
 }  // namespace cxlkv::detail

@@ -73,6 +73,18 @@ Result<std::string> base64_decode(std::string_view text) {
   return out;
 }
 
+std::string prefix_end(std::string_view prefix) {
+  std::string end(prefix);
+  while (!end.empty()) {
+    if (static_cast<unsigned char>(end.back()) < 0xff) {
+      end.back() = char(static_cast<unsigned char>(end.back()) + 1);
+      return end;
+    }
+    end.pop_back();
+  }
+  return std::string(1, '\0');  // every key
+}
+
 EtcdClient::EtcdClient(std::string host, uint16_t port, std::chrono::milliseconds timeout)
     : host_(std::move(host)), port_(port), timeout_(timeout) {}
 
@@ -147,19 +159,6 @@ Result<std::vector<EtcdKv>> decode_kvs(const json& j) try {
 } catch (const std::exception& e) {
   return Status(Code::kProtocol, fmt::format("etcd: a key-value of an unexpected shape ({}): {}", e.what(),
                                              j.dump().substr(0, 200)));
-}
-
-// The end of the key range that holds every key starting with `prefix` (etcd's range_end).
-std::string prefix_end(std::string_view prefix) {
-  std::string end(prefix);
-  while (!end.empty()) {
-    if (static_cast<unsigned char>(end.back()) < 0xff) {
-      end.back() = char(static_cast<unsigned char>(end.back()) + 1);
-      return end;
-    }
-    end.pop_back();
-  }
-  return std::string(1, '\0');  // every key
 }
 
 }  // namespace

@@ -73,6 +73,9 @@ class EtcdClient {
   std::chrono::milliseconds timeout_;
 };
 
+// The end of the key range that holds every key starting with `prefix` (etcd's range_end).
+std::string prefix_end(std::string_view prefix);
+
 // Base64 as etcd's JSON gateway writes bytes (standard alphabet, padded).
 std::string base64_encode(std::string_view bytes);
 Result<std::string> base64_decode(std::string_view text);

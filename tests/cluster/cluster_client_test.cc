@@ -42,23 +42,28 @@ struct Cluster {
     url = etcd->url("c3");
     for (int i = 0; i < 3; ++i) {
       ids.push_back(fmt::format("mem-{}", i));
-      testing::PooldOptions o;
-      o.layout = kLayout;
-      o.size = "96MiB";
-      o.extra = {"--cluster", url, "--node-id", ids.back(), "--chunk-pages", std::to_string(kChunkPages),
-                 "--cluster-lease-ttl-s", "2"};
-      auto p = PooldProcess::start(o);
-      INFO(p.status().to_string());
-      REQUIRE(p.is_ok());
-      nodes.push_back(std::move(*p));
+      nodes.push_back(start_node(ids.back()));
     }
     auto c = etcd->client();
     const auto parsed = *cluster::parse_cluster_url(url);
     REQUIRE(eventually([&] { auto n = cluster::list_nodes(c, parsed); return n && n->size() == 3; }, 10s));
   }
 
-  std::unique_ptr<Client> client() {
+  std::unique_ptr<PooldProcess> start_node(const std::string& id) {
+    testing::PooldOptions o;
+    o.layout = kLayout;
+    o.size = "96MiB";
+    o.extra = {"--cluster", url, "--node-id", id, "--chunk-pages", std::to_string(kChunkPages),
+               "--cluster-lease-ttl-s", "2"};
+    auto p = PooldProcess::start(o);
+    INFO(p.status().to_string());
+    REQUIRE(p.is_ok());
+    return std::move(*p);
+  }
+
+  std::unique_ptr<Client> client(int poll_ms = 5000) {
     ClientOptions o;
+    o.cluster_poll_ms = poll_ms;
     o.endpoint = url;
     o.tenant = "acme";
     o.token = "t";
@@ -297,4 +302,27 @@ TEST_CASE("with etcd stopped the client keeps reading and writing on the members
   REQUIRE(after.is_ok());
   CHECK(after->pages() == 16);
   CHECK(read_back(*c, *after, during, 2).is_ok());
+}
+
+TEST_CASE("a client hears nodes join and leave through its etcd watch, with no poll in between") {
+  Cluster cl;
+  auto c = cl.client(/*poll_ms=*/600000);  // the poll never comes within this test: only the watch can tell
+  REQUIRE(c->cluster_nodes() == 3);
+  auto fourth = cl.start_node("mem-3");
+  CHECK(eventually([&] { return c->cluster_nodes() == 4; }, 10s));
+  // The new node takes its share of new prefixes at once.
+  bool placed_on_fourth = false;
+  for (int p = 0; p < 12 && !placed_on_fourth; ++p) {
+    const auto keys = prefix(*c, 16, 300 + p);
+    REQUIRE(testing::write_prefix(*c, keys).is_ok());
+    for (const auto& chunk : cluster::place_prefix(keys, kChunkPages, cl.placement()))
+      placed_on_fourth |= cl.placement()[size_t(chunk.node)].node_id == "mem-3";
+  }
+  CHECK(placed_on_fourth);
+  ClientOptions o;
+  o.endpoint = fourth->unix_endpoint(), o.tenant = "acme", o.token = "t", o.model = "m";
+  CHECK((*Client::connect(o))->stats()->pages_committed > 0);
+  // A clean stop revokes its lease: the record goes, and the client hears it.
+  REQUIRE(fourth->shutdown().is_ok());
+  CHECK(eventually([&] { return c->cluster_nodes() == 3; }, 10s));
 }

@@ -2,10 +2,12 @@
 // and an etcd that does not answer.
 #include <catch2/catch_test_macros.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <thread>
 
 #include "etcd_client.h"
+#include "etcd_watch.h"
 #include "etcd_process.h"
 #include "eventually.h"
 #include "node_record.h"
@@ -128,6 +130,45 @@ TEST_CASE("an etcd that does not answer is an unavailable error naming its addre
   CHECK(r.status().message().find(fmt::format("127.0.0.1:{}", *port)) != std::string::npos);
   CHECK(c.grant_lease(5).status().code() == Code::kUnavailable);
   CHECK(c.put("/x", "y").code() == Code::kUnavailable);
+}
+
+TEST_CASE("a watch on a prefix calls back at creation and on each change under it, and stops when told") {
+  auto etcd = start_etcd();
+  EtcdClient c = etcd->client();
+  EtcdWatch watch("127.0.0.1", etcd->client_port(), 2s);
+  std::atomic<int> changes{0};
+  Status ended(Code::kNotFound, "running");
+  std::thread t([&] { ended = watch.run("/w/nodes/", [&] { changes.fetch_add(1); }); });
+  REQUIRE(eventually([&] { return changes.load() == 1; }, 10s));  // created
+  REQUIRE(c.put("/w/nodesX", "beside the prefix").is_ok());
+  REQUIRE(c.put("/w/nodes/a", "1").is_ok());
+  REQUIRE(eventually([&] { return changes.load() == 2; }, 10s));
+  REQUIRE(c.erase("/w/nodes/a").is_ok());
+  REQUIRE(eventually([&] { return changes.load() == 3; }, 10s));
+  std::this_thread::sleep_for(200ms);
+  CHECK(changes.load() == 3);  // the key beside the prefix was never reported
+  watch.stop();
+  t.join();
+  CHECK(ended.is_ok());
+}
+
+TEST_CASE("a watch on an etcd that does not answer, or that goes away, ends with an error naming it") {
+  auto port = testing::free_tcp_port();
+  REQUIRE(port.is_ok());
+  EtcdWatch nobody("127.0.0.1", *port, 500ms);
+  const Status st = nobody.run("/w/", [] {});
+  CHECK(st.code() == Code::kUnavailable);
+  CHECK(st.message().find(fmt::format("127.0.0.1:{}", *port)) != std::string::npos);
+
+  auto etcd = start_etcd();
+  EtcdWatch watch("127.0.0.1", etcd->client_port(), 2s);
+  std::atomic<int> changes{0};
+  Status ended(Code::kNotFound, "running");
+  std::thread t([&] { ended = watch.run("/w/", [&] { changes.fetch_add(1); }); });
+  REQUIRE(eventually([&] { return changes.load() == 1; }, 10s));
+  etcd.reset();  // etcd stops: the stream ends
+  t.join();
+  CHECK(ended.code() == Code::kUnavailable);
 }
 
 TEST_CASE("cluster settings: the first node records them, a later one must agree") {
