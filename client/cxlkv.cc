@@ -10,6 +10,7 @@
 
 #include "c_handles.h"
 #include "cxlkv/client.h"
+#include "cxlkv/route.h"
 
 namespace {
 
@@ -125,6 +126,49 @@ size_t cxlkv_page_keys(const cxlkv_client* c, const int32_t* tokens, size_t n_to
   auto keys = c->client->page_keys({tokens, tokens ? n_tokens : 0}, root);
   for (size_t i = 0; i < keys.size() && i < out_capacity; ++i) std::memcpy(out[i].bytes, keys[i].bytes.data(), 32);
   return keys.size();
+}
+
+uint64_t cxlkv_namespace_of(const char* tenant, const char* model) {
+  return cxlkv::namespace_id(tenant ? tenant : "", model ? model : "");
+}
+
+size_t cxlkv_prefix_page_keys(uint64_t ns, uint32_t page_tokens, const int32_t* tokens, size_t n_tokens,
+                              const cxlkv_page_key* parent, cxlkv_page_key* out, size_t out_capacity) {
+  if (page_tokens == 0 || (!tokens && n_tokens > 0) || (!out && out_capacity > 0)) return 0;
+  cxlkv::PageKey root;
+  if (parent) std::memcpy(root.bytes.data(), parent->bytes, sizeof parent->bytes);
+  auto keys = cxlkv::page_keys({tokens, tokens ? n_tokens : 0}, page_tokens, ns, root);
+  for (size_t i = 0; i < keys.size() && i < out_capacity; ++i) std::memcpy(out[i].bytes, keys[i].bytes.data(), 32);
+  return keys.size();
+}
+
+int cxlkv_route(const char* cluster_url, uint64_t ns, const cxlkv_page_key* keys, size_t n,
+                const cxlkv_route_affinity* affinities, size_t n_affinities, int timeout_ms, char* answer,
+                size_t capacity, size_t* answer_len) {
+  if (!cluster_url) return null_argument("cxlkv_route", "cluster_url");
+  if (!keys && n > 0) return null_argument("cxlkv_route", "keys");
+  if (!affinities && n_affinities > 0) return null_argument("cxlkv_route", "affinities");
+  if (!answer && capacity > 0) return null_argument("cxlkv_route", "answer");
+  std::vector<cxlkv::RouteWorker> workers;
+  for (size_t i = 0; i < n_affinities; ++i) {
+    const cxlkv_route_affinity& a = affinities[i];
+    if (!a.worker) return null_argument("cxlkv_route", "affinities[i].worker");
+    auto w = std::find_if(workers.begin(), workers.end(), [&](const auto& x) { return x.name == a.worker; });
+    if (w == workers.end()) w = workers.insert(workers.end(), cxlkv::RouteWorker{a.worker, {}});
+    if (a.node) w->node_affinity[a.node] = a.weight;
+  }
+  const auto* k = reinterpret_cast<const cxlkv::PageKey*>(keys);
+  auto r = cxlkv::route(cluster_url, ns, {k, keys ? n : 0}, workers,
+                        std::chrono::milliseconds(timeout_ms > 0 ? timeout_ms : 2000));
+  if (!r) return fail(r.status());
+  const std::string text = r->to_json();
+  if (answer_len) *answer_len = text.size();
+  if (text.size() + 1 > capacity)
+    return fail(cxlkv::Code::kExhausted,
+                ("cxlkv_route: the answer needs " + std::to_string(text.size() + 1) + " bytes, capacity is " +
+                 std::to_string(capacity)).c_str());
+  std::memcpy(answer, text.c_str(), text.size() + 1);
+  return 0;
 }
 
 int cxlkv_reserve(cxlkv_client* c, const cxlkv_page_key* parent, const cxlkv_page_key* keys, size_t n,

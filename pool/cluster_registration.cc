@@ -6,9 +6,19 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "prefix_index.h"
+
 namespace cxlkv::pool {
 
 using Clock = std::chrono::steady_clock;
+
+std::map<uint64_t, std::vector<PageKey>> directory_snapshot(const PrefixIndex& index, uint32_t chunk_pages) {
+  std::map<uint64_t, std::vector<PageKey>> out;
+  index.for_each_committed([&](const PageMeta& m) {
+    if (cluster::starts_summarised_chunk(m.key, m.parent_key, chunk_pages)) out[m.ns].push_back(m.key);
+  });
+  return out;
+}
 
 ClusterRegistration::ClusterRegistration(ClusterOptions options, uint64_t epoch,
                                          std::function<std::vector<cluster::RegionRecord>()> regions)
@@ -67,7 +77,7 @@ void ClusterRegistration::run() {
     lock.lock();
     if (stopping_) break;
     const auto next = ok ? std::min(next_keepalive_, next_publish_) : Clock::now() + retry;
-    wake_.wait_until(lock, next, [&] { return stopping_; });
+    wake_.wait_until(lock, next, [&] { return stopping_ || (directory_pending_ && Clock::now() >= next_directory_); });
   }
 }
 
@@ -92,6 +102,8 @@ bool ClusterRegistration::step(cluster::EtcdClient& etcd, Clock::time_point now)
     if (!lease) return report_failure(lease.status()), false;
     lease_ = *lease;
     published_.clear();
+    directory_published_.clear();  // the summaries went with the old lease
+    directory_dirty_ = true;
     next_keepalive_ = now + keepalive_period;
   } else if (now >= next_keepalive_) {
     auto ttl = etcd.keep_alive(lease_);
@@ -121,7 +133,52 @@ bool ClusterRegistration::step(cluster::EtcdClient& etcd, Clock::time_point now)
     }
     next_publish_ = now + options_.publish_interval;
   }
+  if (now >= next_directory_) {
+    {
+      std::lock_guard lock(mu_);
+      if (directory_pending_) {
+        directory_keys_ = std::move(*directory_pending_);
+        directory_pending_.reset();
+        directory_dirty_ = true;
+      }
+    }
+    if (directory_dirty_) {
+      if (!publish_summaries(etcd)) return false;
+      next_directory_ = now + options_.directory_interval;
+    }
+  }
   report_success();
+  return true;
+}
+
+void ClusterRegistration::publish_directory(std::map<uint64_t, std::vector<PageKey>> keys) {
+  {
+    std::lock_guard lock(mu_);
+    directory_pending_ = std::move(keys);
+  }
+  wake_.notify_all();
+}
+
+bool ClusterRegistration::publish_summaries(cluster::EtcdClient& etcd) {
+  for (const auto& [ns, keys] : directory_keys_) {
+    std::string summary = cluster::PrefixSummary::build(keys).serialize();
+    auto it = directory_published_.find(ns);
+    if (it != directory_published_.end() && it->second == summary) continue;
+    if (Status st = etcd.put(cluster::directory_key(options_.url, ns, options_.node_id), summary, lease_); !st)
+      return report_failure(st), false;
+    directory_published_[ns] = std::move(summary);
+    directory_puts_.fetch_add(1, std::memory_order_relaxed);
+  }
+  for (auto it = directory_published_.begin(); it != directory_published_.end();) {
+    if (directory_keys_.count(it->first)) {
+      ++it;
+      continue;
+    }
+    if (Status st = etcd.erase(cluster::directory_key(options_.url, it->first, options_.node_id)); !st)
+      return report_failure(st), false;
+    it = directory_published_.erase(it);
+  }
+  directory_dirty_ = false;
   return true;
 }
 

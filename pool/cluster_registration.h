@@ -4,20 +4,26 @@
 // record when the free space changes (at most once per publish interval). A node that dies leaves
 // when its lease runs out; stop() revokes the lease, so a clean stop leaves at once.
 // When etcd does not answer, the daemon keeps serving: one warning, retries, and a fresh lease
-// and record (same node id, same epoch) once etcd answers again. Owned by main.cc.
+// and record (same node id, same epoch) once etcd answers again. It also publishes this node's
+// prefix directory (cluster/prefix_directory.h): one summary per namespace, under the same lease,
+// from the snapshots the I/O thread hands over, at most once per directory interval and only what
+// changed. Owned by main.cc.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "etcd_client.h"
 #include "node_record.h"
+#include "prefix_directory.h"
 
 namespace cxlkv::pool {
 
@@ -28,8 +34,16 @@ struct ClusterOptions {
   uint32_t lease_ttl_s = 10;
   cluster::ClusterSettings settings;
   std::chrono::milliseconds publish_interval{1000};
+  std::chrono::milliseconds directory_interval{2000};  // the prefix directory's publish period, at least
   std::chrono::milliseconds etcd_timeout{2000};
 };
+
+class PrefixIndex;
+
+// The keys of the COMMITTED pages of `index` that the prefix directory summarises, per namespace:
+// those that start a prefix or a chunk of `chunk_pages`. A scan of the index: the I/O thread calls it at
+// most once per directory interval, and only when committed_changes() moved.
+std::map<uint64_t, std::vector<PageKey>> directory_snapshot(const PrefixIndex& index, uint32_t chunk_pages);
 
 class ClusterRegistration {
  public:
@@ -48,14 +62,23 @@ class ClusterRegistration {
   void start();
   // Revokes the lease (the node leaves at once) and ends the thread.
   void stop();
+  // Hands over the keys to summarise, per namespace (the I/O thread's directory_snapshot); the
+  // registration thread publishes them. Thread-safe.
+  void publish_directory(std::map<uint64_t, std::vector<PageKey>> keys);
+  // Summaries published so far (each a put to etcd), for tests and the log.
+  uint64_t directory_puts() const { return directory_puts_.load(std::memory_order_relaxed); }
   // True while this node's record is in etcd under a live lease, as far as the last answer says.
   bool registered() const { return registered_.load(std::memory_order_acquire); }
   uint64_t epoch() const { return epoch_; }
+  std::chrono::milliseconds directory_interval() const { return options_.directory_interval; }
 
  private:
   void run();
   // One pass: register if not registered, else keep alive and republish; false when etcd failed.
   bool step(cluster::EtcdClient& etcd, std::chrono::steady_clock::time_point now);
+  // Puts the summary of every namespace whose keys changed since the last put, and erases those
+  // of namespaces this node no longer holds; false when etcd failed.
+  bool publish_summaries(cluster::EtcdClient& etcd);
   void report_failure(const Status& st);
   void report_success();
 
@@ -69,12 +92,17 @@ class ClusterRegistration {
   bool settings_refused_ = false;
   bool etcd_down_ = false;
   std::string published_;
-  std::chrono::steady_clock::time_point next_keepalive_{}, next_publish_{};
+  std::chrono::steady_clock::time_point next_keepalive_{}, next_publish_{}, next_directory_{};
+  std::map<uint64_t, std::vector<PageKey>> directory_keys_;  // the last snapshot taken
+  std::map<uint64_t, std::string> directory_published_;      // ns -> the summary etcd holds
+  bool directory_dirty_ = false;
+  std::atomic<uint64_t> directory_puts_{0};
   // Shared with the daemon's threads.
   std::atomic<bool> registered_{false};
   std::mutex mu_;
   std::condition_variable wake_;
   bool stopping_ = false;
+  std::optional<std::map<uint64_t, std::vector<PageKey>>> directory_pending_;  // under mu_
   std::thread thread_;
 };
 

@@ -178,6 +178,20 @@ int serve(const PoolConfig& config) {
   };
   refresh_ready();
 
+  // The prefix directory: a snapshot of the committed chunk keys for the registration thread,
+  // once per directory interval at most and only when the committed set moved.
+  uint64_t directory_changes = ~uint64_t{0};
+  Clock::time_point next_directory{};
+  auto publish_directory = [&] {
+    if (!registration) return;
+    const Clock::time_point now = Clock::now();
+    const uint64_t changes = (*service)->index().committed_changes();
+    if (now < next_directory || changes == directory_changes) return;
+    registration->publish_directory(directory_snapshot((*service)->index(), config.chunk_pages));
+    directory_changes = changes;
+    next_directory = now + registration->directory_interval();
+  };
+
   // The reaper: expired leases, then the watermarks.
   const uint32_t shortest = std::min(config.pool.read_lease_ttl_ms, config.pool.write_lease_ttl_ms);
   const auto period = std::chrono::milliseconds(
@@ -190,6 +204,7 @@ int serve(const PoolConfig& config) {
       if (uint32_t n = (*service)->reap(Clock::now())) spdlog::debug("reaper: {} leases expired", n);
       if (uint32_t n = (*service)->maintain_watermarks()) spdlog::info("eviction: {} pages over the high watermark", n);
       slabs_free.store((*service)->stats().slabs_free, std::memory_order_relaxed);
+      publish_directory();
       refresh_ready();
       tick();
     });

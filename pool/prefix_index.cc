@@ -66,6 +66,7 @@ void PrefixIndex::set_committed(uint32_t slot) {
   m.lease = 0;
   --reserved_;
   ++committed_;
+  ++committed_changes_;
   if (!m.parent_key.is_zero()) {
     const uint32_t parent = find(m.ns, m.parent_key);
     if (parent != kNoSlot && pages_[parent].state == PageState::kCommitted) {
@@ -80,7 +81,7 @@ void PrefixIndex::erase(uint32_t slot) {
   PageMeta& m = pages_[slot];
   if (m.state == PageState::kFree) return;
   table_erase(slot);
-  if (m.state == PageState::kCommitted) --committed_;
+  if (m.state == PageState::kCommitted) --committed_, ++committed_changes_;
   else --reserved_;
   if (m.in_lru) lru_unlink(slot);
   if (m.parent_slot != kNoSlot) --pages_[m.parent_slot].children;

@@ -79,6 +79,15 @@ class PrefixIndex {
   uint64_t slot_count() const { return slot_count_; }
   uint64_t committed() const { return committed_; }
   uint64_t reserved() const { return reserved_; }
+  // Bumped whenever a page becomes COMMITTED or a COMMITTED page leaves: the set of committed
+  // keys is unchanged while this is (the prefix directory's snapshots skip such ticks).
+  uint64_t committed_changes() const { return committed_changes_; }
+  // f(meta) for every COMMITTED page, in slot order (a scan of every slot: not for a hot path).
+  template <typename F>
+  void for_each_committed(F f) const {
+    for (uint64_t s = 0; s < slot_count_; ++s)
+      if (pages_[s].state == PageState::kCommitted) f(pages_[s]);
+  }
   // COMMITTED, unpinned pages (the LRU list): all that eviction could ever free, at most.
   uint64_t lru_pages() const { return lru_pages_; }
 
@@ -100,6 +109,7 @@ class PrefixIndex {
   uint64_t committed_ = 0;
   uint64_t reserved_ = 0;
   uint64_t lru_pages_ = 0;
+  uint64_t committed_changes_ = 0;
 };
 
 }  // namespace cxlkv::pool

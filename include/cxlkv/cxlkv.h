@@ -90,6 +90,30 @@ int cxlkv_remove(cxlkv_client* client, const cxlkv_page_key* keys, size_t n, uin
 size_t cxlkv_page_keys(const cxlkv_client* client, const int32_t* tokens, size_t n_tokens,
                        const cxlkv_page_key* parent, cxlkv_page_key* out, size_t out_capacity);
 
+/* The same without a session: the namespace id of (tenant, model), and the keys of tokens in it
+ * for pages of page_tokens tokens (the pool layout's, 64 for the presets). */
+uint64_t cxlkv_namespace_of(const char* tenant, const char* model);
+size_t cxlkv_prefix_page_keys(uint64_t namespace_id, uint32_t page_tokens, const int32_t* tokens, size_t n_tokens,
+                              const cxlkv_page_key* parent, cxlkv_page_key* out, size_t out_capacity);
+
+/* Routing by the cluster's prefix directory (route.h): how many leading pages of keys[0..n) the
+ * cluster at cluster_url ("etcd://HOST:PORT/NAME") holds for namespace_id, on which nodes, and the
+ * workers ranked by locality. A worker's affinity to a node is one entry {worker, node, weight};
+ * an entry with node NULL names a worker with no affinity. The answer is JSON, written to
+ * answer[0..capacity) with its terminating NUL:
+ *   {"prefix_pages":N,"cached_pages":M,"nodes":{"<node>":pages,...},
+ *    "workers":[{"name":"<w>","score":S,"local_pages":P},...]}   (workers best first)
+ * *answer_len (if not NULL) gets its length without the NUL; CXLKV_EXHAUSTED when capacity is
+ * too small for it (nothing written; call again with *answer_len + 1). */
+typedef struct cxlkv_route_affinity {
+  const char* worker;
+  const char* node;
+  double weight;
+} cxlkv_route_affinity;
+int cxlkv_route(const char* cluster_url, uint64_t namespace_id, const cxlkv_page_key* keys, size_t n,
+                const cxlkv_route_affinity* affinities, size_t n_affinities, int timeout_ms, char* answer,
+                size_t capacity, size_t* answer_len);
+
 /* Write path (write_lease.h). Writes to a page flagged cached/in flight are no-ops. */
 int cxlkv_reserve(cxlkv_client* client, const cxlkv_page_key* parent, const cxlkv_page_key* keys, size_t n,
                   cxlkv_write_lease** out);

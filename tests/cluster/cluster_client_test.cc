@@ -1,7 +1,8 @@
 // One client over many nodes: Client::connect("etcd://...") against a real etcd and three real
 // cxlkv-poold binaries. Prefixes are placed over the nodes in chunks, read back byte-exact through
 // leases that span nodes (gather and bulk fetch), a removed chunk ends the prefix there, and a node
-// killed with -9 costs only the chunks it held (misses, quickly) until it is back.
+// killed with -9 costs only the chunks it held (misses, quickly) until it is back. The prefix
+// directory the daemons publish answers a router: how much of a prompt is cached, where.
 #include <catch2/catch_test_macros.hpp>
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include <thread>
 
 #include "cxlkv/client.h"
+#include "cxlkv/route.h"
 #include "etcd_process.h"
 #include "eventually.h"
 #include "node_record.h"
@@ -325,4 +327,81 @@ TEST_CASE("a client hears nodes join and leave through its etcd watch, with no p
   // A clean stop revokes its lease: the record goes, and the client hears it.
   REQUIRE(fourth->shutdown().is_ok());
   CHECK(eventually([&] { return c->cluster_nodes() == 3; }, 10s));
+}
+
+TEST_CASE("the prefix directory tells a router how much of a prompt the nodes hold, where, and whose workers are near") {
+  Cluster cl;
+  auto c = cl.client();
+  std::vector<std::vector<PageKey>> prefixes;
+  for (int32_t p = 0; p < 3; ++p) {
+    prefixes.push_back(prefix(*c, 40, 60 + p));
+    REQUIRE(testing::write_prefix(*c, prefixes.back()).is_ok());
+  }
+  const auto placement = cl.placement();
+  const uint64_t ns = c->info().namespace_id;
+  const std::vector<RouteWorker> workers = {
+      {"near-0", {{cl.ids[0], 1.0}}}, {"near-1-2", {{cl.ids[1], 1.0}, {cl.ids[2], 0.5}}}, {"nowhere", {}}};
+  // Where the chunks of prefix p are, by node, as placement put them.
+  auto chunks_by_node = [&](const std::vector<PageKey>& keys) {
+    std::map<std::string, uint32_t> out;
+    for (const auto& chunk : cluster::place_prefix(keys, kChunkPages, placement))
+      out[placement[size_t(chunk.node)].node_id] += chunk.pages;
+    return out;
+  };
+
+  // The daemons publish within their directory interval (2 s): every prefix found whole.
+  for (size_t p = 0; p < prefixes.size(); ++p) {
+    Result<RouteAnswer> a = Status(Code::kNotFound, "not asked yet");
+    REQUIRE(eventually([&] {
+      a = route(cl.url, ns, prefixes[p], workers);
+      return a.is_ok() && a->cached_pages == 40;
+    }, 15s));
+    CHECK(a->prefix_pages == 40);
+    const auto want = chunks_by_node(prefixes[p]);
+    CHECK(a->node_pages == want);
+    auto pages_on = [&](const std::string& id) { return want.count(id) ? double(want.at(id)) : 0.0; };
+    std::map<std::string, double> score = {{"near-0", pages_on(cl.ids[0])},
+                                           {"near-1-2", pages_on(cl.ids[1]) + 0.5 * pages_on(cl.ids[2])},
+                                           {"nowhere", 0.0}};
+    REQUIRE(a->workers.size() == 3);
+    CHECK(a->workers.back().name == "nowhere");
+    for (const auto& w : a->workers) CHECK(w.score == score.at(w.name));
+    CHECK(a->workers[0].score >= a->workers[1].score);
+  }
+
+  // Another namespace, and an unknown prompt: nothing cached.
+  auto other = route(cl.url, namespace_id("acme", "other-model"), prefixes[0], workers);
+  REQUIRE(other.is_ok());
+  CHECK(other->cached_pages == 0);
+  const auto unknown = prefix(*c, 10, 99);
+  CHECK(route(cl.url, ns, unknown, workers)->cached_pages == 0);
+
+  // Removed pages leave the directory at the next publish: the answer ends at the first chunk gone.
+  const auto chunks = cluster::place_prefix(prefixes[1], kChunkPages, placement);
+  REQUIRE(chunks.size() >= 3);
+  const auto& cut = chunks[chunks.size() / 2];
+  REQUIRE(c->remove(std::span(prefixes[1]).subspan(cut.first_page)).is_ok());
+  CHECK(eventually([&] {
+    auto a = route(cl.url, ns, prefixes[1], workers);
+    return a.is_ok() && a->cached_pages == cut.first_page;
+  }, 15s));
+
+  // A node killed with -9 takes its summaries with its lease: routes stop at its first chunk.
+  const std::string down = cl.ids[2];
+  cl.nodes[2]->kill9();
+  CHECK(eventually([&] {
+    auto a = route(cl.url, ns, prefixes[0], workers);
+    return a.is_ok() && a->cached_pages == pages_before_node(prefixes[0], placement, down) &&
+           a->node_pages.count(down) == 0;
+  }, 15s));
+
+  // Bad input: an endpoint that is not etcd, and an etcd that does not answer.
+  auto bad = route("unix:/tmp/x.sock", ns, prefixes[0], workers);
+  REQUIRE_FALSE(bad.is_ok());
+  CHECK(bad.status().code() == Code::kInvalidArgument);
+  auto port = testing::free_tcp_port();
+  REQUIRE(port.is_ok());
+  auto gone = route(fmt::format("etcd://127.0.0.1:{}/c3", *port), ns, prefixes[0], workers, 500ms);
+  REQUIRE_FALSE(gone.is_ok());
+  CHECK(gone.status().code() == Code::kUnavailable);
 }
