@@ -12,11 +12,9 @@ namespace cxlkv::pool {
 
 using Clock = std::chrono::steady_clock;
 
-std::map<uint64_t, std::vector<PageKey>> directory_snapshot(const PrefixIndex& index, uint32_t chunk_pages) {
+std::map<uint64_t, std::vector<PageKey>> directory_snapshot(const PrefixIndex& index) {
   std::map<uint64_t, std::vector<PageKey>> out;
-  index.for_each_committed([&](const PageMeta& m) {
-    if (cluster::starts_summarised_chunk(m.key, m.parent_key, chunk_pages)) out[m.ns].push_back(m.key);
-  });
+  for (uint32_t slot : index.chunk_start_slots()) out[index.page(slot).ns].push_back(index.page(slot).key);
   return out;
 }
 

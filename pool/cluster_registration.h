@@ -40,10 +40,11 @@ struct ClusterOptions {
 
 class PrefixIndex;
 
-// The keys of the COMMITTED pages of `index` that the prefix directory summarises, per namespace:
-// those that start a prefix or a chunk of `chunk_pages`. A scan of the index: the I/O thread calls it at
-// most once per directory interval, and only when committed_changes() moved.
-std::map<uint64_t, std::vector<PageKey>> directory_snapshot(const PrefixIndex& index, uint32_t chunk_pages);
+// The keys the prefix directory summarises, per namespace: the index's chunk-start list (pages
+// that start a prefix or a chunk; PoolOptions.directory_chunk_pages turns it on). A copy of about
+// committed / C keys: the I/O thread takes one at most once per directory interval, and only when
+// committed_changes() moved.
+std::map<uint64_t, std::vector<PageKey>> directory_snapshot(const PrefixIndex& index);
 
 class ClusterRegistration {
  public:

@@ -111,7 +111,9 @@ int serve(const PoolConfig& config) {
     return 2;
   }
   RecoveryReport report;
-  auto service = PoolService::open(**region, **allocator, config.pool, &report);
+  PoolOptions pool_options = config.pool;
+  if (!config.cluster_url.empty()) pool_options.directory_chunk_pages = config.chunk_pages;  // the prefix directory
+  auto service = PoolService::open(**region, **allocator, pool_options, &report);
   if (!service) {
     spdlog::error("recovery: {}", service.status().to_string());
     return 2;
@@ -187,7 +189,7 @@ int serve(const PoolConfig& config) {
     const Clock::time_point now = Clock::now();
     const uint64_t changes = (*service)->index().committed_changes();
     if (now < next_directory || changes == directory_changes) return;
-    registration->publish_directory(directory_snapshot((*service)->index(), config.chunk_pages));
+    registration->publish_directory(directory_snapshot((*service)->index()));
     directory_changes = changes;
     next_directory = now + registration->directory_interval();
   };

@@ -26,7 +26,7 @@ static_assert(sizeof(wire::Key) == sizeof(PageKey), "wire keys are read in place
 
 PoolService::PoolService(cxl::Region& region, SlabAllocator& allocator, const PoolOptions& options)
     : region_(region), allocator_(allocator), options_(options), geometry_(allocator.geometry()),
-      layout_(region.layout()), index_(uint64_t{geometry_.slab_count} * geometry_.slab_pages),
+      layout_(region.layout()), index_(uint64_t{geometry_.slab_count} * geometry_.slab_pages, options.directory_chunk_pages),
       leases_(options.max_leases), slab_pages_live_(geometry_.slab_count, 0),
       slab_owner_(geometry_.slab_count, kNoTenant) {}
 

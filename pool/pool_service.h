@@ -27,6 +27,7 @@ struct PoolOptions {
   uint32_t max_keys = 16384;
   uint32_t max_leases = 65536;
   bool verify_data = false;  // recovery recomputes every committed page's data checksum
+  uint32_t directory_chunk_pages = 0;  // in a cluster: its C, so the index lists chunk starts
 };
 
 // What recovery found and did.

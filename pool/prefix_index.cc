@@ -1,13 +1,16 @@
 // PrefixIndex: the hash table, the tree links and the LRU list (prefix_index.h).
 #include "prefix_index.h"
 
+#include "prefix_directory.h"  // cluster/: which pages the directory summarises
+
 #include <xxhash.h>
 
 #include <cassert>
 
 namespace cxlkv::pool {
 
-PrefixIndex::PrefixIndex(uint64_t slot_count) : slot_count_(slot_count) {
+PrefixIndex::PrefixIndex(uint64_t slot_count, uint32_t chunk_pages) : slot_count_(slot_count), chunk_pages_(chunk_pages) {
+  if (chunk_pages_ > 0) chunk_starts_.reserve(slot_count);
   uint64_t capacity = 16;
   while (capacity < 2 * slot_count) capacity <<= 1;
   mask_ = capacity - 1;
@@ -67,6 +70,10 @@ void PrefixIndex::set_committed(uint32_t slot) {
   --reserved_;
   ++committed_;
   ++committed_changes_;
+  if (chunk_pages_ > 0 && cluster::starts_summarised_chunk(m.key, m.parent_key, chunk_pages_)) {
+    m.chunk_start_pos = static_cast<uint32_t>(chunk_starts_.size());
+    chunk_starts_.push_back(slot);
+  }
   if (!m.parent_key.is_zero()) {
     const uint32_t parent = find(m.ns, m.parent_key);
     if (parent != kNoSlot && pages_[parent].state == PageState::kCommitted) {
@@ -84,6 +91,12 @@ void PrefixIndex::erase(uint32_t slot) {
   if (m.state == PageState::kCommitted) --committed_, ++committed_changes_;
   else --reserved_;
   if (m.in_lru) lru_unlink(slot);
+  if (m.chunk_start_pos != kNoSlot) {  // swap-remove from the chunk-start list
+    const uint32_t last = chunk_starts_.back();
+    chunk_starts_[m.chunk_start_pos] = last;
+    pages_[last].chunk_start_pos = m.chunk_start_pos;
+    chunk_starts_.pop_back();
+  }
   if (m.parent_slot != kNoSlot) --pages_[m.parent_slot].children;
   if (m.children > 0) {
     // An interior page goes only by remove: orphan its children (slow path, a scan).

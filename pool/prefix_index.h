@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "page_record.h"  // allocator/: PageState; PageKey is cxlkv::PageKey
@@ -27,13 +28,16 @@ struct PageMeta {
   uint32_t children = 0;         // COMMITTED pages whose parent_slot is this slot
   uint32_t pins = 0;             // read leases holding this page
   uint32_t lru_prev = kNoSlot, lru_next = kNoSlot;
+  uint32_t chunk_start_pos = kNoSlot;  // where in the chunk-start list, if this page is on it
   PageState state = PageState::kFree;
   bool in_lru = false;
 };
 
 class PrefixIndex {
  public:
-  explicit PrefixIndex(uint64_t slot_count);
+  // chunk_pages > 0: keep the list of COMMITTED pages that start a prefix or a placement chunk of
+  // that many pages (the cluster's prefix directory publishes their keys); 0: no list.
+  explicit PrefixIndex(uint64_t slot_count, uint32_t chunk_pages = 0);
   PrefixIndex(const PrefixIndex&) = delete;
   PrefixIndex& operator=(const PrefixIndex&) = delete;
 
@@ -82,12 +86,9 @@ class PrefixIndex {
   // Bumped whenever a page becomes COMMITTED or a COMMITTED page leaves: the set of committed
   // keys is unchanged while this is (the prefix directory's snapshots skip such ticks).
   uint64_t committed_changes() const { return committed_changes_; }
-  // f(meta) for every COMMITTED page, in slot order (a scan of every slot: not for a hot path).
-  template <typename F>
-  void for_each_committed(F f) const {
-    for (uint64_t s = 0; s < slot_count_; ++s)
-      if (pages_[s].state == PageState::kCommitted) f(pages_[s]);
-  }
+  // The COMMITTED pages that start a prefix or a chunk (kept when constructed with chunk_pages),
+  // in no order: about committed() / C of them.
+  std::span<const uint32_t> chunk_start_slots() const { return chunk_starts_; }
   // COMMITTED, unpinned pages (the LRU list): all that eviction could ever free, at most.
   uint64_t lru_pages() const { return lru_pages_; }
 
@@ -110,6 +111,8 @@ class PrefixIndex {
   uint64_t reserved_ = 0;
   uint64_t lru_pages_ = 0;
   uint64_t committed_changes_ = 0;
+  uint32_t chunk_pages_ = 0;
+  std::vector<uint32_t> chunk_starts_;  // reserved for every slot: never reallocates
 };
 
 }  // namespace cxlkv::pool

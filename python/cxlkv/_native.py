@@ -44,6 +44,10 @@ class PlacementStruct(ctypes.Structure):
     ]
 
 
+class RouteAffinityStruct(ctypes.Structure):
+    _fields_ = [("worker", c_char_p), ("node", c_char_p), ("weight", ctypes.c_double)]
+
+
 def _library_path() -> str:
     """CXLKV_LIBRARY, else the path recorded at build or install time, else the linker's search."""
     explicit = os.environ.get("CXLKV_LIBRARY")
@@ -86,6 +90,10 @@ _SIGNATURES = {
     "cxlkv_get_stats": (c_int, [_client, POINTER(StatsStruct)]),
     "cxlkv_remove": (c_int, [_client, _key_p, c_size_t, POINTER(c_uint32)]),
     "cxlkv_page_keys": (c_size_t, [_client, POINTER(c_int32), c_size_t, _key_p, _key_p, c_size_t]),
+    "cxlkv_namespace_of": (c_uint64, [c_char_p, c_char_p]),
+    "cxlkv_prefix_page_keys": (c_size_t, [c_uint64, c_uint32, POINTER(c_int32), c_size_t, _key_p, _key_p, c_size_t]),
+    "cxlkv_route": (c_int, [c_char_p, c_uint64, _key_p, c_size_t, POINTER(RouteAffinityStruct), c_size_t, c_int,
+                            c_void_p, c_size_t, POINTER(c_size_t)]),
     "cxlkv_reserve": (c_int, [_client, _key_p, _key_p, c_size_t, POINTER(c_void_p)]),
     "cxlkv_write_lease_pages": (c_uint32, [_write_lease]),
     "cxlkv_write_lease_writable": (c_int, [_write_lease, c_uint32]),

@@ -1,6 +1,9 @@
 // PrefixIndex and PoolService::lookup: longest prefix, namespaces, leaves-first LRU order.
 #include <catch2/catch_test_macros.hpp>
 
+#include <algorithm>
+
+#include "placement.h"
 #include "prefix_index.h"
 #include "service_fixture.h"
 
@@ -123,4 +126,46 @@ TEST_CASE("lru_pages counts the committed, unpinned pages: all that eviction cou
   index.erase(1);
   REQUIRE(index.lru_pages() == 1);
   REQUIRE(index.lru_pages() <= index.committed());
+}
+
+TEST_CASE("in a cluster the index lists its committed prefix and chunk starts, through commits and erases") {
+  constexpr uint32_t kChunk = 4;
+  PrefixIndex index(4096, kChunk);
+  PrefixIndex lone(64);  // no cluster: no list
+  const auto keys = page_keys(7, 400);
+  add_chain(index, 1, keys, 0);
+  add_chain(lone, 1, page_keys(8, 10), 0);
+  CHECK(lone.chunk_start_slots().empty());
+  auto listed = [&] {
+    std::vector<uint32_t> s(index.chunk_start_slots().begin(), index.chunk_start_slots().end());
+    std::sort(s.begin(), s.end());
+    return s;
+  };
+  auto expected = [&](const std::vector<bool>& present) {
+    std::vector<uint32_t> s;
+    for (uint32_t i = 0; i < keys.size(); ++i)
+      if (present[i] && (i == 0 || cluster::starts_chunk(keys[i], kChunk))) s.push_back(i);
+    return s;
+  };
+  std::vector<bool> present(keys.size(), true);
+  REQUIRE(listed() == expected(present));
+  CHECK(listed().size() > 60);  // about 400 / 4
+  CHECK(listed().size() < 140);
+  // A reserved page is not listed until committed; erased pages leave the list, others stay.
+  index.add_reserved(1000, 1, page_key(9, 0), {}, 2);
+  REQUIRE(listed() == expected(present));
+  const uint64_t changes = index.committed_changes();
+  for (uint32_t i = 0; i < keys.size(); i += 3) {
+    index.erase(i);
+    present[i] = false;
+  }
+  CHECK(index.committed_changes() > changes);
+  REQUIRE(listed() == expected(present));
+  index.set_committed(1000);  // a root: always a start
+  auto with_root = expected(present);
+  with_root.push_back(1000);
+  CHECK(listed() == with_root);
+  for (uint32_t i = 0; i < keys.size(); ++i) index.erase(i);
+  index.erase(1000);
+  CHECK(index.chunk_start_slots().empty());
 }

@@ -113,3 +113,66 @@ def test_a_cluster_with_no_registered_node_is_a_clear_error() -> None:
             cxlkv.Client(f"etcd://127.0.0.1:{etcd.port}/nobody", TENANT, TOKEN, model="m")
     finally:
         etcd.stop()
+
+
+def test_route_says_how_much_of_a_prompt_the_nodes_hold_and_ranks_workers(cluster: str) -> None:
+    with cxlkv.Client(cluster, TENANT, TOKEN, model="routed") as client:
+        seed, pages = 11, 10
+        tokens = np.arange(seed * 100000, seed * 100000 + pages * 64, dtype=np.int32)
+        assert cxlkv.prompt_keys(tokens, TENANT, "routed") == client.page_keys(tokens)
+        assert cxlkv.namespace_id(TENANT, "routed") != cxlkv.namespace_id(TENANT, "other")
+        keys, _ = write_prefix(client, pages, seed)
+    workers = {"w0": {"py-0": 1.0}, "w1": {"py-1": 1.0, "py-0": 0.25}, "idle": {}}
+    deadline = time.monotonic() + 15  # the daemons publish every 2 s
+    answer = cxlkv.route(tokens, workers, cluster=cluster, tenant=TENANT, model="routed")
+    while answer.cached_pages < pages:
+        assert time.monotonic() < deadline, f"the directory never showed the prefix: {answer}"
+        time.sleep(0.2)
+        answer = cxlkv.route(tokens, workers, cluster=cluster, tenant=TENANT, model="routed")
+    assert answer.prefix_pages == pages and answer.cached_pages == pages
+    assert sum(answer.nodes.values()) == pages and set(answer.nodes) <= {"py-0", "py-1"}
+    on = {n: answer.nodes.get(n, 0) for n in ("py-0", "py-1")}
+    scores = {w.name: w.score for w in answer.workers}
+    assert scores == pytest.approx({"w0": on["py-0"], "w1": on["py-1"] + 0.25 * on["py-0"], "idle": 0.0})
+    assert [w.score for w in answer.workers] == sorted(scores.values(), reverse=True)
+    assert answer.best == answer.workers[0].name and answer.workers[-1].name == "idle"
+    # The same by keys (an engine's own hashes, as hex), and a longer prompt: the cached part only.
+    by_keys = cxlkv.route(keys=[k.hex() for k in keys], cluster=cluster, tenant=TENANT, model="routed")
+    assert by_keys.cached_pages == pages and by_keys.workers == [] and by_keys.best is None
+    longer = np.concatenate([tokens, np.arange(7, 7 + 40 * 64, dtype=np.int32)])
+    assert pages <= cxlkv.route(longer, cluster=cluster, tenant=TENANT, model="routed").cached_pages < pages + 40
+    assert cxlkv.route(tokens, cluster=cluster, tenant=TENANT, model="elsewhere").cached_pages == 0
+
+    # The command line ($CXLKV_ROUTE, set by meson test) says the same.
+    tool = os.environ["CXLKV_ROUTE"]
+    with tempfile.TemporaryDirectory() as d:
+        with open(f"{d}/workers.toml", "w") as f:
+            f.write('[workers.w0]\n"py-0" = 1.0\n[workers.w1]\n"py-1" = 1.0\n"py-0" = 0.25\n[workers.idle]\n')
+        with open(f"{d}/tokens", "w") as f:
+            f.write(",".join(str(t) for t in tokens))
+        out = subprocess.run([tool, "--cluster", cluster, "--tenant", TENANT, "--model", "routed", "--tokens",
+                              f"{d}/tokens", "--workers", f"{d}/workers.toml", "--json"],
+                             capture_output=True, text=True, check=True).stdout
+        j = json.loads(out)
+        assert (j["cached_pages"], j["nodes"]) == (pages, answer.nodes)
+        assert [w["name"] for w in j["workers"]] == [w.name for w in answer.workers]
+        text = subprocess.run([tool, "--cluster", cluster, "--tenant", TENANT, "--model", "routed", "--tokens", "-",
+                               "--workers", f"{d}/workers.toml"], input=" ".join(str(t) for t in tokens),
+                              capture_output=True, text=True, check=True).stdout
+        assert f"cached: {pages} pages (100 %)" in text and f"workers, best first:\n  {answer.best}:" in text
+        bad = subprocess.run([tool, "--cluster", cluster, "--tenant", TENANT, "--model", "routed", "--tokens",
+                              f"{d}/workers.toml"], capture_output=True, text=True)
+        assert bad.returncode == 2 and "is not a token id" in bad.stderr
+
+
+def test_route_refuses_bad_input_with_clear_errors(cluster: str) -> None:
+    with pytest.raises(cxlkv.InvalidArgument, match="tokens or as keys="):
+        cxlkv.route(cluster=cluster)
+    with pytest.raises(cxlkv.InvalidArgument, match="must be a number >= 0"):
+        cxlkv.route([1] * 64, {"w": {"py-0": -1.0}}, cluster=cluster)
+    with pytest.raises(cxlkv.InvalidArgument, match="etcd"):
+        cxlkv.route([1] * 64, cluster="unix:/tmp/nowhere.sock")
+    with pytest.raises(cxlkv.InvalidArgument, match="page key"):
+        cxlkv.route(keys=["xyz"], cluster=cluster)
+    with pytest.raises(cxlkv.Unavailable):
+        cxlkv.route([1] * 64, cluster=f"etcd://127.0.0.1:{free_port()}/py", timeout_ms=300)
