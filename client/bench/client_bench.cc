@@ -1,6 +1,7 @@
 // cxlkv-bench-client: CPU-side client benchmarks. Subcommands: gather (top-k gather vs memcpy,
 // no daemon), lookup (round trips over Unix and TCP), commit (reserve+commit with and without
-// data), cluster-lookup (a lookup over N nodes vs one). Each prints its ceiling or bar beside the result.
+// data), lookup-load (lookups under 1..256 concurrent clients), cluster-lookup (a lookup over N
+// nodes vs one). Each prints its ceiling or bar beside the result.
 #include <CLI/CLI.hpp>
 
 #include "cluster_bench.h"
@@ -42,9 +43,23 @@ int main(int argc, char** argv) {
   cluster->add_option("--iters", k.iters, "lookups of each kind")->capture_default_str();
   cluster->add_option("--json", k.json, "also write the figures to this file");
   commit->add_option("--iters", c.commit_iters, "commits of each kind");
+  auto* load = app.add_subcommand("lookup-load",
+                                  "lookups/s and lookup p50/p99 with 1..256 concurrent clients, writes mixed in");
+  load->add_option("--poold", c.poold, "daemon binary to start privately (default $CXLKV_POOLD)");
+  load->add_option("--endpoint", c.endpoint, "use a running daemon instead (unix:/path or tcp:host:port)");
+  load->add_option("--layout", c.layout, "layout of the private daemon's region");
+  load->add_option("--keys", c.keys, "pages per lookup")->capture_default_str();
+  load->add_option("--clients", c.clients, "concurrent clients, one level each")->capture_default_str();
+  load->add_option("--seconds", c.seconds, "seconds per level")->capture_default_str();
+  load->add_option("--write-every", c.write_every, "one reserve + commit + remove in this many operations (0: none)")
+      ->capture_default_str();
+  load->add_option("--write-pages", c.write_pages, "pages per write")->capture_default_str();
+  load->add_option("--daemon-cpu", c.daemon_cpu, "pin the private daemon to this CPU and the clients to the others "
+                                                 "(-1: no pinning)")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (gather->parsed()) return run_gather_bench(g);
   if (lookup->parsed()) return run_lookup_bench(c);
   if (cluster->parsed()) return run_cluster_lookup_bench(k);
+  if (load->parsed()) return run_lookup_load_bench(c);
   return run_commit_bench(c);
 }

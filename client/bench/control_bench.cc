@@ -2,7 +2,11 @@
 // without writing its data, against the real daemon.
 #include "control_bench.h"
 
+#include <atomic>
+#include <sched.h>
 #include <cstdio>
+#include <cstring>
+#include <thread>
 #include <memory>
 #include <numeric>
 #include <vector>
@@ -23,7 +27,7 @@ struct Daemon {
   std::string unix_ep, tcp_ep;
 };
 
-Result<Daemon> start_daemon(const ControlBenchOptions& o) {
+Result<Daemon> start_daemon(const ControlBenchOptions& o, std::vector<std::string> extra = {}) {
   Daemon d;
   if (!o.endpoint.empty()) {
     (o.endpoint.rfind("tcp:", 0) == 0 ? d.tcp_ep : d.unix_ep) = o.endpoint;
@@ -34,6 +38,7 @@ Result<Daemon> start_daemon(const ControlBenchOptions& o) {
   po.layout = o.layout;
   po.size = "512MiB";
   po.tcp = true;
+  po.extra = std::move(extra);
   auto p = testing::PooldProcess::start(po);
   if (!p) return p.status();
   d.unix_ep = (*p)->unix_endpoint();
@@ -170,6 +175,108 @@ int run_commit_bench(const ControlBenchOptions& o) {
              percentile(ctrl_us, 0.99));
   fmt::print("  {:<40} {:>7.2f} ms {:>7.2f} ms   ({:.2f} GB/s of entries written)\n", "reserve + write + commit",
              full_p50, percentile(full_ms, 0.99), page_bytes * o.keys / (full_p50 * 1e-3) / 1e9);
+  return 0;
+}
+
+int run_lookup_load_bench(const ControlBenchOptions& o) {
+  const int most = *std::max_element(o.clients.begin(), o.clients.end());
+  const std::string cap = std::to_string(most + 16);
+  auto daemon = start_daemon(o, {"--max-connections", cap, "--max-pending", cap, "--max-sessions-per-tenant", cap,
+                                 "--max-connections-per-address", cap});
+  if (!daemon) return fmt::print(stderr, "lookup-load: {}\n", daemon.status().to_string()), 2;
+  const std::string ep = daemon->unix_ep.empty() ? daemon->tcp_ep : daemon->unix_ep;
+  if (o.daemon_cpu >= 0 && daemon->process) {
+    // The daemon on a core of its own, as on a memory node; the clients (this process's threads,
+    // all made after this) share the rest, as the decode hosts would.
+    cpu_set_t daemon_set, rest;
+    CPU_ZERO(&daemon_set);
+    CPU_ZERO(&rest);
+    CPU_SET(o.daemon_cpu, &daemon_set);
+    for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
+      if (cpu != o.daemon_cpu) CPU_SET(cpu, &rest);
+    if (::sched_setaffinity(daemon->process->pid(), sizeof daemon_set, &daemon_set) != 0 ||
+        ::sched_setaffinity(0, sizeof rest, &rest) != 0)
+      return fmt::print(stderr, "lookup-load: --daemon-cpu {}: {}\n", o.daemon_cpu, std::strerror(errno)), 2;
+  }
+  std::vector<PageKey> keys;
+  std::vector<std::vector<uint8_t>> runs;  // one page's run per stream, written by every writer
+  {
+    auto c = connect(ep);
+    if (!c) return fmt::print(stderr, "lookup-load: {}\n", c.status().to_string()), 1;
+    keys = (*c)->page_keys(tokens_for(o.keys, (*c)->page_tokens(), 1));
+    BENCH_CHECK(commit_prefix(**c, keys));
+    runs.resize(size_t((*c)->layout().stream_count()));
+    for (int s = 0; s < (*c)->layout().stream_count(); ++s)
+      testing::fill_run(runs[size_t(s)], PageKey{}, s, 0, (*c)->page_tokens(), (*c)->layout().stream(s).entry_bytes);
+  }
+  fmt::print("lookup of {} keys under N concurrent clients (each its own session and thread, closed loop: the next "
+             "request when the last answered), {} s per level; one in {} operations a reserve + commit + remove of {} "
+             "pages; {}; {}\n", o.keys, o.seconds, o.write_every, o.write_pages, ep.substr(0, ep.find(':')),
+             o.daemon_cpu >= 0 ? fmt::format("the daemon alone on CPU {}, the clients on the others", o.daemon_cpu)
+                               : std::string("daemon and clients share every CPU"));
+  fmt::print("  {:>7} {:>12} {:>10} {:>10} {:>10} {:>12}\n", "clients", "lookups/s", "p50 us", "p99 us", "max us",
+             "writes/s");
+  for (int n : o.clients) {
+    std::vector<std::unique_ptr<Client>> clients;
+    for (int i = 0; i < n; ++i) {
+      auto c = connect(ep);
+      if (!c) return fmt::print(stderr, "lookup-load: client {}: {}\n", i, c.status().to_string()), 1;
+      clients.push_back(std::move(*c));
+    }
+    std::vector<std::vector<double>> us(static_cast<size_t>(n));
+    std::vector<uint64_t> writes(static_cast<size_t>(n), 0);
+    std::atomic<int> ready{0}, failed{0};
+    std::atomic<bool> go{false}, stop{false};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < n; ++i)
+      threads.emplace_back([&, i] {
+        Client& c = *clients[size_t(i)];
+        auto fail = [&](const Status& st) {
+          if (failed.fetch_add(1) == 0) fmt::print(stderr, "lookup-load: client {}: {}\n", i, st.to_string());
+        };
+        const auto mine = c.page_keys(tokens_for(o.write_pages, c.page_tokens(), 1000 + i));
+        us[size_t(i)].reserve(1 << 16);
+        ready.fetch_add(1);
+        while (!go.load()) std::this_thread::yield();
+        for (uint64_t op = uint64_t(i); !stop.load(std::memory_order_relaxed); ++op) {
+          if (o.write_every > 0 && op % uint64_t(o.write_every) == 0) {
+            auto lease = c.reserve(PageKey{}, mine);
+            Status st = lease.status();
+            if (st) st = write_pages(c, *lease, mine, &runs);  // copies of data made beforehand
+            if (st) st = c.commit(*lease).status();
+            if (st) st = c.remove(mine).status();
+            if (!st) return fail(st);
+            ++writes[size_t(i)];
+            continue;
+          }
+          const double t0 = now_s();
+          auto lease = c.lookup(keys);
+          const double t1 = now_s();
+          if (!lease) return fail(lease.status());
+          if (lease->pages() != keys.size())
+            return fail(Status(Code::kNotFound, fmt::format("{} of {} pages found", lease->pages(), keys.size())));
+          if (Status st = lease->release(); !st) return fail(st);
+          us[size_t(i)].push_back((t1 - t0) * 1e6);
+        }
+      });
+    while (ready.load() < n) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    const double t0 = now_s();
+    go.store(true);
+    std::this_thread::sleep_for(std::chrono::duration<double>(o.seconds));
+    stop.store(true);
+    for (auto& t : threads) t.join();
+    const double elapsed = now_s() - t0;
+    if (failed.load() > 0) return fmt::print(stderr, "lookup-load: {} clients failed at {} clients\n", failed.load(), n), 1;
+    std::vector<double> all;
+    uint64_t total_writes = 0;
+    for (int i = 0; i < n; ++i) {
+      all.insert(all.end(), us[size_t(i)].begin(), us[size_t(i)].end());
+      total_writes += writes[size_t(i)];
+    }
+    fmt::print("  {:>7} {:>12.0f} {:>10.1f} {:>10.1f} {:>10.1f} {:>12.0f}\n", n, double(all.size()) / elapsed,
+               percentile(all, 0.5), percentile(all, 0.99), percentile(all, 1.0), double(total_writes) / elapsed);
+  }
+  fmt::print("  bar: p99 <= 2000 us with 64 clients on 2 cores\n");
   return 0;
 }
 

@@ -1,9 +1,11 @@
-// The control-plane benchmarks (control_bench.cc): lookup round trips and reserve+commit, against
+// The control-plane benchmarks (control_bench.cc): lookup round trips, reserve+commit, and lookups
+// under many concurrent clients, against
 // a daemon started privately (--poold or $CXLKV_POOLD) or an existing one (--endpoint).
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace cxlkv::bench {
 
@@ -16,9 +18,18 @@ struct ControlBenchOptions {
   uint32_t keys = 2048;
   int iters = 1000;
   int commit_iters = 20;
+  // lookup-load: concurrent clients (each its own session and thread), seconds per level, and
+  // one reserve + commit (+ remove) of write_pages pages in every write_every operations.
+  std::vector<int> clients = {1, 8, 64, 256};
+  double seconds = 3;
+  int write_every = 8;
+  uint32_t write_pages = 16;
+  int daemon_cpu = -1;  // >= 0: the private daemon on this CPU alone, the clients on the others
 };
 
 int run_lookup_bench(const ControlBenchOptions& options);
 int run_commit_bench(const ControlBenchOptions& options);
+// Lookups/s and lookup p50/p99 with 1..256 concurrent clients in closed loop, writes mixed in.
+int run_lookup_load_bench(const ControlBenchOptions& options);
 
 }  // namespace cxlkv::bench
