@@ -71,6 +71,7 @@ class ClusterRegistration {
   // True while this node's record is in etcd under a live lease, as far as the last answer says.
   bool registered() const { return registered_.load(std::memory_order_acquire); }
   uint64_t epoch() const { return epoch_; }
+  const std::string& node_id() const { return options_.node_id; }
   std::chrono::milliseconds directory_interval() const { return options_.directory_interval; }
 
  private:

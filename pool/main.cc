@@ -144,6 +144,9 @@ int serve(const PoolConfig& config) {
     spdlog::warn("auth is open: no tenants configured, every tenant and token is accepted (add [[tenant]] entries)");
 
   Metrics metrics;
+  metrics.set_node_state({fmt::format("{}:{}", cxl::backend_name(config.region.backend), config.region.path),
+                          (*layout).name(), (*region)->size(), epoch, config.cluster_url,
+                          registration ? registration->node_id() : std::string(), false, 0});
   Dispatcher dispatcher(**service, config.tenants, metrics, config.max_sessions_per_tenant);
   MetricsServer metrics_server(io, metrics, **service);
   if (config.metrics_port != 0) {
@@ -207,6 +210,7 @@ int serve(const PoolConfig& config) {
       if (uint32_t n = (*service)->maintain_watermarks()) spdlog::info("eviction: {} pages over the high watermark", n);
       slabs_free.store((*service)->stats().slabs_free, std::memory_order_relaxed);
       publish_directory();
+      if (registration) metrics.set_cluster_state(registration->registered(), registration->directory_puts());
       refresh_ready();
       tick();
     });

@@ -26,6 +26,17 @@ void gauge(std::string& out, const char* name, const char* type, const char* hel
   fmt::format_to(std::back_inserter(out), "# HELP {0} {1}\n# TYPE {0} {2}\n{0} {3}\n", name, help, type, value);
 }
 
+// A Prometheus label value: backslash, double quote and newline escaped.
+std::string label(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') out += "\\n";
+    else out += c;
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string Metrics::render(const PoolStats& s) const {
@@ -49,6 +60,21 @@ std::string Metrics::render(const PoolStats& s) const {
         rejected_connections_);
   gauge(out, "cxlkv_protocol_errors_total", "counter", "Frames that failed the header check or verification.",
         protocol_errors_);
+  const std::string region = label(node_.region);
+  fmt::format_to(std::back_inserter(out),
+                 "# HELP cxlkv_region_info The region this daemon serves (value 1).\n# TYPE cxlkv_region_info gauge\n"
+                 "cxlkv_region_info{{region=\"{}\",layout=\"{}\",epoch=\"{:016x}\"}} 1\n"
+                 "# HELP cxlkv_region_bytes The region's size.\n# TYPE cxlkv_region_bytes gauge\n"
+                 "cxlkv_region_bytes{{region=\"{}\"}} {}\n",
+                 region, label(node_.layout), node_.epoch, region, node_.region_bytes);
+  if (!node_.cluster.empty())
+    fmt::format_to(std::back_inserter(out),
+                   "# HELP cxlkv_cluster_registered 1 while this node's record is in etcd under a live lease.\n"
+                   "# TYPE cxlkv_cluster_registered gauge\ncxlkv_cluster_registered{{cluster=\"{0}\",node=\"{1}\"}} {2}\n"
+                   "# HELP cxlkv_directory_summaries_published_total Prefix summaries written to etcd.\n"
+                   "# TYPE cxlkv_directory_summaries_published_total counter\n"
+                   "cxlkv_directory_summaries_published_total{{cluster=\"{0}\",node=\"{1}\"}} {3}\n",
+                   label(node_.cluster), label(node_.node_id), node_.registered ? 1 : 0, node_.directory_puts);
   out += "# HELP cxlkv_request_seconds Control-plane request latency by op.\n# TYPE cxlkv_request_seconds histogram\n";
   for (size_t i = 0; i < ops_.size(); ++i) {
     const OpHistogram& h = ops_[i];

@@ -30,6 +30,23 @@ class Metrics {
     h.sum += seconds;
     if (!ok) ++h.errors;
   }
+  // What this daemon is (set once at start) and, in a cluster, its membership and prefix
+  // directory as the registration thread last reported them (set at each reaper tick).
+  struct NodeState {
+    std::string region;          // "<backend>:<path>"
+    std::string layout;          // the layout's name
+    uint64_t region_bytes = 0;
+    uint64_t epoch = 0;
+    std::string cluster;         // "etcd://..." or empty for a lone node
+    std::string node_id;
+    bool registered = false;
+    uint64_t directory_puts = 0;
+  };
+  void set_node_state(NodeState state) { node_ = std::move(state); }
+  void set_cluster_state(bool registered, uint64_t directory_puts) {
+    node_.registered = registered;
+    node_.directory_puts = directory_puts;
+  }
   void set_connections(uint64_t n) { connections_ = n; }
   void count_rejected_connection() { ++rejected_connections_; }
   void count_protocol_error() { ++protocol_errors_; }
@@ -48,6 +65,7 @@ class Metrics {
   uint64_t connections_ = 0;
   uint64_t rejected_connections_ = 0;
   uint64_t protocol_errors_ = 0;
+  NodeState node_;
 };
 
 }  // namespace cxlkv::pool

@@ -191,6 +191,11 @@ TEST_CASE("with etcd gone the daemon serves on and warns once; it registers agai
     REQUIRE(eventually([&] { return registered(c, url).size() == 1; }, 10s));
   }
   CHECK(eventually([&] { return readyz().find("200 OK") != std::string::npos; }, 5s));
+  // Prometheus shows the node in the cluster (and, below, out of it while etcd is gone).
+  const std::string registered_line =
+      fmt::format("cxlkv_cluster_registered{{cluster=\"{}\",node=\"mem-a\"}} ", url.to_string());
+  auto metric = [&] { return testing::http_get(metrics, "/metrics"); };
+  CHECK(eventually([&] { return metric().find(registered_line + "1") != std::string::npos; }, 5s));
   const uint64_t epoch = [&] {
     EtcdClient c = etcd->client();
     return registered(c, url).at("mem-a").epoch;
@@ -210,6 +215,8 @@ TEST_CASE("with etcd gone the daemon serves on and warns once; it registers agai
   const std::string not_ready = readyz();  // serving, but not in the cluster
   CHECK(not_ready.find("503") != std::string::npos);
   CHECK(not_ready.find("not registered in cluster " + url.to_string()) != std::string::npos);
+  CHECK(metric().find(registered_line + "0") != std::string::npos);
+  CHECK(metric().find(fmt::format("epoch=\"{:016x}\"", epoch)) != std::string::npos);
 
   REQUIRE(etcd->restart().is_ok());
   EtcdClient c = etcd->client();

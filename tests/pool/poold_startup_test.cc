@@ -82,6 +82,11 @@ TEST_CASE("GET /metrics serves Prometheus text with pool counters and per-op lat
                            "cxlkv_evictions_total 0", "cxlkv_read_leases 0",
                            "cxlkv_request_seconds_count{op=\"lookup\"} 1", "cxlkv_connections 1"})
     REQUIRE(body.find(name) != std::string::npos);
+  // What the node is: its region (backend:path, layout, this start's epoch) and its size; a lone
+  // node says nothing of a cluster.
+  CHECK(body.find("cxlkv_region_info{region=\"shm:") != std::string::npos);
+  CHECK(body.find("cxlkv_region_bytes{region=\"shm:") != std::string::npos);
+  CHECK(body.find("cxlkv_cluster_registered") == std::string::npos);
   REQUIRE(http_get(port, "/other").find("404") != std::string::npos);
 }
 
