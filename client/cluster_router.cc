@@ -320,7 +320,7 @@ Result<ReadLease> ClusterRouter::lookup(std::span<const PageKey> keys) {
     used.push_back(std::move(parts[n]));
   }
   if (used.empty()) return ReadLease();
-  if (used.size() == 1) {  // one node: an ordinary lease over its own mapping (the GPU path takes it)
+  if (used.size() == 1) {  // one node: an ordinary lease over its own mapping
     LeasePart& only = used.front();
     for (Placement& p : pages) p = rebase(p, base, only.view.base);
     return LeaseFactory::read_lease(only.view, std::move(pages), only.id, std::move(only.session));

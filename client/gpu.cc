@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -54,7 +55,15 @@ Result<std::pair<uint32_t, uint32_t>> GpuHotBuffer::last_step_counts() const {
 
 struct GpuPool::Impl {
   PoolView view;
-  std::unique_ptr<kernels::GpuRegistration> registration;
+  std::unique_ptr<kernels::GpuRegistration> registration;  // the client's own mapping
+  // Other mappings the kernels read through (another node's of a cluster lease, or another
+  // session's), registered at the first upload or fetch that needs them and dropped at the first
+  // one after their session ended (its mapping gone with it).
+  struct OtherMapping {
+    std::weak_ptr<detail::Session> session;
+    std::unique_ptr<kernels::GpuRegistration> registration;
+  };
+  std::vector<OtherMapping> others;
   uint32_t* bad_indices = nullptr;  // GPU counter
   DescriptorStaging segments, runs, hot;
   std::vector<kernels::HotSegment> hot_scratch;
@@ -92,29 +101,72 @@ const uint8_t* GpuPool::device_pool() const { return impl_->registration->device
 const PoolView& GpuPool::impl_view() const { return impl_->view; }
 uint32_t* GpuPool::impl_bad_indices() const { return impl_->bad_indices; }
 
-namespace {
-// The GPU path addresses the pool by offsets into the one mapping registered with the device:
-// a lease over several nodes (their mappings) or of another client's mapping has no such offsets.
-Status check_lease_is_ours(const ReadLease& lease, const PoolView& v, const char* what) {
-  if (lease.nodes() > 1)
-    return Status(Code::kInvalidArgument, fmt::format("{}: the lease spans {} memory nodes; the GPU path takes a "
-                                                      "lease of one node (docs/cluster.md)", what, lease.nodes()));
-  if (lease.view().base != v.base)
-    return Status(Code::kInvalidArgument, fmt::format("{}: the lease is of another client's mapping", what));
-  return Status::ok();
+// Where each page of a lease starts on the device, as an offset from device_pool() (modulo 2^64:
+// another mapping's device view may lie below it): every mapping the lease's pages lie in
+// registered with the device, the client's own at attach and the others' here. A lease with no
+// session (made over a bare region) must be of this pool's own mapping.
+Result<std::vector<uint64_t>> GpuPool::device_offsets(const ReadLease& lease, const char* what) {
+  struct Device {
+    uintptr_t host;
+    uint64_t bytes;
+    uintptr_t device;
+  };
+  const PoolView& v = impl_->view;
+  std::vector<Device> devices;
+  const auto own = Device{uintptr_t(v.base), v.region_bytes, uintptr_t(device_pool())};
+  const auto mappings = lease.mappings();
+  if (mappings.empty()) {
+    if (lease.view().base != v.base)
+      return Status(Code::kInvalidArgument, fmt::format("{}: the lease is of another client's mapping and holds no "
+                                                        "session to keep it mapped", what));
+    devices.push_back(own);
+  }
+  auto& others = impl_->others;
+  std::erase_if(others, [](const Impl::OtherMapping& m) { return m.session.expired(); });
+  for (const ReadLease::Mapping& m : mappings) {
+    if (m.view->base == v.base) {
+      devices.push_back(own);
+      continue;
+    }
+    auto it = std::find_if(others.begin(), others.end(), [&](const Impl::OtherMapping& o) {
+      return o.session.lock() == m.session && o.registration->host() == m.view->base;
+    });
+    if (it == others.end()) {
+      auto reg = kernels::GpuRegistration::register_range(m.view->base, m.view->region_bytes);
+      if (!reg) return Status(reg.status().code(), fmt::format("{}: registering a node's mapping ({} bytes) with the "
+                                                               "device: {}", what, m.view->region_bytes,
+                                                               reg.status().message()));
+      others.push_back({m.session, std::move(*reg)});
+      it = others.end() - 1;
+    }
+    devices.push_back({uintptr_t(it->registration->host()), it->registration->bytes(),
+                       uintptr_t(it->registration->device())});
+  }
+  std::vector<uint64_t> out(lease.pages());
+  const uintptr_t lease_base = uintptr_t(lease.view().base);
+  for (uint32_t p = 0; p < lease.pages(); ++p) {
+    const uintptr_t host = lease_base + lease.placement(p).slab_offset;  // wraps: see ReadLease::placement
+    auto d = std::find_if(devices.begin(), devices.end(),
+                          [&](const Device& x) { return host - x.host < x.bytes; });
+    if (d == devices.end())
+      return Status(Code::kCorrupt, fmt::format("{}: page {} of the lease lies in none of its {} mapping(s)", what, p,
+                                                devices.size()));
+    out[p] = uint64_t(d->device + (host - d->host) - own.device);
+  }
+  return out;
 }
-}  // namespace
 
 Result<GpuBlockTable> GpuPool::upload(const ReadLease& lease, int stream) {
   const PoolView& v = impl_->view;
   if (uint32_t(stream) >= v.stream_count)
     return Status(Code::kInvalidArgument, fmt::format("upload: stream {} of {}", stream, v.stream_count));
-  if (Status r = check_lease_is_ours(lease, v, "upload"); !r.is_ok()) return r;
+  auto offsets = device_offsets(lease, "upload");
+  if (!offsets) return offsets.status();
   const auto& s = v.streams[stream];
   std::vector<uint64_t> base(lease.pages());
   for (uint32_t p = 0; p < lease.pages(); ++p) {
     const Placement& pl = lease.placement(p);
-    base[p] = pl.slab_offset + s.offset + uint64_t{pl.position} * v.page_tokens * s.stride;
+    base[p] = (*offsets)[p] + s.offset + uint64_t{pl.position} * v.page_tokens * s.stride;
   }
   GpuBlockTable t;
   t.pages_ = lease.pages();
@@ -196,7 +248,6 @@ Status GpuPool::fetch_pages(const ReadLease& lease, int stream, uint32_t layer, 
   if (uint32_t(stream) >= v.stream_count || layer >= v.layers || p0 > p1 || p1 > lease.pages())
     return Status(Code::kInvalidArgument, fmt::format("fetch_pages: stream {} layer {} pages [{}, {}) of a {}-page lease",
                                                       stream, layer, p0, p1, lease.pages()));
-  if (Status r = check_lease_is_ours(lease, v, "fetch_pages"); !r.is_ok()) return r;
   if (p0 == p1) return Status::ok();
   const auto& s = v.streams[stream];
   const uint64_t page_bytes = uint64_t{v.page_tokens} * s.entry_bytes;
@@ -206,11 +257,13 @@ Status GpuPool::fetch_pages(const ReadLease& lease, int stream, uint32_t layer, 
                                                   "16 B-aligned ({} B per page); use gather_topk", stream, s.stride,
                                                   s.entry_bytes, page_bytes));
   // One run per stretch of pages adjacent in one slab: [src, bytes, dst] as three arrays.
+  auto offsets = device_offsets(lease, "fetch_pages");
+  if (!offsets) return offsets.status();
   std::vector<uint64_t> src, dst_off;
   std::vector<uint32_t> bytes;
   for (uint32_t p = p0; p < p1; ++p) {
     const Placement& pl = lease.placement(p);
-    const uint64_t at = pl.slab_offset + s.offset + uint64_t{layer} * s.layer_step + uint64_t{pl.position} * page_bytes;
+    const uint64_t at = (*offsets)[p] + s.offset + uint64_t{layer} * s.layer_step + uint64_t{pl.position} * page_bytes;
     if (!src.empty() && src.back() + bytes.back() == at) {
       bytes.back() += uint32_t(page_bytes);
     } else {

@@ -176,4 +176,14 @@ Status ReadLease::check_parts() const {
   return Status::ok();
 }
 
+std::vector<ReadLease::Mapping> ReadLease::mappings() const {
+  std::vector<Mapping> out;
+  if (parts_.empty()) {
+    if (session_) out.push_back({&view_, session_});
+    return out;
+  }
+  for (const detail::LeasePart& p : parts_) out.push_back({&p.view, p.session});
+  return out;
+}
+
 }  // namespace cxlkv

@@ -20,7 +20,11 @@ Result<std::unique_ptr<GpuRegistration>> GpuRegistration::register_range(uint8_t
   return std::unique_ptr<GpuRegistration>(new GpuRegistration(base, static_cast<uint8_t*>(dev), bytes));
 }
 
-GpuRegistration::~GpuRegistration() { cudaHostUnregister(host_); }
+GpuRegistration::~GpuRegistration() {
+  // A mapping already gone (its session ended first) may fail to unregister: clear the error, so
+  // the next launch's check does not read it as its own.
+  if (cudaHostUnregister(host_) != cudaSuccess) (void)cudaGetLastError();
+}
 
 bool gpu_available(std::string* why) {
   int n = 0;

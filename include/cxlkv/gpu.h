@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <vector>
 
 #include "cxlkv/client.h"
 #include "cxlkv/read_lease.h"
@@ -102,7 +103,11 @@ class GpuPool {
   GpuPool(const GpuPool&) = delete;
   GpuPool& operator=(const GpuPool&) = delete;
 
-  // Copies the lease's block table for `stream` to the GPU (once per lease; synchronous).
+  // Copies the lease's block table for `stream` to the GPU (once per lease; synchronous). A lease
+  // over several nodes of a cluster, or of another session, works too: each mapping its pages lie
+  // in is registered with the device at the first upload or fetch that needs it (slow once:
+  // cudaHostRegister pins the mapping) and dropped after its session ends. Keep the lease while
+  // the table is in use.
   Result<GpuBlockTable> upload(const ReadLease& lease, int stream);
 
   // Gathers every item in one launch on `stream`. All items must use tables of one stream.
@@ -134,6 +139,8 @@ class GpuPool {
   friend class GpuSparseFetcher;  // reads the pool's view, counts its bad positions with the pool's
   const PoolView& impl_view() const;
   uint32_t* impl_bad_indices() const;
+  // Per page of the lease: where it starts on the device, from device_pool() (gpu.cc).
+  Result<std::vector<uint64_t>> device_offsets(const ReadLease& lease, const char* what);
   struct Impl;
   explicit GpuPool(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;

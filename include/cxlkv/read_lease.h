@@ -54,7 +54,7 @@ class ReadLease {
   // node's (each node has its own; nodes() says how many).
   uint64_t id() const { return id_; }
   // The memory nodes whose pages this lease holds: 1, or more for a lease from a cluster client.
-  // The GPU path takes single-node leases.
+  // The GPU path registers every node's mapping (GpuPool::upload).
   uint32_t nodes() const { return parts_.empty() ? 1 : uint32_t(parts_.size()); }
   // Pages of the leased prefix (the longest cached prefix of the keys looked up).
   uint32_t pages() const { return uint32_t(refs_.size()); }
@@ -117,6 +117,15 @@ class ReadLease {
   // [(p1 - p0) x page_tokens][entry_bytes]; runs of pages adjacent in a slab go in one copy.
   // kExpired (and dst not to be used) when a page's slab was freed or reused, as gather_topk.
   Status fetch_pages(int stream, uint32_t layer, uint32_t p0, uint32_t p1, void* dst) const;
+
+  // The mappings the lease's pages lie in, each with the session that keeps it mapped while the
+  // lease lives: the one node's, or one per node over a cluster. Empty for a lease made without a
+  // session (tests over a bare region). Cold: the GPU path registers each with the device.
+  struct Mapping {
+    const PoolView* view;
+    std::shared_ptr<detail::Session> session;
+  };
+  std::vector<Mapping> mappings() const;
 
   // Extends the lease by its TTL; returns the TTL in ms.
   Result<uint32_t> renew();
