@@ -77,9 +77,13 @@ def route(tokens: Sequence[int] | np.ndarray | None = None, workers: Workers | N
                 raise InvalidArgument(f"route: worker {worker!r}: affinity to {node!r} must be a number >= 0, "
                                       f"got {weight!r}")
             entries.append((worker, node, float(weight)))
+    # The encoded names live in `names` until the call returns: the structs hold bare pointers.
+    names = [(worker.encode(), node.encode() if node else None) for worker, node, _ in entries]
     affinities = (native.RouteAffinityStruct * max(len(entries), 1))()
-    for i, (worker, node, weight) in enumerate(entries):
-        affinities[i] = native.RouteAffinityStruct(worker.encode(), node.encode() if node else None, weight)
+    for i, ((worker_b, node_b), (_, _, weight)) in enumerate(zip(names, entries)):
+        affinities[i].worker = worker_b
+        affinities[i].node = node_b
+        affinities[i].weight = weight
     array = _key_array(key_list)
     ns = namespace_id(tenant, model)
     needed = ctypes.c_size_t()
