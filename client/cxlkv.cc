@@ -158,10 +158,15 @@ int cxlkv_route(const char* cluster_url, uint64_t ns, const cxlkv_page_key* keys
     if (a.node) w->node_affinity[a.node] = a.weight;
   }
   const auto* k = reinterpret_cast<const cxlkv::PageKey*>(keys);
-  auto r = cxlkv::route(cluster_url, ns, {k, keys ? n : 0}, workers,
-                        std::chrono::milliseconds(timeout_ms > 0 ? timeout_ms : 2000));
-  if (!r) return fail(r.status());
-  const std::string text = r->to_json();
+  std::string text;
+  try {  // nothing may leave a C call by exception (an allocation failure, say)
+    auto r = cxlkv::route(cluster_url, ns, {k, keys ? n : 0}, workers,
+                          std::chrono::milliseconds(timeout_ms > 0 ? timeout_ms : 2000));
+    if (!r) return fail(r.status());
+    text = r->to_json();
+  } catch (const std::exception& e) {
+    return fail(cxlkv::Code::kIoError, (std::string("cxlkv_route: ") + e.what()).c_str());
+  }
   if (answer_len) *answer_len = text.size();
   if (text.size() + 1 > capacity)
     return fail(cxlkv::Code::kExhausted,

@@ -2,6 +2,8 @@
 // etcd, then cluster::route_keys. Two etcd reads per call; nothing cached between calls.
 #include "cxlkv/route.h"
 
+#include <cmath>
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -16,11 +18,16 @@ std::string RouteAnswer::to_json() const {
                       {"workers", nlohmann::json::array()}};
   for (const RankedWorker& w : workers)
     j["workers"].push_back({{"name", w.name}, {"score", w.score}, {"local_pages", w.local_pages}});
-  return j.dump();
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);  // names need not be UTF-8
 }
 
 Result<RouteAnswer> route(std::string_view cluster_url, uint64_t namespace_id, std::span<const PageKey> keys,
                           std::span<const RouteWorker> workers, std::chrono::milliseconds timeout) {
+  for (const RouteWorker& w : workers)
+    for (const auto& [node, weight] : w.node_affinity)
+      if (!std::isfinite(weight) || weight < 0)
+        return Status(Code::kInvalidArgument, fmt::format("route: worker '{}': affinity to node '{}' must be a finite "
+                                                          "number >= 0, got {}", w.name, node, weight));
   auto url = cluster::parse_cluster_url(cluster_url);
   if (!url) return Status(Code::kInvalidArgument, url.status().message());
   cluster::EtcdClient etcd(url->host, url->port, timeout);

@@ -9,12 +9,15 @@ namespace cxlkv::kernels {
 
 Result<std::unique_ptr<GpuRegistration>> GpuRegistration::register_range(uint8_t* base, size_t bytes) {
   cudaError_t err = cudaHostRegister(base, bytes, cudaHostRegisterMapped | cudaHostRegisterPortable);
-  if (err != cudaSuccess)
+  if (err != cudaSuccess) {
+    (void)cudaGetLastError();  // not left for the next launch's check to report as its own
     return Status(Code::kIoError, std::string("cudaHostRegister of ") + std::to_string(bytes) + " bytes: " + cudaGetErrorString(err));
+  }
   void* dev = nullptr;
   err = cudaHostGetDevicePointer(&dev, base, 0);
   if (err != cudaSuccess) {
     cudaHostUnregister(base);
+    (void)cudaGetLastError();
     return Status(Code::kIoError, std::string("cudaHostGetDevicePointer: ") + cudaGetErrorString(err));
   }
   return std::unique_ptr<GpuRegistration>(new GpuRegistration(base, static_cast<uint8_t*>(dev), bytes));

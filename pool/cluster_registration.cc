@@ -75,7 +75,12 @@ void ClusterRegistration::run() {
     lock.lock();
     if (stopping_) break;
     const auto next = ok ? std::min(next_keepalive_, next_publish_) : Clock::now() + retry;
-    wake_.wait_until(lock, next, [&] { return stopping_ || (directory_pending_ && Clock::now() >= next_directory_); });
+    // A snapshot handed over wakes the thread early only after a step that reached the directory
+    // (a failed or refused one would find it pending again at once and spin).
+    const bool directory_reachable = ok && !settings_refused_;
+    wake_.wait_until(lock, next, [&] {
+      return stopping_ || (directory_reachable && directory_pending_ && Clock::now() >= next_directory_);
+    });
   }
 }
 
@@ -141,7 +146,16 @@ bool ClusterRegistration::step(cluster::EtcdClient& etcd, Clock::time_point now)
       }
     }
     if (directory_dirty_) {
-      if (!publish_summaries(etcd)) return false;
+      // A summary that cannot be written leaves the membership as it is (the record and lease
+      // stand): it is retried at the next interval, and said once.
+      if (Status st = publish_summaries(etcd); !st) {
+        if (!directory_failing_)
+          spdlog::warn("cluster {}: prefix directory of node {} not published ({}); retrying every {} ms",
+                       options_.url.to_string(), options_.node_id, st.message(), options_.directory_interval.count());
+        directory_failing_ = true;
+      } else {
+        directory_failing_ = false;
+      }
       next_directory_ = now + options_.directory_interval;
     }
   }
@@ -157,13 +171,13 @@ void ClusterRegistration::publish_directory(std::map<uint64_t, std::vector<PageK
   wake_.notify_all();
 }
 
-bool ClusterRegistration::publish_summaries(cluster::EtcdClient& etcd) {
+Status ClusterRegistration::publish_summaries(cluster::EtcdClient& etcd) {
   for (const auto& [ns, keys] : directory_keys_) {
     std::string summary = cluster::PrefixSummary::build(keys).serialize();
     auto it = directory_published_.find(ns);
     if (it != directory_published_.end() && it->second == summary) continue;
     if (Status st = etcd.put(cluster::directory_key(options_.url, ns, options_.node_id), summary, lease_); !st)
-      return report_failure(st), false;
+      return st;
     directory_published_[ns] = std::move(summary);
     directory_puts_.fetch_add(1, std::memory_order_relaxed);
   }
@@ -173,11 +187,11 @@ bool ClusterRegistration::publish_summaries(cluster::EtcdClient& etcd) {
       continue;
     }
     if (Status st = etcd.erase(cluster::directory_key(options_.url, it->first, options_.node_id)); !st)
-      return report_failure(st), false;
+      return st;
     it = directory_published_.erase(it);
   }
   directory_dirty_ = false;
-  return true;
+  return Status::ok();
 }
 
 void ClusterRegistration::report_failure(const Status& st) {

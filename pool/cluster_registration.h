@@ -79,8 +79,8 @@ class ClusterRegistration {
   // One pass: register if not registered, else keep alive and republish; false when etcd failed.
   bool step(cluster::EtcdClient& etcd, std::chrono::steady_clock::time_point now);
   // Puts the summary of every namespace whose keys changed since the last put, and erases those
-  // of namespaces this node no longer holds; false when etcd failed.
-  bool publish_summaries(cluster::EtcdClient& etcd);
+  // of namespaces this node no longer holds; the etcd error when one failed.
+  Status publish_summaries(cluster::EtcdClient& etcd);
   void report_failure(const Status& st);
   void report_success();
 
@@ -98,6 +98,7 @@ class ClusterRegistration {
   std::map<uint64_t, std::vector<PageKey>> directory_keys_;  // the last snapshot taken
   std::map<uint64_t, std::string> directory_published_;      // ns -> the summary etcd holds
   bool directory_dirty_ = false;
+  bool directory_failing_ = false;
   std::atomic<uint64_t> directory_puts_{0};
   // Shared with the daemon's threads.
   std::atomic<bool> registered_{false};

@@ -1,6 +1,7 @@
 // cxlkv-route: asks the cluster's prefix directory (include/cxlkv/route.h) how much of a prompt the
 // memory nodes hold, where, and which decode worker is closest to it. For operators and for
 // schedulers written in shell; programs call cxlkv::route (C++), cxlkv_route (C) or cxlkv.route.
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -73,8 +74,8 @@ Result<std::vector<RouteWorker>> read_workers(const std::string& path) {
     RouteWorker w{std::string(name.str()), {}};
     for (const auto& [node, weight] : *nodes) {
       auto v = weight.value<double>();
-      if (!v || *v < 0)
-        return Status(Code::kInvalidArgument, fmt::format("--workers {}: workers.{}.{} must be a number >= 0", path,
+      if (!v || !std::isfinite(*v) || *v < 0)
+        return Status(Code::kInvalidArgument, fmt::format("--workers {}: workers.{}.{} must be a finite number >= 0", path,
                                                           name.str(), node.str()));
       w.node_affinity[std::string(node.str())] = *v;
     }

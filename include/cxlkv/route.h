@@ -48,7 +48,7 @@ struct RouteAnswer {
 
 // The answer for the pages `keys` of namespace `namespace_id` (keys[0] a prefix's first page: see
 // page_key.h) in the cluster at `cluster_url` ("etcd://HOST:PORT/NAME"), ranking `workers`.
-// kInvalidArgument for a URL that is not etcd://; kUnavailable when etcd does not answer;
+// kInvalidArgument for a URL that is not etcd:// or an affinity that is negative or not finite; kUnavailable when etcd does not answer;
 // kNotFound when no node has joined the cluster.
 Result<RouteAnswer> route(std::string_view cluster_url, uint64_t namespace_id, std::span<const PageKey> keys,
                           std::span<const RouteWorker> workers,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -73,8 +74,8 @@ def route(tokens: Sequence[int] | np.ndarray | None = None, workers: Workers | N
         if not affinity:
             entries.append((worker, None, 0.0))
         for node, weight in affinity.items():
-            if not isinstance(weight, (int, float)) or weight < 0:
-                raise InvalidArgument(f"route: worker {worker!r}: affinity to {node!r} must be a number >= 0, "
+            if not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+                raise InvalidArgument(f"route: worker {worker!r}: affinity to {node!r} must be a finite number >= 0, "
                                       f"got {weight!r}")
             entries.append((worker, node, float(weight)))
     # The encoded names live in `names` until the call returns: the structs hold bare pointers.

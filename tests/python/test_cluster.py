@@ -168,8 +168,9 @@ def test_route_says_how_much_of_a_prompt_the_nodes_hold_and_ranks_workers(cluste
 def test_route_refuses_bad_input_with_clear_errors(cluster: str) -> None:
     with pytest.raises(cxlkv.InvalidArgument, match="tokens or as keys="):
         cxlkv.route(cluster=cluster)
-    with pytest.raises(cxlkv.InvalidArgument, match="must be a number >= 0"):
-        cxlkv.route([1] * 64, {"w": {"py-0": -1.0}}, cluster=cluster)
+    for weight in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(cxlkv.InvalidArgument, match="must be a finite number >= 0"):
+            cxlkv.route([1] * 64, {"w": {"py-0": weight}}, cluster=cluster)
     with pytest.raises(cxlkv.InvalidArgument, match="etcd"):
         cxlkv.route([1] * 64, cluster="unix:/tmp/nowhere.sock")
     with pytest.raises(cxlkv.InvalidArgument, match="page key"):
