@@ -8,7 +8,10 @@
 //  - commit: the writer made its data durable (flush + fence) before sending Commit. The daemon
 //    persists the record body with its checksum, then the state word COMMITTED, then replies. So an
 //    acknowledged commit is durable; a kill before the state word leaves RESERVED (reclaimed, never
-//    acknowledged); the 8-byte state word cannot tear.
+//    acknowledged); the 8-byte state word cannot tear. Each page's state word is its own commit
+//    point and a lease's pages commit in chain order, so a kill in the middle of a many-page
+//    commit leaves the chain's first pages COMMITTED and the rest RESERVED: a shorter valid prefix
+//    (never a page without its parent), which the writer, unanswered, writes again or drops.
 //  - free (abort, expiry, remove, eviction): the state word goes FREE (persisted) first, and only
 //    when no page of the slab is live does the allocator's word go free. A kill between the two
 //    leaves an in-use slab without a COMMITTED page: recovery frees it.
