@@ -78,9 +78,10 @@ Result<std::shared_ptr<Session>> ClusterRouter::connect_node(const cluster::Node
   std::string endpoint;
   for (const std::string& e : record.endpoints)
     if (local_socket(e)) endpoint = e;
-  if (endpoint.empty())
-    for (const std::string& e : record.endpoints)
-      if (e.starts_with("tcp:")) endpoint = e;
+  for (const char* scheme : {"tls:", "tcp:"})  // off this host: TLS where the node offers it
+    if (endpoint.empty())
+      for (const std::string& e : record.endpoints)
+        if (e.starts_with(scheme)) endpoint = e;
   if (endpoint.empty()) endpoint = record.endpoints.front();
   ClientOptions o = options_;
   o.endpoint = endpoint;

@@ -8,10 +8,17 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <csignal>
 #include <fmt/format.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "frame.h"
 
@@ -28,12 +35,13 @@ Result<Endpoint> parse_endpoint(const std::string& spec) {
                                                         ep.path.size(), sizeof(sockaddr_un::sun_path) - 1));
     return ep;
   }
-  if (spec.rfind("tcp:", 0) == 0) {
+  if (spec.rfind("tcp:", 0) == 0 || spec.rfind("tls:", 0) == 0) {
     ep.is_unix = false;
+    ep.tls = spec[1] == 'l';
     const std::string rest = spec.substr(4);
     const size_t colon = rest.rfind(':');
     if (colon == std::string::npos || colon == 0 || colon + 1 == rest.size())
-      return Status(Code::kInvalidArgument, fmt::format("endpoint '{}': expected tcp:host:port", spec));
+      return Status(Code::kInvalidArgument, fmt::format("endpoint '{}': expected {}:host:port", spec, spec.substr(0, 3)));
     ep.host = rest.substr(0, colon);
     if (ep.host.size() > 2 && ep.host.front() == '[' && ep.host.back() == ']') ep.host = ep.host.substr(1, ep.host.size() - 2);
     unsigned port = 0;
@@ -45,11 +53,29 @@ Result<Endpoint> parse_endpoint(const std::string& spec) {
     ep.port = uint16_t(port);
     return ep;
   }
-  return Status(Code::kInvalidArgument, fmt::format("endpoint '{}': expected unix:/path or tcp:host:port", spec));
+  return Status(Code::kInvalidArgument,
+                fmt::format("endpoint '{}': expected unix:/path, tcp:host:port or tls:host:port", spec));
 }
 
-Connection::~Connection() {
+struct Connection::Tls {
+  struct FreeContext {
+    void operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
+  };
+  struct FreeSsl {
+    void operator()(SSL* s) const { SSL_free(s); }
+  };
+  std::unique_ptr<SSL_CTX, FreeContext> context;
+  std::unique_ptr<SSL, FreeSsl> ssl;
+  std::vector<uint8_t> out;  // header and message, sent as one record
+};
+
+Connection::Connection() = default;
+Connection::~Connection() { close(); }
+
+void Connection::close() {
+  tls_.reset();  // no close_notify: the daemon treats a closed socket as the end either way
   if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
 }
 
 namespace {
@@ -71,7 +97,7 @@ std::string connect_failure(const std::string& name, int err, int timeout_ms) {
 
 }  // namespace
 
-Status Connection::open(const Endpoint& endpoint, int timeout_ms) {
+Status Connection::open(const Endpoint& endpoint, int timeout_ms, const std::string& tls_ca_file) {
   endpoint_ = endpoint;
   if (endpoint.is_unix) {
     name_ = "unix:" + endpoint.path;
@@ -114,6 +140,137 @@ Status Connection::open(const Endpoint& endpoint, int timeout_ms) {
   }
   ::freeaddrinfo(found);
   if (fd_ < 0) return last;
+  if (endpoint.tls) {
+    name_ = fmt::format("tls:{}:{}", endpoint.host, endpoint.port);
+    if (Status st = start_tls(tls_ca_file); !st) {
+      close();
+      return st;
+    }
+  }
+  return Status::ok();
+}
+
+namespace {
+
+// OpenSSL's queued errors as one line (and the queue emptied), or `fallback` when there are none.
+std::string openssl_errors(const char* fallback) {
+  std::string out;
+  for (unsigned long e = ERR_get_error(); e != 0; e = ERR_get_error()) {
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof buf);
+    out += out.empty() ? "" : "; ";
+    out += buf;
+  }
+  return out.empty() ? fallback : out;
+}
+
+// OpenSSL writes to the socket with write(2), not send(MSG_NOSIGNAL): a daemon that closed the
+// connection would raise SIGPIPE and end the caller's process. While a guard lives, SIGPIPE is
+// blocked in this thread, and one raised meanwhile is taken off the thread before it unblocks.
+class NoSigpipe {
+ public:
+  NoSigpipe() {
+    sigemptyset(&pipe_);
+    sigaddset(&pipe_, SIGPIPE);
+    sigset_t pending;
+    sigpending(&pending);
+    was_pending_ = sigismember(&pending, SIGPIPE) == 1;
+    pthread_sigmask(SIG_BLOCK, &pipe_, &old_);
+  }
+  ~NoSigpipe() {
+    sigset_t pending;
+    sigpending(&pending);
+    if (!was_pending_ && sigismember(&pending, SIGPIPE) == 1) {
+      const timespec now{0, 0};
+      while (sigtimedwait(&pipe_, nullptr, &now) < 0 && errno == EINTR) {
+      }
+    }
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  NoSigpipe(const NoSigpipe&) = delete;
+  NoSigpipe& operator=(const NoSigpipe&) = delete;
+
+ private:
+  sigset_t pipe_{}, old_{};
+  bool was_pending_ = false;
+};
+
+}  // namespace
+
+Status Connection::start_tls(const std::string& ca_file) {
+  ERR_clear_error();
+  auto tls = std::make_unique<Tls>();
+  tls->context.reset(SSL_CTX_new(TLS_client_method()));
+  if (!tls->context) return Status(Code::kIoError, name_ + ": TLS context: " + openssl_errors("out of memory"));
+  SSL_CTX* ctx = tls->context.get();
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  const bool loaded = ca_file.empty() ? SSL_CTX_set_default_verify_paths(ctx) == 1
+                                      : SSL_CTX_load_verify_locations(ctx, ca_file.c_str(), nullptr) == 1;
+  if (!loaded)
+    return Status(Code::kInvalidArgument,
+                  fmt::format("{}: TLS CA file '{}': {}", name_, ca_file.empty() ? "(the system's)" : ca_file,
+                              openssl_errors("not loaded")));
+  tls->ssl.reset(SSL_new(ctx));
+  SSL* ssl = tls->ssl.get();
+  if (!ssl || SSL_set_fd(ssl, fd_) != 1) return Status(Code::kIoError, name_ + ": TLS: " + openssl_errors("SSL_new"));
+  // The certificate must name what the client dialled: an address literal as an IP SAN, a name as
+  // a DNS SAN (also sent as SNI).
+  in6_addr probe{};
+  const bool literal = ::inet_pton(AF_INET, endpoint_.host.c_str(), &probe) == 1 ||
+                       ::inet_pton(AF_INET6, endpoint_.host.c_str(), &probe) == 1;
+  const bool named = literal ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), endpoint_.host.c_str()) == 1
+                             : SSL_set1_host(ssl, endpoint_.host.c_str()) == 1 &&
+                                   SSL_set_tlsext_host_name(ssl, endpoint_.host.c_str()) == 1;
+  if (!named) return Status(Code::kInvalidArgument, fmt::format("{}: TLS: host '{}' not usable for verification",
+                                                                name_, endpoint_.host));
+  const NoSigpipe guard;
+  if (SSL_connect(ssl) != 1) {
+    const long verdict = SSL_get_verify_result(ssl);
+    if (verdict != X509_V_OK)
+      return Status(Code::kPermissionDenied, fmt::format("{}: TLS: the daemon's certificate is not trusted: {}", name_,
+                                                         X509_verify_cert_error_string(verdict)));
+    const int err = errno;
+    return Status(Code::kUnavailable,
+                  fmt::format("{}: TLS handshake failed: {}", name_,
+                              openssl_errors(err ? std::strerror(err) : "the daemon closed the connection (is its "
+                                                                        "TCP listener TLS?)")));
+  }
+  tls_ = std::move(tls);
+  return Status::ok();
+}
+
+Status Connection::write_bytes(const uint8_t* data, size_t size) {
+  const NoSigpipe guard;
+  while (size > 0) {
+    ERR_clear_error();
+    const int n = SSL_write(tls_->ssl.get(), data, static_cast<int>(std::min<size_t>(size, 1 << 30)));
+    if (n <= 0) {
+      const int err = errno;
+      return Status(Code::kIoError, "TLS send: " + openssl_errors(err ? std::strerror(err) : "connection closed"));
+    }
+    data += n;
+    size -= static_cast<size_t>(n);
+  }
+  return Status::ok();
+}
+
+Status Connection::read_bytes(uint8_t* data, size_t size) {
+  const NoSigpipe guard;  // a TLS 1.3 read may write (a key update's answer)
+  while (size > 0) {
+    ERR_clear_error();
+    const int n = SSL_read(tls_->ssl.get(), data, static_cast<int>(std::min<size_t>(size, 1 << 30)));
+    if (n <= 0) {
+      const int code = SSL_get_error(tls_->ssl.get(), n);
+      if (code == SSL_ERROR_ZERO_RETURN) return Status(Code::kUnavailable, "connection closed by the peer");
+      const int err = errno;
+      if (code == SSL_ERROR_SYSCALL && (err == EAGAIN || err == EWOULDBLOCK))
+        return Status(Code::kIoError, "TLS receive: timed out");
+      return Status(Code::kIoError, "TLS receive: " + openssl_errors(err ? std::strerror(err) : "connection closed by the peer"));
+    }
+    data += n;
+    size -= static_cast<size_t>(n);
+  }
   return Status::ok();
 }
 
@@ -125,9 +282,20 @@ Status Connection::exchange(const uint8_t* message, uint32_t size, std::vector<u
 
 Status Connection::send(const uint8_t* message, uint32_t size) {
   if (fd_ < 0) return Status(Code::kUnavailable, name_ + ": connection closed after an earlier failure");
-  if (Status st = wire::write_frame(fd_, message, size); !st) {
-    ::close(fd_);
-    fd_ = -1;
+  Status st;
+  if (!tls_) {
+    st = wire::write_frame(fd_, message, size);
+  } else if (size > wire::kMaxFrameBytes) {
+    st = Status(Code::kInvalidArgument, fmt::format("message of {} bytes over the {} limit", size, wire::kMaxFrameBytes));
+  } else {
+    const wire::FrameHeader h = wire::make_frame_header(size);
+    tls_->out.resize(sizeof h + size);
+    std::memcpy(tls_->out.data(), &h, sizeof h);
+    std::memcpy(tls_->out.data() + sizeof h, message, size);
+    st = write_bytes(tls_->out.data(), tls_->out.size());
+  }
+  if (!st) {
+    close();
     return Status(st.code(), fmt::format("{}: {}", name_, st.message()));
   }
   return Status::ok();
@@ -136,9 +304,24 @@ Status Connection::send(const uint8_t* message, uint32_t size) {
 Status Connection::receive(std::vector<uint8_t>& reply, int* received_fd) {
   if (received_fd) *received_fd = -1;
   if (fd_ < 0) return Status(Code::kUnavailable, name_ + ": connection closed after an earlier failure");
-  if (Status st = wire::read_frame(fd_, reply, endpoint_.is_unix ? received_fd : nullptr); !st) {
-    ::close(fd_);
-    fd_ = -1;
+  Status st;
+  if (!tls_) {
+    st = wire::read_frame(fd_, reply, endpoint_.is_unix ? received_fd : nullptr);
+  } else {
+    uint8_t header[wire::kFrameHeaderBytes];
+    st = read_bytes(header, sizeof header);
+    if (st) {
+      auto h = wire::check_frame_header(header);
+      if (!h) {
+        st = h.status();
+      } else {
+        reply.resize(h->length);
+        st = read_bytes(reply.data(), reply.size());
+      }
+    }
+  }
+  if (!st) {
+    close();
     return Status(st.code(), fmt::format("{}: {}", name_, st.message()));
   }
   return Status::ok();

@@ -1,9 +1,11 @@
-// Connection: the client's control socket to the daemon (Unix or TCP) and one blocking
-// request/response exchange over it (wire/ framing). Used only by detail::Session, which
-// serializes callers; a Connection itself is not thread-safe. Knows nothing of the ops.
+// Connection: the client's control socket to the daemon (Unix, TCP, or TCP with TLS through
+// OpenSSL) and one blocking request/response exchange over it (wire/ framing). Used only by
+// detail::Session, which serializes callers; a Connection itself is not thread-safe. Knows
+// nothing of the ops.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -11,9 +13,10 @@
 
 namespace cxlkv::detail {
 
-// A parsed endpoint: "unix:/path" or "tcp:host:port".
+// A parsed endpoint: "unix:/path", "tcp:host:port" or "tls:host:port" (TCP with TLS).
 struct Endpoint {
   bool is_unix = true;
+  bool tls = false;
   std::string path;  // unix
   std::string host;  // tcp
   uint16_t port = 0;
@@ -22,13 +25,15 @@ Result<Endpoint> parse_endpoint(const std::string& spec);
 
 class Connection {
  public:
-  Connection() = default;
+  Connection();
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
-  // Connects (TCP_NODELAY on TCP) and sets send/receive timeouts of timeout_ms.
-  Status open(const Endpoint& endpoint, int timeout_ms);
+  // Connects (TCP_NODELAY on TCP) and sets send/receive timeouts of timeout_ms. On tls: the
+  // handshake follows, TLS 1.2 or later, the daemon's certificate checked against tls_ca_file
+  // (PEM; empty: the system's trusted CAs) and the endpoint's host name or address.
+  Status open(const Endpoint& endpoint, int timeout_ms, const std::string& tls_ca_file = {});
   bool is_unix() const { return endpoint_.is_unix; }
   const std::string& name() const { return name_; }
 
@@ -41,9 +46,16 @@ class Connection {
   Status receive(std::vector<uint8_t>& reply, int* received_fd = nullptr);
 
  private:
+  Status start_tls(const std::string& ca_file);
+  Status write_bytes(const uint8_t* data, size_t size);
+  Status read_bytes(uint8_t* data, size_t size);
+  void close();
+
+  struct Tls;  // OpenSSL's context and connection, kept out of this header
   Endpoint endpoint_;
   std::string name_;
   int fd_ = -1;
+  std::unique_ptr<Tls> tls_;
 };
 
 }  // namespace cxlkv::detail

@@ -65,6 +65,7 @@ int cxlkv_connect(const cxlkv_options* options, cxlkv_client** out) {
   if (options->region_path) o.region_path = options->region_path;
   if (options->io_timeout_ms > 0) o.io_timeout_ms = options->io_timeout_ms;
   o.read_only = options->read_only != 0;
+  if (options->tls_ca_file) o.tls_ca_file = options->tls_ca_file;
   auto client = cxlkv::Client::connect(o);
   if (!client) return fail(client.status());
   auto* handle = new (std::nothrow) cxlkv_client{std::move(*client), {}, {}};

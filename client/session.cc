@@ -30,7 +30,7 @@ Result<std::shared_ptr<Session>> Session::open(const ClientOptions& options) {
   auto endpoint = parse_endpoint(options.endpoint);
   if (!endpoint) return endpoint.status();
   std::shared_ptr<Session> s(new Session());
-  if (Status st = s->conn_.open(*endpoint, options.io_timeout_ms); !st) return st;
+  if (Status st = s->conn_.open(*endpoint, options.io_timeout_ms, options.tls_ca_file); !st) return st;
   if (Status st = s->hello(options); !st) return st;
   return s;
 }

@@ -61,8 +61,9 @@ Status validate_cluster(const PoolConfig& c) {
   if (c.chunk_pages == 0 || c.chunk_pages > 16384)
     return Status(Code::kInvalidArgument, fmt::format("chunk_pages {} must be 1..16384", c.chunk_pages));
   for (const std::string& e : c.advertise)
-    if (!e.starts_with("unix:") && !e.starts_with("tcp:"))
-      return Status(Code::kInvalidArgument, fmt::format("advertised endpoint '{}' is not unix:PATH or tcp:HOST:PORT", e));
+    if (!e.starts_with("unix:") && !e.starts_with("tcp:") && !e.starts_with("tls:"))
+      return Status(Code::kInvalidArgument,
+                    fmt::format("advertised endpoint '{}' is not unix:PATH, tcp:HOST:PORT or tls:HOST:PORT", e));
   return Status::ok();
 }
 
@@ -92,6 +93,11 @@ Status validate_config(const PoolConfig& c) {
                                                       c.max_connections_per_address));
   if (c.unix_socket.empty() && c.tcp.empty())
     return Status(Code::kInvalidArgument, "no listener: give a unix socket path or a TCP address");
+  if (c.tls_certificate.empty() != c.tls_private_key.empty())
+    return Status(Code::kInvalidArgument, fmt::format("TLS needs both a certificate and a private key (certificate "
+                                                      "'{}', private key '{}')", c.tls_certificate, c.tls_private_key));
+  if (!c.tls_certificate.empty() && c.tcp.empty())
+    return Status(Code::kInvalidArgument, "a TLS certificate is given but no TCP listener (--tcp) to use it");
   if (auto layout = Layout::parse(c.layout); !layout) return layout.status();
   if (Status st = validate_cluster(c); !st) return st;
   for (const Tenant& t : c.tenants) {
@@ -224,7 +230,7 @@ Status read_table(const toml::table& root, PoolConfig& c) {
                                               "max_connections", "max_pending", "hello_timeout_ms", "frame_timeout_ms",
                                               "idle_timeout_ms", "max_sessions_per_tenant",
                                               "max_connections_per_address", "max_keys",
-                                              "max_leases"});
+                                              "max_leases", "tls_certificate", "tls_private_key", "insecure_tcp"});
         !st)
       return st;
     if (Status st = read(*s, "unix_socket", c.unix_socket); !st) return st;
@@ -237,6 +243,9 @@ Status read_table(const toml::table& root, PoolConfig& c) {
     }
     if (Status st = read(*s, "unix_socket_group", c.unix_socket_group); !st) return st;
     if (Status st = read(*s, "tcp", c.tcp); !st) return st;
+    if (Status st = read(*s, "tls_certificate", c.tls_certificate); !st) return st;
+    if (Status st = read(*s, "tls_private_key", c.tls_private_key); !st) return st;
+    if (Status st = read(*s, "insecure_tcp", c.insecure_tcp); !st) return st;
     if (Status st = read(*s, "max_connections", c.max_connections); !st) return st;
     if (Status st = read(*s, "max_pending", c.max_pending); !st) return st;
     if (Status st = read(*s, "hello_timeout_ms", c.hello_timeout_ms); !st) return st;
@@ -347,6 +356,14 @@ void add_server_overrides(CLI::App& app, std::vector<Apply>& later) {
                                [](PoolConfig& c, const std::string& v) { c.unix_socket_group = v; });
   override_option<std::string>(app, later, "--tcp", "TCP listen address host:port (default none)",
                                [](PoolConfig& c, const std::string& v) { c.tcp = v; });
+  override_option<std::string>(app, later, "--tls-certificate",
+                               "PEM certificate chain: the TCP listener speaks TLS (clients use tls:HOST:PORT)",
+                               [](PoolConfig& c, const std::string& v) { c.tls_certificate = v; });
+  override_option<std::string>(app, later, "--tls-private-key", "PEM private key of --tls-certificate",
+                               [](PoolConfig& c, const std::string& v) { c.tls_private_key = v; });
+  app.add_flag_callback(
+      "--insecure-tcp", [&later] { later.push_back([](PoolConfig& c) { c.insecure_tcp = true; }); },
+      "allow a non-loopback TCP listener without TLS (tokens cross the network in clear)");
   override_option<uint32_t>(app, later, "--max-connections", "open connections at most (default 256)",
                             [](PoolConfig& c, uint32_t v) { c.max_connections = v; });
   override_option<uint32_t>(app, later, "--max-pending",

@@ -37,6 +37,12 @@ struct PoolConfig {
   uint32_t unix_socket_mode = 0660;  // set at bind whatever the umask: owner and group connect
   std::string unix_socket_group;     // empty: the daemon's group
   std::string tcp;                 // "host:port"; empty: no TCP listener
+  // TLS on the TCP listener (PEM files): every TCP connection then starts with a TLS handshake
+  // and clients use "tls:host:port". A non-loopback TCP listener without TLS is refused unless
+  // insecure_tcp says the network is trusted (tokens would cross it in clear).
+  std::string tls_certificate;     // the daemon's certificate chain
+  std::string tls_private_key;     // its private key
+  bool insecure_tcp = false;
   uint32_t max_connections = 256;
   // Connections that have not said Hello: at most max_pending (a new one closes the oldest), each
   // closed hello_timeout_ms after it opened. Stalled peers so never lock legitimate clients out.

@@ -78,7 +78,7 @@ std::unique_ptr<ClusterRegistration> make_registration(const PoolConfig& c, cons
   o.endpoints = c.advertise;
   if (o.endpoints.empty()) {
     if (!c.unix_socket.empty()) o.endpoints.push_back("unix:" + c.unix_socket);
-    if (!c.tcp.empty()) o.endpoints.push_back("tcp:" + c.tcp);
+    if (!c.tcp.empty()) o.endpoints.push_back((c.tls_certificate.empty() ? "tcp:" : "tls:") + c.tcp);
   }
   o.lease_ttl_s = c.cluster_lease_ttl_s;
   o.settings.chunk_pages = c.chunk_pages;

@@ -7,7 +7,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <boost/asio/ssl.hpp>
 #include <fmt/format.h>
+#include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 
 #include "frame.h"
@@ -19,9 +21,14 @@ using boost::system::error_code;
 
 namespace {
 
-// One client connection: header, body, dispatch, reply; then the next frame.
+using TlsStream = asio::ssl::stream<asio::ip::tcp::socket>;
+
+// One client connection: (on a TLS listener, the handshake first) header, body, dispatch, reply;
+// then the next frame.
 template <typename Socket>
 class Connection : public std::enable_shared_from_this<Connection<Socket>> {
+  static constexpr bool kTls = std::is_same_v<Socket, TlsStream>;
+
  public:
   Connection(Server& server, Socket socket, bool unix_socket, std::string address)
       : server_(server), socket_(std::move(socket)), address_(std::move(address)), deadline_(socket_.get_executor()) {
@@ -34,29 +41,48 @@ class Connection : public std::enable_shared_from_this<Connection<Socket>> {
 
   // Registers with the server (false: over the connection limit) and reads the first frame.
   bool start() {
-    id_ = server_.admit(address_, [this] {
-      error_code ignored;
-      socket_.close(ignored);
-    });
+    id_ = server_.admit(address_, [this] { close(); });
     if (id_ == 0) return false;
     // No Hello in time: closed, so a stalled peer holds a pending place for a bounded time only.
-    // The deadline runs from the connection's start and covers its first frames.
+    // The deadline runs from the connection's start and covers the TLS handshake and first frames.
     arm(Wait::kHello, server_.config().hello_timeout_ms);
-    read_header();
+    if constexpr (kTls) {
+      socket_.async_handshake(asio::ssl::stream_base::server, [self = this->shared_from_this()](error_code ec) {
+        if (ec) {
+          // A plain-TCP client on the TLS port, or a certificate it refused: logged, not served.
+          self->server_.metrics().count_protocol_error();
+          spdlog::info("connection {} from {}: TLS handshake failed: {}; closing it", self->id_, self->address_,
+                       ec.message());
+          return;
+        }
+        self->read_header();
+      });
+    } else {
+      read_header();
+    }
     return true;
   }
 
   // Over a connection limit: an `exhausted` reply, then the socket closes (the peer may not read it).
-  void refuse(const std::string& why) {
-    Dispatcher::error_response(fbb_, 0, Status(Code::kExhausted, "connection refused: " + why));
-    const wire::FrameHeader h = wire::make_frame_header(static_cast<uint32_t>(fbb_.GetSize()));
-    std::array<asio::const_buffer, 2> bufs = {asio::buffer(&h, sizeof h), asio::buffer(fbb_.GetBufferPointer(), fbb_.GetSize())};
-    error_code ec;
-    asio::write(socket_, bufs, ec);
-    socket_.close(ec);
+  // On TLS the socket just closes: a reply would need the handshake the limit is there to spare.
+  void refuse([[maybe_unused]] const std::string& why) {
+    if constexpr (!kTls) {
+      Dispatcher::error_response(fbb_, 0, Status(Code::kExhausted, "connection refused: " + why));
+      const wire::FrameHeader h = wire::make_frame_header(static_cast<uint32_t>(fbb_.GetSize()));
+      std::array<asio::const_buffer, 2> bufs = {asio::buffer(&h, sizeof h),
+                                                asio::buffer(fbb_.GetBufferPointer(), fbb_.GetSize())};
+      error_code ec;
+      asio::write(socket_, bufs, ec);
+    }
+    close();
   }
 
  private:
+  void close() {
+    error_code ignored;
+    socket_.lowest_layer().close(ignored);
+  }
+
   // What the deadline timer guards: Hello (from the start), a frame under way, or an idle session.
   enum class Wait { kNone, kHello, kFrame, kIdle };
 
@@ -93,8 +119,7 @@ class Connection : public std::enable_shared_from_this<Connection<Socket>> {
       case Wait::kNone:
         return;
     }
-    error_code ignored;
-    socket_.close(ignored);
+    close();
   }
 
   // Between frames: an authenticated session may idle (up to idle_timeout_ms without leases); the
@@ -143,7 +168,7 @@ class Connection : public std::enable_shared_from_this<Connection<Socket>> {
       // Hello with the region fd (SCM_RIGHTS on the header): a small reply on an idle connection,
       // so the socket buffer takes it at once and the blocking helper does not block.
       const int fd = session_.reader ? server_.region_read_only_fd() : server_.region_fd();
-      if (Status st = wire::write_frame(socket_.native_handle(), fbb_.GetBufferPointer(), size, fd); !st) {
+      if (Status st = wire::write_frame(socket_.lowest_layer().native_handle(), fbb_.GetBufferPointer(), size, fd); !st) {
         spdlog::warn("session {}: reply with the region fd: {}", session_.id, st.message());
         return;
       }
@@ -291,6 +316,18 @@ Status Server::start_tcp() {
                   fmt::format("tcp {}: refusing a non-loopback listener with no tenants configured (open auth would "
                               "hand the region to anyone who reaches it); add [[tenant]] entries or bind 127.0.0.1",
                               addr));
+  const bool tls = !config_.tls_certificate.empty();
+  if (!tls && !ip.is_loopback()) {
+    if (!config_.insecure_tcp)
+      return Status(Code::kPermissionDenied,
+                    fmt::format("tcp {}: refusing a non-loopback listener without TLS (tenant tokens would cross the "
+                                "network in clear); give --tls-certificate and --tls-private-key, or --insecure-tcp "
+                                "on a network you trust",
+                                addr));
+    spdlog::warn("tcp {}: no TLS (--insecure-tcp): tenant tokens cross the network in clear", addr);
+  }
+  if (tls)
+    if (Status st = load_tls(); !st) return st;
   using tcp = asio::ip::tcp;
   const tcp::endpoint ep(ip, static_cast<uint16_t>(port));
   tcp_acceptor_ = std::make_unique<tcp::acceptor>(io_);
@@ -299,8 +336,30 @@ Status Server::start_tcp() {
   if (!ec) tcp_acceptor_->bind(ep, ec);
   if (!ec) tcp_acceptor_->listen(asio::socket_base::max_listen_connections, ec);
   if (ec) return Status(Code::kIoError, fmt::format("tcp {}: {}", addr, ec.message()));
-  spdlog::info("listening on tcp {}:{}", ip.to_string(), tcp_acceptor_->local_endpoint().port());
+  spdlog::info("listening on tcp {}:{}{}", ip.to_string(), tcp_acceptor_->local_endpoint().port(),
+               tls ? " (TLS 1.2 or later: clients use tls:HOST:PORT)" : "");
   accept_tcp();
+  return Status::ok();
+}
+
+Status Server::load_tls() {
+  // TLS 1.2 at least; OpenSSL's default cipher list (Debian's policy) otherwise.
+  tls_ = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
+  error_code ec;
+  tls_->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                        asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1 |
+                        asio::ssl::context::single_dh_use,
+                    ec);
+  if (!ec) tls_->use_certificate_chain_file(config_.tls_certificate, ec);
+  if (ec)
+    return Status(Code::kInvalidArgument,
+                  fmt::format("TLS certificate {}: {}", config_.tls_certificate, ec.message()));
+  tls_->use_private_key_file(config_.tls_private_key, asio::ssl::context::pem, ec);
+  if (ec)
+    return Status(Code::kInvalidArgument, fmt::format("TLS private key {}: {}", config_.tls_private_key, ec.message()));
+  if (SSL_CTX_check_private_key(tls_->native_handle()) != 1)
+    return Status(Code::kInvalidArgument, fmt::format("TLS private key {} does not match the certificate {}",
+                                                      config_.tls_private_key, config_.tls_certificate));
   return Status::ok();
 }
 
@@ -321,9 +380,15 @@ void Server::accept_tcp() {
     if (!ec) {
       socket.set_option(asio::ip::tcp::no_delay(true), ec);
       const auto peer = socket.remote_endpoint(ec);
-      auto c = std::make_shared<Connection<asio::ip::tcp::socket>>(*this, std::move(socket), false,
-                                                                   ec ? std::string("?") : peer.address().to_string());
-      if (!c->start()) c->refuse(refusal_);
+      std::string address = ec ? std::string("?") : peer.address().to_string();
+      if (tls_) {
+        auto c = std::make_shared<Connection<TlsStream>>(*this, TlsStream(std::move(socket), *tls_), false,
+                                                         std::move(address));
+        if (!c->start()) c->refuse(refusal_);
+      } else {
+        auto c = std::make_shared<Connection<asio::ip::tcp::socket>>(*this, std::move(socket), false, std::move(address));
+        if (!c->start()) c->refuse(refusal_);
+      }
     }
     accept_tcp();
   });

@@ -1,4 +1,5 @@
-// Server: the control-plane listeners (Unix socket and TCP, Boost.Asio) and their connections.
+// Server: the control-plane listeners (Unix socket, and TCP with or without TLS, Boost.Asio) and
+// their connections.
 // One I/O thread runs everything, so the dispatcher and PoolService it drives need no locks.
 // A connection reads one frame, answers it, then reads the next (no pipelining). A bad header
 // closes that connection only; frame sizes, connections and keys are bounded. main.cc owns it.
@@ -13,6 +14,7 @@
 #include <unordered_map>
 
 #include <boost/asio.hpp>
+#include <boost/asio/ssl/context.hpp>
 
 #include "config.h"
 #include "dispatch.h"
@@ -53,6 +55,7 @@ class Server {
  private:
   Status start_unix();
   Status start_tcp();
+  Status load_tls();  // config's certificate and key into tls_
   void accept_unix();
   void accept_tcp();
 
@@ -64,6 +67,7 @@ class Server {
   int region_read_only_fd_;
   std::unique_ptr<boost::asio::local::stream_protocol::acceptor> unix_acceptor_;
   std::unique_ptr<boost::asio::ip::tcp::acceptor> tcp_acceptor_;
+  std::unique_ptr<boost::asio::ssl::context> tls_;  // set: the TCP listener speaks TLS
   struct Admitted {
     std::function<void()> close;
     std::string address;

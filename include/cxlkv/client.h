@@ -26,7 +26,8 @@ class ClusterRouter;
 }
 
 struct ClientOptions {
-  // "unix:/path" or "tcp:host:port": one daemon. "etcd://HOST:PORT/NAME": the memory nodes of a
+  // "unix:/path", "tcp:host:port" or "tls:host:port" (TCP with TLS, the daemon's certificate
+  // checked): one daemon. "etcd://HOST:PORT/NAME": the memory nodes of a
   // cluster (docs/cluster.md), found in etcd; prefixes are placed over them in chunks, and
   // leases may span them (ReadLease::nodes()). The other options apply to every node.
   std::string endpoint = "unix:/run/cxlkv/pool.sock";
@@ -42,6 +43,8 @@ struct ClientOptions {
                                 // read-only (a store through it faults); the tenant must be allowed it
   int cluster_poll_ms = 5000;   // etcd:// only: membership is re-read (and nodes that did not answer
                                 // are tried again) this often; changes are heard at once by a watch
+  std::string tls_ca_file;      // tls: endpoints: PEM file of the CAs that may sign a daemon's
+                                // certificate; empty: the system's trusted CAs
 };
 
 // The daemon's counters (StatsResponse).

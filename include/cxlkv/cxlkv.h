@@ -41,7 +41,7 @@ typedef struct cxlkv_page_key {
 } cxlkv_page_key;
 
 typedef struct cxlkv_options {
-  const char* endpoint;    /* "unix:/path" or "tcp:host:port" */
+  const char* endpoint;    /* "unix:/path", "tcp:host:port", "tls:host:port" or "etcd://HOST:PORT/NAME" */
   const char* tenant;
   const char* token;
   const char* model;       /* namespace = (tenant, model) */
@@ -49,6 +49,7 @@ typedef struct cxlkv_options {
   const char* region_path; /* NULL, or a path to map instead of the daemon's (TCP) */
   int io_timeout_ms;       /* per connect, send and receive; 0: the default (30 s) */
   int read_only;           /* non-zero: a reader session, the region mapped read-only */
+  const char* tls_ca_file; /* tls: endpoints: PEM file of trusted CAs; NULL: the system's */
 } cxlkv_options;
 
 /* This thread's message for the last failed call ("" if none). Valid until the next call. */

@@ -25,6 +25,7 @@ class OptionsStruct(ctypes.Structure):
         ("region_path", c_char_p),
         ("io_timeout_ms", c_int),
         ("read_only", c_int),
+        ("tls_ca_file", c_char_p),
     ]
 
 

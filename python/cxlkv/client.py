@@ -115,15 +115,18 @@ class Client:
     shared by threads; close() must not race the other calls on it. Leases it returned stay valid
     after close() until they are released. read_only=True makes it a reader session (decode
     workers): lookups and reads only, the region mapped read-only; reserve raises PermissionDenied.
+    Client("tls:HOST:PORT", ..., tls_ca_file="ca.pem") speaks TLS to a daemon whose TCP listener has
+    a certificate, checked against that CA file (default: the system's trusted CAs).
     Client("etcd://HOST:PORT/NAME", ...) connects to every memory node of a cluster (docs/cluster.md):
     the same calls, with prefixes placed over the nodes and leases that span them."""
 
     def __init__(self, endpoint: str, tenant: str = "", token: str = "", model: str = "", *,
                  want_fd: bool = True, region_path: str | None = None, io_timeout_ms: int = 0,
-                 read_only: bool = False) -> None:
+                 read_only: bool = False, tls_ca_file: str | None = None) -> None:
         options = native.OptionsStruct(endpoint.encode(), tenant.encode(), token.encode(), model.encode(),
                                        1 if want_fd else 0, region_path.encode() if region_path else None,
-                                       int(io_timeout_ms), 1 if read_only else 0)
+                                       int(io_timeout_ms), 1 if read_only else 0,
+                                       tls_ca_file.encode() if tls_ca_file else None)
         handle = ctypes.c_void_p()
         _check(native.lib.cxlkv_connect(ctypes.byref(options), ctypes.byref(handle)))
         self._handle: int | None = handle.value

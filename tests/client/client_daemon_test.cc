@@ -21,6 +21,7 @@
 #include "cxlkv/cxlkv.h"
 #include "poold_process.h"
 #include "prefix_io.h"
+#include "tls_files.h"
 
 using namespace cxlkv;
 using testing::PooldProcess;
@@ -30,8 +31,10 @@ namespace {
 // The deepseek-v3.2 streams over 3 layers, one with a padded stride: small regions, real shapes.
 const char* kLayout = "custom:name=dsv32-3l,layers=3,page_tokens=64,stream=latent/656/704/sparse,stream=indexer/132/132/bulk";
 
-std::unique_ptr<PooldProcess> start_daemon(uint32_t slab_pages = 1, bool tcp = false) {
+std::unique_ptr<PooldProcess> start_daemon(uint32_t slab_pages = 1, bool tcp = false,
+                                          std::vector<std::string> extra = {}) {
   testing::PooldOptions o;
+  o.extra = std::move(extra);
   o.layout = kLayout;
   o.slab_pages = slab_pages;
   o.size = "256MiB";
@@ -335,10 +338,91 @@ TEST_CASE("a TCP client maps the region by path and reads what a Unix client wro
   CHECK(st.is_ok());
 }
 
+TEST_CASE("over TLS a client checks the daemon's certificate; a plain or untrusting client is refused") {
+  auto daemon = start_daemon(1, /*tcp=*/true,
+                             {"--tls-certificate", testing::tls_file("server.pem"), "--tls-private-key",
+                              testing::tls_file("server.key")});
+  const std::string port = daemon->tcp_endpoint().substr(daemon->tcp_endpoint().rfind(':') + 1);
+  auto over_tls = [&](const std::string& host, const std::string& ca) {
+    ClientOptions o = options("tls:" + host + ":" + port);
+    o.tls_ca_file = ca;
+    o.io_timeout_ms = 3000;
+    return o;
+  };
+  // Written over TLS, read over the Unix socket, and the other way round: byte-exact both ways.
+  auto tls_writer = connect_ok(over_tls("127.0.0.1", testing::tls_file("ca.pem")));
+  CHECK_FALSE(tls_writer->info().mapped_by_fd);
+  const auto keys = tls_writer->page_keys(tokens(4, 21));
+  REQUIRE(testing::write_prefix(*tls_writer, keys).is_ok());
+  auto local = connect_ok(options(daemon->unix_endpoint()));
+  Status st = decode_and_verify(*local, keys, 4);
+  INFO(st.to_string());
+  CHECK(st.is_ok());
+  const auto local_keys = local->page_keys(tokens(3, 22));
+  REQUIRE(testing::write_prefix(*local, local_keys).is_ok());
+  auto tls_reader = connect_ok(over_tls("localhost", testing::tls_file("ca.pem")));  // the DNS name
+  st = decode_and_verify(*tls_reader, local_keys, 3);
+  INFO(st.to_string());
+  CHECK(st.is_ok());
+
+  // A CA that did not sign the daemon's certificate: refused at connect, named.
+  auto untrusting = Client::connect(over_tls("127.0.0.1", testing::tls_file("other-ca.pem")));
+  REQUIRE_FALSE(untrusting.is_ok());
+  CHECK(untrusting.status().code() == Code::kPermissionDenied);
+  CHECK(untrusting.status().message().find("not trusted") != std::string::npos);
+  // A CA file that does not exist.
+  auto no_ca = Client::connect(over_tls("127.0.0.1", testing::tls_file("absent.pem")));
+  REQUIRE_FALSE(no_ca.is_ok());
+  CHECK(no_ca.status().message().find("absent.pem") != std::string::npos);
+  // Plain TCP to the TLS listener: the daemon never reads its Hello (or token) as a frame.
+  ClientOptions plain = options(daemon->tcp_endpoint());
+  plain.io_timeout_ms = 3000;
+  auto refused = Client::connect(plain);
+  REQUIRE_FALSE(refused.is_ok());
+  // The C API carries the CA file too.
+  const std::string ep = "tls:127.0.0.1:" + port, ca = testing::tls_file("ca.pem");
+  cxlkv_options co{ep.c_str(), "acme", "s3cret", "dsv32", 1, nullptr, 3000, 1, ca.c_str()};
+  cxlkv_client* c = nullptr;
+  REQUIRE(cxlkv_connect(&co, &c) == CXLKV_OK);
+  cxlkv_read_lease* r = nullptr;
+  REQUIRE(cxlkv_lookup(c, reinterpret_cast<const cxlkv_page_key*>(keys.data()), keys.size(), &r) == CXLKV_OK);
+  CHECK(cxlkv_read_lease_pages(r) == 4);
+  CHECK(cxlkv_release(r) == CXLKV_OK);
+  cxlkv_read_lease_free(r);
+  cxlkv_disconnect(c);
+  // The daemon kept serving everyone through the refused handshakes.
+  CHECK(local->stats().is_ok());
+  CHECK(tls_writer->stats().is_ok());
+}
+
+TEST_CASE("a TLS client whose daemon closed the connection gets errors, not SIGPIPE") {
+  auto daemon = start_daemon(1, /*tcp=*/true,
+                             {"--tls-certificate", testing::tls_file("server.pem"), "--tls-private-key",
+                              testing::tls_file("server.key"), "--idle-timeout-ms", "200"});
+  ClientOptions o = options("tls:" + daemon->tcp_endpoint().substr(4));
+  o.tls_ca_file = testing::tls_file("ca.pem");
+  auto c = connect_ok(o);
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));  // idle with no lease: closed
+  // The default SIGPIPE action ends the process: this test's own survival is the check.
+  std::signal(SIGPIPE, SIG_DFL);
+  for (int i = 0; i < 3; ++i) CHECK_FALSE(c->stats().is_ok());
+}
+
+TEST_CASE("a TLS client of a plain TCP listener fails at connect and says so") {
+  auto daemon = start_daemon(1, /*tcp=*/true);
+  ClientOptions o = options("tls:" + daemon->tcp_endpoint().substr(4));
+  o.tls_ca_file = testing::tls_file("ca.pem");
+  o.io_timeout_ms = 3000;
+  auto c = Client::connect(o);
+  REQUIRE_FALSE(c.is_ok());
+  INFO(c.status().to_string());
+  CHECK(c.status().message().find("TLS") != std::string::npos);
+}
+
 TEST_CASE("the C API writes, looks up and gathers like the C++ one") {
   auto daemon = start_daemon();
   const std::string ep = daemon->unix_endpoint();
-  cxlkv_options o{ep.c_str(), "acme", "s3cret", "dsv32", 1, nullptr, 0, 0};
+  cxlkv_options o{ep.c_str(), "acme", "s3cret", "dsv32", 1, nullptr, 0, 0, nullptr};
   cxlkv_client* c = nullptr;
   REQUIRE(cxlkv_connect(&o, &c) == CXLKV_OK);
   const auto t = tokens(2, 8);
@@ -378,7 +462,7 @@ TEST_CASE("the C API writes, looks up and gathers like the C++ one") {
 TEST_CASE("the C API answers NULL handles and pointers with invalid argument and changes nothing") {
   auto daemon = start_daemon();
   const std::string ep = daemon->unix_endpoint();
-  cxlkv_options o{ep.c_str(), "acme", "s3cret", "dsv32", 1, nullptr, 0, 0};
+  cxlkv_options o{ep.c_str(), "acme", "s3cret", "dsv32", 1, nullptr, 0, 0, nullptr};
   cxlkv_client* c = nullptr;
   REQUIRE(cxlkv_connect(&o, &c) == CXLKV_OK);
   const int32_t idx[1] = {0};

@@ -17,7 +17,7 @@ int main(int argc, char** argv) {
     fprintf(stderr, "usage: %s ENDPOINT\n", argv[0]);
     return 2;
   }
-  cxlkv_options options = {argv[1], "install", "install-token", "install-c", 1, NULL, 0, 0};
+  cxlkv_options options = {argv[1], "install", "install-token", "install-c", 1, NULL, 0, 0, NULL};
   cxlkv_client* client = NULL;
   if (cxlkv_connect(&options, &client) != 0) return fail("connect");
 

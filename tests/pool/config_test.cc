@@ -223,3 +223,26 @@ TEST_CASE("[cluster] comes from the file or the flags; a bad URL, node id, TTL o
   PoolConfig t;
   CHECK(read_config_text("[cluster]\nadvertise = \"tcp:h:1\"\n", t).message().find("array of strings") != std::string::npos);
 }
+
+TEST_CASE("TLS settings come from the file or the flags; a certificate without its key or listener is named") {
+  PoolConfig c;
+  REQUIRE(read_config_text("[server]\ntcp = \"0.0.0.0:7460\"\ntls_certificate = \"/etc/c.pem\"\n"
+                           "tls_private_key = \"/etc/c.key\"\ninsecure_tcp = false\n", c).is_ok());
+  CHECK(c.tls_certificate == "/etc/c.pem");
+  CHECK(c.tls_private_key == "/etc/c.key");
+  CHECK(validate_config(c).is_ok());
+  CHECK(read_config_text("[server]\ninsecure_tcp = \"yes\"\n", c).message().find("insecure_tcp has the wrong type") !=
+        std::string::npos);
+  const ConfigOutcome flags = load({"--tcp", "0.0.0.0:7460", "--insecure-tcp"});
+  REQUIRE_FALSE(flags.exit_now);
+  CHECK(flags.config.insecure_tcp);
+  CHECK_FALSE(load({}).config.insecure_tcp);
+  const ConfigOutcome half = load({"--tcp", "127.0.0.1:7460", "--tls-certificate", "/etc/c.pem"});
+  REQUIRE(half.exit_now);
+  CHECK(half.message.find("both a certificate and a private key") != std::string::npos);
+  const ConfigOutcome no_listener = load({"--tls-certificate", "/etc/c.pem", "--tls-private-key", "/etc/c.key"});
+  REQUIRE(no_listener.exit_now);
+  CHECK(no_listener.message.find("no TCP listener") != std::string::npos);
+  const ConfigOutcome advertised = load({"--cluster", "etcd://127.0.0.1:2379/x", "--advertise", "tls:10.0.0.5:7460"});
+  CHECK_FALSE(advertised.exit_now);
+}

@@ -9,6 +9,7 @@
 
 #include "daemon_fixture.h"
 #include "http_get.h"
+#include "tls_files.h"
 
 using namespace cxlkv;
 using namespace cxlkv::testing;
@@ -150,11 +151,44 @@ TEST_CASE("with no tenants the daemon refuses a non-loopback TCP listener and sa
   REQUIRE_FALSE(open_auth.process.start());
   REQUIRE(open_auth.process.wait_exit() == 2);
   REQUIRE(open_auth.process.log().find("no tenants configured") != std::string::npos);
-  // With a tenant the same listener starts (auth is on); loopback without tenants stays allowed.
-  TestDaemon with_tenant({"--tcp", "0.0.0.0:" + std::to_string(*free_tcp_port()), "--tenant", "t:x"});
+  // With a tenant the same listener starts (auth is on; --insecure-tcp: no TLS); loopback without
+  // tenants stays allowed.
+  TestDaemon with_tenant({"--tcp", "0.0.0.0:" + std::to_string(*free_tcp_port()), "--tenant", "t:x", "--insecure-tcp"});
   REQUIRE(with_tenant.process.start());
   TestDaemon loopback({"--tcp", "127.0.0.1:" + std::to_string(*free_tcp_port())});
   REQUIRE(loopback.process.start());
+}
+
+TEST_CASE("a non-loopback TCP listener needs TLS unless --insecure-tcp says the network is trusted") {
+  const std::vector<std::string> tls = {"--tls-certificate", tls_file("server.pem"), "--tls-private-key",
+                                        tls_file("server.key")};
+  TestDaemon plain({"--tcp", "0.0.0.0:" + std::to_string(*free_tcp_port()), "--tenant", "t:x"});
+  REQUIRE_FALSE(plain.process.start());
+  REQUIRE(plain.process.wait_exit() == 2);
+  REQUIRE(plain.process.log().find("without TLS") != std::string::npos);
+
+  std::vector<std::string> with_tls = {"--tcp", "0.0.0.0:" + std::to_string(*free_tcp_port()), "--tenant", "t:x"};
+  with_tls.insert(with_tls.end(), tls.begin(), tls.end());
+  TestDaemon secured(with_tls);
+  REQUIRE(secured.process.start());
+
+  // Bad TLS settings stop the start with the file named; nothing listens.
+  TestDaemon no_key({"--tcp", "127.0.0.1:" + std::to_string(*free_tcp_port()), "--tls-certificate",
+                     tls_file("server.pem")});
+  REQUIRE_FALSE(no_key.process.start());
+  REQUIRE(no_key.process.wait_exit() == 2);
+  REQUIRE(no_key.process.log().find("both a certificate and a private key") != std::string::npos);
+  TestDaemon missing({"--tcp", "127.0.0.1:" + std::to_string(*free_tcp_port()), "--tls-certificate",
+                      tls_file("absent.pem"), "--tls-private-key", tls_file("server.key")});
+  REQUIRE_FALSE(missing.process.start());
+  REQUIRE(missing.process.wait_exit() == 2);
+  REQUIRE(missing.process.log().find("absent.pem") != std::string::npos);
+  // A key that is not the certificate's (the CA certificate is no key at all).
+  TestDaemon wrong_key({"--tcp", "127.0.0.1:" + std::to_string(*free_tcp_port()), "--tls-certificate",
+                        tls_file("server.pem"), "--tls-private-key", tls_file("ca.pem")});
+  REQUIRE_FALSE(wrong_key.process.start());
+  REQUIRE(wrong_key.process.wait_exit() == 2);
+  REQUIRE(wrong_key.process.log().find("TLS private key") != std::string::npos);
 }
 
 TEST_CASE("TCP connections from one address are capped; the Unix socket and other peers are served") {

@@ -289,3 +289,30 @@ def test_a_read_only_client_reads_and_may_not_write(daemon, client: cxlkv.Client
             reader.remove(keys)
     with client.lookup(keys) as lease:
         assert lease.pages == 2
+
+
+def test_a_client_over_tls_checks_the_daemons_certificate() -> None:
+    import socket
+    from pathlib import Path
+    from conftest import Daemon
+    tls = Path(__file__).resolve().parents[2] / "testkit" / "tls"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    d = Daemon("tls", extra=("--tcp", f"127.0.0.1:{port}", "--tls-certificate", str(tls / "server.pem"),
+                             "--tls-private-key", str(tls / "server.key")))
+    try:
+        with cxlkv.Client(d.endpoint, TENANT, TOKEN, model="tls") as local:
+            keys, data = write_prefix(local, 2, 81)
+        with cxlkv.Client(f"tls:127.0.0.1:{port}", TENANT, TOKEN, model="tls", tls_ca_file=str(tls / "ca.pem"),
+                          io_timeout_ms=3000) as remote:
+            with remote.lookup(keys) as lease:
+                idx = np.array([1, 127], dtype=np.int32)
+                assert np.array_equal(lease.gather_topk("latent", 3, idx), expected_rows(data, "latent", 3, idx, 64))
+        with pytest.raises(cxlkv.PermissionDenied, match="not trusted"):
+            cxlkv.Client(f"tls:127.0.0.1:{port}", TENANT, TOKEN, model="tls", tls_ca_file=str(tls / "other-ca.pem"),
+                         io_timeout_ms=3000)
+        with pytest.raises(cxlkv.Error):
+            cxlkv.Client(f"tcp:127.0.0.1:{port}", TENANT, TOKEN, model="tls", io_timeout_ms=3000)
+    finally:
+        d.stop()
