@@ -91,10 +91,7 @@ Result<std::shared_ptr<Session>> ClusterRouter::connect_node(const cluster::Node
   if (primary_) {
     const PoolView& a = primary_->view();
     const PoolView& b = (*session)->view();
-    bool same = primary_->layout() == (*session)->layout() && a.slab_pages == b.slab_pages;
-    for (uint32_t s = 0; same && s < a.stream_count; ++s)
-      same = a.streams[s].offset == b.streams[s].offset && a.streams[s].layer_step == b.streams[s].layer_step;
-    if (!same)
+    if (!(primary_->layout() == (*session)->layout() && same_page_shape(a, b)))
       return Status(Code::kMismatch, fmt::format("{} serves {} with E = {}; this client's first node serves {} with E = {}",
                                                  endpoint, (*session)->layout().describe(), b.slab_pages,
                                                  primary_->layout().describe(), a.slab_pages));

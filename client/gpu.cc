@@ -101,20 +101,6 @@ const uint8_t* GpuPool::device_pool() const { return impl_->registration->device
 const PoolView& GpuPool::impl_view() const { return impl_->view; }
 uint32_t* GpuPool::impl_bad_indices() const { return impl_->bad_indices; }
 
-namespace {
-// Whether two mappings lay pages out alike: what the kernels' offsets assume of every node.
-bool same_shape(const PoolView& a, const PoolView& b) {
-  if (a.slab_pages != b.slab_pages || a.slab_bytes != b.slab_bytes || a.page_tokens != b.page_tokens ||
-      a.layers != b.layers || a.stream_count != b.stream_count)
-    return false;
-  for (uint32_t s = 0; s < a.stream_count; ++s)
-    if (a.streams[s].offset != b.streams[s].offset || a.streams[s].layer_step != b.streams[s].layer_step ||
-        a.streams[s].stride != b.streams[s].stride || a.streams[s].entry_bytes != b.streams[s].entry_bytes)
-      return false;
-  return true;
-}
-}  // namespace
-
 // Where each page of a lease starts on the device, as an offset from device_pool() (modulo 2^64:
 // another mapping's device view may lie below it): every mapping the lease's pages lie in
 // registered with the device, the client's own at attach and the others' here. A lease with no
@@ -144,7 +130,7 @@ Result<std::vector<uint64_t>> GpuPool::device_offsets(const ReadLease& lease, co
     }
     // The kernels address every page with this pool's shape: a mapping of another shape
     // (another daemon's layout or E) would be read wrong, or past its end.
-    if (!same_shape(*m.view, v))
+    if (!same_page_shape(*m.view, v))
       return Status(Code::kMismatch, fmt::format("{}: a node of the lease serves another layout or E ({} layers, E = {}) "
                                                  "than this pool's ({} layers, E = {})", what, m.view->layers,
                                                  m.view->slab_pages, v.layers, v.slab_pages));

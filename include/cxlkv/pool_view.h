@@ -53,4 +53,18 @@ struct PoolView {
   const std::atomic<uint64_t>* serving_epoch = nullptr;
 };
 
+// Whether two mappings lay pages out alike (E, slab size, page tokens, layers, each stream's
+// place, step and stride): what a lease over several nodes, and the GPU kernels' offsets, assume
+// of every node. Cold: checked when a node or a mapping is first met.
+inline bool same_page_shape(const PoolView& a, const PoolView& b) {
+  if (a.slab_pages != b.slab_pages || a.slab_bytes != b.slab_bytes || a.page_tokens != b.page_tokens ||
+      a.layers != b.layers || a.stream_count != b.stream_count)
+    return false;
+  for (uint32_t s = 0; s < a.stream_count; ++s)
+    if (a.streams[s].offset != b.streams[s].offset || a.streams[s].layer_step != b.streams[s].layer_step ||
+        a.streams[s].stride != b.streams[s].stride || a.streams[s].entry_bytes != b.streams[s].entry_bytes)
+      return false;
+  return true;
+}
+
 }  // namespace cxlkv
