@@ -8,6 +8,7 @@
 
 #include "cxlkv/client.h"
 #include "cxlkv/cxlkv.h"
+#include "cxlkv/route.h"
 
 struct cxlkv_client {
   std::unique_ptr<cxlkv::Client> client;
@@ -20,6 +21,9 @@ struct cxlkv_write_lease {
 };
 struct cxlkv_read_lease {
   cxlkv::ReadLease lease;
+};
+struct cxlkv_router {
+  std::unique_ptr<cxlkv::PrefixRouter> router;
 };
 
 namespace cxlkv::detail {

@@ -50,6 +50,43 @@ int c_null_argument(const char* call, const char* argument) {
 
 }  // namespace cxlkv::detail
 
+namespace {
+
+// cxlkv_route's and cxlkv_router_route's shared part: the affinities as workers, the answer
+// computed by `ask` and written as JSON. No exception leaves (an allocation failure, say).
+template <typename Ask>
+int route_to_json(const char* fn, const cxlkv_page_key* keys, size_t n, const cxlkv_route_affinity* affinities,
+                  size_t n_affinities, char* answer, size_t capacity, size_t* answer_len, Ask ask) {
+  if (!keys && n > 0) return null_argument(fn, "keys");
+  if (!affinities && n_affinities > 0) return null_argument(fn, "affinities");
+  if (!answer && capacity > 0) return null_argument(fn, "answer");
+  std::string text;
+  try {
+    std::vector<cxlkv::RouteWorker> workers;
+    for (size_t i = 0; i < n_affinities; ++i) {
+      const cxlkv_route_affinity& a = affinities[i];
+      if (!a.worker) return null_argument(fn, "affinities[i].worker");
+      auto w = std::find_if(workers.begin(), workers.end(), [&](const auto& x) { return x.name == a.worker; });
+      if (w == workers.end()) w = workers.insert(workers.end(), cxlkv::RouteWorker{a.worker, {}});
+      if (a.node) w->node_affinity[a.node] = a.weight;
+    }
+    const auto* k = reinterpret_cast<const cxlkv::PageKey*>(keys);
+    cxlkv::Result<cxlkv::RouteAnswer> r = ask(std::span<const cxlkv::PageKey>(k, keys ? n : 0), workers);
+    if (!r) return fail(r.status());
+    text = r->to_json();
+  } catch (const std::exception& e) {
+    return fail(cxlkv::Code::kIoError, (std::string(fn) + ": " + e.what()).c_str());
+  }
+  if (answer_len) *answer_len = text.size();
+  if (text.size() + 1 > capacity)
+    return fail(cxlkv::Code::kExhausted, (std::string(fn) + ": the answer needs " + std::to_string(text.size() + 1) +
+                                          " bytes, capacity is " + std::to_string(capacity)).c_str());
+  std::memcpy(answer, text.c_str(), text.size() + 1);
+  return 0;
+}
+
+}  // namespace
+
 extern "C" {
 
 const char* cxlkv_last_error(void) { return t_last_error.c_str(); }
@@ -147,35 +184,45 @@ int cxlkv_route(const char* cluster_url, uint64_t ns, const cxlkv_page_key* keys
                 const cxlkv_route_affinity* affinities, size_t n_affinities, int timeout_ms, char* answer,
                 size_t capacity, size_t* answer_len) {
   if (!cluster_url) return null_argument("cxlkv_route", "cluster_url");
-  if (!keys && n > 0) return null_argument("cxlkv_route", "keys");
-  if (!affinities && n_affinities > 0) return null_argument("cxlkv_route", "affinities");
-  if (!answer && capacity > 0) return null_argument("cxlkv_route", "answer");
-  std::vector<cxlkv::RouteWorker> workers;
-  for (size_t i = 0; i < n_affinities; ++i) {
-    const cxlkv_route_affinity& a = affinities[i];
-    if (!a.worker) return null_argument("cxlkv_route", "affinities[i].worker");
-    auto w = std::find_if(workers.begin(), workers.end(), [&](const auto& x) { return x.name == a.worker; });
-    if (w == workers.end()) w = workers.insert(workers.end(), cxlkv::RouteWorker{a.worker, {}});
-    if (a.node) w->node_affinity[a.node] = a.weight;
-  }
-  const auto* k = reinterpret_cast<const cxlkv::PageKey*>(keys);
-  std::string text;
-  try {  // nothing may leave a C call by exception (an allocation failure, say)
-    auto r = cxlkv::route(cluster_url, ns, {k, keys ? n : 0}, workers,
-                          std::chrono::milliseconds(timeout_ms > 0 ? timeout_ms : 2000));
-    if (!r) return fail(r.status());
-    text = r->to_json();
-  } catch (const std::exception& e) {
-    return fail(cxlkv::Code::kIoError, (std::string("cxlkv_route: ") + e.what()).c_str());
-  }
-  if (answer_len) *answer_len = text.size();
-  if (text.size() + 1 > capacity)
-    return fail(cxlkv::Code::kExhausted,
-                ("cxlkv_route: the answer needs " + std::to_string(text.size() + 1) + " bytes, capacity is " +
-                 std::to_string(capacity)).c_str());
-  std::memcpy(answer, text.c_str(), text.size() + 1);
-  return 0;
+  return route_to_json("cxlkv_route", keys, n, affinities, n_affinities, answer, capacity, answer_len,
+                       [&](std::span<const cxlkv::PageKey> k, const std::vector<cxlkv::RouteWorker>& w) {
+                         return cxlkv::route(cluster_url, ns, k, w,
+                                             std::chrono::milliseconds(timeout_ms > 0 ? timeout_ms : 2000));
+                       });
 }
+
+int cxlkv_router_open(const char* cluster_url, int timeout_ms, int max_age_ms, cxlkv_router** out) {
+  if (!cluster_url) return null_argument("cxlkv_router_open", "cluster_url");
+  if (!out) return null_argument("cxlkv_router_open", "out");
+  if (max_age_ms < 0)
+    return fail(cxlkv::Code::kInvalidArgument,
+                ("cxlkv_router_open: max_age_ms must be >= 0, got " + std::to_string(max_age_ms)).c_str());
+  try {
+    auto r = cxlkv::PrefixRouter::open(
+        cluster_url, {std::chrono::milliseconds(timeout_ms > 0 ? timeout_ms : 2000), std::chrono::milliseconds(max_age_ms)});
+    if (!r) return fail(r.status());
+    *out = new cxlkv_router{std::move(*r)};
+  } catch (const std::exception& e) {
+    return fail(cxlkv::Code::kIoError, (std::string("cxlkv_router_open: ") + e.what()).c_str());
+  }
+  return CXLKV_OK;
+}
+
+int cxlkv_router_route(cxlkv_router* router, uint64_t ns, const cxlkv_page_key* keys, size_t n,
+                       const cxlkv_route_affinity* affinities, size_t n_affinities, char* answer, size_t capacity,
+                       size_t* answer_len) {
+  if (!router) return null_argument("cxlkv_router_route", "router");
+  return route_to_json("cxlkv_router_route", keys, n, affinities, n_affinities, answer, capacity, answer_len,
+                       [&](std::span<const cxlkv::PageKey> k, const std::vector<cxlkv::RouteWorker>& w) {
+                         return router->router->route(ns, k, w);
+                       });
+}
+
+uint64_t cxlkv_router_directory_reads(const cxlkv_router* router) {
+  return router ? router->router->directory_reads() : 0;
+}
+
+void cxlkv_router_close(cxlkv_router* router) { delete router; }
 
 int cxlkv_reserve(cxlkv_client* c, const cxlkv_page_key* parent, const cxlkv_page_key* keys, size_t n,
                   cxlkv_write_lease** out) {

@@ -115,6 +115,18 @@ int cxlkv_route(const char* cluster_url, uint64_t namespace_id, const cxlkv_page
                 const cxlkv_route_affinity* affinities, size_t n_affinities, int timeout_ms, char* answer,
                 size_t capacity, size_t* answer_len);
 
+/* A router that keeps the directory it read (route.h, PrefixRouter): for a scheduler asking per
+ * request. Each namespace's summaries are read again once older than max_age_ms (0: every call);
+ * timeout_ms bounds each etcd read (0: 2 s). cxlkv_router_route answers as cxlkv_route does.
+ * One router may be shared by threads; close it when no call is under way. */
+typedef struct cxlkv_router cxlkv_router;
+int cxlkv_router_open(const char* cluster_url, int timeout_ms, int max_age_ms, cxlkv_router** out);
+int cxlkv_router_route(cxlkv_router* router, uint64_t namespace_id, const cxlkv_page_key* keys, size_t n,
+                       const cxlkv_route_affinity* affinities, size_t n_affinities, char* answer, size_t capacity,
+                       size_t* answer_len);
+uint64_t cxlkv_router_directory_reads(const cxlkv_router* router); /* etcd reads of summaries so far */
+void cxlkv_router_close(cxlkv_router* router);
+
 /* Write path (write_lease.h). Writes to a page flagged cached/in flight are no-ops. */
 int cxlkv_reserve(cxlkv_client* client, const cxlkv_page_key* parent, const cxlkv_page_key* keys, size_t n,
                   cxlkv_write_lease** out);

@@ -2,7 +2,7 @@
 // pages of a prompt the memory nodes of a cluster hold, on which nodes, and which of a scheduler's
 // decode workers sits closest to them. Reads the per-namespace summaries the daemons publish in
 // etcd; talks to no daemon and maps nothing. Called by schedulers and routers (and cxlkv-route,
-// cxlkv.route); implemented by client/route.cc over cluster/prefix_directory.
+// cxlkv.route, cxlkv.Router); implemented by client/route.cc over cluster/prefix_directory.
 // The answer is advice: summaries trail the pools by up to a few seconds and may say "maybe" for
 // a page that is not there (about 1 %). A wrong answer costs a slower hit, never a wrong byte: the
 // worker then reads through a lookup, which is exact.
@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -48,10 +49,39 @@ struct RouteAnswer {
 
 // The answer for the pages `keys` of namespace `namespace_id` (keys[0] a prefix's first page: see
 // page_key.h) in the cluster at `cluster_url` ("etcd://HOST:PORT/NAME"), ranking `workers`.
-// kInvalidArgument for a URL that is not etcd:// or an affinity that is negative or not finite; kUnavailable when etcd does not answer;
-// kNotFound when no node has joined the cluster.
+// kInvalidArgument for a URL that is not etcd:// or an affinity that is negative or not finite;
+// kUnavailable when etcd does not answer; kNotFound when no node has joined the cluster.
+// Two etcd reads per call: a scheduler asking per request keeps a PrefixRouter instead.
 Result<RouteAnswer> route(std::string_view cluster_url, uint64_t namespace_id, std::span<const PageKey> keys,
                           std::span<const RouteWorker> workers,
                           std::chrono::milliseconds timeout = std::chrono::seconds(2));
+
+// route() for a scheduler that asks per request: keeps the cluster's settings (read once) and each
+// namespace's summaries for up to max_age, so etcd sees one read per namespace per max_age however
+// many requests are routed. An answer is then up to max_age older than route()'s (docs/cluster.md
+// says what staleness costs). Thread-safe: one lock; a call that must read etcd holds it for that
+// read (at most `timeout`).
+class PrefixRouter {
+ public:
+  struct Options {
+    std::chrono::milliseconds timeout{2000};  // each etcd read
+    std::chrono::milliseconds max_age{1000};  // summaries older than this are read again; 0: always
+  };
+  // kInvalidArgument for a URL that is not etcd:// or a negative duration. Reads nothing yet.
+  static Result<std::unique_ptr<PrefixRouter>> open(std::string_view cluster_url, Options options);
+  ~PrefixRouter();
+  PrefixRouter(const PrefixRouter&) = delete;
+  PrefixRouter& operator=(const PrefixRouter&) = delete;
+
+  // As route(), from the cache where it is fresh enough.
+  Result<RouteAnswer> route(uint64_t namespace_id, std::span<const PageKey> keys, std::span<const RouteWorker> workers);
+  // etcd reads of a namespace's summaries so far (what the cache saves shows here).
+  uint64_t directory_reads() const;
+
+ private:
+  struct Impl;
+  explicit PrefixRouter(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace cxlkv

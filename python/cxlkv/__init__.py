@@ -16,12 +16,12 @@ its decode workers sits nearest.
 Errors raise cxlkv.Error subclasses carrying the library's code and message."""
 
 from .client import Client, Key, Layout, PoolStats, ReadLease, Stream, WriteLease, key_bytes
-from .route import RankedWorker, Route, namespace_id, prompt_keys, route
+from .route import RankedWorker, Route, Router, namespace_id, prompt_keys, route
 from .errors import (AlreadyExists, Busy, Closed, Corrupt, Error, Exhausted, Expired, InvalidArgument, IoError,
                      Mismatch, NotFound, PermissionDenied, Protocol, Unavailable)
 
 __all__ = [
-    "Client", "Key", "RankedWorker", "Route", "namespace_id", "prompt_keys", "route", "Layout", "PoolStats", "ReadLease", "Stream", "WriteLease", "key_bytes",
+    "Client", "Key", "RankedWorker", "Route", "Router", "namespace_id", "prompt_keys", "route", "Layout", "PoolStats", "ReadLease", "Stream", "WriteLease", "key_bytes",
     "Error", "AlreadyExists", "Busy", "Closed", "Corrupt", "Exhausted", "Expired", "InvalidArgument",
     "IoError", "Mismatch", "NotFound", "PermissionDenied", "Protocol", "Unavailable",
 ]

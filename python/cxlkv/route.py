@@ -10,13 +10,13 @@ import ctypes
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from . import _native as native
 from .client import Key, _check, _key_array
-from .errors import InvalidArgument
+from .errors import Closed, InvalidArgument
 
 Workers = Mapping[str, Mapping[str, float]]
 """Decode workers by name, each with its affinity to memory nodes: {"decode-0": {"mem-a": 1.0}}."""
@@ -60,15 +60,17 @@ def prompt_keys(tokens: Sequence[int] | np.ndarray, tenant: str, model: str, pag
     return [bytes(out[i].bytes) for i in range(pages)]
 
 
-def route(tokens: Sequence[int] | np.ndarray | None = None, workers: Workers | None = None, *, cluster: str,
-          tenant: str = "", model: str = "", keys: Sequence[Key] | None = None, page_tokens: int = 64,
-          timeout_ms: int = 2000) -> Route:
-    """How much of a prompt the cluster at `cluster` ("etcd://HOST:PORT/NAME") holds for the namespace
-    (tenant, model), where, and `workers` ranked by locality. Give the prompt as token ids, or as
-    its page keys (`keys=`, e.g. an engine's own hashes, first page first)."""
+def _prompt(tokens: Sequence[int] | np.ndarray | None, keys: Sequence[Key] | None, tenant: str, model: str,
+            page_tokens: int) -> list[bytes] | list[Key]:
     if (tokens is None) == (keys is None):
         raise InvalidArgument("route: give the prompt as tokens or as keys=, one of them")
-    key_list = prompt_keys(tokens, tenant, model, page_tokens) if tokens is not None else list(keys or [])
+    return prompt_keys(tokens, tenant, model, page_tokens) if tokens is not None else list(keys or [])
+
+
+def _ask(call: Callable[..., int], workers: Workers | None,
+         key_list: list[bytes] | list[Key]) -> Route:
+    """Runs call(keys, affinities, n_affinities, answer, capacity, needed) of the C ABI with the workers'
+    affinities, growing the answer buffer until it fits, and reads its JSON."""
     entries = []
     for worker, affinity in (workers or {}).items():
         if not affinity:
@@ -86,13 +88,11 @@ def route(tokens: Sequence[int] | np.ndarray | None = None, workers: Workers | N
         affinities[i].node = node_b
         affinities[i].weight = weight
     array = _key_array(key_list)
-    ns = namespace_id(tenant, model)
     needed = ctypes.c_size_t()
     capacity = 4096
     while True:
         answer = ctypes.create_string_buffer(capacity)
-        rc = native.lib.cxlkv_route(cluster.encode(), ns, array, len(key_list), affinities, len(entries), timeout_ms,
-                                    answer, capacity, ctypes.byref(needed))
+        rc = call(array, len(key_list), affinities, len(entries), answer, capacity, ctypes.byref(needed))
         if rc == 0 or needed.value + 1 <= capacity:
             break
         capacity = needed.value + 1  # the answer did not fit: once more, with room for it
@@ -100,3 +100,63 @@ def route(tokens: Sequence[int] | np.ndarray | None = None, workers: Workers | N
     j = json.loads(answer.value.decode())
     return Route(j["prefix_pages"], j["cached_pages"], dict(j["nodes"]),
                  [RankedWorker(w["name"], float(w["score"]), int(w["local_pages"])) for w in j["workers"]])
+
+
+def route(tokens: Sequence[int] | np.ndarray | None = None, workers: Workers | None = None, *, cluster: str,
+          tenant: str = "", model: str = "", keys: Sequence[Key] | None = None, page_tokens: int = 64,
+          timeout_ms: int = 2000) -> Route:
+    """How much of a prompt the cluster at `cluster` ("etcd://HOST:PORT/NAME") holds for the namespace
+    (tenant, model), where, and `workers` ranked by locality. Give the prompt as token ids, or as
+    its page keys (`keys=`, e.g. an engine's own hashes, first page first). Reads etcd twice per
+    call: a scheduler routing every request keeps a Router instead."""
+    key_list = _prompt(tokens, keys, tenant, model, page_tokens)
+    ns = namespace_id(tenant, model)
+    return _ask(lambda *a: native.lib.cxlkv_route(cluster.encode(), ns, a[0], a[1], a[2], a[3], timeout_ms, *a[4:]),
+                workers, key_list)
+
+
+class Router:
+    """route() for a scheduler that asks per request (route.h, PrefixRouter): keeps each namespace's
+    directory summaries for up to max_age_ms (0: read every call), so etcd sees one read per
+    namespace per max_age_ms however many requests are routed; answers may be that much older.
+    May be shared by threads; a context manager, or call close()."""
+
+    def __init__(self, cluster: str, *, max_age_ms: int = 1000, timeout_ms: int = 2000) -> None:
+        handle = ctypes.c_void_p()
+        _check(native.lib.cxlkv_router_open(cluster.encode(), int(timeout_ms), int(max_age_ms), ctypes.byref(handle)))
+        self._handle: int | None = handle.value
+        self.cluster = cluster
+
+    def _h(self) -> int:
+        if self._handle is None:
+            raise Closed(f"router of {self.cluster} is closed")
+        return self._handle
+
+    def route(self, tokens: Sequence[int] | np.ndarray | None = None, workers: Workers | None = None, *,
+              tenant: str = "", model: str = "", keys: Sequence[Key] | None = None, page_tokens: int = 64) -> Route:
+        """As cxlkv.route, from the summaries this router keeps while they are fresh enough."""
+        key_list = _prompt(tokens, keys, tenant, model, page_tokens)
+        ns, handle = namespace_id(tenant, model), self._h()
+        return _ask(lambda *a: native.lib.cxlkv_router_route(handle, ns, *a), workers, key_list)
+
+    @property
+    def directory_reads(self) -> int:
+        """etcd reads of a namespace's summaries so far."""
+        return int(native.lib.cxlkv_router_directory_reads(self._h()))
+
+    def close(self) -> None:
+        if self._handle is not None:
+            native.lib.cxlkv_router_close(self._handle)
+            self._handle = None
+
+    def __enter__(self) -> Router:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the library may be gone already
+            pass

@@ -376,6 +376,20 @@ TEST_CASE("the prefix directory tells a router how much of a prompt the nodes ho
   const auto unknown = prefix(*c, 10, 99);
   CHECK(route(cl.url, ns, unknown, workers)->cached_pages == 0);
 
+  // A PrefixRouter keeps what it read: many routes, one etcd read per namespace while fresh.
+  auto kept = PrefixRouter::open(cl.url, {2s, 600s});
+  REQUIRE(kept.is_ok());
+  for (int i = 0; i < 20; ++i) {
+    auto a = (*kept)->route(ns, prefixes[i % 3], workers);
+    REQUIRE(a.is_ok());
+    CHECK(a->cached_pages == 40);
+  }
+  CHECK((*kept)->directory_reads() == 1);
+  auto fresh = PrefixRouter::open(cl.url, {2s, 300ms});
+  REQUIRE(fresh.is_ok());
+  CHECK(PrefixRouter::open(cl.url, {2s, -1ms}).status().code() == Code::kInvalidArgument);
+  CHECK(PrefixRouter::open("tcp:127.0.0.1:1", {}).status().code() == Code::kInvalidArgument);
+
   // Removed pages leave the directory at the next publish: the answer ends at the first chunk gone.
   const auto chunks = cluster::place_prefix(prefixes[1], kChunkPages, placement);
   REQUIRE(chunks.size() >= 3);
@@ -385,6 +399,15 @@ TEST_CASE("the prefix directory tells a router how much of a prompt the nodes ho
     auto a = route(cl.url, ns, prefixes[1], workers);
     return a.is_ok() && a->cached_pages == cut.first_page;
   }, 15s));
+  // A router within max_age still answers from what it read (stale: a slower hit, never a wrong
+  // byte); one with a short max_age reads again and sees the cut.
+  CHECK((*kept)->route(ns, prefixes[1], workers)->cached_pages == 40);
+  CHECK((*kept)->directory_reads() == 1);
+  CHECK(eventually([&] {
+    auto a = (*fresh)->route(ns, prefixes[1], workers);
+    return a.is_ok() && a->cached_pages == cut.first_page;
+  }, 15s));
+  CHECK((*fresh)->directory_reads() >= 1);
 
   // A node killed with -9 takes its summaries with its lease: routes stop at its first chunk.
   const std::string down = cl.ids[2];

@@ -143,6 +143,18 @@ def test_route_says_how_much_of_a_prompt_the_nodes_hold_and_ranks_workers(cluste
     assert pages <= cxlkv.route(longer, cluster=cluster, tenant=TENANT, model="routed").cached_pages < pages + 40
     assert cxlkv.route(tokens, cluster=cluster, tenant=TENANT, model="elsewhere").cached_pages == 0
 
+    # A Router keeps the summaries it read: the same answers, one etcd read per namespace while fresh.
+    with cxlkv.Router(cluster, max_age_ms=600_000) as router:
+        for _ in range(10):
+            kept = router.route(tokens, workers, tenant=TENANT, model="routed")
+            assert (kept.cached_pages, kept.nodes, kept.workers) == (pages, answer.nodes, answer.workers)
+        assert router.route(tokens, tenant=TENANT, model="elsewhere").cached_pages == 0
+        assert router.directory_reads == 2  # "routed" once, "elsewhere" once
+    with pytest.raises(cxlkv.Closed):
+        router.route(tokens, tenant=TENANT, model="routed")
+    with pytest.raises(cxlkv.InvalidArgument):
+        cxlkv.Router(cluster, max_age_ms=-1)
+
     # The command line ($CXLKV_ROUTE, set by meson test) says the same.
     tool = os.environ["CXLKV_ROUTE"]
     with tempfile.TemporaryDirectory() as d:
