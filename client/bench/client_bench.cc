@@ -24,7 +24,7 @@ int main(int argc, char** argv) {
   gather->add_option("--repeats", g.repeats, "each block makes layers x this many calls per thread")->capture_default_str();
   gather->add_option("--backing", g.backing, "shm, or a file path (file backend; on hugetlbfs: 2 MiB pages)");
   ControlBenchOptions c;
-  auto* lookup = app.add_subcommand("lookup", "lookup round trip p50/p99 over the Unix socket and TCP");
+  auto* lookup = app.add_subcommand("lookup", "lookup round trip p50/p99 over the Unix socket and TCP (and TLS)");
   auto* commit = app.add_subcommand("commit", "reserve + commit of a prefix, with and without writing its data");
   for (auto* sub : {lookup, commit}) {
     sub->add_option("--poold", c.poold, "daemon binary to start privately (default $CXLKV_POOLD)");
@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
     sub->add_option("--keys", c.keys, "pages per lookup or commit");
   }
   lookup->add_option("--iters", c.iters, "lookups per transport");
+  lookup->add_flag("--tls", c.tls, "also over TLS: a second private daemon with the test kit's certificate");
   ClusterBenchOptions k;
   auto* cluster = app.add_subcommand("cluster-lookup",
                                      "lookup p50/p99 over a cluster of N nodes (a private etcd) vs one node, alternated");

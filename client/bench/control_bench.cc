@@ -17,6 +17,7 @@
 #include "cxlkv/client.h"
 #include "poold_process.h"
 #include "synthetic.h"
+#include "tls_files.h"
 
 namespace cxlkv::bench {
 
@@ -50,6 +51,7 @@ Result<Daemon> start_daemon(const ControlBenchOptions& o, std::vector<std::strin
 Result<std::unique_ptr<Client>> connect(const std::string& endpoint) {
   ClientOptions co;
   co.endpoint = endpoint;
+  co.tls_ca_file = testing::tls_file("ca.pem");  // tls: endpoints are the private TLS daemon's
   co.tenant = "bench";
   co.model = "deepseek-v3.2";
   return Client::connect(co);
@@ -100,15 +102,25 @@ int run_lookup_bench(const ControlBenchOptions& o) {
   fmt::print("lookup of {} keys (a {}-token prefix), {} round trips per transport, each followed by an untimed release\n",
              o.keys, uint64_t{o.keys} * 64, o.iters);
   fmt::print("  {:<10} {:>10} {:>10} {:>10} {:>8}\n", "transport", "p50 us", "p99 us", "mean us", "hits");
-  bool prefilled = false;
-  for (const std::string& ep : {daemon->unix_ep, daemon->tcp_ep}) {
+  // With --tls, a second daemon whose TCP listener speaks TLS: the same lookups, one run.
+  std::string tls_ep;
+  Result<Daemon> tls_daemon = Daemon{};
+  if (o.tls && o.endpoint.empty()) {
+    tls_daemon = start_daemon(o, {"--tls-certificate", testing::tls_file("server.pem"), "--tls-private-key",
+                                  testing::tls_file("server.key")});
+    if (!tls_daemon) return fmt::print(stderr, "lookup: TLS daemon: {}\n", tls_daemon.status().to_string()), 2;
+    tls_ep = "tls:" + tls_daemon->tcp_ep.substr(4);
+  }
+  bool prefilled = false, tls_prefilled = false;
+  for (const std::string& ep : {daemon->unix_ep, daemon->tcp_ep, tls_ep}) {
     if (ep.empty()) continue;
     auto c = connect(ep);
     if (!c) return fmt::print(stderr, "lookup: {}\n", c.status().to_string()), 1;
     const auto keys = (*c)->page_keys(tokens_for(o.keys, (*c)->page_tokens(), 1));
-    if (!prefilled) {
+    bool& filled = ep == tls_ep ? tls_prefilled : prefilled;  // each daemon holds the prefix once
+    if (!filled) {
       BENCH_CHECK(commit_prefix(**c, keys));
-      prefilled = true;
+      filled = true;
     }
     std::vector<double> us;
     uint32_t hits = 0;

@@ -25,6 +25,7 @@ struct ControlBenchOptions {
   int write_every = 8;
   uint32_t write_pages = 16;
   int daemon_cpu = -1;  // >= 0: the private daemon on this CPU alone, the clients on the others
+  bool tls = false;     // lookup: also a second private daemon whose TCP listener speaks TLS
 };
 
 int run_lookup_bench(const ControlBenchOptions& options);
