@@ -83,6 +83,11 @@ Result<std::shared_ptr<Session>> ClusterRouter::connect_node(const cluster::Node
       for (const std::string& e : record.endpoints)
         if (e.starts_with(scheme)) endpoint = e;
   if (endpoint.empty()) endpoint = record.endpoints.front();
+  // A client given a CA file expects TLS off this host: a record (from etcd, unauthenticated) that
+  // offers only plain TCP must not receive the tenant's token in clear.
+  if (!options_.tls_ca_file.empty() && endpoint.starts_with("tcp:"))
+    return Status(Code::kPermissionDenied,
+                  fmt::format("it offers only plain TCP ({}) and this client requires TLS (tls_ca_file is set)", endpoint));
   ClientOptions o = options_;
   o.endpoint = endpoint;
   if (!endpoint.starts_with("unix:")) o.want_fd = false;

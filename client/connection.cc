@@ -225,6 +225,7 @@ Status Connection::start_tls(const std::string& ca_file) {
   if (!named) return Status(Code::kInvalidArgument, fmt::format("{}: TLS: host '{}' not usable for verification",
                                                                 name_, endpoint_.host));
   const NoSigpipe guard;
+  errno = 0;
   if (SSL_connect(ssl) != 1) {
     const long verdict = SSL_get_verify_result(ssl);
     if (verdict != X509_V_OK)
@@ -236,19 +237,38 @@ Status Connection::start_tls(const std::string& ca_file) {
                               openssl_errors(err ? std::strerror(err) : "the daemon closed the connection (is its "
                                                                         "TCP listener TLS?)")));
   }
+  ERR_clear_error();  // loading the system's CAs may leave notes behind on success
   tls_ = std::move(tls);
   return Status::ok();
 }
+
+namespace {
+
+// What a failed SSL_read or SSL_write means, as a Status: a timeout (SO_RCVTIMEO / SO_SNDTIMEO
+// surface as WANT_READ / WANT_WRITE), the peer gone (as plain TCP says it), or OpenSSL's reasons.
+Status tls_failure(SSL* ssl, int rc, const char* what) {
+  const int code = SSL_get_error(ssl, rc);
+  const int err = errno;
+  if (code == SSL_ERROR_WANT_READ || code == SSL_ERROR_WANT_WRITE)
+    return Status(Code::kIoError, fmt::format("TLS {}: timed out", what));
+  const unsigned long first = ERR_peek_error();
+  if (code == SSL_ERROR_ZERO_RETURN || (code == SSL_ERROR_SYSCALL && first == 0 && err == 0) ||
+      (code == SSL_ERROR_SSL && ERR_GET_REASON(first) == SSL_R_UNEXPECTED_EOF_WHILE_READING)) {
+    ERR_clear_error();
+    return Status(Code::kUnavailable, "connection closed by the peer");
+  }
+  return Status(Code::kIoError, fmt::format("TLS {}: {}", what, openssl_errors(err ? std::strerror(err) : "failed")));
+}
+
+}  // namespace
 
 Status Connection::write_bytes(const uint8_t* data, size_t size) {
   const NoSigpipe guard;
   while (size > 0) {
     ERR_clear_error();
+    errno = 0;
     const int n = SSL_write(tls_->ssl.get(), data, static_cast<int>(std::min<size_t>(size, 1 << 30)));
-    if (n <= 0) {
-      const int err = errno;
-      return Status(Code::kIoError, "TLS send: " + openssl_errors(err ? std::strerror(err) : "connection closed"));
-    }
+    if (n <= 0) return tls_failure(tls_->ssl.get(), n, "send");
     data += n;
     size -= static_cast<size_t>(n);
   }
@@ -259,15 +279,9 @@ Status Connection::read_bytes(uint8_t* data, size_t size) {
   const NoSigpipe guard;  // a TLS 1.3 read may write (a key update's answer)
   while (size > 0) {
     ERR_clear_error();
+    errno = 0;
     const int n = SSL_read(tls_->ssl.get(), data, static_cast<int>(std::min<size_t>(size, 1 << 30)));
-    if (n <= 0) {
-      const int code = SSL_get_error(tls_->ssl.get(), n);
-      if (code == SSL_ERROR_ZERO_RETURN) return Status(Code::kUnavailable, "connection closed by the peer");
-      const int err = errno;
-      if (code == SSL_ERROR_SYSCALL && (err == EAGAIN || err == EWOULDBLOCK))
-        return Status(Code::kIoError, "TLS receive: timed out");
-      return Status(Code::kIoError, "TLS receive: " + openssl_errors(err ? std::strerror(err) : "connection closed by the peer"));
-    }
+    if (n <= 0) return tls_failure(tls_->ssl.get(), n, "receive");
     data += n;
     size -= static_cast<size_t>(n);
   }

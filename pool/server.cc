@@ -3,6 +3,7 @@
 
 #include <grp.h>
 #include <chrono>
+#include <cstring>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -175,12 +176,22 @@ class Connection : public std::enable_shared_from_this<Connection<Socket>> {
       return read_header();
     }
     reply_header_ = wire::make_frame_header(size);
-    std::array<asio::const_buffer, 2> bufs = {asio::buffer(&reply_header_, sizeof reply_header_),
-                                              asio::buffer(fbb_.GetBufferPointer(), size)};
-    asio::async_write(socket_, bufs, [self = this->shared_from_this()](error_code ec, size_t) {
+    auto next = [self = this->shared_from_this()](error_code ec, size_t) {
       if (ec || self->close_after_) return;
       self->read_header();
-    });
+    };
+    if constexpr (kTls) {
+      // One buffer: Asio's TLS stream seals each buffer of a sequence as records of its own, and a
+      // record for the 8-byte header alone costs a seal, a MAC and a read at the client.
+      reply_.resize(sizeof reply_header_ + size);
+      std::memcpy(reply_.data(), &reply_header_, sizeof reply_header_);
+      std::memcpy(reply_.data() + sizeof reply_header_, fbb_.GetBufferPointer(), size);
+      asio::async_write(socket_, asio::buffer(reply_), std::move(next));
+    } else {
+      std::array<asio::const_buffer, 2> bufs = {asio::buffer(&reply_header_, sizeof reply_header_),
+                                                asio::buffer(fbb_.GetBufferPointer(), size)};
+      asio::async_write(socket_, bufs, std::move(next));
+    }
   }
 
   Server& server_;
@@ -192,6 +203,7 @@ class Connection : public std::enable_shared_from_this<Connection<Socket>> {
   size_t body_size_ = 0;
   flatbuffers::FlatBufferBuilder fbb_{64 << 10};
   wire::FrameHeader reply_header_{};
+  std::vector<uint8_t> reply_;  // TLS: header and body as one buffer (grows to the largest reply)
   bool close_after_ = false;
   std::string address_;  // the TCP peer's address; empty on the Unix socket
   boost::asio::steady_timer deadline_;

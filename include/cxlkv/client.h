@@ -44,7 +44,8 @@ struct ClientOptions {
   int cluster_poll_ms = 5000;   // etcd:// only: membership is re-read (and nodes that did not answer
                                 // are tried again) this often; changes are heard at once by a watch
   std::string tls_ca_file;      // tls: endpoints: PEM file of the CAs that may sign a daemon's
-                                // certificate; empty: the system's trusted CAs
+                                // certificate; empty: the system's trusted CAs. Set, a cluster
+                                // client refuses nodes off this host that offer only plain TCP
 };
 
 // The daemon's counters (StatsResponse).

@@ -119,7 +119,8 @@ class Router:
     """route() for a scheduler that asks per request (route.h, PrefixRouter): keeps each namespace's
     directory summaries for up to max_age_ms (0: read every call), so etcd sees one read per
     namespace per max_age_ms however many requests are routed; answers may be that much older.
-    May be shared by threads; a context manager, or call close()."""
+    May be shared by threads; close() must not race the other calls on it. A context manager, or
+    call close()."""
 
     def __init__(self, cluster: str, *, max_age_ms: int = 1000, timeout_ms: int = 2000) -> None:
         handle = ctypes.c_void_p()

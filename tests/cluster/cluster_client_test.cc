@@ -19,6 +19,7 @@
 #include "placement.h"
 #include "poold_process.h"
 #include "prefix_io.h"
+#include "tls_files.h"
 
 using namespace cxlkv;
 using namespace std::chrono_literals;
@@ -387,6 +388,7 @@ TEST_CASE("the prefix directory tells a router how much of a prompt the nodes ho
   CHECK((*kept)->directory_reads() == 1);
   auto fresh = PrefixRouter::open(cl.url, {2s, 300ms});
   REQUIRE(fresh.is_ok());
+  CHECK((*fresh)->route(ns, prefixes[1], workers)->cached_pages == 40);  // read before the cut
   CHECK(PrefixRouter::open(cl.url, {2s, -1ms}).status().code() == Code::kInvalidArgument);
   CHECK(PrefixRouter::open("tcp:127.0.0.1:1", {}).status().code() == Code::kInvalidArgument);
 
@@ -407,7 +409,7 @@ TEST_CASE("the prefix directory tells a router how much of a prompt the nodes ho
     auto a = (*fresh)->route(ns, prefixes[1], workers);
     return a.is_ok() && a->cached_pages == cut.first_page;
   }, 15s));
-  CHECK((*fresh)->directory_reads() >= 1);
+  CHECK((*fresh)->directory_reads() >= 2);  // read again after its max_age
 
   // A node killed with -9 takes its summaries with its lease: routes stop at its first chunk.
   const std::string down = cl.ids[2];
@@ -427,4 +429,64 @@ TEST_CASE("the prefix directory tells a router how much of a prompt the nodes ho
   auto gone = route(fmt::format("etcd://127.0.0.1:{}/c3", *port), ns, prefixes[0], workers, 500ms);
   REQUIRE_FALSE(gone.is_ok());
   CHECK(gone.status().code() == Code::kUnavailable);
+}
+
+TEST_CASE("nodes on TLS: a client with the CA writes and reads over them; a plain-TCP node is refused to it") {
+  auto e = testing::EtcdProcess::start();
+  REQUIRE(e.is_ok());
+  const std::string url = (*e)->url("tls");
+  std::vector<std::unique_ptr<PooldProcess>> nodes;
+  auto start = [&](const std::string& id, bool tls) {
+    const uint16_t port = *testing::free_tcp_port();
+    const std::string listen = fmt::format("127.0.0.1:{}", port);
+    testing::PooldOptions o;
+    o.layout = kLayout;
+    o.size = "96MiB";
+    // Advertised by TCP only, as a node on another host would be: the client may not use the socket.
+    o.extra = {"--cluster", url, "--node-id", id, "--chunk-pages", std::to_string(kChunkPages), "--tcp", listen,
+               "--advertise", (tls ? "tls:" : "tcp:") + listen};
+    if (tls)
+      o.extra.insert(o.extra.end(), {"--tls-certificate", testing::tls_file("server.pem"), "--tls-private-key",
+                                     testing::tls_file("server.key")});
+    auto p = PooldProcess::start(o);
+    INFO(p.status().to_string());
+    REQUIRE(p.is_ok());
+    nodes.push_back(std::move(*p));
+  };
+  start("tls-0", true);
+  start("tls-1", true);
+  ClientOptions o;
+  o.endpoint = url, o.tenant = "acme", o.token = "t", o.model = "m", o.io_timeout_ms = 2000;
+  o.tls_ca_file = testing::tls_file("ca.pem");
+  auto c = Client::connect(o);
+  INFO(c.status().to_string());
+  REQUIRE(c.is_ok());
+  REQUIRE(eventually([&] { return (*c)->cluster_nodes() == 2; }, 10s));
+  const auto keys = prefix(**c, 48, 71);
+  REQUIRE(testing::write_prefix(**c, keys).is_ok());
+  auto lease = (*c)->lookup(keys);
+  REQUIRE(lease.is_ok());
+  CHECK(lease->pages() == 48);
+  CHECK(lease->nodes() == 2);
+  const Status st = read_back(**c, *lease, keys, 71);
+  INFO(st.to_string());
+  CHECK(st.is_ok());
+  REQUIRE(lease->release().is_ok());
+
+  // A node offering only plain TCP joins: the client with a CA file never sends it its token.
+  start("plain-2", false);
+  auto late = Client::connect(o);
+  REQUIRE(late.is_ok());
+  REQUIRE((*late)->cluster_nodes() == 3);
+  // 96 pages in chunks of 4: chunks fall on the plain node too, and none of them is written there.
+  const auto more = prefix(**late, 96, 72);
+  const auto wrote = testing::write_prefix(**late, more);
+  INFO(wrote.status().to_string());
+  CHECK_FALSE(wrote.is_ok());
+  CHECK(wrote.status().message().find("requires TLS") != std::string::npos);
+  ClientOptions local = o;
+  local.endpoint = nodes[2]->unix_endpoint();
+  auto plain = Client::connect(local);
+  REQUIRE(plain.is_ok());
+  CHECK((*plain)->stats()->pages_committed == 0);
 }
