@@ -477,7 +477,7 @@ TEST_CASE("nodes on TLS: a client with the CA writes and reads over them; a plai
   start("plain-2", false);
   auto late = Client::connect(o);
   REQUIRE(late.is_ok());
-  REQUIRE((*late)->cluster_nodes() == 3);
+  REQUIRE(eventually([&] { return (*late)->cluster_nodes() == 3; }, 10s));  // its record is in etcd
   // 96 pages in chunks of 4: chunks fall on the plain node too, and none of them is written there.
   const auto more = prefix(**late, 96, 72);
   const auto wrote = testing::write_prefix(**late, more);
