@@ -335,11 +335,10 @@ Result<std::unique_ptr<GpuHotBuffer>> GpuPool::make_hot_buffer(const GpuBlockTab
   h.slot_of = static_cast<int32_t*>(alloc(size_t{std::max(tokens, 1u)} * 4, 0xff));
   h.token_of = static_cast<int32_t*>(alloc(size_t{capacity_rows} * 4, 0xff));
   h.last_used = static_cast<int32_t*>(alloc(size_t{capacity_rows} * 4, 0xff));
-  h.victims = static_cast<uint32_t*>(alloc(size_t{capacity_rows} * 4, 0));
   h.rows = static_cast<uint8_t*>(alloc(size_t{capacity_rows} * row_bytes, 0));
   h.row_of = static_cast<int32_t*>(alloc(size_t{max_k} * 4, 0xff));
   auto* counts = static_cast<uint32_t*>(alloc(8, 0));
-  if (!h.slot_of || !h.token_of || !h.last_used || !h.victims || !h.rows || !h.row_of || !counts)
+  if (!h.slot_of || !h.token_of || !h.last_used || !h.rows || !h.row_of || !counts)
     return Status(Code::kExhausted, fmt::format("hot buffer: GPU memory for {} rows of {} B", capacity_rows, row_bytes));
   if (splice.side_bytes) h.gather.side = static_cast<const uint8_t*>(side);
   h.hits = counts;

@@ -14,7 +14,8 @@
 
 namespace cxlkv::kernels {
 
-// The largest capacity (rows) and k one resolver block handles: 1024 threads x 8 items.
+// The largest capacity (rows) one resolver block handles: 1024 threads x 8 items; k is at most
+// half of it (capacity >= 2k).
 inline constexpr uint32_t kHotMaxRows = 8192;
 
 // One (request, layer)'s hot buffer in GPU memory. Invariant (as in HotBufferState):
@@ -24,7 +25,6 @@ struct HotSegment {
   int32_t* slot_of = nullptr;    // [tokens], -1 = not resident; start all -1
   int32_t* token_of = nullptr;   // [capacity], start all -1
   int32_t* last_used = nullptr;  // [capacity], start all -1
-  uint32_t* victims = nullptr;   // [capacity] scratch
   uint8_t* rows = nullptr;       // [capacity][row_bytes]; split rows take gather.side's bytes
   int32_t* row_of = nullptr;     // [k] out: row of each top-k slot, -1 for -1 slots
   uint32_t* hits = nullptr;      // out, this step
@@ -34,7 +34,9 @@ struct HotSegment {
 };
 
 // One decode step for `count` segments (GPU array), one block each. entry_bytes and stride (and
-// a split row's side_bytes and side_at) must be multiples of 16. `error_count` counts out-of-range indices (left unresolved, row -1).
+// a split row's side_bytes and side_at) must be multiples of 16. `error_count` counts out-of-range
+// indices (left unresolved, row -1) and segments with more than kHotMaxRows / 2 misses (their
+// misses left unresolved).
 cudaError_t launch_hot_step(const uint8_t* pool, const StreamShape& shape, const HotSegment* segments,
                             uint32_t count, int32_t step, uint32_t* error_count, cudaStream_t stream);
 

@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <numeric>
 
 namespace cxlkv::kernels {
 
@@ -76,11 +75,15 @@ HotStepResult reference_hot_step(HotBufferState& st, const uint8_t* pool, const 
       miss_slots.push_back(i);
     }
   }
-  // Victims: rows not used this step, least recently used first, ties by row number.
-  std::vector<uint32_t> order(st.capacity);
-  std::iota(order.begin(), order.end(), 0u);
-  auto key = [&](uint32_t row) { return st.last_used[row] == step ? INT32_MAX : st.last_used[row]; };
-  std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return key(a) < key(b); });
+  // Victims: the rows not used this step with the smallest (last use, row), as many as there are
+  // misses, taken in row order.
+  std::vector<uint32_t> order;
+  for (uint32_t row = 0; row < st.capacity; ++row)
+    if (st.last_used[row] != step) order.push_back(row);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](uint32_t a, uint32_t b) { return st.last_used[a] < st.last_used[b]; });
+  order.resize(std::min(order.size(), miss_slots.size()));
+  std::sort(order.begin(), order.end());
   for (size_t j = 0; j < miss_slots.size(); ++j) {
     const uint32_t slot = miss_slots[j];
     const int32_t idx = seg.indices[slot];

@@ -39,8 +39,9 @@ struct HotStepResult {
 
 // One decode step of the hot buffer (the algorithm hot_buffer.cu implements):
 //  1. each valid index whose token is resident is a hit; its row's last_used becomes `step`;
-//  2. the misses, in top-k order, take the rows not used this step in LRU order (last_used
-//     ascending, ties by row number), evicting their old tokens;
+//  2. the victims are the rows not used this step that were used least recently (last_used
+//     ascending, ties by row number), as many as there are misses; the misses, in top-k order,
+//     take them in row order, evicting their old tokens;
 //  3. each miss's entry is copied from the pool into its row.
 // Indices must be unique apart from -1 and capacity >= 2k (so a victim always exists).
 HotStepResult reference_hot_step(HotBufferState& state, const uint8_t* pool, const StreamShape& shape,

@@ -118,12 +118,12 @@ TEST_CASE("hot buffer step: repeated indices hit, new ones take least recently u
   CHECK(s1.hits == 2);
   CHECK(s1.misses == 1);
   CHECK(s1.row_of[1] == 4);  // the first never-used row
-  // Four misses: the never-used rows 5, 6, 7, then the least recently used, row 2 (token 30,
-  // step 0, ahead of row 3 by row number).
+  // Four misses: the never-used rows 5, 6, 7 and the least recently used, row 2 (token 30,
+  // step 0, ahead of row 3 by row number), taken in row order.
   auto s2 = step({60, 70, 80, 90}, 2);
-  CHECK(s2.row_of == std::vector<int32_t>{5, 6, 7, 2});
+  CHECK(s2.row_of == std::vector<int32_t>{2, 5, 6, 7});
   CHECK(st.slot_of[30] == -1);
-  CHECK(st.token_of[2] == 90);
+  CHECK(st.token_of[2] == 60);
   CHECK(st.slot_of[40] == 3);   // step 0 too, but not needed
   CHECK(st.slot_of[10] >= 0);   // used at step 1: kept
   auto s3 = step({60, 70, 80, 90}, 3);
