@@ -205,7 +205,8 @@ Status read_table(const toml::table& root, PoolConfig& c) {
       !st)
     return st;
   if (const toml::table* r = root["region"].as_table()) {
-    if (Status st = check_keys(*r, "region", {"backend", "path", "numa_node", "size", "layout", "slab_pages", "verify_data"}); !st)
+    if (Status st = check_keys(*r, "region", {"backend", "path", "numa_node", "size", "layout", "slab_pages", "verify_data",
+                                          "huge_pages"}); !st)
       return st;
     if (auto b = (*r)["backend"].value<std::string>()) {
       auto backend = cxl::parse_backend(*b);
@@ -224,6 +225,11 @@ Status read_table(const toml::table& root, PoolConfig& c) {
     if (Status st = read(*r, "layout", c.layout); !st) return st;
     if (Status st = read(*r, "slab_pages", c.slab_pages); !st) return st;
     if (Status st = read(*r, "verify_data", c.pool.verify_data); !st) return st;
+    if (auto h = (*r)["huge_pages"].value<std::string>()) {
+      auto policy = cxl::parse_huge_page_policy(*h);
+      if (!policy) return policy.status();
+      c.huge_pages = *policy;
+    }
   }
   if (const toml::table* s = root["server"].as_table()) {
     if (Status st = check_keys(*s, "server", {"unix_socket", "unix_socket_mode", "unix_socket_group", "tcp",
@@ -339,6 +345,16 @@ void add_region_overrides(CLI::App& app, std::vector<Apply>& later) {
                                [](PoolConfig& c, const std::string& v) { c.layout = v; });
   override_option<uint32_t>(app, later, "--slab-pages", "pages per slab E when created (default 1)",
                             [](PoolConfig& c, uint32_t v) { c.slab_pages = v; });
+  override_option<std::string>(app, later, "--huge-pages",
+                               fmt::format("huge pages for the region: auto (default: shmem THP where the kernel allows "
+                                           "it, else a shm region goes onto a hugetlbfs mount with enough free pages, "
+                                           "else 4 KiB pages and a warning), require (refuse to start without), off. "
+                                           "This machine: {}",
+                                           cxl::probe_huge_pages().describe()),
+                               [](PoolConfig& c, const std::string& v) {
+                                 auto p = cxl::parse_huge_page_policy(v);
+                                 c.huge_pages = p ? *p : static_cast<cxl::HugePagePolicy>(0xff);
+                               });
 }
 
 // [server] and [metrics]: listeners and limits.
@@ -496,6 +512,8 @@ void settle_config(ConfigOutcome& out, const std::string& config_path, const std
   if (verify) out.config.pool.verify_data = true;
   if (static_cast<uint8_t>(out.config.region.backend) > static_cast<uint8_t>(cxl::Backend::kNuma))
     out.exit_now = true, out.exit_code = 2, out.message = "--backend: not one of shm, file, devdax, numa";
+  else if (static_cast<uint8_t>(out.config.huge_pages) > static_cast<uint8_t>(cxl::HugePagePolicy::kOff))
+    out.exit_now = true, out.exit_code = 2, out.message = "--huge-pages: not one of auto, require, off";
   else if (out.config.region.size == 0 && out.config.region.backend != cxl::Backend::kDevdax)
     out.exit_now = true, out.exit_code = 2, out.message = "--size: not a size like 4GiB";
   else if (Status st = validate_config(out.config); !st)

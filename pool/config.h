@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cxlkv/status.h"
+#include "huge_pages.h"
 #include "pool_service.h"
 #include "region.h"
 
@@ -32,6 +33,8 @@ struct PoolConfig {
   std::string layout = "deepseek-v3.2";
   uint32_t slab_pages = 1;
   bool format = false;  // format an existing region (destroys it)
+  // Huge pages for the region (cxl/huge_pages.h): a shm region may go onto hugetlbfs for them.
+  cxl::HugePagePolicy huge_pages = cxl::HugePagePolicy::kAuto;
   // [server]
   std::string unix_socket = "/tmp/cxlkv-poold.sock";
   uint32_t unix_socket_mode = 0660;  // set at bind whatever the umask: owner and group connect

@@ -26,8 +26,24 @@ using namespace cxlkv::pool;
 
 namespace {
 
+// Where the region lives and on what pages (a shm region may go onto hugetlbfs), logged once.
+Result<cxl::RegionSpec> place_region(const PoolConfig& c) {
+  const cxl::HugePageSupport support = cxl::probe_huge_pages();
+  auto placed = cxl::place_region(c.region, c.huge_pages, support,
+                                  [](const std::string& path) { return ::access(path.c_str(), F_OK) == 0; });
+  if (!placed) return placed.status();
+  spdlog::info("region {}:{}: {} (huge pages {}; {})", cxl::backend_name(placed->spec.backend), placed->spec.path,
+               placed->pages, cxl::huge_page_policy_name(c.huge_pages), support.describe());
+  if (!placed->advice.empty()) spdlog::warn("region pages: 4 KiB, so a worker's first mapping of the pool is slow; {}", placed->advice);
+  return placed->spec;
+}
+
 // Creates the region if it does not exist, formats it only when asked, else opens it as it is.
-Result<std::unique_ptr<cxl::Region>> open_region(const PoolConfig& c, const Layout& layout) {
+Result<std::unique_ptr<cxl::Region>> open_region(const PoolConfig& config, const Layout& layout) {
+  PoolConfig c = config;
+  auto spec = place_region(c);
+  if (!spec) return spec.status();
+  c.region = *spec;
   const std::string name = fmt::format("{}:{}", cxl::backend_name(c.region.backend), c.region.path);
   auto fresh = [&](Result<std::unique_ptr<cxl::Region>> r) -> Result<std::unique_ptr<cxl::Region>> {
     if (!r) return r;
@@ -82,7 +98,7 @@ std::unique_ptr<ClusterRegistration> make_registration(const PoolConfig& c, cons
   }
   o.lease_ttl_s = c.cluster_lease_ttl_s;
   o.settings.chunk_pages = c.chunk_pages;
-  cluster::RegionRecord record{fmt::format("{}:{}", cxl::backend_name(c.region.backend), c.region.path), c.layout,
+  cluster::RegionRecord record{region.describe(), c.layout,
                                region.slab_pages(), geometry.slab_bytes, geometry.slab_count, 0};
   return std::make_unique<ClusterRegistration>(std::move(o), epoch, [record, &slabs_free] {
     cluster::RegionRecord r = record;

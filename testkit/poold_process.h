@@ -90,6 +90,9 @@ struct PooldOptions {
   std::vector<std::string> tenants; // "name:token"; empty = open auth
   std::vector<std::string> extra;   // more flags
   std::string log_level = "warn";
+  // "off" keeps the region the shm object the test names (and removes); "auto" may place it on
+  // hugetlbfs where the machine has free pages.
+  std::string huge_pages = "off";
 };
 
 class PooldProcess {
@@ -119,7 +122,8 @@ class PooldProcess {
     }
     p->args_ = {"--backend", "shm", "--path", p->region_.path, "--size", options.size,
                 "--layout", options.layout, "--slab-pages", std::to_string(options.slab_pages),
-                "--socket", p->socket_, "--metrics-port", "0", "--log-level", options.log_level};
+                "--socket", p->socket_, "--metrics-port", "0", "--log-level", options.log_level,
+                "--huge-pages", options.huge_pages};
     if (options.tcp) p->args_.insert(p->args_.end(), {"--tcp", fmt::format("127.0.0.1:{}", p->tcp_port_)});
     for (const auto& t : options.tenants) p->args_.insert(p->args_.end(), {"--tenant", t});
     p->args_.insert(p->args_.end(), options.extra.begin(), options.extra.end());

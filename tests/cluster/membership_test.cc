@@ -51,7 +51,8 @@ struct Node {
     std::vector<std::string> args{"--backend", "shm", "--path", region.path, "--size", "64MiB",
                                   "--layout", kLayout, "--socket", socket, "--metrics-port", "0",
                                   "--cluster", cluster_url, "--node-id", node_id,
-                                  "--cluster-lease-ttl-s", std::to_string(kLeaseTtlS), "--log-level", "info"};
+                                  "--cluster-lease-ttl-s", std::to_string(kLeaseTtlS), "--log-level", "info",
+                                  "--huge-pages", "off"};  // the region stays the shm object named here
     args.insert(args.end(), extra.begin(), extra.end());
     daemon = std::make_unique<PooldProcess>(std::move(args), socket);
   }

@@ -95,8 +95,27 @@ TEST_CASE("--help exits 0 and documents every option") {
   REQUIRE(o.exit_code == 0);
   for (const char* flag : {"--config", "--backend", "--path", "--numa-node", "--size", "--layout", "--slab-pages",
                            "--socket", "--tcp", "--metrics-port", "--read-lease-ttl-ms", "--write-lease-ttl-ms",
-                           "--evict-high", "--evict-low", "--tenant", "--log-level", "--format", "--verify-data"})
+                           "--evict-high", "--evict-low", "--tenant", "--log-level", "--format", "--verify-data",
+                           "--huge-pages"})
     REQUIRE(o.message.find(flag) != std::string::npos);
+  // --help says what this machine offers for huge pages.
+  REQUIRE(o.message.find("This machine: shmem THP") != std::string::npos);
+}
+
+TEST_CASE("huge_pages: auto by default, set by the file or the flag, a wrong value refused naming the key") {
+  CHECK(load({}).config.huge_pages == cxl::HugePagePolicy::kAuto);
+  CHECK(load({"--huge-pages", "require"}).config.huge_pages == cxl::HugePagePolicy::kRequire);
+  const ConfigOutcome bad_flag = load({"--huge-pages", "sometimes"});
+  REQUIRE(bad_flag.exit_now);
+  CHECK(bad_flag.exit_code == 2);
+  CHECK(bad_flag.message.find("--huge-pages") != std::string::npos);
+  PoolConfig c;
+  REQUIRE(read_config_text("[region]\nhuge_pages = \"off\"\n", c).is_ok());
+  CHECK(c.huge_pages == cxl::HugePagePolicy::kOff);
+  const Status bad = read_config_text("[region]\nhuge_pages = \"on\"\n", c);
+  REQUIRE(!bad.is_ok());
+  CHECK(bad.message().find("'on'") != std::string::npos);
+  CHECK(c.huge_pages == cxl::HugePagePolicy::kOff);
 }
 
 TEST_CASE("the shipped example configuration loads") {

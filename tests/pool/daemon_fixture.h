@@ -32,7 +32,7 @@ struct TestDaemon {
                                        const std::string& size, std::vector<std::string> extra) {
     std::vector<std::string> a = {"--backend", "shm",  "--path",         spec.path, "--size",     size,
                                   "--layout",  kTestLayout, "--socket", socket,    "--metrics-port", "0",
-                                  "--log-level", "warn"};
+                                  "--log-level", "warn", "--huge-pages", "off"};  // the region stays at spec
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
   }

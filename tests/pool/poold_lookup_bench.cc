@@ -35,7 +35,8 @@ int main(int argc, char** argv) {
   RegionCleanup cleanup{spec};
   const std::string socket = unique_name("bench.sock");
   PooldProcess d({"--path", spec.path, "--size", "64MiB", "--socket", socket, "--metrics-port", "0", "--layout",
-                  "custom:name=b,layers=1,page_tokens=64,stream=latent/64/64/sparse", "--log-level", "warn"},
+                  "custom:name=b,layers=1,page_tokens=64,stream=latent/64/64/sparse", "--log-level", "warn",
+                  "--huge-pages", "off"},
                  socket);
   if (!d.start()) {
     std::fprintf(stderr, "cxlkv-poold did not start:\n%s", d.log().c_str());

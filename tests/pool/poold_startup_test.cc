@@ -7,8 +7,11 @@
 #include <poll.h>
 #include <sys/stat.h>
 
+#include <unistd.h>
+
 #include "daemon_fixture.h"
 #include "http_get.h"
+#include "huge_pages.h"
 #include "tls_files.h"
 
 using namespace cxlkv;
@@ -219,4 +222,39 @@ TEST_CASE("TCP connections from one address are capped; the Unix socket and othe
   REQUIRE(admitted);
   REQUIRE(code_of(served->stats()) == Code::kOk);
   ::close(b);
+}
+
+TEST_CASE("--huge-pages require starts only where this machine gives the region huge pages, and says why not") {
+  // The decision is the library's (place_region, tested case by case in huge_pages_test); here the
+  // daemon must act on it: start and log the pages, or exit 2 naming what the machine lacks.
+  TestDaemon strict({"--huge-pages", "require", "--log-level", "info"});
+  cxl::RegionSpec spec = strict.spec;
+  spec.size = 64ull << 20;  // TestDaemon's default size
+  auto expected = cxl::place_region(spec, cxl::HugePagePolicy::kRequire, cxl::probe_huge_pages(),
+                                    [](const std::string& p) { return ::access(p.c_str(), F_OK) == 0; });
+  if (expected.is_ok()) {
+    REQUIRE(strict.process.start());
+    CHECK(strict.process.log().find("(huge pages require;") != std::string::npos);
+    CHECK(strict.process.log().find("for 2 MiB pages") == std::string::npos);
+    REQUIRE(strict.process.stop() == 0);
+    if (expected->spec.backend != cxl::Backend::kShm) (void)cxl::Region::remove(expected->spec);
+  } else {
+    REQUIRE_FALSE(strict.process.start());
+    REQUIRE(strict.process.wait_exit() == 2);
+    CHECK(strict.process.log().find("huge pages required") != std::string::npos);
+    CHECK(strict.process.log().find("shmem THP") != std::string::npos);
+    CHECK(::access(("/dev/shm" + strict.spec.path).c_str(), F_OK) != 0);  // nothing created
+  }
+  // auto always starts, logging the pages it got (and, with 4 KiB pages, how to get huge ones).
+  TestDaemon fallback({"--huge-pages", "auto", "--log-level", "info"});
+  REQUIRE(fallback.process.start());
+  CHECK(fallback.process.log().find("(huge pages auto;") != std::string::npos);
+  spec = fallback.spec;
+  spec.size = 64ull << 20;
+  auto placed = cxl::place_region(spec, cxl::HugePagePolicy::kAuto, cxl::probe_huge_pages(),
+                                  [](const std::string&) { return false; });
+  REQUIRE(placed.is_ok());
+  if (!placed->huge) CHECK(fallback.process.log().find("for 2 MiB pages") != std::string::npos);
+  REQUIRE(fallback.process.stop() == 0);
+  if (placed->spec.backend != cxl::Backend::kShm) (void)cxl::Region::remove(placed->spec);
 }

@@ -27,7 +27,8 @@ class Daemon:
         self.endpoint = f"unix:{self.socket}"
         cmd = [os.environ["CXLKV_POOLD"], "--backend", "shm", "--path", f"/{self.name}", "--size", size,
                "--layout", layout, "--slab-pages", "1", "--socket", str(self.socket), "--metrics-port", "0",
-               "--tenant", f"{TENANT}:{TOKEN}", "--log-level", "warn", "--write-lease-ttl-ms", "2000", *extra]
+               "--tenant", f"{TENANT}:{TOKEN}", "--log-level", "warn", "--write-lease-ttl-ms", "2000",
+               "--huge-pages", "off", *extra]  # the region stays the shm object named here
         self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while not self._accepts():
