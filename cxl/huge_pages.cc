@@ -1,5 +1,7 @@
 #include "huge_pages.h"
 
+#include <unistd.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -41,10 +43,15 @@ uint64_t default_huge_page_bytes() {
   return kHugePageBytes;
 }
 
+// Free pages of a size that no mapping has reserved yet (free_hugepages counts reserved ones).
 uint64_t free_huge_pages(uint64_t page_bytes) {
-  std::ifstream in(fmt::format("/sys/kernel/mm/hugepages/hugepages-{}kB/free_hugepages", page_bytes >> 10));
-  uint64_t n = 0;
-  return in >> n ? n : 0;
+  auto read = [&](const char* what) {
+    std::ifstream in(fmt::format("/sys/kernel/mm/hugepages/hugepages-{}kB/{}", page_bytes >> 10, what));
+    uint64_t n = 0;
+    return in >> n ? n : 0;
+  };
+  const uint64_t free = read("free_hugepages"), reserved = read("resv_hugepages");
+  return free > reserved ? free - reserved : 0;
 }
 
 std::string page_size_text(uint64_t bytes) {
@@ -118,7 +125,7 @@ HugePageSupport probe_huge_pages() {
     for (std::string opt; std::getline(opts, opt, ',');)
       if (opt.rfind("pagesize=", 0) == 0) page_bytes = parse_page_size(opt.substr(9));
     if (page_bytes == 0) page_bytes = default_huge_page_bytes();
-    s.hugetlbfs.push_back({path, page_bytes, free_huge_pages(page_bytes)});
+    s.hugetlbfs.push_back({path, page_bytes, free_huge_pages(page_bytes), ::access(path.c_str(), W_OK) == 0});
   }
   return s;
 }
@@ -133,6 +140,27 @@ Result<RegionPlacement> place_region(const RegionSpec& requested, HugePagePolicy
                                                     support.describe()));
     return p;
   };
+  const bool shm_like = requested.backend == Backend::kShm || requested.backend == Backend::kNuma;
+  if (shm_like) {
+    const size_t first = requested.path.find_first_not_of('/');
+    if (first == std::string::npos)
+      return Status(Code::kInvalidArgument, fmt::format("region {}:{}: the path names no shared-memory object",
+                                                        backend_name(requested.backend), requested.path));
+  }
+  const std::string name = shm_like ? requested.path.substr(requested.path.find_first_not_of('/')) : std::string();
+  const bool in_shm = shm_like && exists("/dev/shm/" + name);
+  // A region an earlier start put on hugetlbfs stays there, whatever the policy now: a new one in
+  // shared memory would leave it (and its pages) behind.
+  if (requested.backend == Backend::kShm && !in_shm)
+    for (const HugetlbMount& m : support.hugetlbfs)
+      if (exists(m.path + "/" + name)) {
+        p.spec.backend = Backend::kFile;
+        p.spec.path = m.path + "/" + name;
+        p.pages = fmt::format("{} pages (hugetlbfs {}, the region an earlier start made there)", page_size_text(m.page_bytes),
+                              m.path);
+        p.huge = true;
+        return p;
+      }
   if (policy == HugePagePolicy::kOff) {
     p.pages = "4 KiB pages (huge pages off)";
     return p;
@@ -156,34 +184,20 @@ Result<RegionPlacement> place_region(const RegionSpec& requested, HugePagePolicy
     case Backend::kNuma:
       break;
   }
-  const size_t first = requested.path.find_first_not_of('/');
-  if (first == std::string::npos)
-    return Status(Code::kInvalidArgument, fmt::format("region {}:{}: the path names no shared-memory object",
-                                                      backend_name(requested.backend), requested.path));
-  const std::string name = requested.path.substr(first);
-  const bool in_shm = exists("/dev/shm/" + name);
-  auto thp = [&] {
+  if (support.shmem_thp_usable()) {
     p.pages = support.shmem_thp == "force" ? std::string("transparent huge pages (shmem_enabled 'force')")
                                            : fmt::format("transparent huge pages (/dev/shm huge={})", support.shm_mount_huge);
+    if (in_shm) p.pages += "; pages the region took before that was on stay 4 KiB";
     p.huge = true;
     return p;
-  };
-  if (requested.backend == Backend::kShm && !in_shm)
-    for (const HugetlbMount& m : support.hugetlbfs)
-      if (exists(m.path + "/" + name)) {  // created there by an earlier start
-        p.spec.backend = Backend::kFile;
-        p.spec.path = m.path + "/" + name;
-        p.pages = fmt::format("{} pages (hugetlbfs {})", page_size_text(m.page_bytes), m.path);
-        p.huge = true;
-        return p;
-      }
-  if (support.shmem_thp_usable()) return thp();
+  }
   p.advice = shm_advice(requested.size);
   if (in_shm) return required("the region exists in shared memory, whose THP is off");
   if (requested.backend == Backend::kNuma) return required("a numa region takes only shared memory's THP, which is off");
   for (const HugetlbMount& m : support.hugetlbfs) {
+    // 2 MiB mounts only: the region is mapped 2 MiB-aligned (a 1 GiB page mount would refuse it).
     const uint64_t pages = (requested.size + m.page_bytes - 1) / m.page_bytes;
-    if (m.free_pages < pages) continue;
+    if (m.page_bytes != kHugePageBytes || !m.writable || m.free_pages < pages) continue;
     p.spec.backend = Backend::kFile;
     p.spec.path = m.path + "/" + name;
     p.spec.size = pages * m.page_bytes;
@@ -191,9 +205,10 @@ Result<RegionPlacement> place_region(const RegionSpec& requested, HugePagePolicy
                           m.free_pages);
     p.advice.clear();
     p.huge = true;
+    p.moved = true;
     return p;
   }
-  return required("shared memory's THP is off and no hugetlbfs mount has enough free pages");
+  return required("shared memory's THP is off and no writable 2 MiB hugetlbfs mount has enough free pages");
 }
 
 }  // namespace cxlkv::cxl

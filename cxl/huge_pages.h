@@ -24,7 +24,8 @@ Result<HugePagePolicy> parse_huge_page_policy(const std::string& name);
 struct HugetlbMount {
   std::string path;         // mount point, e.g. /dev/hugepages
   uint64_t page_bytes = 0;  // its page size (the pagesize= option, else the default size)
-  uint64_t free_pages = 0;  // free pages of that size in the system pool
+  uint64_t free_pages = 0;  // free pages of that size in the system pool, less those reserved
+  bool writable = true;     // this process may create files there
 };
 
 struct HugePageSupport {
@@ -53,12 +54,13 @@ struct RegionPlacement {
   std::string pages;     // "2 MiB pages (hugetlbfs /dev/hugepages)", "4 KiB pages", ...
   std::string advice;    // how to get huge pages, where the placement has none; else empty
   bool huge = false;
+  bool moved = false;    // a new shm region placed on hugetlbfs (not yet created there)
 };
 
 // Places a region under `policy`. A shm region that exists (in /dev/shm, or as `name` on a
-// hugetlbfs mount) stays where it is; a new one goes to shared memory where shmem THP is usable,
-// else onto a hugetlbfs mount with enough free pages (its size rounded up to whole pages), else
-// stays in shared memory on 4 KiB pages. numa regions take THP only (a hugetlbfs file would not
+// hugetlbfs mount) stays where it is, whatever the policy; a new one goes to shared memory where
+// shmem THP is usable, else onto a writable 2 MiB hugetlbfs mount with enough free pages (its
+// size rounded up to whole pages), else stays in shared memory on 4 KiB pages. numa regions take THP only (a hugetlbfs file would not
 // be bound to the node). file regions have huge pages only on hugetlbfs; devdax devices map at
 // their alignment. `exists` answers whether a path exists (shm names are asked as /dev/shm/...).
 // Fails (kUnavailable) under kRequire where the region would get no huge pages, naming what the

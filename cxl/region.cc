@@ -74,11 +74,13 @@ bool uses_pmem2(Backend b) { return b == Backend::kFile || b == Backend::kDevdax
 
 // A file on hugetlbfs is mapped with plain mmap: libpmem2 is for pmem and dax, and the kernel
 // backs such a mapping with huge pages by itself.
-bool on_hugetlbfs(int fd) {
+// The page size of the hugetlbfs mount fd lies on; 0 when it lies elsewhere.
+uint64_t hugetlbfs_page_bytes(int fd) {
   constexpr long kHugetlbfsMagic = 0x958458f6;
   struct statfs fs {};
-  return fstatfs(fd, &fs) == 0 && fs.f_type == kHugetlbfsMagic;
+  return fstatfs(fd, &fs) == 0 && fs.f_type == kHugetlbfsMagic ? uint64_t(fs.f_bsize) : 0;
 }
+bool on_hugetlbfs(int fd) { return hugetlbfs_page_bytes(fd) != 0; }
 bool uses_shm(Backend b) { return b == Backend::kShm || b == Backend::kNuma; }
 
 // A device-DAX character device's size and mapping alignment, from its sysfs folder. Such a
@@ -187,7 +189,7 @@ Result<std::unique_ptr<Region>> Region::map_fd(const RegionSpec& spec, int fd, O
   if (fstat(fd, &st) != 0) return fail(io_error("region " + name + ": fstat"));
   const bool devdax = S_ISCHR(st.st_mode);
   const bool pmem2 = uses_pmem2(spec.backend) && !devdax && !on_hugetlbfs(fd);
-  uint64_t align = kHugePageBytes;
+  uint64_t align = std::max(kHugePageBytes, hugetlbfs_page_bytes(fd));  // a 1 GiB page mount maps 1 GiB-aligned
   if (devdax) {
     auto dax = dax_geometry(name, st.st_rdev);
     if (!dax) return fail(dax.status());

@@ -27,7 +27,8 @@ using namespace cxlkv::pool;
 namespace {
 
 // Where the region lives and on what pages (a shm region may go onto hugetlbfs), logged once.
-Result<cxl::RegionSpec> place_region(const PoolConfig& c) {
+// `fallback` says a new region was moved onto hugetlbfs, so a failed create may retry as asked.
+Result<cxl::RegionSpec> place_region(const PoolConfig& c, bool* fallback) {
   const cxl::HugePageSupport support = cxl::probe_huge_pages();
   auto placed = cxl::place_region(c.region, c.huge_pages, support,
                                   [](const std::string& path) { return ::access(path.c_str(), F_OK) == 0; });
@@ -35,23 +36,34 @@ Result<cxl::RegionSpec> place_region(const PoolConfig& c) {
   spdlog::info("region {}:{}: {} (huge pages {}; {})", cxl::backend_name(placed->spec.backend), placed->spec.path,
                placed->pages, cxl::huge_page_policy_name(c.huge_pages), support.describe());
   if (!placed->advice.empty()) spdlog::warn("region pages: 4 KiB, so a worker's first mapping of the pool is slow; {}", placed->advice);
+  *fallback = c.huge_pages == cxl::HugePagePolicy::kAuto && placed->moved;
   return placed->spec;
 }
 
 // Creates the region if it does not exist, formats it only when asked, else opens it as it is.
 Result<std::unique_ptr<cxl::Region>> open_region(const PoolConfig& config, const Layout& layout) {
   PoolConfig c = config;
-  auto spec = place_region(c);
+  bool fallback = false;
+  auto spec = place_region(c, &fallback);
   if (!spec) return spec.status();
   c.region = *spec;
-  const std::string name = fmt::format("{}:{}", cxl::backend_name(c.region.backend), c.region.path);
   auto fresh = [&](Result<std::unique_ptr<cxl::Region>> r) -> Result<std::unique_ptr<cxl::Region>> {
     if (!r) return r;
     if (Status st = SlabAllocator::format(**r); !st) return st;
-    spdlog::info("region {}: formatted, {} bytes, layout {}, E = {}", name, (*r)->size(), layout.describe(),
-                 c.slab_pages);
+    spdlog::info("region {}: formatted, {} bytes, layout {}, E = {}", (*r)->describe(), (*r)->size(),
+                 layout.describe(), c.slab_pages);
     return r;
   };
+  if (fallback) {
+    // A new region on hugetlbfs: free pages can be taken meanwhile, or the mount be full; under
+    // auto that is no reason not to start.
+    auto r = cxl::Region::create(c.region, layout, c.slab_pages);
+    if (r) return fresh(std::move(r));
+    spdlog::warn("region {}: {}; creating it in shared memory on 4 KiB pages instead", c.region.path,
+                 r.status().to_string());
+    c.region = config.region;
+  }
+  const std::string name = fmt::format("{}:{}", cxl::backend_name(c.region.backend), c.region.path);
   if (c.format) {
     auto r = cxl::Region::format(c.region, layout, c.slab_pages);
     if (!r && r.status().code() == Code::kNotFound) return fresh(cxl::Region::create(c.region, layout, c.slab_pages));
@@ -98,7 +110,7 @@ std::unique_ptr<ClusterRegistration> make_registration(const PoolConfig& c, cons
   }
   o.lease_ttl_s = c.cluster_lease_ttl_s;
   o.settings.chunk_pages = c.chunk_pages;
-  cluster::RegionRecord record{region.describe(), c.layout,
+  cluster::RegionRecord record{fmt::format("{}:{}", cxl::backend_name(region.spec().backend), region.spec().path), c.layout,
                                region.slab_pages(), geometry.slab_bytes, geometry.slab_count, 0};
   return std::make_unique<ClusterRegistration>(std::move(o), epoch, [record, &slabs_free] {
     cluster::RegionRecord r = record;
@@ -160,7 +172,8 @@ int serve(const PoolConfig& config) {
     spdlog::warn("auth is open: no tenants configured, every tenant and token is accepted (add [[tenant]] entries)");
 
   Metrics metrics;
-  metrics.set_node_state({fmt::format("{}:{}", cxl::backend_name(config.region.backend), config.region.path),
+  const cxl::RegionSpec& placed = (*region)->spec();  // where the region is (maybe on hugetlbfs)
+  metrics.set_node_state({fmt::format("{}:{}", cxl::backend_name(placed.backend), placed.path),
                           (*layout).name(), (*region)->size(), epoch, config.cluster_url,
                           registration ? registration->node_id() : std::string(), false, 0});
   Dispatcher dispatcher(**service, config.tenants, metrics, config.max_sessions_per_tenant);

@@ -79,6 +79,24 @@ TEST_CASE("a new shm region takes shared memory's THP where it is on, else huget
     CHECK(p->huge);
     CHECK(p->pages.find("hugetlbfs /dev/hugepages") != std::string::npos);
   }
+  SECTION("a new region on hugetlbfs is marked moved (the daemon may fall back if its create fails)") {
+    auto p = place_region(shm(), HugePagePolicy::kAuto, machine("never", 833), none);
+    REQUIRE(p.is_ok());
+    CHECK(p->moved);
+    CHECK(!place_region(shm(), HugePagePolicy::kAuto, machine("advise", 833), none)->moved);
+  }
+  SECTION("mounts that cannot take it are passed over: 1 GiB pages, not writable") {
+    HugePageSupport gigantic = machine("never", 0, false);
+    gigantic.hugetlbfs.push_back({"/mnt/huge1g", 1ull << 30, 100});
+    CHECK(!place_region(shm(), HugePagePolicy::kAuto, gigantic, none)->huge);
+    HugePageSupport read_only = machine("never", 5000);
+    read_only.hugetlbfs[0].writable = false;
+    CHECK(!place_region(shm(), HugePagePolicy::kAuto, read_only, none)->huge);
+    read_only.hugetlbfs.push_back({"/mnt/huge2", kHugePageBytes, 5000});
+    auto second = place_region(shm(), HugePagePolicy::kAuto, read_only, none);
+    REQUIRE(second.is_ok());
+    CHECK(second->spec.path == "/mnt/huge2/cxlkv-pool");
+  }
   SECTION("THP never, too few free pages: 4 KiB pages and advice naming both ways") {
     auto p = place_region(shm(), HugePagePolicy::kAuto, machine("never", 832), none);
     REQUIRE(p.is_ok());
@@ -109,6 +127,13 @@ TEST_CASE("an existing region stays where an earlier start put it") {
     REQUIRE(p.is_ok());
     CHECK(p->spec.backend == Backend::kFile);
     CHECK(p->spec.path == "/dev/hugepages/cxlkv-pool");
+  }
+  SECTION("on hugetlbfs, and huge pages now off: still opened there, not made anew in shared memory") {
+    Paths on_mount{{"/dev/hugepages/cxlkv-pool"}};
+    auto p = place_region(shm(), HugePagePolicy::kOff, machine("never", 0), on_mount);
+    REQUIRE(p.is_ok());
+    CHECK(p->spec.path == "/dev/hugepages/cxlkv-pool");
+    CHECK(!p->moved);  // it exists: nothing to fall back from
   }
   SECTION("in shared memory: stays there, though hugetlbfs pages are free now") {
     Paths in_shm{{"/dev/shm/cxlkv-pool"}};
@@ -154,7 +179,7 @@ TEST_CASE("the probe reads this machine's settings") {
   CHECK(choices.count(s.shmem_thp) == 1);
   for (const HugetlbMount& m : s.hugetlbfs) {
     CHECK(m.path.front() == '/');
-    CHECK(m.page_bytes >= kHugePageBytes);
+    CHECK(m.page_bytes > 0);
   }
   CHECK(s.describe().find("shmem THP") == 0);
 }

@@ -46,7 +46,8 @@ say "pkg-config --cflags --libs cxlkv: $(pc --cflags --libs cxlkv)"
 say "starting the installed cxlkv-poold"
 "$root$prefix/bin/cxlkv-poold" --backend shm --path "$region" --size 64MiB \
   --layout 'custom:name=install,layers=4,page_tokens=64,stream=latent/656/656/sparse,stream=indexer/132/132/bulk' \
-  --slab-pages 1 --socket "$sock" --metrics-port 0 --tenant install:install-token --log-level warn &
+  --slab-pages 1 --socket "$sock" --metrics-port 0 --tenant install:install-token --log-level warn \
+  --huge-pages off &  # the region stays the shm object this test removes
 pid=$!
 for _ in $(seq 200); do
   [ -S "$sock" ] && break
