@@ -249,8 +249,38 @@ Result<uint32_t> GpuPool::bad_index_count() {
   return n;
 }
 
+namespace {
+
+// Mean run length from which fetch_pages' auto takes the copy engines (measured: 66 KiB runs
+// 0.97x of the bulk copy's rate by copy engines against 0.87x by SM loads; 8 KiB runs no better).
+constexpr uint64_t kCopyEngineMinRun = 32 << 10;
+
+// The runs by one cudaMemcpyBatchAsync; each source is the pool's device view at its offset
+// (offsets wrap modulo 2^64, as device_offsets gives them).
+Status copy_runs_by_engines(const uint8_t* pool, const std::vector<uint64_t>& src, const std::vector<uint32_t>& bytes,
+                            const std::vector<uint64_t>& dst_off, uint8_t* dst, cudaStream_t stream) {
+  std::vector<void*> dsts(src.size());
+  std::vector<const void*> srcs(src.size());
+  std::vector<size_t> sizes(src.size());
+  for (size_t i = 0; i < src.size(); ++i) {
+    srcs[i] = reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(pool) + src[i]);
+    dsts[i] = dst + dst_off[i];
+    sizes[i] = bytes[i];
+  }
+  cudaMemcpyAttributes attr{};
+  attr.srcAccessOrder = cudaMemcpySrcAccessOrderStream;
+  attr.flags = cudaMemcpyFlagPreferOverlapWithCompute;
+  size_t attr_index = 0;
+  if (cudaError_t e = cudaMemcpyBatchAsync(dsts.data(), srcs.data(), sizes.data(), sizes.size(), &attr, &attr_index, 1, stream);
+      e != cudaSuccess)
+    return cuda_error("fetch_pages by copy engines", e);
+  return Status::ok();
+}
+
+}  // namespace
+
 Status GpuPool::fetch_pages(const ReadLease& lease, int stream, uint32_t layer, uint32_t p0, uint32_t p1, void* dst,
-                            cudaStream_t cuda_stream) {
+                            cudaStream_t cuda_stream, FetchEngine engine) {
   const PoolView& v = impl_->view;
   if (uint32_t(stream) >= v.stream_count || layer >= v.layers || p0 > p1 || p1 > lease.pages())
     return Status(Code::kInvalidArgument, fmt::format("fetch_pages: stream {} layer {} pages [{}, {}) of a {}-page lease",
@@ -280,6 +310,12 @@ Status GpuPool::fetch_pages(const ReadLease& lease, int stream, uint32_t layer, 
     }
   }
   const size_t n = src.size();
+  const bool legacy_stream = cuda_stream == nullptr || cuda_stream == cudaStreamLegacy;
+  if (engine == FetchEngine::kCopyEngines && legacy_stream)
+    return Status(Code::kInvalidArgument, "fetch_pages: copy engines need a stream other than the legacy default stream");
+  if (engine == FetchEngine::kCopyEngines ||
+      (engine == FetchEngine::kAuto && !legacy_stream && uint64_t{p1 - p0} * page_bytes >= n * kCopyEngineMinRun))
+    return copy_runs_by_engines(device_pool(), src, bytes, dst_off, static_cast<uint8_t*>(dst), cuda_stream);
   auto& blob = impl_->run_scratch;
   blob.resize(n * 20);
   std::memcpy(blob.data(), src.data(), n * 8);

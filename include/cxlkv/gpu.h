@@ -117,10 +117,17 @@ class GpuPool {
   Status gather_topk(std::span<const GpuGatherItem> items, cudaStream_t stream, GpuRowSplice splice = {});
   Result<uint32_t> bad_index_count();
 
+  // How fetch_pages moves its runs (the pages adjacent in one slab): SM loads (one kernel, best
+  // for short runs) or the copy engines (one cudaMemcpyBatchAsync, best for long ones: with E = 8
+  // an indexer run is 66 KiB and the copy engines reach the link's rate; docs/performance.md).
+  // Auto takes the copy engines for runs of 32 KiB and more on average, except on the legacy
+  // default stream, which batched copies do not take.
+  enum class FetchEngine { kAuto, kSmLoads, kCopyEngines };
+
   // Copies the whole `stream` of `layer` for pages [p0, p1) into dst (GPU memory), packed
   // [(p1 - p0) x page_tokens][entry_bytes] (the indexer keys of a page range), in one launch.
   Status fetch_pages(const ReadLease& lease, int stream, uint32_t layer, uint32_t p0, uint32_t p1, void* dst,
-                     cudaStream_t cuda_stream);
+                     cudaStream_t cuda_stream, FetchEngine engine = FetchEngine::kAuto);
 
   // A hot buffer over `table` (the latent stream's) for `layer`, with capacity_rows >= 2 x max_k
   // (at most 8192 rows, max_k at most 4096). With a splice, its rows are split rows (see

@@ -221,6 +221,22 @@ TEST_CASE("GpuPool fetches the indexer keys of a page range exactly as the CPU b
   REQUIRE(s.lease.fetch_pages(1, layer, p0, p1, want.data()).is_ok());
   CHECK(got == want);
   CHECK(gpu->fetch_pages(s.lease, 1, layer, 5, 99, d_out, 0).code() == Code::kInvalidArgument);
+  // Either engine, forced, on a stream of its own (auto picks by run length): the same bytes.
+  // Batched copies refuse the legacy default stream.
+  cudaStream_t own = nullptr;
+  REQUIRE(cudaStreamCreateWithFlags(&own, cudaStreamNonBlocking) == cudaSuccess);
+  for (auto engine : {GpuPool::FetchEngine::kSmLoads, GpuPool::FetchEngine::kCopyEngines, GpuPool::FetchEngine::kAuto}) {
+    REQUIRE(cudaMemset(d_out, 0x5a, bytes) == cudaSuccess);
+    const Status by = gpu->fetch_pages(s.lease, 1, layer, p0, p1, d_out, own, engine);
+    INFO(by.to_string());
+    REQUIRE(by.is_ok());
+    REQUIRE(cudaStreamSynchronize(own) == cudaSuccess);
+    REQUIRE(cudaMemcpy(got.data(), d_out, bytes, cudaMemcpyDeviceToHost) == cudaSuccess);
+    CHECK(got == want);
+  }
+  CHECK(gpu->fetch_pages(s.lease, 1, layer, p0, p1, d_out, 0, GpuPool::FetchEngine::kCopyEngines).code() ==
+        Code::kInvalidArgument);
+  cudaStreamDestroy(own);
   // A lease of another client (another mapping of the region, kept by its session): that mapping
   // is registered with the device too, and the copy is the same.
   ClientOptions co;
