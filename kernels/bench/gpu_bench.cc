@@ -17,6 +17,7 @@
 #include <thread>
 #include <tuple>
 
+#include "cuda_or_die.h"
 #include "gather.h"
 #include "gpu_region.h"
 #include "hot_buffer.h"
@@ -30,26 +31,17 @@ using json = nlohmann::json;
 
 namespace {
 
-#define CUDA_OK(call)                                                                             \
-  do {                                                                                            \
-    cudaError_t e_ = (call);                                                                      \
-    if (e_ != cudaSuccess) {                                                                      \
-      fmt::print(stderr, "cxlkv-bench-gpu: {} failed: {}\n", #call, cudaGetErrorString(e_));      \
-      std::exit(1);                                                                               \
-    }                                                                                             \
-  } while (0)
-
 template <typename T>
 T* device_copy(const std::vector<T>& v) {
   T* d = nullptr;
-  CUDA_OK(cudaMalloc(&d, std::max<size_t>(1, v.size()) * sizeof(T)));
-  if (!v.empty()) CUDA_OK(cudaMemcpy(d, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+  CUDA_OR_DIE(cudaMalloc(&d, std::max<size_t>(1, v.size()) * sizeof(T)));
+  if (!v.empty()) CUDA_OR_DIE(cudaMemcpy(d, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
   return d;
 }
 
 struct Timer {
   cudaEvent_t a, b;
-  Timer() { CUDA_OK(cudaEventCreate(&a)); CUDA_OK(cudaEventCreate(&b)); }
+  Timer() { CUDA_OR_DIE(cudaEventCreate(&a)); CUDA_OR_DIE(cudaEventCreate(&b)); }
   ~Timer() { cudaEventDestroy(a); cudaEventDestroy(b); }
 };
 
@@ -63,15 +55,15 @@ template <typename F>
 double time_median(int reps, int sets, F&& launch) {
   Timer t;
   for (int i = 0; i < 3; ++i) launch(i % sets);
-  CUDA_OK(cudaDeviceSynchronize());
+  CUDA_OR_DIE(cudaDeviceSynchronize());
   std::vector<double> ms;
   for (int i = 0; i < reps; ++i) {
-    CUDA_OK(cudaEventRecord(t.a));
+    CUDA_OR_DIE(cudaEventRecord(t.a));
     launch(i % sets);
-    CUDA_OK(cudaEventRecord(t.b));
-    CUDA_OK(cudaEventSynchronize(t.b));
+    CUDA_OR_DIE(cudaEventRecord(t.b));
+    CUDA_OR_DIE(cudaEventSynchronize(t.b));
     float m = 0;
-    CUDA_OK(cudaEventElapsedTime(&m, t.a, t.b));
+    CUDA_OR_DIE(cudaEventElapsedTime(&m, t.a, t.b));
     ms.push_back(m);
   }
   return median(ms) / 1e3;
@@ -117,11 +109,11 @@ GatherCase make_case(Bench& b, uint32_t segments, uint32_t k, int sets,
   GatherCase c;
   c.segments = segments;
   c.k = k;
-  CUDA_OK(cudaMalloc(&c.device_out, uint64_t{segments} * k * b.shape.row_bytes()));
+  CUDA_OR_DIE(cudaMalloc(&c.device_out, uint64_t{segments} * k * b.shape.row_bytes()));
   if (k <= kMaxOrderedK) {
-    CUDA_OK(cudaMalloc(&c.order.indices, uint64_t{segments} * k * sizeof(int32_t)));
-    CUDA_OK(cudaMalloc(&c.order.rows, uint64_t{segments} * k * sizeof(uint32_t)));
-    CUDA_OK(cudaMalloc(&c.order.segments, uint64_t{segments} * sizeof(GatherSegment)));
+    CUDA_OR_DIE(cudaMalloc(&c.order.indices, uint64_t{segments} * k * sizeof(int32_t)));
+    CUDA_OR_DIE(cudaMalloc(&c.order.rows, uint64_t{segments} * k * sizeof(uint32_t)));
+    CUDA_OR_DIE(cudaMalloc(&c.order.segments, uint64_t{segments} * sizeof(GatherSegment)));
   }
   for (int set = 0; set < sets; ++set) {
     std::vector<int32_t> idx;
@@ -164,12 +156,12 @@ void free_case(GatherCase& c) {
 template <typename F>
 bool verify(Bench& b, GatherCase& c, F&& launch) {
   const uint64_t bytes = uint64_t{c.segments} * c.k * b.shape.row_bytes();
-  CUDA_OK(cudaMemset(c.device_out, 0xA5, bytes));
-  CUDA_OK(cudaMemset(b.dev_errors, 0, sizeof(uint32_t)));
+  CUDA_OR_DIE(cudaMemset(c.device_out, 0xA5, bytes));
+  CUDA_OR_DIE(cudaMemset(b.dev_errors, 0, sizeof(uint32_t)));
   launch(0);
-  CUDA_OK(cudaDeviceSynchronize());
+  CUDA_OR_DIE(cudaDeviceSynchronize());
   std::vector<uint8_t> got(bytes), want(bytes, 0xA5);
-  CUDA_OK(cudaMemcpy(got.data(), c.device_out, bytes, cudaMemcpyDeviceToHost));
+  CUDA_OR_DIE(cudaMemcpy(got.data(), c.device_out, bytes, cudaMemcpyDeviceToHost));
   auto segs = c.host_segments[0];
   for (uint32_t s = 0; s < c.segments; ++s) {
     segs[s].indices = c.host_indices[0].data() + uint64_t{s} * c.k;
@@ -177,7 +169,7 @@ bool verify(Bench& b, GatherCase& c, F&& launch) {
   }
   reference_gather(b.w->region->base(), b.shape, segs.data(), c.segments);
   uint32_t errors = 0;
-  CUDA_OK(cudaMemcpy(&errors, b.dev_errors, sizeof errors, cudaMemcpyDeviceToHost));
+  CUDA_OR_DIE(cudaMemcpy(&errors, b.dev_errors, sizeof errors, cudaMemcpyDeviceToHost));
   return got == want && errors == 0;
 }
 
@@ -213,16 +205,16 @@ std::vector<Variant> variants() {
 
 void launch_variant(Bench& b, GatherCase& c, const Variant& v, int set) {
   if (v.warp_per_entry) {
-    CUDA_OK(launch_gather_topk_warp_per_entry(b.dev_pool, b.shape, c.device_segments[set], c.segments, c.k, b.dev_errors, 0));
+    CUDA_OR_DIE(launch_gather_topk_warp_per_entry(b.dev_pool, b.shape, c.device_segments[set], c.segments, c.k, b.dev_errors, 0));
     return;
   }
   const GatherSegment* segs = c.device_segments[set];
   if (v.ordered) {
-    CUDA_OK(launch_order_segments(segs, c.segments, c.k, c.order, 0));
+    CUDA_OR_DIE(launch_order_segments(segs, c.segments, c.k, c.order, 0));
     segs = c.order.segments;
   }
-  if (v.bulk) CUDA_OK(launch_gather_topk_bulk(b.dev_pool, b.shape, segs, c.segments, c.k, b.dev_errors, v.bulk_tuning, 0));
-  else CUDA_OK(launch_gather_topk(b.dev_pool, b.shape, segs, c.segments, c.k, b.dev_errors, v.tuning, 0));
+  if (v.bulk) CUDA_OR_DIE(launch_gather_topk_bulk(b.dev_pool, b.shape, segs, c.segments, c.k, b.dev_errors, v.bulk_tuning, 0));
+  else CUDA_OR_DIE(launch_gather_topk(b.dev_pool, b.shape, segs, c.segments, c.k, b.dev_errors, v.tuning, 0));
 }
 
 // Times every variant on a case, verifies the yardstick and the best; returns the JSON row.
@@ -280,21 +272,21 @@ json run_copy_engine(Bench& b, GatherCase& c, int reps, int sets) {
   attr.srcAccessOrder = cudaMemcpySrcAccessOrderStream;
   size_t attr_index = 0;
   cudaStream_t stream;
-  CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  CUDA_OR_DIE(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   auto launch = [&](int set) {
-    CUDA_OK(cudaMemcpyBatchAsync(dsts[set].data(), srcs[set].data(), sizes[set].data(), sizes[set].size(), &attr,
+    CUDA_OR_DIE(cudaMemcpyBatchAsync(dsts[set].data(), srcs[set].data(), sizes[set].data(), sizes[set].size(), &attr,
                                  &attr_index, 1, stream));
   };
   for (int i = 0; i < 2; ++i) launch(i % sets);
-  CUDA_OK(cudaStreamSynchronize(stream));
+  CUDA_OR_DIE(cudaStreamSynchronize(stream));
   std::vector<double> wall;
   for (int i = 0; i < reps; ++i) {
     auto t0 = std::chrono::steady_clock::now();
     launch(i % sets);
-    CUDA_OK(cudaStreamSynchronize(stream));
+    CUDA_OR_DIE(cudaStreamSynchronize(stream));
     wall.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
-  CUDA_OK(cudaStreamDestroy(stream));
+  CUDA_OR_DIE(cudaStreamDestroy(stream));
   const double s = median(wall);
   const double gbps = c.valid_entries * b.shape.entry_bytes / s / 1e9;
   fmt::print("{:<34} {:>9} {:>9.1f} {:>8.1f} {:>7.2f}  copy engine, one cudaMemcpyBatchAsync (wall time)\n", "  same, copy engines",
@@ -414,8 +406,8 @@ int set_up_pool(Bench& b, const Options& o, std::unique_ptr<bench::PoolWorkload>
   for (auto& t : w->page_base) b.dev_page_base.push_back(device_copy(t));
   for (auto& t : w->page_base) b.all_pages.insert(b.all_pages.end(), t.begin(), t.end());
   b.dev_all_pages = device_copy(b.all_pages);
-  CUDA_OK(cudaMalloc(&b.dev_errors, sizeof(uint32_t)));
-  CUDA_OK(cudaMemset(b.dev_errors, 0, sizeof(uint32_t)));
+  CUDA_OR_DIE(cudaMalloc(&b.dev_errors, sizeof(uint32_t)));
+  CUDA_OR_DIE(cudaMemset(b.dev_errors, 0, sizeof(uint32_t)));
   return 0;
 }
 
@@ -424,11 +416,11 @@ void measure_bulk_copy(Bench& b) {
   const SlabGeometry& g = b.w->allocator->geometry();
   const uint64_t bytes = std::min<uint64_t>(1ull << 30, b.w->filled_bytes);
   uint8_t* dst = nullptr;
-  CUDA_OK(cudaMalloc(&dst, bytes));
+  CUDA_OR_DIE(cudaMalloc(&dst, bytes));
   const uint8_t* src = b.w->region->base() + g.slab_area_offset;
-  const double s = time_median(10, 1, [&](int) { CUDA_OK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, 0)); });
+  const double s = time_median(10, 1, [&](int) { CUDA_OR_DIE(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, 0)); });
   b.bulk_gbps = bytes / s / 1e9;
-  CUDA_OK(cudaFree(dst));
+  CUDA_OR_DIE(cudaFree(dst));
   b.out["bulk_h2d_gbps"] = b.bulk_gbps;
   fmt::print("bulk host-to-device copy (1 GiB from the registered region): {:.1f} GB/s\n\n", b.bulk_gbps);
 }
@@ -529,13 +521,13 @@ HotTrace make_hot_trace(Bench& b, const Options& o, uint32_t capacity) {
   const uint32_t requests = o.hot_requests, topk = o.topk;
   HotTrace t;
   t.segments.resize(requests);
-  CUDA_OK(cudaMalloc(&t.indices, uint64_t{requests} * topk * 4));
-  CUDA_OK(cudaMalloc(&t.row_of, uint64_t{requests} * topk * 4));
-  CUDA_OK(cudaMalloc(&t.counts, uint64_t{requests} * 8));
+  CUDA_OR_DIE(cudaMalloc(&t.indices, uint64_t{requests} * topk * 4));
+  CUDA_OR_DIE(cudaMalloc(&t.row_of, uint64_t{requests} * topk * 4));
+  CUDA_OR_DIE(cudaMalloc(&t.counts, uint64_t{requests} * 8));
   auto dev_fill = [&](size_t bytes, int value) {
     void* p = nullptr;
-    CUDA_OK(cudaMalloc(&p, bytes));
-    CUDA_OK(cudaMemset(p, value, bytes));
+    CUDA_OR_DIE(cudaMalloc(&p, bytes));
+    CUDA_OR_DIE(cudaMemset(p, value, bytes));
     t.allocations.push_back(p);
     return p;
   };
@@ -582,8 +574,8 @@ bool check_hot_step(Bench& b, const Options& o, HotTrace& t, std::vector<HotBuff
   const uint32_t requests = o.hot_requests, topk = o.topk;
   std::vector<int32_t> row_of(uint64_t{requests} * topk);
   std::vector<uint32_t> counts(2 * requests);
-  CUDA_OK(cudaMemcpy(row_of.data(), t.row_of, row_of.size() * 4, cudaMemcpyDeviceToHost));
-  CUDA_OK(cudaMemcpy(counts.data(), t.counts, counts.size() * 4, cudaMemcpyDeviceToHost));
+  CUDA_OR_DIE(cudaMemcpy(row_of.data(), t.row_of, row_of.size() * 4, cudaMemcpyDeviceToHost));
+  CUDA_OR_DIE(cudaMemcpy(counts.data(), t.counts, counts.size() * 4, cudaMemcpyDeviceToHost));
   for (uint32_t r = 0; r < requests; ++r) {
     GatherSegment seg{w.page_base[r % prefixes].data(), prev[r].data(), nullptr, w.pages_per_prefix, 30, topk, 0};
     if (o.split) seg.side = b.host_side.data() + ((r % prefixes) * b.layers + 30) * b.side_layer_bytes;
@@ -616,13 +608,13 @@ bool measure_hot_trace(Bench& b, const Options& o, double overlap, std::mt19937_
       prev[r] = step == 0 ? bench::unique_random(topk, context, rng) : bench::next_overlapping(prev[r], overlap, context, rng);
       idx.insert(idx.end(), prev[r].begin(), prev[r].end());
     }
-    CUDA_OK(cudaMemcpy(trace.indices, idx.data(), idx.size() * 4, cudaMemcpyHostToDevice));
-    CUDA_OK(cudaEventRecord(t.a));
-    CUDA_OK(launch_hot_step(b.dev_pool, b.shape, trace.device_segments, requests, int32_t(step), b.dev_errors, 0));
-    CUDA_OK(cudaEventRecord(t.b));
-    CUDA_OK(cudaEventSynchronize(t.b));
+    CUDA_OR_DIE(cudaMemcpy(trace.indices, idx.data(), idx.size() * 4, cudaMemcpyHostToDevice));
+    CUDA_OR_DIE(cudaEventRecord(t.a));
+    CUDA_OR_DIE(launch_hot_step(b.dev_pool, b.shape, trace.device_segments, requests, int32_t(step), b.dev_errors, 0));
+    CUDA_OR_DIE(cudaEventRecord(t.b));
+    CUDA_OR_DIE(cudaEventSynchronize(t.b));
     float ms = 0;
-    CUDA_OK(cudaEventElapsedTime(&ms, t.a, t.b));
+    CUDA_OR_DIE(cudaEventElapsedTime(&ms, t.a, t.b));
     uint64_t hits = 0, misses = 0;
     if (!check_hot_step(b, o, trace, ref, prev, overlap, step, hits, misses)) return false;
     if (step > 0) {
@@ -634,7 +626,7 @@ bool measure_hot_trace(Bench& b, const Options& o, double overlap, std::mt19937_
   // The rows themselves, byte for byte, after the last step.
   for (uint32_t r = 0; r < requests; ++r) {
     std::vector<uint8_t> rows(uint64_t{capacity} * b.shape.row_bytes());
-    CUDA_OK(cudaMemcpy(rows.data(), trace.segments[r].rows, rows.size(), cudaMemcpyDeviceToHost));
+    CUDA_OR_DIE(cudaMemcpy(rows.data(), trace.segments[r].rows, rows.size(), cudaMemcpyDeviceToHost));
     if (rows != ref[r].rows) { fmt::print(stderr, "MISMATCH: hot buffer rows, request {}\n", r); return false; }
   }
   const double hit_rate = hit_sum / (steps - 1), fetch_ratio = fetched_sum / (steps - 1);
@@ -685,7 +677,7 @@ int main(int argc, char** argv) {
   std::string why;
   if (!gpu_available(&why)) { fmt::print(stderr, "cxlkv-bench-gpu: no GPU: {}\n", why); return 1; }
   cudaDeviceProp prop{};
-  CUDA_OK(cudaGetDeviceProperties(&prop, 0));
+  CUDA_OR_DIE(cudaGetDeviceProperties(&prop, 0));
   Bench b;
   b.out["device"] = prop.name;
   fmt::print("device: {} ({} SMs)\n", prop.name, prop.multiProcessorCount);
