@@ -256,9 +256,12 @@ namespace {
 constexpr uint64_t kCopyEngineMinRun = 32 << 10;
 
 // The runs by one cudaMemcpyBatchAsync; each source is the pool's device view at its offset
-// (offsets wrap modulo 2^64, as device_offsets gives them).
+// (offsets wrap modulo 2^64, as device_offsets gives them). kUnavailable where the runtime has no
+// batched copy (before CUDA 13, whose signature this is) or refuses it; the runtime's sticky
+// last error is cleared so a later launch does not report it as its own.
 Status copy_runs_by_engines(const uint8_t* pool, const std::vector<uint64_t>& src, const std::vector<uint32_t>& bytes,
                             const std::vector<uint64_t>& dst_off, uint8_t* dst, cudaStream_t stream) {
+#if CUDART_VERSION >= 13000
   std::vector<void*> dsts(src.size());
   std::vector<const void*> srcs(src.size());
   std::vector<size_t> sizes(src.size());
@@ -272,9 +275,16 @@ Status copy_runs_by_engines(const uint8_t* pool, const std::vector<uint64_t>& sr
   attr.flags = cudaMemcpyFlagPreferOverlapWithCompute;
   size_t attr_index = 0;
   if (cudaError_t e = cudaMemcpyBatchAsync(dsts.data(), srcs.data(), sizes.data(), sizes.size(), &attr, &attr_index, 1, stream);
-      e != cudaSuccess)
-    return cuda_error("fetch_pages by copy engines", e);
+      e != cudaSuccess) {
+    (void)cudaGetLastError();
+    return Status(Code::kUnavailable, fmt::format("fetch_pages by copy engines: cudaMemcpyBatchAsync of {} runs: {}",
+                                                  src.size(), cudaGetErrorString(e)));
+  }
   return Status::ok();
+#else
+  (void)pool, (void)src, (void)bytes, (void)dst_off, (void)dst, (void)stream;
+  return Status(Code::kUnavailable, "fetch_pages by copy engines: needs CUDA 13's cudaMemcpyBatchAsync");
+#endif
 }
 
 }  // namespace
@@ -313,9 +323,12 @@ Status GpuPool::fetch_pages(const ReadLease& lease, int stream, uint32_t layer, 
   const bool legacy_stream = cuda_stream == nullptr || cuda_stream == cudaStreamLegacy;
   if (engine == FetchEngine::kCopyEngines && legacy_stream)
     return Status(Code::kInvalidArgument, "fetch_pages: copy engines need a stream other than the legacy default stream");
-  if (engine == FetchEngine::kCopyEngines ||
-      (engine == FetchEngine::kAuto && !legacy_stream && uint64_t{p1 - p0} * page_bytes >= n * kCopyEngineMinRun))
+  if (engine == FetchEngine::kCopyEngines)
     return copy_runs_by_engines(device_pool(), src, bytes, dst_off, static_cast<uint8_t*>(dst), cuda_stream);
+  // Auto falls back to SM loads where the copy engines are refused (nothing was queued then).
+  if (engine == FetchEngine::kAuto && !legacy_stream && uint64_t{p1 - p0} * page_bytes >= n * kCopyEngineMinRun &&
+      copy_runs_by_engines(device_pool(), src, bytes, dst_off, static_cast<uint8_t*>(dst), cuda_stream).is_ok())
+    return Status::ok();
   auto& blob = impl_->run_scratch;
   blob.resize(n * 20);
   std::memcpy(blob.data(), src.data(), n * 8);

@@ -121,7 +121,9 @@ class GpuPool {
   // for short runs) or the copy engines (one cudaMemcpyBatchAsync, best for long ones: with E = 8
   // an indexer run is 66 KiB and the copy engines reach the link's rate; docs/performance.md).
   // Auto takes the copy engines for runs of 32 KiB and more on average, except on the legacy
-  // default stream, which batched copies do not take.
+  // default stream, which batched copies do not take, and falls back to SM loads where the
+  // runtime refuses them. Forced copy engines: kInvalidArgument on the legacy stream,
+  // kUnavailable where the runtime has no batched copy (before CUDA 13) or refuses it.
   enum class FetchEngine { kAuto, kSmLoads, kCopyEngines };
 
   // Copies the whole `stream` of `layer` for pages [p0, p1) into dst (GPU memory), packed
