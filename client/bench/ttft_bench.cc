@@ -69,6 +69,7 @@ struct Options {
 struct Streams {
   int latent = -1, indexer = -1, scales = -1;  // scales: split rows only
   uint32_t latent_bytes = 0, indexer_bytes = 0, scales_bytes = 0;
+  GpuRowSplice splice;  // split rows: the scales put back after NoPE's 512 B
   uint32_t row_bytes() const { return latent_bytes + scales_bytes; }  // FlashMLA's 656 B row
 };
 
@@ -85,7 +86,10 @@ Streams find_streams(const Client& c) {
   }
   s.latent_bytes = layout.stream(s.latent).entry_bytes;
   s.indexer_bytes = layout.stream(s.indexer).entry_bytes;
-  if (s.scales >= 0) s.scales_bytes = layout.stream(s.scales).entry_bytes;
+  if (s.scales >= 0) {
+    s.scales_bytes = layout.stream(s.scales).entry_bytes;
+    s.splice = GpuRowSplice{s.scales_bytes, 512};
+  }
   return s;
 }
 
@@ -181,6 +185,14 @@ std::vector<ReadLease> lookup_all(Bench& b, uint32_t batch) {
   return leases;
 }
 
+// Request r's first-step gather of layer l: its top-k latent rows (with split rows, its scales
+// of that layer spliced in from HBM).
+GpuGatherItem gather_item(Bench& b, const GpuBlockTable& table, uint32_t r, uint32_t l) {
+  RequestBuffers& rb = b.requests[r];
+  return GpuGatherItem{&table, l, rb.indices + size_t(l) * b.o.k, b.o.k, rb.rows + size_t(l) * b.o.k * b.s.row_bytes(),
+                       rb.scales ? rb.scales + size_t(l) * b.prefix_tokens * b.s.scales_bytes : nullptr};
+}
+
 struct Timing {
   double total_ms = 0, lookup_ms = 0;
 };
@@ -196,8 +208,6 @@ Timing run_cxl(Bench& b, uint32_t batch, GpuPool::FetchEngine engine) {
   for (auto& l : leases) tables.push_back(value_or_die(b.gpu->upload(l, b.s.latent), "upload"));
   const size_t key_layer = size_t(b.prefix_tokens) * b.s.indexer_bytes;
   const size_t scale_layer = size_t(b.prefix_tokens) * b.s.scales_bytes;
-  const size_t row_layer = size_t(b.o.k) * b.s.row_bytes();
-  const GpuRowSplice splice = b.s.scales >= 0 ? GpuRowSplice{b.s.scales_bytes, 512} : GpuRowSplice{};
   std::vector<GpuGatherItem> items(batch);
   for (uint32_t l = 0; l < b.layers; ++l) {
     for (uint32_t r = 0; r < batch; ++r) {
@@ -208,12 +218,11 @@ Timing run_cxl(Bench& b, uint32_t batch, GpuPool::FetchEngine engine) {
         ok_or_die(b.gpu->fetch_pages(leases[r], b.s.scales, l, 0, b.pages, rb.scales + l * scale_layer, b.keys_stream,
                                      engine),
                   "fetch latent scales");
-      items[r] = GpuGatherItem{&tables[r], l, rb.indices + size_t(l) * b.o.k, b.o.k, rb.rows + l * row_layer,
-                               b.s.scales >= 0 ? rb.scales + l * scale_layer : nullptr};
+      items[r] = gather_item(b, tables[r], r, l);
     }
     CUDA_OR_DIE(cudaEventRecord(b.layer_ready[l], b.keys_stream));
     CUDA_OR_DIE(cudaStreamWaitEvent(b.gather_stream, b.layer_ready[l], 0));
-    ok_or_die(b.gpu->gather_topk(items, b.gather_stream, splice), "gather_topk");
+    ok_or_die(b.gpu->gather_topk(items, b.gather_stream, b.s.splice), "gather_topk");
   }
   CUDA_OR_DIE(cudaStreamSynchronize(b.gather_stream));
   const double t2 = bench::now_s();
@@ -232,16 +241,9 @@ double gather_only_gbps(Bench& b, uint32_t batch) {
   std::vector<ReadLease> leases = lookup_all(b, batch);
   std::vector<GpuBlockTable> tables;
   for (auto& l : leases) tables.push_back(value_or_die(b.gpu->upload(l, b.s.latent), "upload"));
-  const size_t scale_layer = size_t(b.prefix_tokens) * b.s.scales_bytes;
-  const size_t row_layer = size_t(b.o.k) * b.s.row_bytes();
-  const GpuRowSplice splice = b.s.scales >= 0 ? GpuRowSplice{b.s.scales_bytes, 512} : GpuRowSplice{};
   std::vector<GpuGatherItem> items;
   for (uint32_t l = 0; l < b.layers; ++l)
-    for (uint32_t r = 0; r < batch; ++r) {
-      RequestBuffers& rb = b.requests[r];
-      items.push_back(GpuGatherItem{&tables[r], l, rb.indices + size_t(l) * b.o.k, b.o.k, rb.rows + l * row_layer,
-                                    b.s.scales >= 0 ? rb.scales + l * scale_layer : nullptr});
-    }
+    for (uint32_t r = 0; r < batch; ++r) items.push_back(gather_item(b, tables[r], r, l));
   cudaEvent_t start{}, stop{};
   CUDA_OR_DIE(cudaEventCreate(&start));
   CUDA_OR_DIE(cudaEventCreate(&stop));
@@ -249,7 +251,7 @@ double gather_only_gbps(Bench& b, uint32_t batch) {
   for (int rep = 0; rep < 4; ++rep) {  // the first is a warm-up
     CUDA_OR_DIE(cudaEventRecord(start, b.gather_stream));
     for (uint32_t l = 0; l < b.layers; ++l)
-      ok_or_die(b.gpu->gather_topk(std::span(items).subspan(size_t(l) * batch, batch), b.gather_stream, splice),
+      ok_or_die(b.gpu->gather_topk(std::span(items).subspan(size_t(l) * batch, batch), b.gather_stream, b.s.splice),
                 "gather_topk");
     CUDA_OR_DIE(cudaEventRecord(stop, b.gather_stream));
     CUDA_OR_DIE(cudaEventSynchronize(stop));
@@ -330,12 +332,13 @@ void verify(Bench& b, uint32_t batch) {
         bool ok;
         if (b.s.scales < 0) {
           ok = testing::entry_matches(row, b.s.latent_bytes, testing::entry_seed(keys[page], b.s.latent, l, token));
-        } else {  // NoPE + RoPE with the scales spliced in at byte 512
+        } else {  // NoPE + RoPE with the scales spliced in after NoPE
+          const uint32_t at = b.s.splice.side_at;
           uint8_t entry[1024];
-          std::memcpy(entry, row, 512);
-          std::memcpy(entry + 512, row + 512 + b.s.scales_bytes, b.s.latent_bytes - 512);
+          std::memcpy(entry, row, at);
+          std::memcpy(entry + at, row + at + b.s.scales_bytes, b.s.latent_bytes - at);
           ok = testing::entry_matches(entry, b.s.latent_bytes, testing::entry_seed(keys[page], b.s.latent, l, token)) &&
-               testing::entry_matches(row + 512, b.s.scales_bytes, testing::entry_seed(keys[page], b.s.scales, l, token));
+               testing::entry_matches(row + at, b.s.scales_bytes, testing::entry_seed(keys[page], b.s.scales, l, token));
         }
         if (!ok) {
           fmt::print(stderr, "cxlkv-bench-ttft: request {} layer {} row {} (index {}) differs from what was written\n", r, l,

@@ -127,7 +127,8 @@ class GpuPool {
   enum class FetchEngine { kAuto, kSmLoads, kCopyEngines };
 
   // Copies the whole `stream` of `layer` for pages [p0, p1) into dst (GPU memory), packed
-  // [(p1 - p0) x page_tokens][entry_bytes] (the indexer keys of a page range), in one launch.
+  // [(p1 - p0) x page_tokens][entry_bytes] (the indexer keys of a page range), in one launch or
+  // one batched copy (`engine`, below).
   Status fetch_pages(const ReadLease& lease, int stream, uint32_t layer, uint32_t p0, uint32_t p1, void* dst,
                      cudaStream_t cuda_stream, FetchEngine engine = FetchEngine::kAuto);
 
