@@ -14,8 +14,6 @@ namespace cxlkv::detail {
 
 namespace {
 
-constexpr uint64_t kNeverSeen = ~uint64_t{0};
-
 std::string hex_bytes(const uint8_t* p, size_t n) {
   std::string out;
   for (size_t i = 0; i < n; ++i) out += fmt::format("{:02x}", p[i]);
@@ -161,7 +159,14 @@ Status Session::map_region(const wire::RegionInfo* info, int fd, const ClientOpt
   layout_ = region->layout();
   view_ = *view;
   info_.region = name;
-  seen_generation_.assign(geometry_.slab_count, kNeverSeen);
+  uint8_t uuid[16];
+  std::memcpy(uuid, h.uuid, sizeof uuid);
+  // A device shared by hosts may hold lines other hosts cached under an earlier format.
+  const auto first = region->spec().backend == cxl::Backend::kDevdax ? cxl::FirstGeneration::kInvalidated
+                                                                     : cxl::FirstGeneration::kTrusted;
+  generations_ = cxl::HostGenerations::open(uuid, geometry_.slab_count, first);
+  info_.coherence_record = generations_->shared() ? cxl::HostGenerations::record_name(uuid)
+                                                  : "private: " + generations_->why();
   // Page faults at connect rather than on the data path; an older kernel just skips this.
   if (options.populate) info_.populated = region->populate();
   region_ = std::move(region);
@@ -202,13 +207,14 @@ Result<std::vector<Placement>> Session::take_placements(const flatbuffers::Vecto
   return out;
 }
 
-void Session::observe_generations(const std::vector<Placement>& pages) {
-  for (const Placement& p : pages) {
-    if (!slotted(p)) continue;
-    uint64_t& seen = seen_generation_[p.slab];
-    if (seen != kNeverSeen && seen < p.generation) cxl::invalidate(view_.base + p.slab_offset, geometry_.slab_bytes);
-    if (seen == kNeverSeen || seen < p.generation) seen = p.generation;
-  }
+void Session::before_reading(const std::vector<Placement>& pages) {
+  for (const Placement& p : pages)
+    if (slotted(p)) generations_->before_read(p.slab, p.generation, view_.base + p.slab_offset, geometry_.slab_bytes);
+}
+
+void Session::before_writing(const std::vector<Placement>& pages) {
+  for (const Placement& p : pages)
+    if (slotted(p)) generations_->before_write(p.slab, p.generation, view_.base + p.slab_offset, geometry_.slab_bytes);
 }
 
 Result<LeaseReply> Session::reserve(const PageKey& parent, std::span<const PageKey> keys) {
@@ -226,7 +232,7 @@ Result<LeaseReply> Session::reserve(const PageKey& parent, std::span<const PageK
   if (!pages) return pages.status();
   if (pages->size() != keys.size())
     return Status(Code::kProtocol, fmt::format("reserve: {} placements for {} keys", pages->size(), keys.size()));
-  observe_generations(*pages);  // a writer that read an older generation drops those lines too
+  before_writing(*pages);  // lines this host's readers hold of an older generation go first
   return LeaseReply{rr->lease(), std::move(*pages)};
 }
 
@@ -289,7 +295,7 @@ Result<LeaseReply> Session::take_lookup(const wire::Response* r, size_t keys) {
                                                  (*pages)[i].flags));
   if (lr->lease() == 0 && !pages->empty())
     return Status(Code::kProtocol, fmt::format("lookup: {} pages without a lease", pages->size()));
-  observe_generations(*pages);
+  before_reading(*pages);
   return LeaseReply{lr->lease(), std::move(*pages)};
 }
 

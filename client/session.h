@@ -1,6 +1,7 @@
 // Session: one authenticated control connection plus the mapped region it names. Owns the op
 // encoding and decoding of docs/protocol.md, the checks on what the daemon answers (placements
-// inside the region), and coherence rule 2 (per-slab generations seen by this client).
+// inside the region), and coherence rule 2 for every page a lease names (cxl::HostGenerations:
+// the host's record of the slab generations its readers made safe).
 // Shared (shared_ptr) by the Client and its leases; every op takes mu_. Internal to client/.
 #pragma once
 
@@ -16,6 +17,7 @@
 #include "cxlkv_wire_generated.h"
 #include "connection.h"
 #include "lease_factory.h"
+#include "host_generations.h"
 #include "region.h"
 #include "slab_geometry.h"
 
@@ -40,7 +42,8 @@ class Session {
   Result<LeaseReply> reserve(const PageKey& parent, std::span<const PageKey> keys);
   Result<uint32_t> commit(uint64_t lease, std::span<const uint64_t> checksums);
   Status abort(uint64_t lease);
-  // Also invalidates the lines of slabs seen before at an older generation.
+  // Also invalidates the lines of each slab this host has not made safe at its generation
+  // (coherence rule 2, first sight included: cxl/host_generations.h).
   Result<LeaseReply> lookup(std::span<const PageKey> keys);
   // lookup in two halves, so one thread can have lookups in flight on several nodes at once:
   // begin_lookup sends the request and keeps the session's lock; finish_lookup (which must follow
@@ -67,11 +70,12 @@ class Session {
   Result<LeaseReply> take_lookup(const wire::Response* r, size_t keys);
   flatbuffers::Offset<flatbuffers::Vector<const wire::Key*>> key_vector(std::span<const PageKey> keys);
   Status check_key_count(const char* op, size_t n) const;
-  // Copies and checks placements (slab inside the region, offset matches, position < E); with
-  // `track`, applies coherence rule 2 to every slotted page. mu_ held.
+  // Copies and checks placements (slab inside the region, offset matches, position < E). mu_ held.
   Result<std::vector<Placement>> take_placements(const flatbuffers::Vector<const wire::Placement*>* pages,
                                                  size_t expected_max, const char* op);
-  void observe_generations(const std::vector<Placement>& pages);
+  // Coherence rule 2 for the slotted pages of a lookup (readers) or a reserve (writers).
+  void before_reading(const std::vector<Placement>& pages);
+  void before_writing(const std::vector<Placement>& pages);
 
   std::mutex mu_;  // serializes the control connection and the fields below it
   Connection conn_;
@@ -79,7 +83,7 @@ class Session {
   std::vector<uint8_t> rx_;
   uint64_t next_id_ = 1;
   uint64_t pending_id_ = 0;  // the request whose response read_response reads
-  std::vector<uint64_t> seen_generation_;  // per slab; kNeverSeen until a lease names it
+  std::unique_ptr<cxl::HostGenerations> generations_;  // this host's record for the region
 
   // Fixed after open()
   std::unique_ptr<cxl::Region> region_;

@@ -19,6 +19,7 @@
 #include <fmt/format.h>
 
 #include "cacheline.h"
+#include "host_generations.h"
 #include "sizes.h"
 
 #ifndef MADV_POPULATE_READ
@@ -294,7 +295,22 @@ Result<int> Region::open_read_only_fd() const {
 
 Result<int> Region::open_writer_fd() const { return open_backing(spec_, /*create=*/false, OpenMode::kReadWrite); }
 
+// The uuid in the header of the region at `spec`, if it has a readable one.
+static bool read_uuid(const RegionSpec& spec, uint8_t (&uuid)[16]) {
+  auto fd = open_backing(spec, /*create=*/false, OpenMode::kReadOnly);
+  if (!fd) return false;
+  RegionHeader h {};
+  const bool ok = ::pread(*fd, &h, sizeof h, 0) == static_cast<ssize_t>(sizeof h) &&
+                  std::memcmp(h.magic, kRegionMagic, sizeof h.magic) == 0 && region_header_checksum(h) == h.checksum;
+  ::close(*fd);
+  if (ok) std::memcpy(uuid, h.uuid, sizeof uuid);
+  return ok;
+}
+
 Status Region::remove(const RegionSpec& spec) {
+  // This user's record of the region's slab generations on this host goes with it.
+  if (uint8_t uuid[16]; (uses_shm(spec.backend) || spec.backend == Backend::kFile) && read_uuid(spec, uuid))
+    HostGenerations::remove(uuid);
   int rc = 0;
   if (uses_shm(spec.backend)) rc = shm_unlink(spec.path.c_str());
   else if (spec.backend == Backend::kFile) rc = ::unlink(spec.path.c_str());

@@ -65,6 +65,9 @@ struct SessionInfo {
   bool mapped_by_fd = false;
   bool populated = false;  // the mapping was faulted in at connect
   std::string region;  // "shm:/cxlkv-pool"
+  // This host's record of the slab generations its readers made safe (coherence rule 2): the
+  // shared-memory object's name, or "private: <why>" where it could not be shared.
+  std::string coherence_record;
 };
 
 class Client {

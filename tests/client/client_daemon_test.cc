@@ -1,5 +1,6 @@
 // libcxlkv against the real daemon (CXLKV_POOLD): prefill and decode in separate processes,
-// many writers at once, namespaces, index checks on a real lease, release, both transports.
+// many writers at once, namespaces, index checks on a real lease, release, both transports,
+// reads that detect reuse, and coherence rule 2 counted across sessions and processes.
 #include <catch2/catch_test_macros.hpp>
 
 #include <arpa/inet.h>
@@ -19,6 +20,7 @@
 
 #include "cxlkv/client.h"
 #include "cxlkv/cxlkv.h"
+#include "cacheline.h"
 #include "poold_process.h"
 #include "prefix_io.h"
 #include "tls_files.h"
@@ -630,4 +632,75 @@ TEST_CASE("a lease taken before the daemon restarted is expired: reads, renew an
   REQUIRE(fresh->gather_topk(0, 1, idx.data(), int(idx.size()), after.data()).is_ok());
   CHECK(after == rows);
   REQUIRE(decode_and_verify(*again, keys, 3).is_ok());
+}
+
+TEST_CASE("readers drop a reused slab's lines once per host, first sight included; a slab's first generation costs nothing") {
+  auto d = start_daemon();
+  auto w = connect_ok(options(d->unix_endpoint()));
+  ClientOptions ro = options(d->unix_endpoint());
+  ro.read_only = true;
+  // The slabs of a lease whose generation is past the first (each slab once: E = 1 here).
+  auto reused_slabs = [](const ReadLease& lease) {
+    uint64_t n = 0;
+    for (const Placement& p : lease.placements()) n += p.generation > 1;
+    return n;
+  };
+  auto invalidations_of_lookup = [&](Client& c, const std::vector<PageKey>& keys, uint64_t* reused = nullptr) {
+    cxl::reset_primitive_counts();
+    auto lease = c.lookup(keys);
+    REQUIRE(lease.is_ok());
+    REQUIRE(lease->pages() == keys.size());
+    const uint64_t calls = cxl::primitive_counts().invalidate_calls;
+    if (reused) *reused = reused_slabs(*lease);
+    REQUIRE(lease->release().is_ok());
+    return calls;
+  };
+
+  // A prefix on slabs' first generation: nothing older of them was ever cached.
+  const auto a = w->page_keys(tokens(4, 81));
+  REQUIRE(testing::write_prefix(*w, a).is_ok());
+  auto r1 = connect_ok(ro);
+  CHECK(r1->info().coherence_record.find("/cxlkv-gen-") == 0);
+  uint64_t reused = 9;
+  CHECK(invalidations_of_lookup(*r1, a, &reused) == 0);
+  CHECK(reused == 0);
+
+  // A's slabs freed and reused by B (the allocator hands back the last slabs freed first). The
+  // writer drops the lines this host's reader held; the next reader, a fresh session, drops them
+  // too (the host's record says generation 1), and after it nobody on the host does.
+  REQUIRE(w->remove(a).value() == 4);
+  const auto b = w->page_keys(tokens(4, 82));
+  cxl::reset_primitive_counts();
+  REQUIRE(testing::write_prefix(*w, b).is_ok());
+  CHECK(cxl::primitive_counts().invalidate_calls == 4);
+  auto r2 = connect_ok(ro);
+  CHECK(invalidations_of_lookup(*r2, b, &reused) == 4);
+  CHECK(reused == 4);
+  CHECK(invalidations_of_lookup(*r2, b) == 0);
+  auto r3 = connect_ok(ro);
+  CHECK(invalidations_of_lookup(*r3, b) == 0);
+  const pid_t child = spawn([&]() -> Status {  // another process of the host: nothing to drop either
+    auto c = Client::connect(ro);
+    if (!c) return c.status();
+    cxl::reset_primitive_counts();
+    auto lease = (*c)->lookup(b);
+    if (!lease) return lease.status();
+    const uint64_t calls = cxl::primitive_counts().invalidate_calls;
+    if (calls != 0) return Status(Code::kMismatch, fmt::format("{} invalidations in a second process", calls));
+    return decode_and_verify(**c, b, 4);
+  });
+  CHECK(wait_exit(child) == 0);
+
+  // First sight: C's slabs are freed before any reader here saw them and reused by D; a reader
+  // that has no record of them still drops their lines, as a process that read C could have
+  // left them in the caches.
+  const auto c = w->page_keys(tokens(2, 83));
+  REQUIRE(testing::write_prefix(*w, c).is_ok());
+  REQUIRE(w->remove(c).value() == 2);
+  const auto e = w->page_keys(tokens(2, 84));
+  REQUIRE(testing::write_prefix(*w, e).is_ok());
+  auto r4 = connect_ok(ro);
+  CHECK(invalidations_of_lookup(*r4, e, &reused) == 2);
+  CHECK(reused == 2);
+  REQUIRE(decode_and_verify(*r4, e, 2).is_ok());
 }
