@@ -83,6 +83,15 @@ int cxlkv_gpu_bad_index_count(cxlkv_gpu_pool* pool, uint32_t* out) {
   return CXLKV_OK;
 }
 
+int cxlkv_gpu_reused_count(cxlkv_gpu_pool* pool, uint32_t* out) {
+  if (!pool) return c_null_argument("cxlkv_gpu_reused_count", "pool");
+  if (!out) return c_null_argument("cxlkv_gpu_reused_count", "out");
+  auto n = pool->pool->reused_count();
+  if (!n) return c_fail(n.status());
+  *out = *n;
+  return CXLKV_OK;
+}
+
 int cxlkv_gpu_fetch_pages(cxlkv_gpu_pool* pool, const cxlkv_read_lease* lease, int stream, uint32_t layer, uint32_t p0,
                           uint32_t p1, void* dst, void* cuda_stream) {
   if (!pool) return c_null_argument("cxlkv_gpu_fetch_pages", "pool");

@@ -13,6 +13,8 @@
 #include "gpu_region.h"
 #include "gpu_staging.h"
 #include "hot_buffer.h"
+#include "reuse_check.h"
+#include "slab_allocator.h"
 
 namespace cxlkv {
 namespace {
@@ -24,6 +26,38 @@ using gpu_detail::DescriptorStaging;
 kernels::StreamShape shape_of(const PoolView& v, int stream, GpuRowSplice splice) {
   const auto& st = v.streams[stream];
   return {st.entry_bytes, st.stride, st.layer_step, v.page_tokens, v.page_shift, splice.side_bytes, splice.side_at};
+}
+
+// A reuse guard in one block of words (GPU memory in a table, a host copy while it is built):
+// [frees_seen, frees_offset, epoch_offset, epoch] x parts, then [word_offset, word_expected] x pages.
+size_t guard_words(uint32_t parts, uint32_t pages) { return size_t{parts} * 4 + size_t{pages} * 2; }
+
+kernels::LeaseGuard guard_layout(uint64_t* words, uint32_t parts, uint32_t pages, uint32_t* reused) {
+  kernels::LeaseGuard g;
+  g.reused = reused;
+  g.frees_seen = words;
+  g.frees_offset = words + parts;
+  g.epoch_offset = words + size_t{parts} * 2;
+  g.epoch = words + size_t{parts} * 3;
+  g.word_offset = words + size_t{parts} * 4;
+  g.word_expected = g.word_offset + pages;
+  g.parts = parts;
+  g.pages = pages;
+  return g;
+}
+
+// A table's guard in GPU memory: the LeaseGuard the gather kernel reads, then its words.
+constexpr size_t kGuardHeaderBytes = 128;
+static_assert(sizeof(kernels::LeaseGuard) <= kGuardHeaderBytes);
+
+uint64_t* table_guard_words(uint64_t* guard) { return guard + kGuardHeaderBytes / 8; }
+
+// A GPU counter's value, set back to zero (the stream that counts must be synchronized).
+Result<uint32_t> read_and_clear(uint32_t* counter, const char* what) {
+  uint32_t n = 0;
+  if (cudaError_t e = cudaMemcpy(&n, counter, sizeof n, cudaMemcpyDeviceToHost); e != cudaSuccess) return cuda_error(what, e);
+  if (cudaError_t e = cudaMemset(counter, 0, sizeof n); e != cudaSuccess) return cuda_error(what, e);
+  return n;
 }
 
 }  // namespace
@@ -65,21 +99,32 @@ struct GpuPool::Impl {
   };
   std::vector<OtherMapping> others;
   uint32_t* bad_indices = nullptr;  // GPU counter
-  DescriptorStaging segments, runs, hot;
+  uint32_t* reused = nullptr;       // GPU counter: outputs poisoned by the reuse check
+  bool reuse_check = true;
+  DescriptorStaging segments, runs, hot, fetch_guards;
   std::vector<kernels::HotSegment> hot_scratch;
   std::vector<kernels::GatherSegment> segment_scratch;
+  std::vector<kernels::GuardTarget> guard_scratch;
   std::vector<uint8_t> run_scratch;
-  ~Impl() { cudaFree(bad_indices); }
+  ~Impl() {
+    cudaFree(bad_indices);
+    cudaFree(reused);
+  }
 };
 
 GpuBlockTable& GpuBlockTable::operator=(GpuBlockTable&& other) noexcept {
   std::swap(page_base_, other.page_base_);
   std::swap(pages_, other.pages_);
   std::swap(stream_, other.stream_);
+  std::swap(guard_, other.guard_);
+  std::swap(guard_parts_, other.guard_parts_);
   return *this;
 }
 
-GpuBlockTable::~GpuBlockTable() { cudaFree(page_base_); }
+GpuBlockTable::~GpuBlockTable() {
+  cudaFree(page_base_);
+  cudaFree(guard_);
+}
 
 GpuPool::GpuPool(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 GpuPool::~GpuPool() = default;
@@ -92,8 +137,10 @@ Result<std::unique_ptr<GpuPool>> GpuPool::attach(const Client& client) {
   auto reg = kernels::GpuRegistration::register_range(impl->view.base, impl->view.region_bytes);
   if (!reg) return reg.status();
   impl->registration = std::move(*reg);
-  if (cudaError_t e = cudaMalloc(&impl->bad_indices, sizeof(uint32_t)); e != cudaSuccess) return cuda_error("counter", e);
-  if (cudaError_t e = cudaMemset(impl->bad_indices, 0, sizeof(uint32_t)); e != cudaSuccess) return cuda_error("counter", e);
+  for (uint32_t** counter : {&impl->bad_indices, &impl->reused}) {
+    if (cudaError_t e = cudaMalloc(counter, sizeof(uint32_t)); e != cudaSuccess) return cuda_error("counter", e);
+    if (cudaError_t e = cudaMemset(*counter, 0, sizeof(uint32_t)); e != cudaSuccess) return cuda_error("counter", e);
+  }
   return std::unique_ptr<GpuPool>(new GpuPool(std::move(impl)));
 }
 
@@ -101,19 +148,28 @@ const uint8_t* GpuPool::device_pool() const { return impl_->registration->device
 const PoolView& GpuPool::impl_view() const { return impl_->view; }
 uint32_t* GpuPool::impl_bad_indices() const { return impl_->bad_indices; }
 
+struct GpuPool::LeaseOnDevice {
+  std::vector<uint64_t> page_offset;  // [pages]: where each page's slab starts, from device_pool()
+  std::vector<uint64_t> guard;        // the guard of pages [p0, p1), guard_layout; empty: none
+  uint32_t guard_parts = 0;
+};
+
 // Where each page of a lease starts on the device, as an offset from device_pool() (modulo 2^64:
 // another mapping's device view may lie below it): every mapping the lease's pages lie in
 // registered with the device, the client's own at attach and the others' here. A lease with no
-// session (made over a bare region) must be of this pool's own mapping.
-Result<std::vector<uint64_t>> GpuPool::device_offsets(const ReadLease& lease, const char* what) {
+// session (made over a bare region) must be of this pool's own mapping, and has no reuse guard.
+// The guard: per mapping (a part), its slab-free count and epoch where the device reads them and
+// the lease's values; per page in [p0, p1), its slab word and the word it was leased at.
+Result<GpuPool::LeaseOnDevice> GpuPool::map_lease(const ReadLease& lease, const char* what, uint32_t p0, uint32_t p1) {
   struct Device {
     uintptr_t host;
     uint64_t bytes;
     uintptr_t device;
+    const ReadLease::Mapping* mapping;  // null: the lease has no session
   };
   const PoolView& v = impl_->view;
   std::vector<Device> devices;
-  const auto own = Device{uintptr_t(v.base), v.region_bytes, uintptr_t(device_pool())};
+  const auto own = Device{uintptr_t(v.base), v.region_bytes, uintptr_t(device_pool()), nullptr};
   const auto mappings = lease.mappings();
   if (mappings.empty()) {
     if (lease.view().base != v.base)
@@ -125,7 +181,7 @@ Result<std::vector<uint64_t>> GpuPool::device_offsets(const ReadLease& lease, co
   std::erase_if(others, [](const Impl::OtherMapping& m) { return m.session.expired(); });
   for (const ReadLease::Mapping& m : mappings) {
     if (m.view->base == v.base) {
-      devices.push_back(own);
+      devices.push_back({own.host, own.bytes, own.device, &m});
       continue;
     }
     // The kernels address every page with this pool's shape: a mapping of another shape
@@ -146,9 +202,13 @@ Result<std::vector<uint64_t>> GpuPool::device_offsets(const ReadLease& lease, co
       it = others.end() - 1;
     }
     devices.push_back({uintptr_t(it->registration->host()), it->registration->bytes(),
-                       uintptr_t(it->registration->device())});
+                       uintptr_t(it->registration->device()), &m});
   }
-  std::vector<uint64_t> out(lease.pages());
+  // A host address inside device d, as the kernels address it.
+  auto device_offset = [&](const Device& d, uintptr_t host) { return uint64_t(d.device + (host - d.host) - own.device); };
+  LeaseOnDevice out;
+  out.page_offset.resize(lease.pages());
+  std::vector<uint32_t> page_device(lease.pages());
   const uintptr_t lease_base = uintptr_t(lease.view().base);
   for (uint32_t p = 0; p < lease.pages(); ++p) {
     const uintptr_t host = lease_base + lease.placement(p).slab_offset;  // wraps: see ReadLease::placement
@@ -158,7 +218,33 @@ Result<std::vector<uint64_t>> GpuPool::device_offsets(const ReadLease& lease, co
     if (d == devices.end())
       return Status(Code::kCorrupt, fmt::format("{}: page {} of the lease lies in none of its {} mapping(s)", what, p,
                                                 devices.size()));
-    out[p] = uint64_t(d->device + (host - d->host) - own.device);
+    out.page_offset[p] = device_offset(*d, host);
+    page_device[p] = uint32_t(d - devices.begin());
+  }
+  if (mappings.empty() || devices.size() > kernels::kMaxGuardParts) return out;
+  for (const Device& d : devices)
+    if (d.mapping->view->slab_frees == nullptr || d.mapping->view->slab_words == nullptr) return out;  // nothing to check by
+  const uint32_t parts = uint32_t(devices.size()), pages = p1 - p0;
+  out.guard_parts = parts;
+  out.guard.resize(guard_words(parts, pages));
+  const kernels::LeaseGuard g = guard_layout(out.guard.data(), parts, pages, nullptr);
+  auto* frees_offset = const_cast<uint64_t*>(g.frees_offset);
+  auto* epoch_offset = const_cast<uint64_t*>(g.epoch_offset);
+  auto* epoch = const_cast<uint64_t*>(g.epoch);
+  auto* word_offset = const_cast<uint64_t*>(g.word_offset);
+  auto* word_expected = const_cast<uint64_t*>(g.word_expected);
+  for (uint32_t i = 0; i < parts; ++i) {
+    const ReadLease::Mapping& m = *devices[i].mapping;
+    g.frees_seen[i] = m.frees_seen;
+    frees_offset[i] = device_offset(devices[i], uintptr_t(m.view->slab_frees));
+    epoch_offset[i] = m.view->serving_epoch ? device_offset(devices[i], uintptr_t(m.view->serving_epoch)) : kernels::kNoEpoch;
+    epoch[i] = m.epoch;
+  }
+  for (uint32_t p = p0; p < p1; ++p) {
+    const Device& d = devices[page_device[p]];
+    const Placement& pl = lease.placement(p);
+    word_offset[p - p0] = device_offset(d, uintptr_t(d.mapping->view->slab_words + pl.slab));
+    word_expected[p - p0] = slab_word(pl.generation, SlabState::kInUse);
   }
   return out;
 }
@@ -167,13 +253,15 @@ Result<GpuBlockTable> GpuPool::upload(const ReadLease& lease, int stream) {
   const PoolView& v = impl_->view;
   if (uint32_t(stream) >= v.stream_count)
     return Status(Code::kInvalidArgument, fmt::format("upload: stream {} of {}", stream, v.stream_count));
-  auto offsets = device_offsets(lease, "upload");
-  if (!offsets) return offsets.status();
+  // Pages already freed or reused are refused here; the guard starts from counts found good.
+  if (Status st = lease.check_reuse(); !st) return st;
+  auto mapped = map_lease(lease, "upload", 0, lease.pages());
+  if (!mapped) return mapped.status();
   const auto& s = v.streams[stream];
   std::vector<uint64_t> base(lease.pages());
   for (uint32_t p = 0; p < lease.pages(); ++p) {
     const Placement& pl = lease.placement(p);
-    base[p] = (*offsets)[p] + s.offset + uint64_t{pl.position} * v.page_tokens * s.stride;
+    base[p] = mapped->page_offset[p] + s.offset + uint64_t{pl.position} * v.page_tokens * s.stride;
   }
   GpuBlockTable t;
   t.pages_ = lease.pages();
@@ -183,8 +271,24 @@ Result<GpuBlockTable> GpuPool::upload(const ReadLease& lease, int stream) {
   if (!base.empty())
     if (cudaError_t e = cudaMemcpy(t.page_base_, base.data(), base.size() * 8, cudaMemcpyHostToDevice); e != cudaSuccess)
       return cuda_error("block table upload", e);
+  if (!mapped->guard.empty()) {
+    // [the LeaseGuard, pointing at the words after it][the words]
+    const size_t bytes = kGuardHeaderBytes + mapped->guard.size() * 8;
+    if (cudaError_t e = cudaMalloc(&t.guard_, bytes); e != cudaSuccess) return cuda_error("reuse guard", e);
+    std::vector<uint8_t> blob(bytes);
+    const kernels::LeaseGuard g = guard_layout(table_guard_words(t.guard_), mapped->guard_parts, lease.pages(), impl_->reused);
+    std::memcpy(blob.data(), &g, sizeof g);
+    std::memcpy(blob.data() + kGuardHeaderBytes, mapped->guard.data(), mapped->guard.size() * 8);
+    if (cudaError_t e = cudaMemcpy(t.guard_, blob.data(), bytes, cudaMemcpyHostToDevice); e != cudaSuccess)
+      return cuda_error("reuse guard upload", e);
+    t.guard_parts_ = mapped->guard_parts;
+  }
   return t;
 }
+
+Result<uint32_t> GpuPool::reused_count() { return read_and_clear(impl_->reused, "reused count"); }
+
+void GpuPool::set_reuse_check(bool on) { impl_->reuse_check = on; }
 
 Status GpuPool::gather_topk(std::span<const GpuGatherItem> items, cudaStream_t stream, GpuRowSplice splice) {
   if (items.empty()) return Status::ok();
@@ -209,6 +313,9 @@ Status GpuPool::gather_topk(std::span<const GpuGatherItem> items, cudaStream_t s
                                 "or null buffers (indices, out, and side with a splice)", i, it.layer, it.k, v.layers));
     segs[i] = kernels::GatherSegment{it.table->device_page_base(), it.indices, static_cast<uint8_t*>(it.out),
                                      it.table->pages(), it.layer, it.k, 0};
+    // Each block of the gather checks what it read (the kernel's tail): no launch of its own.
+    if (impl_->reuse_check && it.table->guard_parts_)
+      segs[i].guard = reinterpret_cast<const kernels::LeaseGuard*>(it.table->guard_);
     if (splice.side_bytes) segs[i].side = static_cast<const uint8_t*>(it.side);
     max_k = std::max(max_k, it.k);
   }
@@ -241,13 +348,7 @@ Status GpuPool::gather_topk(std::span<const GpuGatherItem> items, cudaStream_t s
   return Status::ok();
 }
 
-Result<uint32_t> GpuPool::bad_index_count() {
-  uint32_t n = 0;
-  if (cudaError_t e = cudaMemcpy(&n, impl_->bad_indices, sizeof n, cudaMemcpyDeviceToHost); e != cudaSuccess)
-    return cuda_error("bad index count", e);
-  if (cudaError_t e = cudaMemset(impl_->bad_indices, 0, sizeof n); e != cudaSuccess) return cuda_error("bad index count", e);
-  return n;
-}
+Result<uint32_t> GpuPool::bad_index_count() { return read_and_clear(impl_->bad_indices, "bad index count"); }
 
 namespace {
 
@@ -304,13 +405,13 @@ Status GpuPool::fetch_pages(const ReadLease& lease, int stream, uint32_t layer, 
                                                   "16 B-aligned ({} B per page); use gather_topk", stream, s.stride,
                                                   s.entry_bytes, page_bytes));
   // One run per stretch of pages adjacent in one slab: [src, bytes, dst] as three arrays.
-  auto offsets = device_offsets(lease, "fetch_pages");
-  if (!offsets) return offsets.status();
+  auto mapped = map_lease(lease, "fetch_pages", p0, p1);
+  if (!mapped) return mapped.status();
   std::vector<uint64_t> src, dst_off;
   std::vector<uint32_t> bytes;
   for (uint32_t p = p0; p < p1; ++p) {
     const Placement& pl = lease.placement(p);
-    const uint64_t at = (*offsets)[p] + s.offset + uint64_t{layer} * s.layer_step + uint64_t{pl.position} * page_bytes;
+    const uint64_t at = mapped->page_offset[p] + s.offset + uint64_t{layer} * s.layer_step + uint64_t{pl.position} * page_bytes;
     if (!src.empty() && src.back() + bytes.back() == at) {
       bytes.back() += uint32_t(page_bytes);
     } else {
@@ -319,16 +420,35 @@ Status GpuPool::fetch_pages(const ReadLease& lease, int stream, uint32_t layer, 
       dst_off.push_back(uint64_t{p - p0} * page_bytes);
     }
   }
-  const size_t n = src.size();
   const bool legacy_stream = cuda_stream == nullptr || cuda_stream == cudaStreamLegacy;
   if (engine == FetchEngine::kCopyEngines && legacy_stream)
     return Status(Code::kInvalidArgument, "fetch_pages: copy engines need a stream other than the legacy default stream");
-  if (engine == FetchEngine::kCopyEngines)
-    return copy_runs_by_engines(device_pool(), src, bytes, dst_off, static_cast<uint8_t*>(dst), cuda_stream);
-  // Auto falls back to SM loads where the copy engines are refused (nothing was queued then).
-  if (engine == FetchEngine::kAuto && !legacy_stream && uint64_t{p1 - p0} * page_bytes >= n * kCopyEngineMinRun &&
-      copy_runs_by_engines(device_pool(), src, bytes, dst_off, static_cast<uint8_t*>(dst), cuda_stream).is_ok())
-    return Status::ok();
+  Status copied = Status::ok();
+  if (engine == FetchEngine::kCopyEngines) {
+    copied = copy_runs_by_engines(device_pool(), src, bytes, dst_off, static_cast<uint8_t*>(dst), cuda_stream);
+  } else if (engine == FetchEngine::kAuto && !legacy_stream && uint64_t{p1 - p0} * page_bytes >= src.size() * kCopyEngineMinRun &&
+             copy_runs_by_engines(device_pool(), src, bytes, dst_off, static_cast<uint8_t*>(dst), cuda_stream).is_ok()) {
+    // Auto took the copy engines (where they are refused nothing was queued: SM loads below).
+  } else {
+    copied = copy_runs_by_sm_loads(src, bytes, dst_off, static_cast<uint8_t*>(dst), cuda_stream);
+  }
+  if (!copied.is_ok() || !impl_->reuse_check || mapped->guard.empty()) return copied;
+  // This fetch's own guard (pages [p0, p1)), which the check reads from pinned host memory (a
+  // few words, once; no upload): its counts are not kept.
+  auto words = impl_->fetch_guards.stage_host(mapped->guard.data(), mapped->guard.size() * 8);
+  if (!words) return words.status();
+  kernels::GuardTarget target{guard_layout(static_cast<uint64_t*>(*words), mapped->guard_parts, p1 - p0, impl_->reused),
+                              static_cast<uint8_t*>(dst), uint64_t{p1 - p0} * page_bytes};
+  target.guard.keeps_counts = 0;
+  const cudaError_t e = kernels::launch_check_reuse_one(device_pool(), target, cuda_stream);
+  if (Status r = impl_->fetch_guards.retire(cuda_stream); !r.is_ok()) return r;
+  if (e != cudaSuccess) return cuda_error("fetch_pages reuse check launch", e);
+  return Status::ok();
+}
+
+Status GpuPool::copy_runs_by_sm_loads(const std::vector<uint64_t>& src, const std::vector<uint32_t>& bytes,
+                                      const std::vector<uint64_t>& dst_off, uint8_t* dst, cudaStream_t cuda_stream) {
+  const size_t n = src.size();
   auto& blob = impl_->run_scratch;
   blob.resize(n * 20);
   std::memcpy(blob.data(), src.data(), n * 8);
@@ -339,8 +459,8 @@ Status GpuPool::fetch_pages(const ReadLease& lease, int stream, uint32_t layer, 
   auto* d = static_cast<uint8_t*>(*dev);
   if (cudaError_t e = kernels::launch_copy_runs(device_pool(), reinterpret_cast<const uint64_t*>(d),
                                                 reinterpret_cast<const uint32_t*>(d + n * 16),
-                                                reinterpret_cast<const uint64_t*>(d + n * 8), uint32_t(n),
-                                                static_cast<uint8_t*>(dst), cuda_stream);
+                                                reinterpret_cast<const uint64_t*>(d + n * 8), uint32_t(n), dst,
+                                                cuda_stream);
       e != cudaSuccess) {
     (void)impl_->runs.retire(cuda_stream);
     return cuda_error("fetch_pages launch", e);
@@ -417,10 +537,30 @@ Status GpuPool::hot_step(std::span<const GpuHotStepItem> items, int32_t step, cu
     segs[i].gather.indices = it.indices;
     segs[i].gather.k = it.k;
   }
-  auto dev = impl_->hot.stage(segs.data(), segs.size() * sizeof(segs[0]), stream);
+  // The reuse check's targets travel with the segments (one upload): a buffer whose lease's slabs
+  // were reused is poisoned whole, as its rows are the pages' from then on.
+  const uint32_t row_bytes = shape_of(v, s, splice).row_bytes();
+  auto& targets = impl_->guard_scratch;
+  targets.clear();
+  for (const GpuHotStepItem& it : items) {
+    const GpuBlockTable& t = *it.buffer->state_->table;
+    if (impl_->reuse_check && it.k && t.guard_parts_)
+      targets.push_back({guard_layout(table_guard_words(t.guard_), t.guard_parts_, t.pages(), impl_->reused),
+                         it.buffer->state_->segment.rows, uint64_t{it.buffer->capacity()} * row_bytes});
+  }
+  const size_t seg_bytes = segs.size() * sizeof(segs[0]);
+  auto& blob = impl_->run_scratch;
+  blob.resize(seg_bytes + targets.size() * sizeof(kernels::GuardTarget));
+  std::memcpy(blob.data(), segs.data(), seg_bytes);
+  if (!targets.empty()) std::memcpy(blob.data() + seg_bytes, targets.data(), targets.size() * sizeof(kernels::GuardTarget));
+  auto dev = impl_->hot.stage(blob.data(), blob.size(), stream);
   if (!dev) return dev.status();
-  const cudaError_t e = kernels::launch_hot_step(device_pool(), shape_of(v, s, splice), static_cast<const kernels::HotSegment*>(*dev),
-                                                 uint32_t(segs.size()), step, impl_->bad_indices, stream);
+  cudaError_t e = kernels::launch_hot_step(device_pool(), shape_of(v, s, splice), static_cast<const kernels::HotSegment*>(*dev),
+                                           uint32_t(segs.size()), step, impl_->bad_indices, stream);
+  if (e == cudaSuccess)
+    e = kernels::launch_check_reuse(device_pool(),
+                                    reinterpret_cast<const kernels::GuardTarget*>(static_cast<uint8_t*>(*dev) + seg_bytes),
+                                    uint32_t(targets.size()), stream);
   if (Status r = impl_->hot.retire(stream); !r.is_ok()) return r;
   if (e != cudaSuccess) return cuda_error("hot_step launch", e);
   return Status::ok();

@@ -34,33 +34,24 @@ class DescriptorStaging {
   // Returns the GPU copy of `data`; scratch_offset(bytes) past it lie `device_extra` bytes that
   // belong to this launch alone.
   Result<void*> stage(const void* data, size_t bytes, cudaStream_t stream, size_t device_extra = 0) {
-    Slot& s = slots_[next_];
-    last_ = next_;
-    next_ ^= 1;
-    if (s.event) {
-      if (cudaError_t e = cudaEventSynchronize(s.event); e != cudaSuccess) return cuda_error("descriptor slot wait", e);
-    } else if (cudaError_t e = cudaEventCreateWithFlags(&s.event, cudaEventDisableTiming); e != cudaSuccess) {
-      return cuda_error("descriptor event", e);
-    }
-    if (bytes > s.host_capacity) {
-      cudaFreeHost(s.host);
-      s.host = nullptr, s.host_capacity = 0;
-      const size_t cap = std::max<size_t>(bytes, 64 << 10);
-      if (cudaError_t e = cudaMallocHost(&s.host, cap); e != cudaSuccess) return cuda_error("descriptor staging", e);
-      s.host_capacity = cap;
-    }
-    const size_t device_bytes = scratch_offset(bytes) + device_extra;
-    if (device_bytes > s.device_capacity) {
-      cudaFree(s.device);
-      s.device = nullptr, s.device_capacity = 0;
-      const size_t cap = std::max<size_t>(device_bytes, 64 << 10);
-      if (cudaError_t e = cudaMalloc(&s.device, cap); e != cudaSuccess) return cuda_error("descriptor buffer", e);
-      s.device_capacity = cap;
-    }
-    std::memcpy(s.host, data, bytes);
+    auto slot = take_slot(data, bytes);
+    if (!slot) return slot.status();
+    Slot& s = **slot;
+    if (Status st = grow(&s.device, s.device_capacity, scratch_offset(bytes) + device_extra,
+                         [](void** p, size_t n) { return cudaMalloc(p, n); }, cudaFree, "descriptor buffer");
+        !st)
+      return st;
     if (cudaError_t e = cudaMemcpyAsync(s.device, s.host, bytes, cudaMemcpyHostToDevice, stream); e != cudaSuccess)
       return cuda_error("descriptor upload", e);
     return s.device;
+  }
+
+  // The pinned host copy of `data`, which the GPU reads over the link (no upload): for a few
+  // words read once. Retire it as a staged slot.
+  Result<void*> stage_host(const void* data, size_t bytes) {
+    auto slot = take_slot(data, bytes);
+    if (!slot) return slot.status();
+    return (*slot)->host;
   }
 
   // Called after the launch that reads the last staged slot has been enqueued on `stream`.
@@ -70,6 +61,37 @@ class DescriptorStaging {
   }
 
  private:
+  struct Slot;
+  // The next slot, once the launch that last read it has finished, holding a copy of `data`.
+  Result<Slot*> take_slot(const void* data, size_t bytes) {
+    Slot& s = slots_[next_];
+    last_ = next_;
+    next_ ^= 1;
+    if (s.event) {
+      if (cudaError_t e = cudaEventSynchronize(s.event); e != cudaSuccess) return cuda_error("descriptor slot wait", e);
+    } else if (cudaError_t e = cudaEventCreateWithFlags(&s.event, cudaEventDisableTiming); e != cudaSuccess) {
+      return cuda_error("descriptor event", e);
+    }
+    if (Status st = grow(&s.host, s.host_capacity, bytes, [](void** p, size_t n) { return cudaMallocHost(p, n); },
+                         cudaFreeHost, "descriptor staging");
+        !st)
+      return st;
+    std::memcpy(s.host, data, bytes);
+    return &s;
+  }
+
+  // Replaces *buffer by one of at least `need` bytes (64 KiB at least) where it is smaller.
+  template <typename Alloc, typename Free>
+  static Status grow(void** buffer, size_t& capacity, size_t need, Alloc alloc, Free release, const char* what) {
+    if (need <= capacity) return Status::ok();
+    release(*buffer);
+    *buffer = nullptr, capacity = 0;
+    const size_t cap = std::max<size_t>(need, 64 << 10);
+    if (cudaError_t e = alloc(buffer, cap); e != cudaSuccess) return cuda_error(what, e);
+    capacity = cap;
+    return Status::ok();
+  }
+
   struct Slot {
     void* host = nullptr;
     void* device = nullptr;

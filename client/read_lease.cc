@@ -179,10 +179,11 @@ Status ReadLease::check_parts() const {
 std::vector<ReadLease::Mapping> ReadLease::mappings() const {
   std::vector<Mapping> out;
   if (parts_.empty()) {
-    if (session_) out.push_back({&view_, session_});
+    if (session_) out.push_back({&view_, session_, epoch_, frees_seen_.load(std::memory_order_relaxed)});
     return out;
   }
-  for (const detail::LeasePart& p : parts_) out.push_back({&p.view, p.session});
+  for (const detail::LeasePart& p : parts_)
+    out.push_back({&p.view, p.session, p.epoch, p.frees_seen->load(std::memory_order_relaxed)});
   return out;
 }
 

@@ -35,6 +35,35 @@ struct StreamShape {
   }
 };
 
+// A read lease's pages as the GPU checks them after reading them (reuse_check.h): each part (a
+// mapping the pages lie in: one node of a cluster) has a slab-free count and a serving epoch in
+// the pool, each page a slab word. Offsets are bytes from the pool's device view (modulo 2^64);
+// arrays are GPU memory in GPU launches and host memory in the CPU reference.
+inline constexpr uint32_t kMaxGuardParts = 64;
+inline constexpr uint64_t kNoEpoch = ~uint64_t{0};  // epoch_offset of a part with no epoch word
+struct LeaseGuard {
+  uint64_t* frees_seen = nullptr;           // [parts] the counts at which the pages were last found good
+  const uint64_t* frees_offset = nullptr;   // [parts]
+  const uint64_t* epoch_offset = nullptr;   // [parts], kNoEpoch: none
+  const uint64_t* epoch = nullptr;          // [parts] the part's epoch when the lease was taken
+  const uint64_t* word_offset = nullptr;    // [pages]
+  const uint64_t* word_expected = nullptr;  // [pages] the slab word as leased: generation << 8 | in use
+  uint32_t parts = 0;                       // 0: nothing to check (a lease made over a bare region)
+  uint32_t pages = 0;
+  uint32_t* reused = nullptr;               // counts each output poisoned (GPU memory)
+  uint32_t keeps_counts = 1;                // 0: frees_seen is not raised (a guard of one call)
+};
+
+// What one launch read through a guard's pages: its output bytes, poisoned if the check fails.
+struct GuardTarget {
+  LeaseGuard guard;
+  uint8_t* out = nullptr;
+  uint64_t bytes = 0;
+};
+
+// The byte a poisoned output is filled with: 0xFF is NaN in e4m3, bf16 and fp32.
+inline constexpr uint8_t kPoisonByte = 0xFF;
+
 // One (request, layer) pair of a decode step. Pointers are device pointers in GPU launches and
 // host pointers in the CPU reference.
 //   output row i (row_bytes)  <-  entry indices[i] (FlashMLA convention: page x page_tokens + offset within
@@ -55,6 +84,10 @@ struct GatherSegment {
   // With shape.side_bytes: [pages x page_tokens][side_bytes] of this segment's layer, indexed by
   // the entry's index (GPU memory in GPU launches).
   const uint8_t* side = nullptr;
+  // If set (GPU memory), each block checks after its loads that the pages it read were not freed
+  // or reused (reuse_check.cuh), and poisons its rows where they were; `reserved` then becomes 1
+  // (the segment counted once in guard->reused). The CPU reference ignores it.
+  const LeaseGuard* guard = nullptr;
 };
 
 // One request of one layer of the sparse-decode fetch (sparse_fetch.h). Positions p of `topk`:

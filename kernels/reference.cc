@@ -130,4 +130,33 @@ void reference_assemble_rows(const SparseFetchSegment* segments, uint32_t count,
   }
 }
 
+uint32_t reference_check_reuse(const uint8_t* pool, const GuardTarget* targets, uint32_t count) {
+  auto word = [&](uint64_t offset) {
+    uint64_t w;
+    std::memcpy(&w, pool + offset, sizeof w);
+    return w;
+  };
+  uint32_t poisoned = 0;
+  for (uint32_t i = 0; i < count; ++i) {
+    const LeaseGuard& g = targets[i].guard;
+    std::vector<uint64_t> counts(g.parts);
+    bool changed = false, bad = false;
+    for (uint32_t p = 0; p < g.parts; ++p) {
+      counts[p] = word(g.frees_offset[p]);
+      changed |= counts[p] != g.frees_seen[p];
+    }
+    if (!changed) continue;
+    for (uint32_t p = 0; p < g.parts; ++p) bad |= g.epoch_offset[p] != kNoEpoch && word(g.epoch_offset[p]) != g.epoch[p];
+    for (uint32_t q = 0; q < g.pages; ++q) bad |= word(g.word_offset[q]) != g.word_expected[q];
+    if (!bad) {
+      if (g.keeps_counts)
+        for (uint32_t p = 0; p < g.parts; ++p) g.frees_seen[p] = std::max(g.frees_seen[p], counts[p]);
+      continue;
+    }
+    std::memset(targets[i].out, kPoisonByte, targets[i].bytes);
+    ++poisoned;
+  }
+  return poisoned;
+}
+
 }  // namespace cxlkv::kernels

@@ -57,4 +57,10 @@ uint64_t reference_split_prefix(const SparseFetchSegment* segments, uint32_t cou
 // other row is left as it is.
 void reference_assemble_rows(const SparseFetchSegment* segments, uint32_t count, uint32_t row_bytes);
 
+// The reuse check after a launch's reads (launch_check_reuse): per target, its guard's parts'
+// counts unchanged since last found good: nothing; else the epochs and every page's slab word
+// checked: all as leased, frees_seen raised to the counts; any changed, the target's bytes set to
+// kPoisonByte. Returns the targets poisoned. Offsets are from `pool`.
+uint32_t reference_check_reuse(const uint8_t* pool, const GuardTarget* targets, uint32_t count);
+
 }  // namespace cxlkv::kernels

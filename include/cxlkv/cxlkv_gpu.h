@@ -51,6 +51,9 @@ int cxlkv_gpu_gather_topk(cxlkv_gpu_pool* pool, const cxlkv_gpu_gather_item* ite
                           const cxlkv_gpu_splice* splice);
 /* Indices past their prefix since the last call (synchronize the stream first); clears the count. */
 int cxlkv_gpu_bad_index_count(cxlkv_gpu_pool* pool, uint32_t* out);
+/* Outputs poisoned (every byte 0xFF) since the last call because their lease's slabs were freed or
+   reused while read (synchronize the stream first); clears the count. Non-zero: look up again. */
+int cxlkv_gpu_reused_count(cxlkv_gpu_pool* pool, uint32_t* out);
 /* The whole `stream` of `layer` for pages [p0, p1) into dst (GPU), packed [tokens][entry_bytes]. */
 int cxlkv_gpu_fetch_pages(cxlkv_gpu_pool* pool, const cxlkv_read_lease* lease, int stream, uint32_t layer, uint32_t p0,
                           uint32_t p1, void* dst, void* cuda_stream);

@@ -5,6 +5,10 @@
 // Decode workers call it; the kernels live in kernels/. Built only where CUDA is (libcxlkv_gpu).
 // Every call is asynchronous on the caller's stream: record an event after a gather and make the
 // attention kernel's stream wait on it, so the next layer's fetch overlaps this layer's compute.
+// Reads that detect reuse: after every gather, hot step and page fetch, the same stream checks
+// on the GPU that the leases' slabs were not freed or reused while they were read (a lease that
+// ran out, or a daemon restart); where one was, the launch's output for it is poisoned (every
+// byte 0xFF: NaN in e4m3, bf16 and fp32) and counted (reused_count), never left as data.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -23,7 +27,8 @@ namespace cxlkv {
 class GpuPool;
 class GpuSparseFetcher;
 
-// One stream's block table of a lease, in GPU memory: page p's first entry of layer 0.
+// One stream's block table of a lease, in GPU memory: page p's first entry of layer 0, and the
+// lease's reuse guard (its slabs' words and slab-free counts as the GPU checks them).
 class GpuBlockTable {
  public:
   GpuBlockTable() = default;
@@ -39,6 +44,8 @@ class GpuBlockTable {
   uint64_t* page_base_ = nullptr;  // [pages], GPU memory
   uint32_t pages_ = 0;
   int stream_ = 0;
+  uint64_t* guard_ = nullptr;      // GPU memory: the guard the kernels read, then its words (gpu.cc)
+  uint32_t guard_parts_ = 0;       // the mappings the lease's pages lie in; 0: no guard
 };
 
 // One (request, layer) of a decode step: indices and out are GPU pointers.
@@ -103,7 +110,8 @@ class GpuPool {
   GpuPool(const GpuPool&) = delete;
   GpuPool& operator=(const GpuPool&) = delete;
 
-  // Copies the lease's block table for `stream` to the GPU (once per lease; synchronous). A lease
+  // Copies the lease's block table for `stream` and its reuse guard to the GPU (once per lease;
+  // synchronous); a lease whose slabs were already freed or reused is refused (kExpired). A lease
   // over several nodes of a cluster, or of another session, works too: each mapping its pages lie
   // in is registered with the device at the first upload or fetch that needs it (slow once:
   // cudaHostRegister pins the mapping) and dropped after its session ends. Keep the lease while
@@ -116,6 +124,12 @@ class GpuPool {
   // With a splice, every item must carry `side`; side_bytes and side_at multiples of 16.
   Status gather_topk(std::span<const GpuGatherItem> items, cudaStream_t stream, GpuRowSplice splice = {});
   Result<uint32_t> bad_index_count();
+  // Outputs poisoned because their lease's slabs were freed or reused while a launch read them
+  // (per gather item, hot-step item or page fetch), since the last call; read (and cleared)
+  // after the stream is synchronized. Non-zero: look the prefix up again.
+  Result<uint32_t> reused_count();
+  // The reuse check is on by default; off only to measure what it costs.
+  void set_reuse_check(bool on);
 
   // How fetch_pages moves its runs (the pages adjacent in one slab): SM loads (one kernel, best
   // for short runs) or the copy engines (one cudaMemcpyBatchAsync, best for long ones: with E = 8
@@ -149,8 +163,13 @@ class GpuPool {
   friend class GpuSparseFetcher;  // reads the pool's view, counts its bad positions with the pool's
   const PoolView& impl_view() const;
   uint32_t* impl_bad_indices() const;
-  // Per page of the lease: where it starts on the device, from device_pool() (gpu.cc).
-  Result<std::vector<uint64_t>> device_offsets(const ReadLease& lease, const char* what);
+  // Per page of the lease: where it starts on the device, from device_pool(); and the reuse guard
+  // of its pages [p0, p1) (gpu.cc).
+  struct LeaseOnDevice;
+  Result<LeaseOnDevice> map_lease(const ReadLease& lease, const char* what, uint32_t p0, uint32_t p1);
+  // fetch_pages' runs [src, +bytes) -> dst + dst_off by the SM-loads kernel.
+  Status copy_runs_by_sm_loads(const std::vector<uint64_t>& src, const std::vector<uint32_t>& bytes,
+                               const std::vector<uint64_t>& dst_off, uint8_t* dst, cudaStream_t cuda_stream);
   struct Impl;
   explicit GpuPool(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;

@@ -124,6 +124,8 @@ class ReadLease {
   struct Mapping {
     const PoolView* view;
     std::shared_ptr<detail::Session> session;
+    uint64_t epoch = 0;       // that daemon's epoch when the lease was taken
+    uint64_t frees_seen = 0;  // its slab-free count when this lease's pages there were last found good
   };
   std::vector<Mapping> mappings() const;
 

@@ -57,6 +57,7 @@ def _load() -> ctypes.CDLL:
         "cxlkv_gpu_table_free": (None, [c_void_p]),
         "cxlkv_gpu_gather_topk": (c_int, [c_void_p, POINTER(_GatherItem), c_size_t, c_void_p, POINTER(_Splice)]),
         "cxlkv_gpu_bad_index_count": (c_int, [c_void_p, POINTER(c_uint32)]),
+        "cxlkv_gpu_reused_count": (c_int, [c_void_p, POINTER(c_uint32)]),
         "cxlkv_gpu_fetch_pages": (c_int, [c_void_p, c_void_p, c_int, c_uint32, c_uint32, c_uint32, c_void_p, c_void_p]),
         "cxlkv_gpu_make_hot_buffer": (c_int, [c_void_p, c_void_p, c_uint32, c_uint32, c_uint32, POINTER(_Splice),
                                               c_void_p, POINTER(c_void_p)]),
@@ -300,6 +301,14 @@ class GpuPool:
         """Indices past their prefix since the last call (synchronize the stream first); clears it."""
         n = c_uint32()
         _check(_gpu().cxlkv_gpu_bad_index_count(self._h(), ctypes.byref(n)))
+        return n.value
+
+    def reused_count(self) -> int:
+        """Outputs poisoned (every byte 0xFF) since the last call because their lease's slabs were
+        freed or reused while read (synchronize the stream first); clears it. Non-zero: look the
+        prefix up again."""
+        n = c_uint32()
+        _check(_gpu().cxlkv_gpu_reused_count(self._h(), ctypes.byref(n)))
         return n.value
 
     def fetch_pages(self, lease: ReadLease, stream: int | str, layer: int, out: Any, p0: int = 0,

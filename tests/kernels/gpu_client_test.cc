@@ -396,7 +396,100 @@ TEST_CASE("GpuPool hot buffers serve repeated top-k entries from HBM and fetch o
       }
     }
   }
+  CHECK(gpu->reused_count().value() == 0);  // six steps of a live lease: nothing poisoned
   cudaFree(d_idx);
+}
+
+TEST_CASE("GpuPool poisons and counts what it read from slabs freed or reused under a lease, and refuses to upload one") {
+  testing::PooldOptions o;
+  o.layout = "deepseek-v3.2";
+  o.size = "1GiB";
+  o.tenants = {"decode:t0ken"};
+  o.extra = {"--read-lease-ttl-ms", "300"};
+  auto d = testing::PooldProcess::start(o);
+  REQUIRE(d.is_ok());
+  ClientOptions co;
+  co.endpoint = (*d)->unix_endpoint();
+  co.tenant = "decode";
+  co.token = "t0ken";
+  co.model = "gpu-test";
+  auto client = std::move(*Client::connect(co));
+  auto prompt = [](int32_t salt, uint32_t pages) {
+    std::vector<int32_t> t(size_t{pages} * 64);
+    std::iota(t.begin(), t.end(), salt * 1000000);
+    return t;
+  };
+  const auto keys = client->page_keys(prompt(1, 8)), other = client->page_keys(prompt(2, 2));
+  REQUIRE(testing::write_prefix(*client, keys).is_ok());
+  REQUIRE(testing::write_prefix(*client, other).is_ok());
+  auto held = std::move(*client->lookup(keys));  // its TTL runs out below
+  REQUIRE(held.pages() == 8);
+  auto gpu = std::move(*GpuPool::attach(*client));
+  auto table = std::move(*gpu->upload(held, 0));
+  const uint32_t k = 256, entry = client->layout().stream(0).entry_bytes;
+  const uint32_t indexer_bytes = 8 * 64 * client->layout().stream(1).entry_bytes;
+  std::vector<int32_t> idx(2 * k);
+  for (uint32_t i = 0; i < idx.size(); ++i) idx[i] = int32_t((i * 37) % held.prefix_tokens());
+  int32_t* d_idx = nullptr;
+  uint8_t *d_out = nullptr, *d_keys = nullptr;
+  REQUIRE(cudaMalloc(&d_idx, idx.size() * 4) == cudaSuccess);
+  REQUIRE(cudaMalloc(&d_out, idx.size() * entry) == cudaSuccess);
+  REQUIRE(cudaMalloc(&d_keys, indexer_bytes) == cudaSuccess);
+  REQUIRE(cudaMemcpy(d_idx, idx.data(), idx.size() * 4, cudaMemcpyHostToDevice) == cudaSuccess);
+  const std::vector<GpuGatherItem> items = {{&table, 3, d_idx, k, d_out}, {&table, 40, d_idx + k, k, d_out + k * entry}};
+  auto hot = std::move(*gpu->make_hot_buffer(table, 5, 2 * k, k));
+  const std::vector<GpuHotStepItem> hot_items = {{hot.get(), d_idx, k}};
+  int32_t step = 0;
+  // Every read the three ways, synchronized; returns reused_count().
+  auto read_all = [&] {
+    REQUIRE(gpu->gather_topk(items, nullptr).is_ok());
+    REQUIRE(gpu->fetch_pages(held, 1, 7, 0, 8, d_keys, nullptr).is_ok());
+    REQUIRE(gpu->hot_step(hot_items, step++, nullptr).is_ok());
+    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+    return gpu->reused_count().value();
+  };
+  auto copy_back = [](const void* d_ptr, size_t n) {
+    std::vector<uint8_t> h(n);
+    REQUIRE(cudaMemcpy(h.data(), d_ptr, n, cudaMemcpyDeviceToHost) == cudaSuccess);
+    return h;
+  };
+  auto all_poison = [](const std::vector<uint8_t>& v) {
+    return std::all_of(v.begin(), v.end(), [](uint8_t b) { return b == 0xFF; });
+  };
+  auto check_rows_as_cpu = [&] {
+    const auto got = copy_back(d_out, idx.size() * entry);
+    std::vector<uint8_t> want(idx.size() * entry);
+    REQUIRE(held.gather_topk(0, 3, idx.data(), int(k), want.data()).is_ok());
+    REQUIRE(held.gather_topk(0, 40, idx.data() + k, int(k), want.data() + k * entry).is_ok());
+    CHECK(got == want);
+  };
+
+  // A live lease: nothing poisoned. Another prefix's slabs freed: the check takes its slow path
+  // (the count moved), finds this lease's slabs as leased, and the bytes are the pages'.
+  CHECK(read_all() == 0);
+  check_rows_as_cpu();
+  REQUIRE(client->remove(other).value() == 2);
+  CHECK(read_all() == 0);
+  check_rows_as_cpu();
+  std::vector<uint8_t> keys_want(indexer_bytes);
+  REQUIRE(held.fetch_pages(1, 7, 0, 8, keys_want.data()).is_ok());
+  CHECK(copy_back(d_keys, indexer_bytes) == keys_want);
+
+  // The lease runs out, its pages are removed and their slabs reused by another prefix: each
+  // output read through it is poisoned and counted (two gather items, the fetch, the hot step).
+  REQUIRE(testing::eventually([&] { return client->remove(keys).value() == 8; }, std::chrono::seconds(10)));
+  REQUIRE(testing::write_prefix(*client, client->page_keys(prompt(3, 8))).is_ok());
+  CHECK(read_all() == 4);
+  CHECK(all_poison(copy_back(d_out, idx.size() * entry)));
+  CHECK(all_poison(copy_back(d_keys, indexer_bytes)));
+  CHECK(all_poison(copy_back(hot->rows(), size_t{hot->capacity()} * entry)));
+  CHECK(gpu->upload(held, 0).status().code() == Code::kExpired);
+  // With the check off (to measure its cost), the same reads count nothing.
+  gpu->set_reuse_check(false);
+  CHECK(read_all() == 0);
+  cudaFree(d_idx);
+  cudaFree(d_out);
+  cudaFree(d_keys);
 }
 
 int main(int argc, char** argv) {

@@ -172,3 +172,48 @@ TEST_CASE("sparse fetch: prefix positions go to the pool's part, tail rows and h
     }
   }
 }
+
+TEST_CASE("reuse check: unchanged counts pass, a free elsewhere raises the count, a reused slab or a restart poisons") {
+  // A pool of words: two parts' counts and epochs at 0..3, three pages' slab words at 4..6.
+  std::vector<uint64_t> pool = {10, 77, 20, 88, 5u << 8 | 1, 6u << 8 | 1, 7u << 8 | 1};
+  auto at = [](uint32_t word) { return uint64_t{word} * 8; };
+  uint64_t frees_seen[2] = {10, 20};
+  const uint64_t frees_offset[2] = {at(0), at(2)}, epoch_offset[2] = {at(1), kNoEpoch}, epoch[2] = {77, 0};
+  const uint64_t word_offset[3] = {at(4), at(5), at(6)};
+  const uint64_t word_expected[3] = {5u << 8 | 1, 6u << 8 | 1, 7u << 8 | 1};
+  LeaseGuard g{frees_seen, frees_offset, epoch_offset, epoch, word_offset, word_expected, 2, 3};
+  std::vector<uint8_t> out(40, 0x11);
+  GuardTarget t{g, out.data(), out.size()};
+  auto check = [&] { return reference_check_reuse(reinterpret_cast<const uint8_t*>(pool.data()), &t, 1); };
+  auto untouched = [&] { return std::all_of(out.begin(), out.end(), [](uint8_t b) { return b == 0x11; }); };
+
+  CHECK(check() == 0);
+  CHECK(untouched());
+  // Another slab freed (count 20 -> 21): the words are as leased, the count is raised.
+  pool[2] = 21;
+  CHECK(check() == 0);
+  CHECK(untouched());
+  CHECK(frees_seen[1] == 21);
+  // A part without an epoch word is not checked for one.
+  pool[3] = 99;
+  pool[0] = 11;
+  CHECK(check() == 0);
+  CHECK(frees_seen[0] == 11);
+  // The lease's slab 2 freed and reused (generation 7 -> 8): poisoned, the count not raised.
+  pool[6] = 8u << 8 | 1;
+  pool[2] = 22;
+  CHECK(check() == 1);
+  CHECK(std::all_of(out.begin(), out.end(), [](uint8_t b) { return b == kPoisonByte; }));
+  CHECK(frees_seen[1] == 21);
+  // Its slab only freed (state free, same generation): poisoned too.
+  std::fill(out.begin(), out.end(), 0x11);
+  pool[6] = 7u << 8 | 0;
+  CHECK(check() == 1);
+  // The daemon restarted (epoch 77 -> 78), every slab word unchanged: poisoned.
+  std::fill(out.begin(), out.end(), 0x11);
+  pool[6] = 7u << 8 | 1;
+  pool[1] = 78;
+  pool[0] = 12;
+  CHECK(check() == 1);
+  CHECK_FALSE(untouched());
+}

@@ -4,6 +4,8 @@ byte to the CPU gather of the same lease; bad tensors raise cxlkv.InvalidArgumen
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -45,6 +47,30 @@ def test_gather_of_a_batch_of_layers_equals_the_cpu_gather(client: cxlkv.Client)
         for item, cpu in zip(items, want):
             assert np.array_equal(item.out.cpu().numpy(), cpu)
         assert pool.bad_index_count() == 0
+        assert pool.reused_count() == 0
+
+
+def test_a_gpu_read_of_slabs_reused_under_its_lease_is_poisoned_and_counted() -> None:
+    d = Daemon("gpu-reuse", extra=("--read-lease-ttl-ms", "300"))
+    try:
+        with cxlkv.Client(d.endpoint, TENANT, TOKEN, model="gpu-reuse") as c, gpu.GpuPool(c) as pool:
+            keys, _ = write_prefix(c, 2, 81)
+            lease = c.lookup(keys)
+            table = pool.upload(lease, 0)
+            idx = cuda(np.array([0, 100], dtype=np.int32))
+            out = torch.zeros((2, 656), dtype=torch.uint8, device="cuda")
+            deadline = time.monotonic() + 10
+            while c.stats().read_leases and time.monotonic() < deadline:  # its TTL runs out
+                time.sleep(0.05)
+            assert c.remove(keys) == 2
+            write_prefix(c, 3, 82)  # the freed slabs hold other pages now
+            pool.gather_topk([gpu.GatherItem(table, 0, idx, out)])
+            torch.cuda.synchronize()
+            assert pool.reused_count() == 1
+            assert torch.all(out == 0xFF)
+            assert pool.reused_count() == 0  # read and cleared
+    finally:
+        d.stop()
 
 
 def test_indices_past_the_prefix_are_counted_and_never_read(client: cxlkv.Client) -> None:

@@ -1,0 +1,29 @@
+// The GPU's own check that a read lease's slabs were not freed or reused while a launch read them
+// (docs/hardening.md, "Reads that detect reuse"): the seqlock-style check of ReadLease::
+// check_reuse, run on the GPU right after the reads on the same stream, so a caller never needs
+// to synchronize and ask before the rows are used. Rows read from a reused slab are poisoned
+// (every byte 0xFF: NaN in e4m3, bf16 and fp32) and counted, never left looking like data.
+// Launched by the client's GPU path (client/gpu.cc) after each hot step and page fetch; the
+// top-k gather kernel runs the same check in its own tail (reuse_check.cuh). The CPU
+// reference is reference_check_reuse (reference.h).
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "gather_types.h"  // LeaseGuard, GuardTarget
+
+namespace cxlkv::kernels {
+
+// One block per target: reads each part's slab-free count from the pool; all unchanged since the
+// guard's pages were last found good: done (one load per part). Else checks every part's epoch
+// and every page's slab word; all as leased: raises frees_seen to the counts read; any changed:
+// poisons the target's bytes and adds one to guard.reused. `targets` in GPU memory; the guards'
+// arrays in memory the GPU reads (GPU memory, or pinned host memory for a guard that does not
+// keep its counts).
+cudaError_t launch_check_reuse(const uint8_t* pool, const GuardTarget* targets, uint32_t count, cudaStream_t stream);
+// The same for one target passed by value (no descriptor to upload).
+cudaError_t launch_check_reuse_one(const uint8_t* pool, const GuardTarget& target, cudaStream_t stream);
+
+}  // namespace cxlkv::kernels
