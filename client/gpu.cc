@@ -101,7 +101,10 @@ struct GpuPool::Impl {
   uint32_t* bad_indices = nullptr;  // GPU counter
   uint32_t* reused = nullptr;       // GPU counter: outputs poisoned by the reuse check
   bool reuse_check = true;
-  DescriptorStaging segments, runs, hot, fetch_guards;
+  DescriptorStaging segments, runs, hot;
+  // A page fetch's guard lives in pinned memory until its check ran: enough slots that a worker
+  // queueing every layer's fetches of a batch (61 layers x a few requests) seldom waits.
+  DescriptorStaging fetch_guards{64};
   std::vector<kernels::HotSegment> hot_scratch;
   std::vector<kernels::GatherSegment> segment_scratch;
   std::vector<kernels::GuardTarget> guard_scratch;

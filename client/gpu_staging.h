@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "cxlkv/status.h"
 
@@ -16,12 +17,14 @@ inline Status cuda_error(const char* what, cudaError_t err) {
   return Status(Code::kIoError, fmt::format("{}: {}", what, cudaGetErrorString(err)));
 }
 
-// Descriptors for one launch go host (pinned) -> GPU through one of two slots; a slot is reused
-// only after the launch that last read it has finished (the event retire() records after it), so
-// a caller may launch step after step, on one stream or several, without synchronizing. A slot's
-// GPU buffer may carry scratch for that launch after the descriptors.
+// Descriptors for one launch go host (pinned) -> GPU through one of its slots (two by default); a
+// slot is reused only after the launch that last read it has finished (the event retire() records
+// after it), so a caller may launch step after step, on one stream or several, without
+// synchronizing. A slot's GPU buffer may carry scratch for that launch after the descriptors.
 class DescriptorStaging {
  public:
+  // `slots` launches may be queued ahead of the GPU before a stage waits for the oldest.
+  explicit DescriptorStaging(size_t slots = 2) : slots_(slots) {}
   ~DescriptorStaging() {
     for (auto& s : slots_) {
       if (s.event) cudaEventDestroy(s.event);
@@ -66,7 +69,7 @@ class DescriptorStaging {
   Result<Slot*> take_slot(const void* data, size_t bytes) {
     Slot& s = slots_[next_];
     last_ = next_;
-    next_ ^= 1;
+    next_ = (next_ + 1) % slots_.size();
     if (s.event) {
       if (cudaError_t e = cudaEventSynchronize(s.event); e != cudaSuccess) return cuda_error("descriptor slot wait", e);
     } else if (cudaError_t e = cudaEventCreateWithFlags(&s.event, cudaEventDisableTiming); e != cudaSuccess) {
@@ -98,8 +101,8 @@ class DescriptorStaging {
     size_t host_capacity = 0, device_capacity = 0;
     cudaEvent_t event = nullptr;
   };
-  Slot slots_[2];
-  int next_ = 0, last_ = 0;
+  std::vector<Slot> slots_;
+  size_t next_ = 0, last_ = 0;
 };
 
 }  // namespace cxlkv::gpu_detail

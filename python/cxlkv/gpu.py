@@ -430,7 +430,8 @@ class SparseDecodeFetcher:
     def check_reuse(self) -> None:
         """Raises cxlkv.Expired when a request's prefix slab was freed or reused (its lease ran out)
         while the fetches read it. Call it once a step's fetches have completed on the stream
-        (e.g. after the step's synchronize), before using that step's outputs."""
+        (e.g. after the step's synchronize). The GPU has already poisoned (0xFF) the rows read
+        from such slabs and counted them (GpuPool.reused_count); this names the request's lease."""
         for table in self.tables:
             table.lease.check_reuse()
 
