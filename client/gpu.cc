@@ -224,9 +224,13 @@ Result<GpuPool::LeaseOnDevice> GpuPool::map_lease(const ReadLease& lease, const 
     out.page_offset[p] = device_offset(*d, host);
     page_device[p] = uint32_t(d - devices.begin());
   }
-  if (mappings.empty() || devices.size() > kernels::kMaxGuardParts) return out;
+  if (devices.size() > kernels::kMaxGuardParts)
+    return Status(Code::kUnavailable, fmt::format("{}: the lease lies in {} mappings; the GPU's reuse check covers at "
+                                                  "most {}", what, devices.size(), kernels::kMaxGuardParts));
+  // A lease made over a bare region (tests) has no session, and no count to check by.
+  if (mappings.empty()) return out;
   for (const Device& d : devices)
-    if (d.mapping->view->slab_frees == nullptr || d.mapping->view->slab_words == nullptr) return out;  // nothing to check by
+    if (d.mapping->view->slab_frees == nullptr || d.mapping->view->slab_words == nullptr) return out;
   const uint32_t parts = uint32_t(devices.size()), pages = p1 - p0;
   out.guard_parts = parts;
   out.guard.resize(guard_words(parts, pages));
@@ -316,9 +320,6 @@ Status GpuPool::gather_topk(std::span<const GpuGatherItem> items, cudaStream_t s
                                 "or null buffers (indices, out, and side with a splice)", i, it.layer, it.k, v.layers));
     segs[i] = kernels::GatherSegment{it.table->device_page_base(), it.indices, static_cast<uint8_t*>(it.out),
                                      it.table->pages(), it.layer, it.k, 0};
-    // Each block of the gather checks what it read (the kernel's tail): no launch of its own.
-    if (impl_->reuse_check && it.table->guard_parts_)
-      segs[i].guard = reinterpret_cast<const kernels::LeaseGuard*>(it.table->guard_);
     if (splice.side_bytes) segs[i].side = static_cast<const uint8_t*>(it.side);
     max_k = std::max(max_k, it.k);
   }
@@ -327,9 +328,22 @@ Status GpuPool::gather_topk(std::span<const GpuGatherItem> items, cudaStream_t s
   // window of the pool (docs/performance.md: 0.64x -> 0.83x of bulk for 61 layers in a launch).
   const uint32_t count = uint32_t(segs.size());
   const bool ordered = max_k <= kernels::kMaxOrderedK;
-  const size_t desc_bytes = segs.size() * sizeof(segs[0]);
+  // The reuse check's targets (one per item that read a guarded lease) travel with the segments.
+  auto& targets = impl_->guard_scratch;
+  targets.clear();
+  for (const GpuGatherItem& it : items)
+    if (impl_->reuse_check && it.k && it.table->guard_parts_)
+      targets.push_back({guard_layout(table_guard_words(it.table->guard_), it.table->guard_parts_, it.table->pages(),
+                                      impl_->reused),
+                         static_cast<uint8_t*>(it.out), uint64_t{it.k} * shape.row_bytes()});
+  const size_t seg_bytes = segs.size() * sizeof(segs[0]);
+  auto& blob = impl_->run_scratch;
+  blob.resize(seg_bytes + targets.size() * sizeof(kernels::GuardTarget));
+  std::memcpy(blob.data(), segs.data(), seg_bytes);
+  if (!targets.empty()) std::memcpy(blob.data() + seg_bytes, targets.data(), targets.size() * sizeof(kernels::GuardTarget));
+  const size_t desc_bytes = blob.size();
   const size_t order_bytes = ordered ? size_t{count} * (sizeof(kernels::GatherSegment) + size_t{max_k} * 8) : 0;
-  auto dev = impl_->segments.stage(segs.data(), desc_bytes, stream, order_bytes);
+  auto dev = impl_->segments.stage(blob.data(), desc_bytes, stream, order_bytes);
   if (!dev) return dev.status();
   const auto* launch_segs = static_cast<const kernels::GatherSegment*>(*dev);
   kernels::GatherTuning tuning;
@@ -346,6 +360,11 @@ Status GpuPool::gather_topk(std::span<const GpuGatherItem> items, cudaStream_t s
   }
   if (e == cudaSuccess)
     e = kernels::launch_gather_topk(device_pool(), shape, launch_segs, count, max_k, impl_->bad_indices, tuning, stream);
+  // Right after the gather on its stream: the reads are done, no caller has used the rows yet.
+  if (e == cudaSuccess)
+    e = kernels::launch_check_reuse(device_pool(),
+                                    reinterpret_cast<const kernels::GuardTarget*>(static_cast<uint8_t*>(*dev) + seg_bytes),
+                                    uint32_t(targets.size()), stream);
   if (Status r = impl_->segments.retire(stream); !r.is_ok()) return r;
   if (e != cudaSuccess) return cuda_error("gather_topk launch", e);
   return Status::ok();

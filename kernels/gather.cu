@@ -8,8 +8,6 @@
 // counted, never dereferenced.
 #include "gather.h"
 
-#include "reuse_check.cuh"
-
 #include <cuda_runtime.h>
 
 #include <cub/block/block_radix_sort.cuh>
@@ -70,45 +68,21 @@ __global__ void __launch_bounds__(1024) gather_topk_kernel(const uint8_t* __rest
     for (int j = 0; j < kLoads; ++j)
       if (dst[j]) *reinterpret_cast<Piece*>(dst[j]) = v[j];
   }
-  // The entries with a piece in this slice (the first and last may be shared with neighbours).
-  const uint64_t e_first = begin / pieces_per_entry;
-  const uint64_t e_past = (end + pieces_per_entry - 1) / pieces_per_entry;
-  if (shape.side_bytes != 0 && seg.side) {
-    // Split rows: the side bytes (GPU memory) of the entries whose first piece is in this slice,
-    // kept out of the loop above so that loop issues only the link's loads.
-    const uint64_t e_begin = (begin + pieces_per_entry - 1) / pieces_per_entry;
-    const uint32_t side_pieces = shape.side_bytes / sizeof(Piece);
-    for (uint64_t i = threadIdx.x; e_past > e_begin && i < (e_past - e_begin) * side_pieces; i += blockDim.x) {
-      const uint32_t e = uint32_t(e_begin + i / side_pieces), q = uint32_t(i % side_pieces);
-      const int32_t idx = __ldg(seg.indices + e);
-      if (idx < 0 || (uint32_t(idx) >> shape.page_shift) >= seg.pages) continue;  // skipped or counted above
-      const uint32_t row = seg.rows ? __ldg(seg.rows + e) : e;
-      *reinterpret_cast<Piece*>(seg.out + uint64_t{row} * row_bytes + shape.side_at + q * sizeof(Piece)) =
-          load_piece<Piece>(seg.side + uint64_t(uint32_t(idx)) * shape.side_bytes + q * sizeof(Piece));
-    }
+  if (shape.side_bytes == 0 || !seg.side) return;
+  // Split rows: the side bytes (GPU memory) of the entries whose first piece is in this slice,
+  // kept out of the loop above so that loop issues only the link's loads.
+  const uint64_t e_begin = (begin + pieces_per_entry - 1) / pieces_per_entry;
+  const uint64_t e_end = (end + pieces_per_entry - 1) / pieces_per_entry;
+  const uint32_t side_pieces = shape.side_bytes / sizeof(Piece);
+  if (e_end <= e_begin) return;  // an empty slice (past the segment's k)
+  for (uint64_t i = threadIdx.x; i < (e_end - e_begin) * side_pieces; i += blockDim.x) {
+    const uint32_t e = uint32_t(e_begin + i / side_pieces), q = uint32_t(i % side_pieces);
+    const int32_t idx = __ldg(seg.indices + e);
+    if (idx < 0 || (uint32_t(idx) >> shape.page_shift) >= seg.pages) continue;  // skipped or counted above
+    const uint32_t row = seg.rows ? __ldg(seg.rows + e) : e;
+    *reinterpret_cast<Piece*>(seg.out + uint64_t{row} * row_bytes + shape.side_at + q * sizeof(Piece)) =
+        load_piece<Piece>(seg.side + uint64_t(uint32_t(idx)) * shape.side_bytes + q * sizeof(Piece));
   }
-  if (seg.guard == nullptr || e_past <= e_first) return;  // (uniform over the block)
-  // Reads that detect reuse: the slice's loads are done (their values stored); the counts, and
-  // where they moved the slab words of the pages this slice read. Changed: its rows poisoned.
-  __shared__ uint64_t counts[kMaxGuardParts];
-  const LeaseGuard& g = *seg.guard;
-  if (!guard_counts_moved(pool, g, counts)) return;
-  const uint32_t n = uint32_t(e_past - e_first);
-  auto page_of = [&](uint32_t i) {
-    const int32_t idx = __ldg(seg.indices + e_first + i);
-    return idx < 0 ? ~0u : uint32_t(idx) >> shape.page_shift;  // -1: read nothing, checks nothing
-  };
-  if (!guard_pages_changed(pool, g, n, page_of)) {
-    guard_raise_counts(g, counts);
-    return;
-  }
-  for (uint32_t i = 0; i < n; ++i) {
-    if (page_of(i) >= seg.pages) continue;  // a row the gather left untouched stays so
-    const uint32_t e = uint32_t(e_first + i);
-    poison_bytes(seg.out + uint64_t{seg.rows ? __ldg(seg.rows + e) : e} * row_bytes, row_bytes);
-  }
-  // The segment is counted once, by the first of its blocks to poison (reserved: 0 when staged).
-  if (threadIdx.x == 0 && atomicExch(const_cast<uint32_t*>(&segments[seg_id].reserved), 1u) == 0) atomicAdd(g.reused, 1u);
 }
 
 // The yardstick: one warp per entry, 16 B per lane, no loads in flight beyond one per lane.

@@ -84,10 +84,6 @@ struct GatherSegment {
   // With shape.side_bytes: [pages x page_tokens][side_bytes] of this segment's layer, indexed by
   // the entry's index (GPU memory in GPU launches).
   const uint8_t* side = nullptr;
-  // If set (GPU memory), each block checks after its loads that the pages it read were not freed
-  // or reused (reuse_check.cuh), and poisons its rows where they were; `reserved` then becomes 1
-  // (the segment counted once in guard->reused). The CPU reference ignores it.
-  const LeaseGuard* guard = nullptr;
 };
 
 // One request of one layer of the sparse-decode fetch (sparse_fetch.h). Positions p of `topk`:

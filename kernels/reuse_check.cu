@@ -1,10 +1,56 @@
-// The reuse check as a launch of its own (reuse_check.h): after a hot step or a page fetch.
+// The reuse check (reuse_check.h), launched after a gather, a hot step or a page fetch. The
+// helpers are block-wide: every thread of the block calls them.
 #include "reuse_check.h"
-
-#include "reuse_check.cuh"
 
 namespace cxlkv::kernels {
 namespace {
+
+// A word of the pool as it is in memory now, not from any cache of the GPU.
+__device__ __forceinline__ uint64_t load_now(const uint8_t* pool, uint64_t offset) {
+  return __ldcv(reinterpret_cast<const unsigned long long*>(pool + offset));
+}
+
+// Whether any part's slab-free count moved since the guard's pages were last found good; counts
+// (shared, kMaxGuardParts) receives the counts read. The reads checked are an earlier launch's
+// on the stream, so they have completed.
+__device__ __forceinline__ bool guard_counts_moved(const uint8_t* pool, const LeaseGuard& g, uint64_t* counts) {
+  int moved = 0;
+  for (uint32_t p = threadIdx.x; p < g.parts; p += blockDim.x) {
+    counts[p] = load_now(pool, g.frees_offset[p]);
+    moved |= counts[p] != __ldcg(reinterpret_cast<const unsigned long long*>(g.frees_seen + p));
+  }
+  return __syncthreads_or(moved);
+}
+
+// The slow path, after guard_counts_moved: whether a part's daemon restarted (epoch) or a page's
+// slab word is not as leased.
+__device__ __forceinline__ bool guard_pages_changed(const uint8_t* pool, const LeaseGuard& g) {
+  int changed = 0;
+  __threadfence_system();  // the counts before the words (written by CPUs): a count raised below is one they held at
+  for (uint32_t p = threadIdx.x; p < g.parts; p += blockDim.x)
+    changed |= g.epoch_offset[p] != kNoEpoch && load_now(pool, g.epoch_offset[p]) != g.epoch[p];
+  for (uint32_t i = threadIdx.x; i < g.pages; i += blockDim.x)
+    changed |= load_now(pool, g.word_offset[i]) != g.word_expected[i];
+  return __syncthreads_or(changed);
+}
+
+// The pages were found good at `counts`: later checks start from there.
+__device__ __forceinline__ void guard_raise_counts(const LeaseGuard& g, const uint64_t* counts) {
+  if (!g.keeps_counts) return;
+  for (uint32_t p = threadIdx.x; p < g.parts; p += blockDim.x)
+    atomicMax(reinterpret_cast<unsigned long long*>(g.frees_seen + p), static_cast<unsigned long long>(counts[p]));
+}
+
+// Fills [out, out + bytes) with kPoisonByte, 16 B at a time where it can.
+__device__ __forceinline__ void poison_bytes(uint8_t* out, uint64_t bytes) {
+  const uint64_t head = min(bytes, uint64_t((16 - (reinterpret_cast<uintptr_t>(out) & 15)) & 15));
+  for (uint64_t b = threadIdx.x; b < head; b += blockDim.x) out[b] = kPoisonByte;
+  const uint64_t wide = (bytes - head) / 16;
+  const int4 all = make_int4(-1, -1, -1, -1);
+  static_assert(kPoisonByte == 0xFF, "the wide stores write all-ones");
+  for (uint64_t i = threadIdx.x; i < wide; i += blockDim.x) reinterpret_cast<int4*>(out + head)[i] = all;
+  for (uint64_t b = head + wide * 16 + threadIdx.x; b < bytes; b += blockDim.x) out[b] = kPoisonByte;
+}
 
 constexpr uint32_t kCheckThreads = 128;
 
@@ -13,7 +59,7 @@ __device__ __forceinline__ void check_target(const uint8_t* pool, const GuardTar
   __shared__ uint64_t counts[kMaxGuardParts];
   const LeaseGuard& g = t.guard;
   if (!guard_counts_moved(pool, g, counts)) return;
-  if (!guard_pages_changed(pool, g, g.pages, [](uint32_t i) { return i; })) {
+  if (!guard_pages_changed(pool, g)) {
     guard_raise_counts(g, counts);
     return;
   }

@@ -3,9 +3,8 @@
 // check_reuse, run on the GPU right after the reads on the same stream, so a caller never needs
 // to synchronize and ask before the rows are used. Rows read from a reused slab are poisoned
 // (every byte 0xFF: NaN in e4m3, bf16 and fp32) and counted, never left looking like data.
-// Launched by the client's GPU path (client/gpu.cc) after each hot step and page fetch; the
-// top-k gather kernel runs the same check in its own tail (reuse_check.cuh). The CPU
-// reference is reference_check_reuse (reference.h).
+// Launched by the client's GPU path (client/gpu.cc) after each gather, hot step and page fetch
+// (one block per output). The CPU reference is reference_check_reuse (reference.h).
 #pragma once
 
 #include <cuda_runtime_api.h>

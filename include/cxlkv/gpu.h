@@ -8,7 +8,8 @@
 // Reads that detect reuse: after every gather, hot step and page fetch, the same stream checks
 // on the GPU that the leases' slabs were not freed or reused while they were read (a lease that
 // ran out, or a daemon restart); where one was, the launch's output for it is poisoned (every
-// byte 0xFF: NaN in e4m3, bf16 and fp32) and counted (reused_count), never left as data.
+// byte 0xFF: NaN in e4m3, bf16 and fp32) and counted (reused_count), never left as data. (A lease
+// made without a session, over a bare region in tests, has no count to check by: not checked.)
 #pragma once
 
 #include <cuda_runtime_api.h>
