@@ -46,11 +46,13 @@ kernels::LeaseGuard guard_layout(uint64_t* words, uint32_t parts, uint32_t pages
   return g;
 }
 
-// A table's guard in GPU memory: the LeaseGuard the gather kernel reads, then its words.
-constexpr size_t kGuardHeaderBytes = 128;
-static_assert(sizeof(kernels::LeaseGuard) <= kGuardHeaderBytes);
-
-uint64_t* table_guard_words(uint64_t* guard) { return guard + kGuardHeaderBytes / 8; }
+// The check's descriptors after a launch's own: `head` bytes, then the targets, in `blob`.
+void pack_with_targets(const void* head, size_t head_bytes, const std::vector<kernels::GuardTarget>& targets,
+                       std::vector<uint8_t>& blob) {
+  blob.resize(head_bytes + targets.size() * sizeof(kernels::GuardTarget));
+  std::memcpy(blob.data(), head, head_bytes);
+  if (!targets.empty()) std::memcpy(blob.data() + head_bytes, targets.data(), targets.size() * sizeof(kernels::GuardTarget));
+}
 
 // A GPU counter's value, set back to zero (the stream that counts must be synchronized).
 Result<uint32_t> read_and_clear(uint32_t* counter, const char* what) {
@@ -279,14 +281,9 @@ Result<GpuBlockTable> GpuPool::upload(const ReadLease& lease, int stream) {
     if (cudaError_t e = cudaMemcpy(t.page_base_, base.data(), base.size() * 8, cudaMemcpyHostToDevice); e != cudaSuccess)
       return cuda_error("block table upload", e);
   if (!mapped->guard.empty()) {
-    // [the LeaseGuard, pointing at the words after it][the words]
-    const size_t bytes = kGuardHeaderBytes + mapped->guard.size() * 8;
+    const size_t bytes = mapped->guard.size() * 8;
     if (cudaError_t e = cudaMalloc(&t.guard_, bytes); e != cudaSuccess) return cuda_error("reuse guard", e);
-    std::vector<uint8_t> blob(bytes);
-    const kernels::LeaseGuard g = guard_layout(table_guard_words(t.guard_), mapped->guard_parts, lease.pages(), impl_->reused);
-    std::memcpy(blob.data(), &g, sizeof g);
-    std::memcpy(blob.data() + kGuardHeaderBytes, mapped->guard.data(), mapped->guard.size() * 8);
-    if (cudaError_t e = cudaMemcpy(t.guard_, blob.data(), bytes, cudaMemcpyHostToDevice); e != cudaSuccess)
+    if (cudaError_t e = cudaMemcpy(t.guard_, mapped->guard.data(), bytes, cudaMemcpyHostToDevice); e != cudaSuccess)
       return cuda_error("reuse guard upload", e);
     t.guard_parts_ = mapped->guard_parts;
   }
@@ -333,14 +330,11 @@ Status GpuPool::gather_topk(std::span<const GpuGatherItem> items, cudaStream_t s
   targets.clear();
   for (const GpuGatherItem& it : items)
     if (impl_->reuse_check && it.k && it.table->guard_parts_)
-      targets.push_back({guard_layout(table_guard_words(it.table->guard_), it.table->guard_parts_, it.table->pages(),
-                                      impl_->reused),
+      targets.push_back({guard_layout(it.table->guard_, it.table->guard_parts_, it.table->pages(), impl_->reused),
                          static_cast<uint8_t*>(it.out), uint64_t{it.k} * shape.row_bytes()});
   const size_t seg_bytes = segs.size() * sizeof(segs[0]);
   auto& blob = impl_->run_scratch;
-  blob.resize(seg_bytes + targets.size() * sizeof(kernels::GuardTarget));
-  std::memcpy(blob.data(), segs.data(), seg_bytes);
-  if (!targets.empty()) std::memcpy(blob.data() + seg_bytes, targets.data(), targets.size() * sizeof(kernels::GuardTarget));
+  pack_with_targets(segs.data(), seg_bytes, targets, blob);
   const size_t desc_bytes = blob.size();
   const size_t order_bytes = ordered ? size_t{count} * (sizeof(kernels::GatherSegment) + size_t{max_k} * 8) : 0;
   auto dev = impl_->segments.stage(blob.data(), desc_bytes, stream, order_bytes);
@@ -567,14 +561,12 @@ Status GpuPool::hot_step(std::span<const GpuHotStepItem> items, int32_t step, cu
   for (const GpuHotStepItem& it : items) {
     const GpuBlockTable& t = *it.buffer->state_->table;
     if (impl_->reuse_check && it.k && t.guard_parts_)
-      targets.push_back({guard_layout(table_guard_words(t.guard_), t.guard_parts_, t.pages(), impl_->reused),
+      targets.push_back({guard_layout(t.guard_, t.guard_parts_, t.pages(), impl_->reused),
                          it.buffer->state_->segment.rows, uint64_t{it.buffer->capacity()} * row_bytes});
   }
   const size_t seg_bytes = segs.size() * sizeof(segs[0]);
   auto& blob = impl_->run_scratch;
-  blob.resize(seg_bytes + targets.size() * sizeof(kernels::GuardTarget));
-  std::memcpy(blob.data(), segs.data(), seg_bytes);
-  if (!targets.empty()) std::memcpy(blob.data() + seg_bytes, targets.data(), targets.size() * sizeof(kernels::GuardTarget));
+  pack_with_targets(segs.data(), seg_bytes, targets, blob);
   auto dev = impl_->hot.stage(blob.data(), blob.size(), stream);
   if (!dev) return dev.status();
   cudaError_t e = kernels::launch_hot_step(device_pool(), shape_of(v, s, splice), static_cast<const kernels::HotSegment*>(*dev),

@@ -45,7 +45,7 @@ class GpuBlockTable {
   uint64_t* page_base_ = nullptr;  // [pages], GPU memory
   uint32_t pages_ = 0;
   int stream_ = 0;
-  uint64_t* guard_ = nullptr;      // GPU memory: the guard the kernels read, then its words (gpu.cc)
+  uint64_t* guard_ = nullptr;      // GPU memory: the reuse guard's words (gpu.cc, guard_layout)
   uint32_t guard_parts_ = 0;       // the mappings the lease's pages lie in; 0: no guard
 };
 
