@@ -2,6 +2,8 @@
 #include "config.h"
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cctype>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <functional>
@@ -67,7 +69,70 @@ Status validate_cluster(const PoolConfig& c) {
   return Status::ok();
 }
 
+// Partition names, places and bindings: each partition named once, in a place of its own, bound
+// to at least one tenant (else nobody could use it); each tenant bound to one that exists.
+Status validate_partitions(const PoolConfig& c) {
+  const std::vector<PartitionSpec> partitions = served_partitions(c);
+  std::set<std::string> names, places;
+  for (const PartitionSpec& p : partitions) {
+    const bool name_ok = !p.name.empty() && std::all_of(p.name.begin(), p.name.end(), [](char ch) {
+      return std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_' || ch == '-';
+    });
+    if (!name_ok)
+      return Status(Code::kInvalidArgument, fmt::format("partition name '{}' must be [A-Za-z0-9._-], not empty", p.name));
+    if (!names.insert(p.name).second)
+      return Status(Code::kInvalidArgument, fmt::format("partition '{}' is named twice", p.name));
+    if (static_cast<uint8_t>(p.region.backend) > static_cast<uint8_t>(cxl::Backend::kNuma))
+      return Status(Code::kInvalidArgument, fmt::format("partition '{}': the backend is not one of shm, file, devdax, "
+                                                        "numa (give NAME=BACKEND:PATH[:SIZE])", p.name));
+    const std::string place = fmt::format("{}:{}", cxl::backend_name(p.region.backend), p.region.path);
+    if (p.region.path.empty())
+      return Status(Code::kInvalidArgument, fmt::format("partition '{}' needs a path", p.name));
+    if (!places.insert(place).second)
+      return Status(Code::kInvalidArgument, fmt::format("partition '{}': region {} is another partition's too", p.name, place));
+    if (p.region.size == 0 && p.region.backend != cxl::Backend::kDevdax)
+      return Status(Code::kInvalidArgument, fmt::format("partition '{}' needs a size (e.g. 4GiB)", p.name));
+  }
+  if (!c.partitions.empty() && c.tenants.empty())
+    return Status(Code::kInvalidArgument, fmt::format("{} partitions are configured but no tenants: partitions are bound "
+                                                      "to tenants (give [[tenant]] entries with partition = NAME)",
+                                                      partitions.size()));
+  std::vector<bool> bound(partitions.size(), c.partitions.empty());
+  for (const Tenant& t : c.tenants) {
+    const std::string& want = t.partition.empty() ? c.region_name : t.partition;
+    bool found = false;
+    for (size_t i = 0; i < partitions.size(); ++i)
+      if (partitions[i].name == want) found = true, bound[i] = true;
+    if (!found)
+      return Status(Code::kInvalidArgument, fmt::format("tenant '{}': partition '{}' is not one of the daemon's ({})",
+                                                        t.name, want, fmt::join(names, ", ")));
+  }
+  for (size_t i = 0; i < partitions.size(); ++i)
+    if (!bound[i])
+      return Status(Code::kInvalidArgument, fmt::format("partition '{}' is bound to no tenant (give a tenant "
+                                                        "partition = \"{}\")", partitions[i].name, partitions[i].name));
+  return Status::ok();
+}
+
 }  // namespace
+
+std::vector<PartitionSpec> served_partitions(const PoolConfig& c) {
+  std::vector<PartitionSpec> all{PartitionSpec{c.region_name, c.region}};
+  all.insert(all.end(), c.partitions.begin(), c.partitions.end());
+  return all;
+}
+
+std::vector<uint32_t> tenant_partitions(const PoolConfig& c) {
+  const std::vector<PartitionSpec> partitions = served_partitions(c);
+  std::vector<uint32_t> index;
+  for (const Tenant& t : c.tenants) {
+    const std::string& want = t.partition.empty() ? c.region_name : t.partition;
+    uint32_t i = 0;
+    while (i + 1 < partitions.size() && partitions[i].name != want) ++i;
+    index.push_back(i);
+  }
+  return index;
+}
 
 Status validate_config(const PoolConfig& c) {
   const Watermarks& w = c.pool.watermarks;
@@ -100,6 +165,7 @@ Status validate_config(const PoolConfig& c) {
     return Status(Code::kInvalidArgument, "a TLS certificate is given but no TCP listener (--tcp) to use it");
   if (auto layout = Layout::parse(c.layout); !layout) return layout.status();
   if (Status st = validate_cluster(c); !st) return st;
+  if (Status st = validate_partitions(c); !st) return st;
   for (const Tenant& t : c.tenants) {
     if (t.token.empty() && t.share < 0)
       return Status(Code::kInvalidArgument, fmt::format("--tenant-share or --tenant-roles {}: no such tenant (give "
@@ -199,29 +265,36 @@ Status read_toml(const std::string& path, PoolConfig& c) {
   return read_table(root, c);
 }
 
+// The keys of a region's place in [region] or a [[partition]]: backend, path, numa_node, size
+// (a string with a unit, or bytes).
+Status read_region_spec(const toml::table& t, cxl::RegionSpec& spec) {
+  if (auto b = t["backend"].value<std::string>()) {
+    auto backend = cxl::parse_backend(*b);
+    if (!backend) return backend.status();
+    spec.backend = *backend;
+  }
+  if (Status st = read(t, "path", spec.path); !st) return st;
+  if (Status st = read(t, "numa_node", spec.numa_node); !st) return st;
+  if (auto size = t["size"].value<std::string>()) {
+    auto bytes = parse_size(*size);
+    if (!bytes) return bytes.status();
+    spec.size = *bytes;
+    return Status::ok();
+  }
+  return read(t, "size", spec.size);
+}
+
 Status read_table(const toml::table& root, PoolConfig& c) {
   if (Status st = check_keys(root, "top level", {"region", "server", "metrics", "leases", "eviction", "log", "tenant",
-                                                "cluster"});
+                                                "cluster", "partition"});
       !st)
     return st;
   if (const toml::table* r = root["region"].as_table()) {
     if (Status st = check_keys(*r, "region", {"backend", "path", "numa_node", "size", "layout", "slab_pages", "verify_data",
-                                          "huge_pages"}); !st)
+                                          "huge_pages", "name"}); !st)
       return st;
-    if (auto b = (*r)["backend"].value<std::string>()) {
-      auto backend = cxl::parse_backend(*b);
-      if (!backend) return backend.status();
-      c.region.backend = *backend;
-    }
-    if (Status st = read(*r, "path", c.region.path); !st) return st;
-    if (Status st = read(*r, "numa_node", c.region.numa_node); !st) return st;
-    if (auto s = (*r)["size"].value<std::string>()) {
-      auto bytes = parse_size(*s);
-      if (!bytes) return bytes.status();
-      c.region.size = *bytes;
-    } else {
-      if (Status st = read(*r, "size", c.region.size); !st) return st;
-    }
+    if (Status st = read(*r, "name", c.region_name); !st) return st;
+    if (Status st = read_region_spec(*r, c.region); !st) return st;
     if (Status st = read(*r, "layout", c.layout); !st) return st;
     if (Status st = read(*r, "slab_pages", c.slab_pages); !st) return st;
     if (Status st = read(*r, "verify_data", c.pool.verify_data); !st) return st;
@@ -304,8 +377,9 @@ Status read_table(const toml::table& root, PoolConfig& c) {
     for (const auto& node : *tenants) {
       const toml::table* t = node.as_table();
       if (!t) return Status(Code::kInvalidArgument, "config: [[tenant]] entries must be tables");
-      if (Status st = check_keys(*t, "tenant", {"name", "token", "share", "roles"}); !st) return st;
+      if (Status st = check_keys(*t, "tenant", {"name", "token", "share", "roles", "partition"}); !st) return st;
       Tenant tenant;
+      if (Status st = read(*t, "partition", tenant.partition); !st) return st;
       if (Status st = read(*t, "name", tenant.name); !st) return st;
       if (Status st = read(*t, "token", tenant.token); !st) return st;
       if (Status st = read(*t, "share", tenant.share); !st) return st;
@@ -315,6 +389,18 @@ Status read_table(const toml::table& root, PoolConfig& c) {
         if (Status st = parse_roles(list, tenant); !st) return st;
       }
       c.tenants.push_back(tenant);
+    }
+  }
+  if (const toml::array* partitions = root["partition"].as_array()) {
+    for (const auto& node : *partitions) {
+      const toml::table* t = node.as_table();
+      if (!t) return Status(Code::kInvalidArgument, "config: [[partition]] entries must be tables");
+      if (Status st = check_keys(*t, "partition", {"name", "backend", "path", "numa_node", "size"}); !st) return st;
+      PartitionSpec p{"", cxl::RegionSpec{cxl::Backend::kShm, "", -1, c.region.size}};
+      if (Status st = read(*t, "name", p.name); !st) return st;
+      if (Status st = read_region_spec(*t, p.region); !st)
+        return Status(st.code(), fmt::format("partition '{}': {}", p.name, st.message()));
+      c.partitions.push_back(p);
     }
   }
   return Status::ok();
@@ -330,6 +416,36 @@ void add_region_overrides(CLI::App& app, std::vector<Apply>& later) {
   override_option<std::string>(app, later, "--path",
                                "region path: shm/numa object name (/cxlkv-pool), file path or /dev/daxX.Y",
                                [](PoolConfig& c, const std::string& v) { c.region.path = v; });
+  override_option<std::string>(app, later, "--region-name", "the region's partition name, as tenants name it (default main)",
+                               [](PoolConfig& c, const std::string& v) { c.region_name = v; });
+  override_option<std::vector<std::string>>(
+      app, later, "--partition",
+      "NAME=BACKEND:PATH[:SIZE], repeatable: another partition (its own region) beside the [region]'s, for the tenants "
+      "bound to it by --tenant-partition; replaces the file's [[partition]]s; SIZE defaults to --size",
+      [](PoolConfig& c, const std::vector<std::string>& v) {
+        c.partitions.clear();
+        for (const std::string& item : v) {
+          // NAME=BACKEND:PATH[:SIZE]; anything unparsable becomes a spec validate_config names.
+          PartitionSpec p{item.substr(0, item.find('=')), cxl::RegionSpec{cxl::Backend::kShm, "", -1, c.region.size}};
+          const size_t eq = item.find('=');
+          const std::string rest = eq == std::string::npos ? "" : item.substr(eq + 1);
+          const size_t colon = rest.find(':');
+          auto backend = cxl::parse_backend(rest.substr(0, colon));
+          if (!backend) p.region.backend = static_cast<cxl::Backend>(0xff);
+          if (backend && colon != std::string::npos) {
+            p.region.backend = *backend;
+            std::string path = rest.substr(colon + 1);
+            const size_t last = path.rfind(':');
+            if (last != std::string::npos) {
+              auto bytes = parse_size(path.substr(last + 1));
+              p.region.size = bytes ? *bytes : 0;
+              path.resize(last);
+            }
+            p.region.path = path;
+          }
+          c.partitions.push_back(p);
+        }
+      });
   override_option<int>(app, later, "--numa-node", "NUMA node of the numa backend",
                        [](PoolConfig& c, int v) { c.region.numa_node = v; });
   override_option<std::string>(app, later, "--size", "region size when created, e.g. 4GiB, 512MiB (default 4GiB)",
@@ -472,6 +588,14 @@ void add_tenant_and_log_overrides(CLI::App& app, std::vector<Apply>& later) {
           if (!given || !parse_roles(value, t)) t.may_read = t.may_write = false;  // refused, naming the tenant
         });
       });
+  override_option<std::vector<std::string>>(
+      app, later, "--tenant-partition",
+      "NAME=PARTITION, repeatable: the partition a tenant's sessions are handed (default: the region's)",
+      [](PoolConfig& c, const std::vector<std::string>& v) {
+        for_each_tenant_item(c, v, [](Tenant& t, bool given, const std::string& value) {
+          t.partition = given ? value : std::string(1, '\0');  // '\0': no partition has it, refused naming the tenant
+        });
+      });
   override_option<std::string>(app, later, "--log-level", "trace, debug, info, warn, error (default info)",
                                [](PoolConfig& c, const std::string& v) { c.log_level = v; });
 }
@@ -535,8 +659,8 @@ Status read_config_text(std::string_view text, PoolConfig& config) {
 
 ConfigOutcome load_config(int argc, char** argv) {
   ConfigOutcome out;
-  CLI::App app{"cxlkv-poold: the cxlkv KV-cache pool daemon. Serves one region (shm, file, devdax or numa) "
-               "to clients over a Unix socket and TCP. Settings come from defaults, then --config, then flags."};
+  CLI::App app{"cxlkv-poold: the cxlkv KV-cache pool daemon. Serves one or more partitions (each a region: shm, file, "
+               "devdax or numa), each bound to tenants, to clients over a Unix socket and TCP. Settings come from defaults, then --config, then flags."};
   std::vector<Apply> later;
   std::string config_path;
   app.add_option("--config", config_path, "TOML configuration file (see cxlkv-poold.example.toml)")

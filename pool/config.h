@@ -25,11 +25,25 @@ struct Tenant {
   // The roles its sessions may take (Hello names one): a reader only reads (its fd and mapping
   // are read-only); a writer also writes. Default: both.
   bool may_read = true, may_write = true;
+  // The partition its sessions are handed (PartitionSpec::name); empty: the [region] one.
+  std::string partition{};
+};
+
+// A partition: one region the daemon serves (its own shm object, file, devdax device or NUMA
+// object, allocator, index and leases), bound to the tenants that name it. A session maps only its
+// tenant's partition, so no tenant can load or store another's bytes. Every partition has the
+// daemon's layout and slab_pages.
+struct PartitionSpec {
+  std::string name;  // [A-Za-z0-9._-], unique
+  cxl::RegionSpec region;
 };
 
 struct PoolConfig {
   // [region]
   cxl::RegionSpec region{cxl::Backend::kShm, "/cxlkv-pool", -1, 4ull << 30};
+  std::string region_name = "main";  // the [region]'s partition name
+  // [[partition]]: more partitions beside the [region]'s, each bound to the tenants naming it
+  std::vector<PartitionSpec> partitions;
   std::string layout = "deepseek-v3.2";
   uint32_t slab_pages = 1;
   bool format = false;  // format an existing region (destroys it)
@@ -86,6 +100,12 @@ struct ConfigOutcome {
 };
 
 ConfigOutcome load_config(int argc, char** argv);
+
+// Every partition the daemon serves: the [region]'s first, then [[partition]]s in order.
+std::vector<PartitionSpec> served_partitions(const PoolConfig& config);
+// The index in served_partitions() of the partition each tenant is bound to (validate_config has
+// checked that each names one).
+std::vector<uint32_t> tenant_partitions(const PoolConfig& config);
 
 // Parses "4GiB", "512MiB", "65536", "2G" into bytes.
 Result<uint64_t> parse_size(const std::string& text);

@@ -43,21 +43,24 @@ struct Dispatcher::Reply {
   }
 };
 
-Dispatcher::Dispatcher(PoolService& service, std::vector<Tenant> tenants, Metrics& metrics,
-                       uint32_t max_sessions_per_tenant)
-    : service_(service),
+Dispatcher::Dispatcher(std::vector<PoolService*> services, std::vector<Tenant> tenants,
+                       std::vector<uint32_t> tenant_partition, Metrics& metrics, uint32_t max_sessions_per_tenant)
+    : services_(std::move(services)),
       tenants_(std::move(tenants)),
+      tenant_partition_(std::move(tenant_partition)),
       metrics_(metrics),
-      placements_(service.options().max_keys),
+      placements_(services_.front()->options().max_keys),
       max_sessions_per_tenant_(max_sessions_per_tenant) {}
 
 void Dispatcher::end_session(const Session& session) {
-  service_.end_session(session.id);
+  if (session.id != 0) service(session).end_session(session.id);
   auto it = sessions_per_tenant_.find(session.tenant);
   if (it != sessions_per_tenant_.end() && --it->second == 0) sessions_per_tenant_.erase(it);
 }
 
-bool Dispatcher::holds_leases(const Session& session) const { return service_.holds_leases(session.id); }
+bool Dispatcher::holds_leases(const Session& session) const {
+  return session.id != 0 && service(session).holds_leases(session.id);
+}
 
 void Dispatcher::error_response(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const Status& status) {
   fbb.Clear();
@@ -66,8 +69,8 @@ void Dispatcher::error_response(flatbuffers::FlatBufferBuilder& fbb, uint64_t id
 }
 
 Status Dispatcher::check_count(const char* op, uint32_t n) const {
-  if (n > service_.options().max_keys)
-    return Status(Code::kInvalidArgument, fmt::format("{}: {} keys, at most {}", op, n, service_.options().max_keys));
+  const uint32_t max_keys = services_.front()->options().max_keys;
+  if (n > max_keys) return Status(Code::kInvalidArgument, fmt::format("{}: {} keys, at most {}", op, n, max_keys));
   return Status::ok();
 }
 
@@ -126,25 +129,25 @@ DispatchOutcome Dispatcher::handle(Session& session, const uint8_t* msg, size_t 
       case Op::kCommit: commit(session, req->body_as_CommitRequest(), reply); break;
       case Op::kLookup: lookup(session, req->body_as_LookupRequest(), reply); break;
       case Op::kAbort:
-        if (Status st = service_.abort(sid, req->body_as_AbortRequest()->lease()); !st) reply.fail(st);
+        if (Status st = service(session).abort(sid, req->body_as_AbortRequest()->lease()); !st) reply.fail(st);
         else reply.ok(wire::ResponseBody::Empty, wire::CreateEmpty(fbb));
         break;
       case Op::kRenew:
-        if (auto ttl = service_.renew(sid, req->body_as_RenewRequest()->lease(), Clock::now()); !ttl) reply.fail(ttl.status());
+        if (auto ttl = service(session).renew(sid, req->body_as_RenewRequest()->lease(), Clock::now()); !ttl) reply.fail(ttl.status());
         else reply.ok(wire::ResponseBody::RenewResponse, wire::CreateRenewResponse(fbb, *ttl));
         break;
       case Op::kRelease:
-        if (Status st = service_.release(sid, req->body_as_ReleaseRequest()->lease()); !st) reply.fail(st);
+        if (Status st = service(session).release(sid, req->body_as_ReleaseRequest()->lease()); !st) reply.fail(st);
         else reply.ok(wire::ResponseBody::Empty, wire::CreateEmpty(fbb));
         break;
       case Op::kRemove: {
         const auto* keys = req->body_as_RemoveRequest()->keys();
         if (Status st = check_count("remove", size_of(keys)); !st) reply.fail(st);
         else reply.ok(wire::ResponseBody::RemoveResponse,
-                      wire::CreateRemoveResponse(fbb, service_.remove(session.ns, keys_of(keys), size_of(keys))));
+                      wire::CreateRemoveResponse(fbb, service(session).remove(session.ns, keys_of(keys), size_of(keys))));
         break;
       }
-      case Op::kStats: stats(reply); break;
+      case Op::kStats: stats(session, reply); break;
       default: break;
     }
   }
@@ -198,12 +201,13 @@ void Dispatcher::hello(Session& s, const wire::HelloRequest* r, Reply& reply) {
                                                            "tenant may hold", tenant, max_sessions_per_tenant_)));
   }
   ++open;
-  s.id = service_.new_session(tenant_index);
+  s.partition = tenant_index == PoolService::kNoTenant ? 0 : tenant_partition_[tenant_index];
+  s.id = service(s).new_session(tenant_index);
   s.ns = wire::namespace_id(tenant, model);
   s.tenant = tenant;
   s.reader = reader;
   spdlog::debug("session {}: tenant '{}' model '{}' namespace {:#x}", s.id, tenant, model, s.ns);
-  const cxl::Region& region = service_.region();
+  const cxl::Region& region = service(s).region();
   reply.outcome.pass_fd = r->want_fd() && s.unix_socket;
   flatbuffers::FlatBufferBuilder& fbb = reply.fbb;
   const auto& h = region.header();
@@ -211,7 +215,7 @@ void Dispatcher::hello(Session& s, const wire::HelloRequest* r, Reply& reply) {
       fbb, fbb.CreateString(cxl::backend_name(region.spec().backend)), fbb.CreateString(region.spec().path),
       region.size(), fbb.CreateVector(h.uuid, sizeof h.uuid),
       fbb.CreateVector(reinterpret_cast<const uint8_t*>(&h.layout), sizeof h.layout), region.slab_pages());
-  const PoolOptions& o = service_.options();
+  const PoolOptions& o = service(s).options();
   reply.ok(wire::ResponseBody::HelloResponse,
            wire::CreateHelloResponse(fbb, s.id, info, reply.outcome.pass_fd, o.read_lease_ttl_ms, o.write_lease_ttl_ms,
                                      o.max_keys, reader));
@@ -223,7 +227,7 @@ void Dispatcher::reserve(Session& s, const wire::ReserveRequest* r, Reply& reply
   if (n == 0) return reply.fail(Status(Code::kInvalidArgument, "reserve: no keys"));
   if (Status st = check_count("reserve", n); !st) return reply.fail(st);
   const PageKey parent = r->parent() ? *reinterpret_cast<const PageKey*>(r->parent()) : PageKey{};
-  auto lease = service_.reserve(s.id, s.ns, parent, keys_of(r->keys()), n, placements_.data(), Clock::now());
+  auto lease = service(s).reserve(s.id, s.ns, parent, keys_of(r->keys()), n, placements_.data(), Clock::now());
   if (!lease) return reply.fail(lease.status());
   auto pages = reply.fbb.CreateVectorOfStructs(placements_.data(), n);
   reply.ok(wire::ResponseBody::ReserveResponse, wire::CreateReserveResponse(reply.fbb, *lease, pages));
@@ -234,7 +238,7 @@ void Dispatcher::commit(Session& s, const wire::CommitRequest* r, Reply& reply) 
   const uint32_t n = sums ? sums->size() : 0;
   if (Status st = check_count("commit", n); !st) return reply.fail(st);
   // FlatBuffers vectors of scalars are little-endian and 8-byte aligned for ulong: read in place.
-  auto committed = service_.commit(s.id, r->lease(), sums ? sums->data() : nullptr, n, Clock::now());
+  auto committed = service(s).commit(s.id, r->lease(), sums ? sums->data() : nullptr, n, Clock::now());
   if (!committed) return reply.fail(committed.status());
   reply.ok(wire::ResponseBody::CommitResponse, wire::CreateCommitResponse(reply.fbb, *committed));
 }
@@ -243,14 +247,14 @@ void Dispatcher::commit(Session& s, const wire::CommitRequest* r, Reply& reply) 
 void Dispatcher::lookup(Session& s, const wire::LookupRequest* r, Reply& reply) {
   const uint32_t n = size_of(r->keys());
   if (Status st = check_count("lookup", n); !st) return reply.fail(st);
-  auto found = service_.lookup(s.id, s.ns, keys_of(r->keys()), n, placements_.data(), Clock::now());
+  auto found = service(s).lookup(s.id, s.ns, keys_of(r->keys()), n, placements_.data(), Clock::now());
   if (!found) return reply.fail(found.status());
   auto pages = reply.fbb.CreateVectorOfStructs(placements_.data(), found->hits);
   reply.ok(wire::ResponseBody::LookupResponse, wire::CreateLookupResponse(reply.fbb, found->lease, pages));
 }
 
-void Dispatcher::stats(Reply& reply) {
-  const PoolStats p = service_.stats();
+void Dispatcher::stats(const Session& s, Reply& reply) {
+  const PoolStats p = service(s).stats();
   reply.ok(wire::ResponseBody::StatsResponse,
            wire::CreateStatsResponse(reply.fbb, p.pages_committed, p.pages_reserved, p.slabs_total, p.slabs_free,
                                      p.read_leases, p.write_leases, p.lookup_hits, p.lookup_misses, p.evictions));

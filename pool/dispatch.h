@@ -2,7 +2,7 @@
 // for one session: verifies the FlatBuffer, checks the session (Hello first, tenant tokens),
 // counts and ids, calls PoolService and builds the Response. The server calls it for every
 // frame; tests may call it with bytes, no socket needed. It never throws and never trusts a byte
-// before wire::verify_request.
+// before wire::verify_request. A session is served by its tenant's partition (partition.h) alone.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +25,7 @@ struct Session {
   std::string tenant;
   bool unix_socket = false;  // the region fd may be passed
   bool reader = false;       // role Reader: no reserve, commit, abort or remove; a read-only fd
+  uint32_t partition = 0;    // the partition serving it (its tenant's): whose fd it is handed
 };
 
 struct DispatchOutcome {
@@ -35,8 +36,11 @@ struct DispatchOutcome {
 
 class Dispatcher {
  public:
-  // max_sessions_per_tenant: a Hello past it is refused with `exhausted`.
-  Dispatcher(PoolService& service, std::vector<Tenant> tenants, Metrics& metrics, uint32_t max_sessions_per_tenant);
+  // services[i] serves partition i; tenant t's sessions go to services[tenant_partition[t]] (under
+  // open auth, no tenants: to services[0]). max_sessions_per_tenant: a Hello past it is refused
+  // with `exhausted`. Every service has the same options (max_keys, TTLs).
+  Dispatcher(std::vector<PoolService*> services, std::vector<Tenant> tenants, std::vector<uint32_t> tenant_partition,
+             Metrics& metrics, uint32_t max_sessions_per_tenant);
 
   // Handles the message msg[0..size) of `session`; the finished Response is in `fbb`.
   DispatchOutcome handle(Session& session, const uint8_t* msg, size_t size, flatbuffers::FlatBufferBuilder& fbb);
@@ -55,12 +59,14 @@ class Dispatcher {
   void reserve(Session& s, const wire::ReserveRequest* r, Reply& reply);
   void commit(Session& s, const wire::CommitRequest* r, Reply& reply);
   void lookup(Session& s, const wire::LookupRequest* r, Reply& reply);
-  void stats(Reply& reply);
+  void stats(const Session& s, Reply& reply);
+  PoolService& service(const Session& s) const { return *services_[s.partition]; }
   // kInvalidArgument when a key vector is larger than max_keys; names the op and the count.
   Status check_count(const char* op, uint32_t n) const;
 
-  PoolService& service_;
+  std::vector<PoolService*> services_;
   std::vector<Tenant> tenants_;
+  std::vector<uint32_t> tenant_partition_;
   Metrics& metrics_;
   std::vector<wire::Placement> placements_;  // scratch, max_keys long, so replies do not allocate
   uint32_t max_sessions_per_tenant_;

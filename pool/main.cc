@@ -1,5 +1,5 @@
 // cxlkv-poold: the pool daemon of one memory node. Reads its configuration, creates or opens
-// (and recovers) the region, then serves the control plane and the metrics endpoint on one I/O
+// (and recovers) each partition's region (partition.h), then serves the control plane and the metrics endpoint on one I/O
 // thread until SIGTERM or SIGINT. Exit codes: 0 after a signal, 2 for a configuration or region
 // error (a layout mismatch, a damaged header), 1 for a failure while serving.
 #include <pthread.h>
@@ -21,6 +21,7 @@
 #include "config.h"
 #include "dispatch.h"
 #include "metrics_server.h"
+#include "partition.h"
 #include "server.h"
 
 namespace asio = boost::asio;
@@ -66,60 +67,6 @@ class StopSignals {
   signalfd_siginfo info_{};
 };
 
-// Where the region lives and on what pages (a shm region may go onto hugetlbfs), logged once.
-// `fallback` says a new region was moved onto hugetlbfs, so a failed create may retry as asked.
-Result<cxl::RegionSpec> place_region(const PoolConfig& c, bool* fallback) {
-  const cxl::HugePageSupport support = cxl::probe_huge_pages();
-  auto placed = cxl::place_region(c.region, c.huge_pages, support,
-                                  [](const std::string& path) { return ::access(path.c_str(), F_OK) == 0; });
-  if (!placed) return placed.status();
-  spdlog::info("region {}:{}: {} (huge pages {}; {})", cxl::backend_name(placed->spec.backend), placed->spec.path,
-               placed->pages, cxl::huge_page_policy_name(c.huge_pages), support.describe());
-  if (!placed->advice.empty()) spdlog::warn("region pages: 4 KiB, so a worker's first mapping of the pool is slow; {}", placed->advice);
-  *fallback = c.huge_pages == cxl::HugePagePolicy::kAuto && placed->moved;
-  return placed->spec;
-}
-
-// Creates the region if it does not exist, formats it only when asked, else opens it as it is.
-Result<std::unique_ptr<cxl::Region>> open_region(const PoolConfig& config, const Layout& layout) {
-  PoolConfig c = config;
-  bool fallback = false;
-  auto spec = place_region(c, &fallback);
-  if (!spec) return spec.status();
-  c.region = *spec;
-  auto fresh = [&](Result<std::unique_ptr<cxl::Region>> r) -> Result<std::unique_ptr<cxl::Region>> {
-    if (!r) return r;
-    if (Status st = SlabAllocator::format(**r); !st) return st;
-    spdlog::info("region {}: formatted, {} bytes, layout {}, E = {}", (*r)->describe(), (*r)->size(),
-                 layout.describe(), c.slab_pages);
-    return r;
-  };
-  if (fallback) {
-    // A new region on hugetlbfs: free pages can be taken meanwhile, or the mount be full; under
-    // auto that is no reason not to start.
-    auto r = cxl::Region::create(c.region, layout, c.slab_pages);
-    if (r) return fresh(std::move(r));
-    spdlog::warn("region {}: {}; creating it in shared memory on 4 KiB pages instead", c.region.path,
-                 r.status().to_string());
-    c.region = config.region;
-  }
-  const std::string name = fmt::format("{}:{}", cxl::backend_name(c.region.backend), c.region.path);
-  if (c.format) {
-    auto r = cxl::Region::format(c.region, layout, c.slab_pages);
-    if (!r && r.status().code() == Code::kNotFound) return fresh(cxl::Region::create(c.region, layout, c.slab_pages));
-    return fresh(std::move(r));
-  }
-  auto r = cxl::Region::open(c.region, &layout);
-  if (!r && r.status().code() == Code::kNotFound && c.region.backend != cxl::Backend::kDevdax)
-    return fresh(cxl::Region::create(c.region, layout, c.slab_pages));
-  if (!r) return Status(r.status().code(), r.status().message() + " (use --format to wipe and format it)");
-  if ((*r)->slab_pages() != c.slab_pages)
-    return Status(Code::kMismatch, fmt::format("region {}: slab_pages {} configured, the region has {} (use "
-                                               "--format to wipe and format it)", name, c.slab_pages,
-                                               (*r)->slab_pages()));
-  return r;
-}
-
 // Different at every start: clients and the cluster tell this run of the daemon from the last.
 uint64_t new_epoch() {
   std::random_device random;
@@ -127,11 +74,11 @@ uint64_t new_epoch() {
   return r ^ uint64_t(std::chrono::system_clock::now().time_since_epoch().count());
 }
 
-// The cluster membership of this node, or nullptr for a lone node. Its record's free space is
-// read from `slabs_free`, which the I/O thread refreshes.
-std::unique_ptr<ClusterRegistration> make_registration(const PoolConfig& c, const cxl::Region& region,
-                                                       const SlabGeometry& geometry, uint64_t epoch,
-                                                       const std::atomic<uint64_t>& slabs_free) {
+// The cluster membership of this node, or nullptr for a lone node: one region record per
+// partition. Their free space is read from `slabs_free` (by partition), which the I/O thread refreshes.
+std::unique_ptr<ClusterRegistration> make_registration(const PoolConfig& c,
+                                                       const std::vector<std::unique_ptr<Partition>>& partitions,
+                                                       uint64_t epoch, const std::vector<std::atomic<uint64_t>>& slabs_free) {
   if (c.cluster_url.empty()) return nullptr;
   ClusterOptions o;
   o.url = *cluster::parse_cluster_url(c.cluster_url);  // validate_config checked it
@@ -150,12 +97,15 @@ std::unique_ptr<ClusterRegistration> make_registration(const PoolConfig& c, cons
   }
   o.lease_ttl_s = c.cluster_lease_ttl_s;
   o.settings.chunk_pages = c.chunk_pages;
-  cluster::RegionRecord record{fmt::format("{}:{}", cxl::backend_name(region.spec().backend), region.spec().path), c.layout,
-                               region.slab_pages(), geometry.slab_bytes, geometry.slab_count, 0};
-  return std::make_unique<ClusterRegistration>(std::move(o), epoch, [record, &slabs_free] {
-    cluster::RegionRecord r = record;
-    r.slabs_free = slabs_free.load(std::memory_order_relaxed);
-    return std::vector<cluster::RegionRecord>{r};
+  std::vector<cluster::RegionRecord> records;
+  for (const auto& p : partitions) {
+    const SlabGeometry& g = p->allocator().geometry();
+    records.push_back({p->describe(), c.layout, p->region().slab_pages(), g.slab_bytes, g.slab_count, 0});
+  }
+  return std::make_unique<ClusterRegistration>(std::move(o), epoch, [records, &slabs_free] {
+    std::vector<cluster::RegionRecord> now = records;
+    for (size_t i = 0; i < now.size(); ++i) now[i].slabs_free = slabs_free[i].load(std::memory_order_relaxed);
+    return now;
   });
 }
 
@@ -172,38 +122,27 @@ int serve(const PoolConfig& config) {
     io.stop();
   });
   auto layout = Layout::parse(config.layout);
-  auto region = open_region(config, *layout);
-  if (!region) {
-    spdlog::error("{}", region.status().to_string());
-    return 2;
-  }
-  auto allocator = SlabAllocator::open(**region);
-  if (!allocator) {
-    spdlog::error("{}", allocator.status().to_string());
-    return 2;
-  }
-  RecoveryReport report;
   PoolOptions pool_options = config.pool;
   if (!config.cluster_url.empty()) pool_options.directory_chunk_pages = config.chunk_pages;  // the prefix directory
-  auto service = PoolService::open(**region, **allocator, pool_options, &report);
-  if (!service) {
-    spdlog::error("recovery: {}", service.status().to_string());
-    return 2;
-  }
-  const PoolStats s = (*service)->stats();
-  spdlog::info("region {}: recovered {} committed pages; freed {} reserved and {} invalid records, {} slabs; "
-               "{} of {} slabs free", (*region)->describe(), report.committed, report.reserved_freed,
-               report.invalid_freed, report.slabs_freed, s.slabs_free, s.slabs_total);
-  for (size_t i = 0; i < config.tenants.size(); ++i)
-    if (const double share = config.tenants[i].share; share > 0) {
-      const auto slabs = static_cast<uint64_t>(share * double(s.slabs_total));
-      (*service)->set_tenant_share(uint32_t(i), slabs);
-      spdlog::info("tenant '{}': a share of {} of the pool, {} slabs", config.tenants[i].name, share, slabs);
-    }
   const uint64_t epoch = new_epoch();
-  (*allocator)->announce_epoch(epoch);  // leases of the daemon before this one now fail as expired
-  std::atomic<uint64_t> slabs_free{s.slabs_free};
-  auto registration = make_registration(config, **region, (*allocator)->geometry(), epoch, slabs_free);
+  const std::vector<PartitionSpec> specs = served_partitions(config);
+  std::vector<std::unique_ptr<Partition>> partitions;
+  for (uint32_t i = 0; i < specs.size(); ++i) {
+    auto p = Partition::open(config, specs[i], i, *layout, pool_options, epoch);
+    if (!p) {
+      spdlog::error("{}", p.status().to_string());
+      return 2;
+    }
+    partitions.push_back(std::move(*p));
+  }
+  const Partition& first = *partitions.front();
+  std::vector<std::atomic<uint64_t>> slabs_free(partitions.size());
+  auto refresh_slabs_free = [&] {
+    for (size_t i = 0; i < partitions.size(); ++i)
+      slabs_free[i].store(partitions[i]->service().stats().slabs_free, std::memory_order_relaxed);
+  };
+  refresh_slabs_free();
+  auto registration = make_registration(config, partitions, epoch, slabs_free);
   if (registration) {
     // A chunk size other than the cluster's is a configuration error; an etcd that does not answer
     // is not: the node serves and registers once etcd answers.
@@ -216,12 +155,20 @@ int serve(const PoolConfig& config) {
     spdlog::warn("auth is open: no tenants configured, every tenant and token is accepted (add [[tenant]] entries)");
 
   Metrics metrics;
-  const cxl::RegionSpec& placed = (*region)->spec();  // where the region is (maybe on hugetlbfs)
-  metrics.set_node_state({fmt::format("{}:{}", cxl::backend_name(placed.backend), placed.path),
-                          (*layout).name(), (*region)->size(), epoch, config.cluster_url,
+  metrics.set_node_state({first.describe(), (*layout).name(), first.region().size(), epoch, config.cluster_url,
                           registration ? registration->node_id() : std::string(), false, 0});
-  Dispatcher dispatcher(**service, config.tenants, metrics, config.max_sessions_per_tenant);
-  MetricsServer metrics_server(io, metrics, **service);
+  std::vector<PoolService*> services;
+  std::vector<Server::PartitionFds> fds;
+  for (const auto& p : partitions) {
+    services.push_back(&p->service());
+    fds.push_back({p->writer_fd(), p->read_only_fd()});
+  }
+  Dispatcher dispatcher(services, config.tenants, tenant_partitions(config), metrics, config.max_sessions_per_tenant);
+  MetricsServer metrics_server(io, metrics, [&partitions] {
+    std::vector<PartitionStats> all;
+    for (const auto& p : partitions) all.push_back({p->name(), p->describe(), p->service().stats()});
+    return all;
+  });
   if (config.metrics_port != 0) {
     auto port = metrics_server.start(config.metrics_bind, config.metrics_port);
     if (!port) {
@@ -231,17 +178,7 @@ int serve(const PoolConfig& config) {
     spdlog::info("metrics on http://{}:{}/metrics", config.metrics_bind, *port);
   }
 
-  auto read_only_fd = (*region)->open_read_only_fd();  // what reader sessions are handed
-  if (!read_only_fd) {
-    spdlog::error("{}", read_only_fd.status().to_string());
-    return 2;
-  }
-  auto writer_fd = (*region)->open_writer_fd();  // what writer sessions are handed (not the locked fd)
-  if (!writer_fd) {
-    spdlog::error("{}", writer_fd.status().to_string());
-    return 2;
-  }
-  Server server(io, dispatcher, metrics, config, *writer_fd, *read_only_fd);
+  Server server(io, dispatcher, metrics, config, std::move(fds));
   if (Status st = server.start(); !st) {
     spdlog::error("{}", st.to_string());
     return 2;
@@ -263,9 +200,9 @@ int serve(const PoolConfig& config) {
   auto publish_directory = [&] {
     if (!registration) return;
     const Clock::time_point now = Clock::now();
-    const uint64_t changes = (*service)->index().committed_changes();
+    const uint64_t changes = first.service().index().committed_changes();
     if (now < next_directory || changes == directory_changes) return;
-    registration->publish_directory(directory_snapshot((*service)->index()));
+    registration->publish_directory(directory_snapshot(first.service().index()));
     directory_changes = changes;
     next_directory = now + registration->directory_interval();
   };
@@ -279,9 +216,12 @@ int serve(const PoolConfig& config) {
     reaper.expires_after(period);
     reaper.async_wait([&](boost::system::error_code ec) {
       if (ec) return;
-      if (uint32_t n = (*service)->reap(Clock::now())) spdlog::debug("reaper: {} leases expired", n);
-      if (uint32_t n = (*service)->maintain_watermarks()) spdlog::info("eviction: {} pages over the high watermark", n);
-      slabs_free.store((*service)->stats().slabs_free, std::memory_order_relaxed);
+      for (const auto& p : partitions) {
+        if (uint32_t n = p->service().reap(Clock::now())) spdlog::debug("reaper: {} leases expired in '{}'", n, p->name());
+        if (uint32_t n = p->service().maintain_watermarks())
+          spdlog::info("eviction: {} pages over the high watermark in '{}'", n, p->name());
+      }
+      refresh_slabs_free();
       publish_directory();
       if (registration) metrics.set_cluster_state(registration->registered(), registration->directory_puts());
       refresh_ready();
@@ -290,8 +230,10 @@ int serve(const PoolConfig& config) {
   };
   tick();
 
-  spdlog::info("cxlkv-poold ready: {} ({} slabs, E = {}), epoch {:016x}", (*layout).describe(), s.slabs_total,
-               config.slab_pages, epoch);
+  uint64_t slabs_total = 0;
+  for (const auto& p : partitions) slabs_total += p->service().stats().slabs_total;
+  spdlog::info("cxlkv-poold ready: {} ({} slabs in {} partition{}, E = {}), epoch {:016x}", (*layout).describe(),
+               slabs_total, partitions.size(), partitions.size() == 1 ? "" : "s", config.slab_pages, epoch);
   try {
     io.run();
   } catch (const std::exception& e) {
@@ -308,8 +250,6 @@ int serve(const PoolConfig& config) {
   (*signals)->cancel();
   io.restart();
   io.run_for(std::chrono::seconds(1));
-  ::close(*read_only_fd);
-  ::close(*writer_fd);
   spdlog::info("cxlkv-poold stopped");
   return 0;
 }

@@ -39,12 +39,21 @@ std::string label(std::string_view v) {
 
 }  // namespace
 
-std::string Metrics::render(const PoolStats& s) const {
+std::string Metrics::render(std::span<const PartitionStats> partitions) const {
+  PoolStats s;
+  for (const PartitionStats& p : partitions) {
+    const PoolStats& q = p.pool;
+    s.pages_committed += q.pages_committed, s.pages_reserved += q.pages_reserved;
+    s.slabs_total += q.slabs_total, s.slabs_free += q.slabs_free;
+    s.read_leases += q.read_leases, s.write_leases += q.write_leases;
+    s.lookup_hits += q.lookup_hits, s.lookup_misses += q.lookup_misses;
+    s.evictions += q.evictions, s.lookups += q.lookups, s.commits += q.commits, s.expired_leases += q.expired_leases;
+  }
   std::string out;
   out.reserve(16 << 10);
   gauge(out, "cxlkv_pages_committed", "gauge", "Pages committed and visible to lookups.", s.pages_committed);
   gauge(out, "cxlkv_pages_reserved", "gauge", "Pages reserved under write leases.", s.pages_reserved);
-  gauge(out, "cxlkv_slabs_total", "gauge", "Slabs in the region.", s.slabs_total);
+  gauge(out, "cxlkv_slabs_total", "gauge", "Slabs in the partitions' regions.", s.slabs_total);
   gauge(out, "cxlkv_slabs_free", "gauge", "Slabs free in the allocator.", s.slabs_free);
   gauge(out, "cxlkv_slabs_used", "gauge", "Slabs in use.", s.slabs_total - s.slabs_free);
   gauge(out, "cxlkv_read_leases", "gauge", "Live read leases.", s.read_leases);
@@ -67,6 +76,24 @@ std::string Metrics::render(const PoolStats& s) const {
                  "# HELP cxlkv_region_bytes The region's size.\n# TYPE cxlkv_region_bytes gauge\n"
                  "cxlkv_region_bytes{{region=\"{}\"}} {}\n",
                  region, label(node_.layout), node_.epoch, region, node_.region_bytes);
+  struct PerPartition {
+    const char* name;
+    const char* help;
+    uint64_t (*value)(const PoolStats&);
+  };
+  static constexpr PerPartition kPerPartition[] = {
+      {"cxlkv_partition_slabs_total", "Slabs in each partition's region.", [](const PoolStats& p) { return p.slabs_total; }},
+      {"cxlkv_partition_slabs_free", "Free slabs in each partition.", [](const PoolStats& p) { return p.slabs_free; }},
+      {"cxlkv_partition_pages_committed", "Pages committed in each partition.",
+       [](const PoolStats& p) { return p.pages_committed; }},
+      {"cxlkv_partition_read_leases", "Live read leases in each partition.", [](const PoolStats& p) { return p.read_leases; }},
+  };
+  for (const PerPartition& m : kPerPartition) {
+    fmt::format_to(std::back_inserter(out), "# HELP {0} {1}\n# TYPE {0} gauge\n", m.name, m.help);
+    for (const PartitionStats& p : partitions)
+      fmt::format_to(std::back_inserter(out), "{}{{partition=\"{}\",region=\"{}\"}} {}\n", m.name, label(p.name),
+                     label(p.region), m.value(p.pool));
+  }
   if (!node_.cluster.empty())
     fmt::format_to(std::back_inserter(out),
                    "# HELP cxlkv_cluster_registered 1 while this node's record is in etcd under a live lease.\n"

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include "pool_service.h"
@@ -13,6 +14,13 @@ namespace cxlkv::pool {
 
 enum class Op : uint8_t { kHello, kReserve, kCommit, kAbort, kLookup, kRenew, kRelease, kRemove, kStats, kBad, kCount };
 const char* op_name(Op op);
+
+// One partition's counters at a scrape (partition.h), labelled by its name and region.
+struct PartitionStats {
+  std::string name;
+  std::string region;  // "<backend>:<path>"
+  PoolStats pool;
+};
 
 // Upper bounds of the latency buckets, in seconds (10 us .. 1 s), plus +Inf.
 inline constexpr std::array<double, 12> kLatencyBuckets = {1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4,
@@ -51,8 +59,9 @@ class Metrics {
   void count_rejected_connection() { ++rejected_connections_; }
   void count_protocol_error() { ++protocol_errors_; }
 
-  // The Prometheus text exposition (version 0.0.4) of everything, pool counters included.
-  std::string render(const PoolStats& pool) const;
+  // The Prometheus text exposition (version 0.0.4) of everything: the pool counters summed over
+  // the partitions, and each partition's occupancy and leases labelled by its name.
+  std::string render(std::span<const PartitionStats> partitions) const;
 
  private:
   struct OpHistogram {

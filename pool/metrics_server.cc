@@ -22,8 +22,9 @@ namespace {
 // Reads one request, answers it, closes.
 class Scrape : public std::enable_shared_from_this<Scrape> {
  public:
-  Scrape(asio::ip::tcp::socket socket, Metrics& metrics, const PoolService& service, std::shared_ptr<MetricsServer::Readiness> ready)
-      : socket_(std::move(socket)), metrics_(metrics), service_(service), ready_(std::move(ready)) {}
+  Scrape(asio::ip::tcp::socket socket, Metrics& metrics, const MetricsServer::PartitionsFn& partitions,
+         std::shared_ptr<MetricsServer::Readiness> ready)
+      : socket_(std::move(socket)), metrics_(metrics), partitions_(partitions), ready_(std::move(ready)) {}
 
   void start() {
     http::async_read(socket_, buffer_, request_, [self = shared_from_this()](error_code ec, size_t) {
@@ -40,7 +41,7 @@ class Scrape : public std::enable_shared_from_this<Scrape> {
     if (get && request_.target() == "/metrics") {
       response_.result(http::status::ok);
       response_.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
-      response_.body() = metrics_.render(service_.stats());
+      response_.body() = metrics_.render(partitions_());
     } else if (get && request_.target() == "/healthz") {
       response_.result(http::status::ok);
       response_.body() = "ok\n";
@@ -60,7 +61,7 @@ class Scrape : public std::enable_shared_from_this<Scrape> {
 
   asio::ip::tcp::socket socket_;
   Metrics& metrics_;
-  const PoolService& service_;
+  const MetricsServer::PartitionsFn& partitions_;  // the server's, which outlives its scrapes (one thread)
   std::shared_ptr<MetricsServer::Readiness> ready_;
   beast::flat_buffer buffer_{8192};
   http::request<http::string_body> request_;
@@ -69,8 +70,8 @@ class Scrape : public std::enable_shared_from_this<Scrape> {
 
 }  // namespace
 
-MetricsServer::MetricsServer(asio::io_context& io, Metrics& metrics, const PoolService& service)
-    : io_(io), metrics_(metrics), service_(service) {}
+MetricsServer::MetricsServer(asio::io_context& io, Metrics& metrics, PartitionsFn partitions)
+    : io_(io), metrics_(metrics), partitions_(std::move(partitions)) {}
 
 Result<uint16_t> MetricsServer::start(const std::string& bind, uint16_t port) {
   error_code ec;
@@ -90,7 +91,7 @@ Result<uint16_t> MetricsServer::start(const std::string& bind, uint16_t port) {
 void MetricsServer::accept() {
   acceptor_->async_accept([this](error_code ec, asio::ip::tcp::socket socket) {
     if (ec == asio::error::operation_aborted || !acceptor_ || !acceptor_->is_open()) return;
-    if (!ec) std::make_shared<Scrape>(std::move(socket), metrics_, service_, ready_)->start();
+    if (!ec) std::make_shared<Scrape>(std::move(socket), metrics_, partitions_, ready_)->start();
     accept();
   });
 }

@@ -6,7 +6,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <vector>
 #include <string>
 #include <utility>  // before Asio: boost 1.74's awaitable.hpp uses std::exchange
 
@@ -19,7 +21,9 @@ namespace cxlkv::pool {
 
 class MetricsServer {
  public:
-  MetricsServer(boost::asio::io_context& io, Metrics& metrics, const PoolService& service);
+  // `partitions` is called at each scrape, on the I/O thread, for every partition's counters.
+  using PartitionsFn = std::function<std::vector<PartitionStats>()>;
+  MetricsServer(boost::asio::io_context& io, Metrics& metrics, PartitionsFn partitions);
   // Listens on bind:port; returns the port bound (port 0 picks one).
   Result<uint16_t> start(const std::string& bind, uint16_t port);
   void stop();
@@ -39,7 +43,7 @@ class MetricsServer {
 
   boost::asio::io_context& io_;
   Metrics& metrics_;
-  const PoolService& service_;
+  PartitionsFn partitions_;
   std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
   std::shared_ptr<Readiness> ready_ = std::make_shared<Readiness>();  // read by each request, one thread
 };

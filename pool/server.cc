@@ -168,7 +168,7 @@ class Connection : public std::enable_shared_from_this<Connection<Socket>> {
     if (out.pass_fd) {
       // Hello with the region fd (SCM_RIGHTS on the header): a small reply on an idle connection,
       // so the socket buffer takes it at once and the blocking helper does not block.
-      const int fd = session_.reader ? server_.region_read_only_fd() : server_.region_fd();
+      const int fd = server_.region_fd(session_.partition, session_.reader);
       if (Status st = wire::write_frame(socket_.lowest_layer().native_handle(), fbb_.GetBufferPointer(), size, fd); !st) {
         spdlog::warn("session {}: reply with the region fd: {}", session_.id, st.message());
         return;
@@ -215,9 +215,8 @@ class Connection : public std::enable_shared_from_this<Connection<Socket>> {
 }  // namespace
 
 Server::Server(asio::io_context& io, Dispatcher& dispatcher, Metrics& metrics, const PoolConfig& config,
-               int region_fd, int region_read_only_fd)
-    : io_(io), dispatcher_(dispatcher), metrics_(metrics), config_(config), region_fd_(region_fd),
-      region_read_only_fd_(region_read_only_fd) {}
+               std::vector<PartitionFds> partition_fds)
+    : io_(io), dispatcher_(dispatcher), metrics_(metrics), config_(config), partition_fds_(std::move(partition_fds)) {}
 
 Server::~Server() { stop(); }
 

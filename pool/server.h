@@ -12,6 +12,7 @@
 #include <utility>  // before Asio: boost 1.74's awaitable.hpp uses std::exchange
 #include <set>
 #include <unordered_map>
+#include <vector>
 
 #include <boost/asio.hpp>
 #include <boost/asio/ssl/context.hpp>
@@ -24,9 +25,14 @@ namespace cxlkv::pool {
 
 class Server {
  public:
-  // region_fd is handed to writer sessions, region_read_only_fd (O_RDONLY) to readers.
+  // The fds of each partition's region, by partition index: `writer` is handed to writer
+  // sessions, `read_only` (O_RDONLY) to readers, each only of its own tenant's partition.
+  struct PartitionFds {
+    int writer = -1;
+    int read_only = -1;
+  };
   Server(boost::asio::io_context& io, Dispatcher& dispatcher, Metrics& metrics, const PoolConfig& config,
-         int region_fd, int region_read_only_fd);
+         std::vector<PartitionFds> partition_fds);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -47,8 +53,10 @@ class Server {
   void authenticated(uint64_t id);
   void leave(uint64_t id);
   const PoolConfig& config() const { return config_; }
-  int region_fd() const { return region_fd_; }
-  int region_read_only_fd() const { return region_read_only_fd_; }
+  // The fd a session of `partition` is handed: read-only for readers.
+  int region_fd(uint32_t partition, bool reader) const {
+    return reader ? partition_fds_[partition].read_only : partition_fds_[partition].writer;
+  }
   Dispatcher& dispatcher() { return dispatcher_; }
   Metrics& metrics() { return metrics_; }
 
@@ -63,8 +71,7 @@ class Server {
   Dispatcher& dispatcher_;
   Metrics& metrics_;
   const PoolConfig& config_;
-  int region_fd_;
-  int region_read_only_fd_;
+  std::vector<PartitionFds> partition_fds_;
   std::unique_ptr<boost::asio::local::stream_protocol::acceptor> unix_acceptor_;
   std::unique_ptr<boost::asio::ip::tcp::acceptor> tcp_acceptor_;
   std::unique_ptr<boost::asio::ssl::context> tls_;  // set: the TCP listener speaks TLS

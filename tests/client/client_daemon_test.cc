@@ -23,6 +23,7 @@
 #include "cacheline.h"
 #include "poold_process.h"
 #include "prefix_io.h"
+#include "temp_region.h"
 #include "tls_files.h"
 
 using namespace cxlkv;
@@ -703,4 +704,30 @@ TEST_CASE("readers drop a reused slab's lines once per host, first sight include
   CHECK(invalidations_of_lookup(*r4, e, &reused) == 2);
   CHECK(reused == 2);
   REQUIRE(decode_and_verify(*r4, e, 2).is_ok());
+}
+
+TEST_CASE("tenants bound to two partitions each map only their own, write and read there, by fd and by path") {
+  const cxl::RegionSpec other_partition{cxl::Backend::kShm, testing::unique_name("part", true), -1, 0};
+  testing::RegionCleanup cleanup{other_partition};
+  auto daemon = start_daemon(1, /*tcp=*/true, {"--partition", "p2=shm:" + other_partition.path + ":128MiB",
+                                               "--tenant-partition", "other=p2"});
+  auto acme = connect_ok(options(daemon->unix_endpoint(), "acme"));
+  auto other = connect_ok(options(daemon->unix_endpoint(), "other"));
+  auto other_tcp = connect_ok(options(daemon->tcp_endpoint(), "other"));  // maps p2 by its path
+  CHECK(other->info().region == "shm:" + other_partition.path);
+  CHECK(other_tcp->info().region == "shm:" + other_partition.path);
+  CHECK(acme->info().region != other->info().region);
+  const auto acme_keys = acme->page_keys(tokens(6, 3));
+  const auto other_keys = other->page_keys(tokens(6, 3));  // same tokens, another tenant
+  REQUIRE(testing::write_prefix(*acme, acme_keys).is_ok());
+  REQUIRE(testing::write_prefix(*other, other_keys).is_ok());
+  Status st = decode_and_verify(*acme, acme_keys, 6);
+  INFO(st.to_string());
+  CHECK(st.is_ok());
+  st = decode_and_verify(*other_tcp, other_keys, 6);
+  INFO(st.to_string());
+  CHECK(st.is_ok());
+  auto none = other->lookup(acme_keys);  // a's keys are in another partition (and namespace)
+  REQUIRE(none.is_ok());
+  CHECK(none->pages() == 0);
 }

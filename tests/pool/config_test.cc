@@ -96,7 +96,7 @@ TEST_CASE("--help exits 0 and documents every option") {
   for (const char* flag : {"--config", "--backend", "--path", "--numa-node", "--size", "--layout", "--slab-pages",
                            "--socket", "--tcp", "--metrics-port", "--read-lease-ttl-ms", "--write-lease-ttl-ms",
                            "--evict-high", "--evict-low", "--tenant", "--log-level", "--format", "--verify-data",
-                           "--huge-pages"})
+                           "--huge-pages", "--partition", "--tenant-partition", "--region-name"})
     REQUIRE(o.message.find(flag) != std::string::npos);
   // --help says what this machine offers for huge pages.
   REQUIRE(o.message.find("This machine: shmem THP") != std::string::npos);
@@ -264,4 +264,51 @@ TEST_CASE("TLS settings come from the file or the flags; a certificate without i
   CHECK(no_listener.message.find("no TCP listener") != std::string::npos);
   const ConfigOutcome advertised = load({"--cluster", "etcd://127.0.0.1:2379/x", "--advertise", "tls:10.0.0.5:7460"});
   CHECK_FALSE(advertised.exit_now);
+}
+
+TEST_CASE("partitions come from the file or the flags, each tenant bound to one; bad bindings and places are named") {
+  PoolConfig c;
+  REQUIRE(read_config_text("[region]\nname = \"alpha\"\npath = \"/a\"\nsize = \"1GiB\"\n"
+                           "[[partition]]\nname = \"beta\"\npath = \"/b\"\nsize = \"256MiB\"\n"
+                           "[[partition]]\nname = \"gamma\"\nbackend = \"file\"\npath = \"/tmp/g\"\n"
+                           "[[tenant]]\nname = \"x\"\ntoken = \"1\"\n"
+                           "[[tenant]]\nname = \"y\"\ntoken = \"2\"\npartition = \"beta\"\n"
+                           "[[tenant]]\nname = \"z\"\ntoken = \"3\"\npartition = \"gamma\"\n",
+                           c).is_ok());
+  REQUIRE(validate_config(c).is_ok());
+  const std::vector<PartitionSpec> all = served_partitions(c);
+  REQUIRE(all.size() == 3);
+  REQUIRE((all[0].name == "alpha" && all[0].region.path == "/a" && all[0].region.size == 1ull << 30));
+  REQUIRE((all[1].name == "beta" && all[1].region.backend == cxl::Backend::kShm && all[1].region.size == 256ull << 20));
+  REQUIRE((all[2].region.backend == cxl::Backend::kFile && all[2].region.size == 1ull << 30));  // the region's size
+  REQUIRE(tenant_partitions(c) == std::vector<uint32_t>{0, 1, 2});
+
+  const ConfigOutcome flags = load({"--path", "/m", "--tenant", "x:1", "--tenant", "y:2", "--partition",
+                                    "p1=shm:/p1:64MiB", "--tenant-partition", "y=p1"});
+  REQUIRE_FALSE(flags.exit_now);
+  REQUIRE(flags.config.partitions.size() == 1);
+  REQUIRE((flags.config.partitions[0].region.path == "/p1" && flags.config.partitions[0].region.size == 64ull << 20));
+  REQUIRE(tenant_partitions(flags.config) == std::vector<uint32_t>{0, 1});
+
+  auto says = [](std::vector<std::string> args, const char* text) {
+    const ConfigOutcome o = load(std::move(args));
+    INFO(o.message);
+    REQUIRE(o.exit_now);
+    REQUIRE(o.exit_code == 2);
+    REQUIRE(o.message.find(text) != std::string::npos);
+  };
+  says({"--tenant", "x:1", "--tenant-partition", "x=nope"}, "tenant 'x': partition 'nope' is not one of the daemon's (main)");
+  says({"--tenant", "x:1", "--tenant-partition", "q=main"}, "q: no such tenant");
+  says({"--tenant", "x:1", "--partition", "p=shm:/p"}, "partition 'p' is bound to no tenant");
+  says({"--partition", "p=shm:/p"}, "no tenants: partitions are bound to tenants");
+  says({"--tenant", "x:1", "--partition", "p=shm:/cxlkv-pool", "--tenant-partition", "x=p"},
+       "region shm:/cxlkv-pool is another partition's too");
+  says({"--tenant", "x:1", "--partition", "main=shm:/p", "--tenant-partition", "x=main"}, "partition 'main' is named twice");
+  says({"--tenant", "x:1", "--partition", "p q=shm:/p", "--tenant-partition", "x=p q"}, "must be [A-Za-z0-9._-]");
+  says({"--tenant", "x:1", "--partition", "p=tape:/p", "--tenant-partition", "x=p"}, "partition 'p': the backend is not one of");
+  says({"--tenant", "x:1", "--partition", "p=shm", "--tenant-partition", "x=p"}, "partition 'p' needs a path");
+  says({"--tenant", "x:1", "--partition", "p=shm:/p:lots", "--tenant-partition", "x=p"}, "partition 'p' needs a size");
+  PoolConfig bad;
+  REQUIRE(read_config_text("[[partition]]\nname = \"b\"\npath = \"/b\"\ncolour = 1\n", bad).message().find(
+              "colour") != std::string::npos);
 }
