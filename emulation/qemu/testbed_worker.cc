@@ -8,11 +8,17 @@
 //   recover  reconnect to the restarted daemon; prefix A must be whole and byte-exact, prefix B
 //            must be gone (its reserved slots reclaimed); then write, commit and verify prefix B
 //   restart  hold, then recover, in one process: the decode worker outlives the daemon's host
+//   tenants  a second tenant, bound to the other partition (/dev/dax0.1, the second devdax device
+//            of the same CXL device), writes and reads its own prefix there, then stores through
+//            every slab byte of the mapping it was handed; prefix A of the first tenant (on
+//            /dev/dax0.0) must still read back byte-exact
 // Contents are synthetic (testkit/synthetic.h): every byte follows from its page key, so
 // any reader (this worker, cxlkv-testbed-inspect on the host) checks them without a copy.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <cstdio>
 #include <random>
 #include <string>
@@ -37,6 +43,7 @@ struct Options {
   int k = 256;                 // top-k entries gathered per layer
   int connect_wait_s = 120;    // how long to retry connecting while the daemon boots
   int gone_wait_s = 120;       // hold: how long to wait for the daemon to go away
+  ClientOptions tenant_b;      // tenants: the second tenant (its endpoint is client's)
 };
 
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
@@ -62,6 +69,13 @@ Result<std::unique_ptr<Client>> connect_retry(const Options& o) {
   }
   return Status(Code::kUnavailable, fmt::format("no daemon at {} within {} s ({} tries); last: {}", o.client.endpoint,
                                                 o.connect_wait_s, tries, last.to_string()));
+}
+
+// Connects as `client`, retrying while the daemon is not up yet (as connect_retry).
+Result<std::unique_ptr<Client>> connect_as(const Options& o, const ClientOptions& client) {
+  Options as = o;
+  as.client = client;
+  return connect_retry(as);
 }
 
 // Looks the prefix up and checks it as a decode worker would read it: the whole prefix is
@@ -175,6 +189,40 @@ int step_recover(Client& c, const Options& o) {
   return 0;
 }
 
+int step_tenants(Client& a, const Options& o) {
+  ClientOptions bo = o.tenant_b;
+  bo.endpoint = o.client.endpoint;
+  auto b = connect_as(o, bo);
+  if (!b) return fmt::print("FAIL worker tenants: tenant {}: {}\n", bo.tenant, b.status().to_string()), 1;
+  Client& c = **b;
+  if (c.info().region == a.info().region)
+    return fmt::print("FAIL worker tenants: tenants {} and {} were both handed {}\n", o.client.tenant, bo.tenant,
+                      a.info().region), 1;
+  const auto keys = c.page_keys(prompt(o.pages, o.seed + 2));
+  if (Status st = write_prefix(c, keys); !st) return fmt::print("FAIL worker tenants: prefill: {}\n", st.to_string()), 1;
+  if (Status st = verify_prefix(c, keys, o.k); !st)
+    return fmt::print("FAIL worker tenants: decode: {}\n", st.to_string()), 1;
+  // Every byte of its mapping from its first slab on: all the slabs of its partition.
+  auto lease = c.lookup(keys);
+  if (!lease || lease->pages() == 0) return fmt::print("FAIL worker tenants: lookup of its own prefix\n"), 1;
+  uint64_t first = UINT64_MAX;
+  for (const Placement& p : lease->placements()) first = std::min(first, p.slab_offset);
+  const PoolView& view = c.view();
+  first -= first % view.slab_bytes;  // the slab area starts at a multiple of 2 MiB; slabs are whole
+  if (Status st = lease->release(); !st) return fmt::print("FAIL worker tenants: release: {}\n", st.to_string()), 1;
+  std::memset(view.base + first, 0x5B, view.region_bytes - first);
+  fmt::print("worker: tenant {} ({}) stored 0x5B over {} bytes of its mapping, every slab of its partition\n",
+             bo.tenant, c.info().region, view.region_bytes - first);
+  const auto keys_a = a.page_keys(prompt(o.pages, o.seed));
+  if (Status st = verify_prefix(a, keys_a, o.k); !st)
+    return fmt::print("FAIL worker tenants: prefix A of tenant {} after tenant {}'s stores: {}\n", o.client.tenant,
+                      bo.tenant, st.to_string()), 1;
+  fmt::print("PASS worker tenants: tenant {} on {} and tenant {} on {}: the second's stores over its whole partition "
+             "left the first's {} pages byte-exact\n", o.client.tenant, a.info().region, bo.tenant, c.info().region,
+             keys_a.size());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -187,16 +235,21 @@ int main(int argc, char** argv) {
   o.client.want_fd = false;
   o.client.populate = false;     // fault in only what the test touches: emulated CXL is slow
   o.client.io_timeout_ms = 3000; // a powered-off daemon host shows up as a timeout
+  o.tenant_b = o.client;
+  o.tenant_b.region_path = "/dev/dax0.1";
+  std::string tenant_b;
   std::string step;
   CLI::App app{"cxlkv-testbed-worker: guest B's decode worker in the QEMU CXL testbed"};
-  app.add_option("step", step, "write | hold | recover | restart")
+  app.add_option("step", step, "write | hold | recover | restart | tenants")
       ->required()
-      ->check(CLI::IsMember({"write", "hold", "recover", "restart"}));
+      ->check(CLI::IsMember({"write", "hold", "recover", "restart", "tenants"}));
   app.add_option("--endpoint", o.client.endpoint, "daemon endpoint, tcp:host:port");
   app.add_option("--region", o.client.region_path, "this host's path of the pool (devdax)");
   app.add_option("--tenant", o.client.tenant, "tenant");
   app.add_option("--token", o.client.token, "tenant token");
   app.add_option("--model", o.client.model, "model (namespace = tenant x model)");
+  app.add_option("--tenant-b", tenant_b, "tenants: the second tenant, NAME:TOKEN (bound to the other partition)");
+  app.add_option("--region-b", o.tenant_b.region_path, "tenants: this host's path of the second tenant's partition");
   app.add_option("--pages", o.pages, "pages per prefix")->check(CLI::Range(1u, 4096u));
   app.add_option("--seed", o.seed, "seed of prefix A (prefix B: seed + 1)");
   app.add_option("-k", o.k, "top-k entries gathered per layer")->check(CLI::Range(1, 65536));
@@ -204,12 +257,20 @@ int main(int argc, char** argv) {
   app.add_option("--gone-wait", o.gone_wait_s, "hold: seconds to wait for the daemon to disappear");
   CLI11_PARSE(app, argc, argv);
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  if (step == "tenants") {
+    const size_t colon = tenant_b.find(':');
+    if (colon == std::string::npos || colon == 0)
+      return fmt::print("FAIL worker tenants: --tenant-b '{}' is not NAME:TOKEN\n", tenant_b), 1;
+    o.tenant_b.tenant = tenant_b.substr(0, colon);
+    o.tenant_b.token = tenant_b.substr(colon + 1);
+  }
 
   auto client = connect_retry(o);
   if (!client) return fmt::print("FAIL worker {}: {}\n", step, client.status().to_string()), 1;
   if (step == "write") return step_write(**client, o);
   if (step == "hold") return step_hold(**client, o);
   if (step == "recover") return step_recover(**client, o);
+  if (step == "tenants") return step_tenants(**client, o);
   // restart: the same process holds the lease through the power loss, then reconnects.
   if (int rc = step_hold(**client, o); rc != 0) return rc;
   client->reset();
