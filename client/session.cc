@@ -72,10 +72,10 @@ Status Session::hello(const ClientOptions& options) {
   std::lock_guard lock(mu_);
   info_.namespace_id = namespace_id(options.tenant, options.model);
   fbb_.Clear();
-  const bool want_fd = options.want_fd && conn_.is_unix();
+  const bool want_fd = options.want_fd && conn_.is_unix() && !options.admin;
+  const wire::Role role = options.admin ? wire::Role::Admin : options.read_only ? wire::Role::Reader : wire::Role::Writer;
   auto body = wire::CreateHelloRequestDirect(fbb_, wire::kProtocolVersion, options.tenant.c_str(), options.token.c_str(),
-                                             options.model.c_str(), want_fd,
-                                             options.read_only ? wire::Role::Reader : wire::Role::Writer);
+                                             options.model.c_str(), want_fd, role);
   int fd = -1;
   auto r = call(wire::RequestBody::HelloRequest, body.Union(), wire::ResponseBody::HelloResponse, "hello", &fd);
   if (!r) {
@@ -97,6 +97,10 @@ Status Session::hello(const ClientOptions& options) {
   }
   if (h->fd_attached() && fd < 0 && want_fd)
     return Status(Code::kProtocol, "hello: fd_attached is set but no fd came with the reply");
+  if (options.admin) {  // maps nothing
+    if (fd >= 0) ::close(fd);
+    return Status::ok();
+  }
   return map_region(h->region(), fd, options);
 }
 
@@ -344,6 +348,30 @@ Result<PoolStats> Session::stats() {
   out.lookup_hits = s->lookup_hits();
   out.lookup_misses = s->lookup_misses();
   out.evictions = s->evictions();
+  return out;
+}
+
+Result<std::vector<PartitionStatus>> Session::partitions() {
+  std::lock_guard lock(mu_);
+  fbb_.Clear();
+  auto body = wire::CreatePartitionsRequest(fbb_);
+  auto r = call(wire::RequestBody::PartitionsRequest, body.Union(), wire::ResponseBody::PartitionsResponse, "partitions");
+  if (!r) return r.status();
+  std::vector<PartitionStatus> out;
+  const auto* all = (*r)->body_as_PartitionsResponse()->partitions();
+  if (all == nullptr) return out;
+  for (const wire::PartitionStatus* p : *all) {
+    PartitionStatus q;
+    q.name = p->name() ? p->name()->str() : "";
+    q.region = p->region() ? p->region()->str() : "";
+    q.region_bytes = p->region_bytes();
+    q.slabs_total = p->slabs_total(), q.slabs_free = p->slabs_free();
+    q.pages_committed = p->pages_committed(), q.pages_reserved = p->pages_reserved();
+    q.read_leases = p->read_leases(), q.write_leases = p->write_leases();
+    if (p->tenants())
+      for (const flatbuffers::String* t : *p->tenants()) q.tenants.push_back(t->str());
+    out.push_back(std::move(q));
+  }
   return out;
 }
 

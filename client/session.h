@@ -13,6 +13,7 @@
 
 #include <flatbuffers/flatbuffers.h>
 
+#include "cxlkv/admin.h"
 #include "cxlkv/client.h"
 #include "cxlkv_wire_generated.h"
 #include "connection.h"
@@ -31,7 +32,7 @@ struct LeaseReply {
 
 class Session {
  public:
-  // Connects, says hello, maps and checks the region.
+  // Connects, says hello, maps and checks the region (an admin session maps nothing).
   static Result<std::shared_ptr<Session>> open(const ClientOptions& options);
 
   const SessionInfo& info() const { return info_; }
@@ -54,6 +55,8 @@ class Session {
   Status release(uint64_t lease);
   Result<uint32_t> remove(std::span<const PageKey> keys);
   Result<PoolStats> stats();
+  // Admin sessions only (options.admin): every partition the daemon serves.
+  Result<std::vector<PartitionStatus>> partitions();
 
  private:
   Session() = default;

@@ -172,8 +172,8 @@ Status validate_config(const PoolConfig& c) {
                                                         "--tenant {}:TOKEN)", t.name, t.name));
     if (t.name.empty() || t.token.empty())
       return Status(Code::kInvalidArgument, fmt::format("tenant '{}' needs a name and a token", t.name));
-    if (!t.may_read && !t.may_write)
-      return Status(Code::kInvalidArgument, fmt::format("tenant '{}': no role it may take (roles: reader, writer)", t.name));
+    if (!t.may_read && !t.may_write && !t.may_admin)
+      return Status(Code::kInvalidArgument, fmt::format("tenant '{}': no role it may take (roles: reader, writer, admin)", t.name));
     if (!(t.share >= 0 && t.share <= 1))
       return Status(Code::kInvalidArgument, fmt::format("tenant '{}': share {} must be in 0..1 (0: no share of its own)",
                                                         t.name, t.share));
@@ -240,17 +240,18 @@ Status read(const toml::table& t, const char* key, T& out) {
 
 Status read_table(const toml::table& root, PoolConfig& c);
 
-// "reader", "writer" or "reader,writer": the roles a tenant's sessions may take.
+// "reader", "writer", "admin", comma-separated: the roles a tenant's sessions may take.
 Status parse_roles(const std::string& list, Tenant& t) {
-  t.may_read = t.may_write = false;
+  t.may_read = t.may_write = t.may_admin = false;
   std::stringstream in(list);
   for (std::string role; std::getline(in, role, ',');) {
     if (role == "reader") t.may_read = true;
     else if (role == "writer") t.may_write = true;
-    else return Status(Code::kInvalidArgument, fmt::format("tenant '{}': role '{}' is neither reader nor writer", t.name, role));
+    else if (role == "admin") t.may_admin = true;
+    else return Status(Code::kInvalidArgument, fmt::format("tenant '{}': role '{}' is not reader, writer or admin", t.name, role));
   }
-  if (!t.may_read && !t.may_write)
-    return Status(Code::kInvalidArgument, fmt::format("tenant '{}': no role given (reader, writer)", t.name));
+  if (!t.may_read && !t.may_write && !t.may_admin)
+    return Status(Code::kInvalidArgument, fmt::format("tenant '{}': no role given (reader, writer, admin)", t.name));
   return Status::ok();
 }
 
@@ -581,11 +582,11 @@ void add_tenant_and_log_overrides(CLI::App& app, std::vector<Apply>& later) {
       });
   override_option<std::vector<std::string>>(
       app, later, "--tenant-roles",
-      "NAME=ROLES, repeatable: the roles a tenant's sessions may take, reader and/or writer (default both); a "
-      "reader's fd and mapping are read-only",
+      "NAME=ROLES, repeatable: the roles a tenant's sessions may take, comma-separated: reader, writer (default both), "
+      "admin (cxlkv-admin: no mapping, no pages; default not); a reader's fd and mapping are read-only",
       [](PoolConfig& c, const std::vector<std::string>& v) {
         for_each_tenant_item(c, v, [](Tenant& t, bool given, const std::string& value) {
-          if (!given || !parse_roles(value, t)) t.may_read = t.may_write = false;  // refused, naming the tenant
+          if (!given || !parse_roles(value, t)) t.may_read = t.may_write = t.may_admin = false;  // refused, naming it
         });
       });
   override_option<std::vector<std::string>>(

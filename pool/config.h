@@ -23,8 +23,9 @@ struct Tenant {
   // whole pool). Over it, a reserve evicts only the tenant's own pages, or is refused.
   double share = 0;
   // The roles its sessions may take (Hello names one): a reader only reads (its fd and mapping
-  // are read-only); a writer also writes. Default: both.
-  bool may_read = true, may_write = true;
+  // are read-only); a writer also writes. Default: both. An admin session maps nothing and moves
+  // no pages: it asks what the daemon serves (cxlkv-admin). Default: not admin.
+  bool may_read = true, may_write = true, may_admin = false;
   // The partition its sessions are handed (PartitionSpec::name); empty: the [region] one.
   std::string partition{};
 };

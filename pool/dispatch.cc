@@ -43,13 +43,13 @@ struct Dispatcher::Reply {
   }
 };
 
-Dispatcher::Dispatcher(std::vector<PoolService*> services, std::vector<Tenant> tenants,
+Dispatcher::Dispatcher(std::vector<DispatchPartition> partitions, std::vector<Tenant> tenants,
                        std::vector<uint32_t> tenant_partition, Metrics& metrics, uint32_t max_sessions_per_tenant)
-    : services_(std::move(services)),
+    : partitions_(std::move(partitions)),
       tenants_(std::move(tenants)),
       tenant_partition_(std::move(tenant_partition)),
       metrics_(metrics),
-      placements_(services_.front()->options().max_keys),
+      placements_(partitions_.front().service->options().max_keys),
       max_sessions_per_tenant_(max_sessions_per_tenant) {}
 
 void Dispatcher::end_session(const Session& session) {
@@ -69,7 +69,7 @@ void Dispatcher::error_response(flatbuffers::FlatBufferBuilder& fbb, uint64_t id
 }
 
 Status Dispatcher::check_count(const char* op, uint32_t n) const {
-  const uint32_t max_keys = services_.front()->options().max_keys;
+  const uint32_t max_keys = partitions_.front().service->options().max_keys;
   if (n > max_keys) return Status(Code::kInvalidArgument, fmt::format("{}: {} keys, at most {}", op, n, max_keys));
   return Status::ok();
 }
@@ -92,6 +92,7 @@ Op op_of(wire::RequestBody type) {
     case wire::RequestBody::ReleaseRequest: return Op::kRelease;
     case wire::RequestBody::RemoveRequest: return Op::kRemove;
     case wire::RequestBody::StatsRequest: return Op::kStats;
+    case wire::RequestBody::PartitionsRequest: return Op::kPartitions;
     default: return Op::kBad;
   }
 }
@@ -118,6 +119,13 @@ DispatchOutcome Dispatcher::handle(Session& session, const uint8_t* msg, size_t 
   } else if (session.id == 0 && op != Op::kHello) {
     reply.fail(Status(Code::kPermissionDenied, fmt::format("{}: Hello must be the first request", op_name(op))));
     reply.outcome.close = true;
+  } else if (session.admin && op != Op::kStats && op != Op::kPartitions) {
+    reply.fail(Status(Code::kPermissionDenied, fmt::format("{}: session {} is an admin session (tenant '{}'); it reads "
+                                                           "and writes no pages", op_name(op), session.id, session.tenant)));
+  } else if (!session.admin && op == Op::kPartitions) {
+    reply.fail(Status(Code::kPermissionDenied, fmt::format("partitions: session {} of tenant '{}' is not an admin "
+                                                           "session (Hello with the admin role)", session.id,
+                                                           session.tenant)));
   } else if (session.reader && (op == Op::kReserve || op == Op::kCommit || op == Op::kAbort || op == Op::kRemove)) {
     reply.fail(Status(Code::kPermissionDenied, fmt::format("{}: session {} is a reader (tenant '{}'); only writers "
                                                            "change the pool", op_name(op), session.id, session.tenant)));
@@ -148,6 +156,7 @@ DispatchOutcome Dispatcher::handle(Session& session, const uint8_t* msg, size_t 
         break;
       }
       case Op::kStats: stats(session, reply); break;
+      case Op::kPartitions: partitions(reply); break;
       default: break;
     }
   }
@@ -176,10 +185,14 @@ void Dispatcher::hello(Session& s, const wire::HelloRequest* r, Reply& reply) {
     return reply.fail(Status(Code::kInvalidArgument, fmt::format("hello: tenant '{}' and model '{}' must not be empty",
                                                                  tenant, model)));
   uint32_t tenant_index = PoolService::kNoTenant;
-  const bool reader = r->role() == wire::Role::Reader;
-  if (r->role() != wire::Role::Reader && r->role() != wire::Role::Writer)
-    return reply.fail(Status(Code::kInvalidArgument, fmt::format("hello: role {} is neither reader (1) nor writer (0)",
-                                                                 int(r->role()))));
+  const bool reader = r->role() == wire::Role::Reader, admin = r->role() == wire::Role::Admin;
+  if (r->role() != wire::Role::Reader && r->role() != wire::Role::Writer && !admin)
+    return reply.fail(Status(Code::kInvalidArgument, fmt::format("hello: role {} is not writer (0), reader (1) or "
+                                                                 "admin (2)", int(r->role()))));
+  const char* role_name = admin ? "admin" : reader ? "reader" : "writer";
+  if (admin && tenants_.empty())
+    return reply.fail(Status(Code::kPermissionDenied, "hello: the admin role needs a tenant configured with it (auth is "
+                                                      "open: no tenants)"));
   if (!tenants_.empty()) {
     bool allowed = false;
     for (size_t i = 0; i < tenants_.size(); ++i)
@@ -189,9 +202,9 @@ void Dispatcher::hello(Session& s, const wire::HelloRequest* r, Reply& reply) {
       return reply.fail(Status(Code::kPermissionDenied, fmt::format("hello: tenant '{}' unknown or token wrong", tenant)));
     }
     const Tenant& t = tenants_[tenant_index];
-    if (reader ? !t.may_read : !t.may_write)
+    if (admin ? !t.may_admin : reader ? !t.may_read : !t.may_write)
       return reply.fail(Status(Code::kPermissionDenied, fmt::format("hello: tenant '{}' may not take the role {}", tenant,
-                                                                    reader ? "reader" : "writer")));
+                                                                    role_name)));
   }
   uint32_t& open = sessions_per_tenant_[tenant];
   if (open >= max_sessions_per_tenant_) {
@@ -206,9 +219,10 @@ void Dispatcher::hello(Session& s, const wire::HelloRequest* r, Reply& reply) {
   s.ns = wire::namespace_id(tenant, model);
   s.tenant = tenant;
   s.reader = reader;
-  spdlog::debug("session {}: tenant '{}' model '{}' namespace {:#x}", s.id, tenant, model, s.ns);
+  s.admin = admin;
+  spdlog::debug("session {}: tenant '{}' model '{}' namespace {:#x}, {}", s.id, tenant, model, s.ns, role_name);
   const cxl::Region& region = service(s).region();
-  reply.outcome.pass_fd = r->want_fd() && s.unix_socket;
+  reply.outcome.pass_fd = r->want_fd() && s.unix_socket && !admin;
   flatbuffers::FlatBufferBuilder& fbb = reply.fbb;
   const auto& h = region.header();
   auto info = wire::CreateRegionInfo(
@@ -218,7 +232,7 @@ void Dispatcher::hello(Session& s, const wire::HelloRequest* r, Reply& reply) {
   const PoolOptions& o = service(s).options();
   reply.ok(wire::ResponseBody::HelloResponse,
            wire::CreateHelloResponse(fbb, s.id, info, reply.outcome.pass_fd, o.read_lease_ttl_ms, o.write_lease_ttl_ms,
-                                     o.max_keys, reader));
+                                     o.max_keys, reader || admin));
 }
 
 
@@ -254,10 +268,35 @@ void Dispatcher::lookup(Session& s, const wire::LookupRequest* r, Reply& reply) 
 }
 
 void Dispatcher::stats(const Session& s, Reply& reply) {
-  const PoolStats p = service(s).stats();
+  PoolStats p = service(s).stats();
+  if (s.admin) {  // the whole daemon
+    p = PoolStats{};
+    for (const DispatchPartition& part : partitions_) p += part.service->stats();
+  }
   reply.ok(wire::ResponseBody::StatsResponse,
            wire::CreateStatsResponse(reply.fbb, p.pages_committed, p.pages_reserved, p.slabs_total, p.slabs_free,
                                      p.read_leases, p.write_leases, p.lookup_hits, p.lookup_misses, p.evictions));
+}
+
+// The admin's view: every partition, its region, occupancy, leases and tenants.
+void Dispatcher::partitions(Reply& reply) {
+  flatbuffers::FlatBufferBuilder& fbb = reply.fbb;
+  std::vector<flatbuffers::Offset<wire::PartitionStatus>> all;
+  for (uint32_t i = 0; i < partitions_.size(); ++i) {
+    const DispatchPartition& part = partitions_[i];
+    const PoolStats p = part.service->stats();
+    std::vector<std::string> bound;
+    for (size_t t = 0; t < tenants_.size(); ++t)
+      if (tenant_partition_[t] == i) bound.push_back(tenants_[t].name);
+    const cxl::Region& region = part.service->region();
+    auto name = fbb.CreateString(part.name);
+    auto where = fbb.CreateString(region.describe());
+    auto tenants = fbb.CreateVectorOfStrings(bound);
+    all.push_back(wire::CreatePartitionStatus(fbb, name, where, region.size(), p.slabs_total, p.slabs_free,
+                                              p.pages_committed, p.pages_reserved, p.read_leases, p.write_leases,
+                                              tenants));
+  }
+  reply.ok(wire::ResponseBody::PartitionsResponse, wire::CreatePartitionsResponse(fbb, fbb.CreateVector(all)));
 }
 
 }  // namespace cxlkv::pool

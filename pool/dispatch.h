@@ -26,6 +26,13 @@ struct Session {
   bool unix_socket = false;  // the region fd may be passed
   bool reader = false;       // role Reader: no reserve, commit, abort or remove; a read-only fd
   uint32_t partition = 0;    // the partition serving it (its tenant's): whose fd it is handed
+  bool admin = false;        // role Admin: no fd, no page ops; Stats of every partition, Partitions
+};
+
+// One partition as the dispatcher serves it (partition.h owns it).
+struct DispatchPartition {
+  std::string name;
+  PoolService* service = nullptr;
 };
 
 struct DispatchOutcome {
@@ -36,11 +43,11 @@ struct DispatchOutcome {
 
 class Dispatcher {
  public:
-  // services[i] serves partition i; tenant t's sessions go to services[tenant_partition[t]] (under
-  // open auth, no tenants: to services[0]). max_sessions_per_tenant: a Hello past it is refused
+  // partitions[i] is partition i; tenant t's sessions go to partitions[tenant_partition[t]] (under
+  // open auth, no tenants: to partitions[0]). max_sessions_per_tenant: a Hello past it is refused
   // with `exhausted`. Every service has the same options (max_keys, TTLs).
-  Dispatcher(std::vector<PoolService*> services, std::vector<Tenant> tenants, std::vector<uint32_t> tenant_partition,
-             Metrics& metrics, uint32_t max_sessions_per_tenant);
+  Dispatcher(std::vector<DispatchPartition> partitions, std::vector<Tenant> tenants,
+             std::vector<uint32_t> tenant_partition, Metrics& metrics, uint32_t max_sessions_per_tenant);
 
   // Handles the message msg[0..size) of `session`; the finished Response is in `fbb`.
   DispatchOutcome handle(Session& session, const uint8_t* msg, size_t size, flatbuffers::FlatBufferBuilder& fbb);
@@ -60,11 +67,12 @@ class Dispatcher {
   void commit(Session& s, const wire::CommitRequest* r, Reply& reply);
   void lookup(Session& s, const wire::LookupRequest* r, Reply& reply);
   void stats(const Session& s, Reply& reply);
-  PoolService& service(const Session& s) const { return *services_[s.partition]; }
+  void partitions(Reply& reply);
+  PoolService& service(const Session& s) const { return *partitions_[s.partition].service; }
   // kInvalidArgument when a key vector is larger than max_keys; names the op and the count.
   Status check_count(const char* op, uint32_t n) const;
 
-  std::vector<PoolService*> services_;
+  std::vector<DispatchPartition> partitions_;
   std::vector<Tenant> tenants_;
   std::vector<uint32_t> tenant_partition_;
   Metrics& metrics_;

@@ -157,13 +157,13 @@ int serve(const PoolConfig& config) {
   Metrics metrics;
   metrics.set_node_state({first.describe(), (*layout).name(), first.region().size(), epoch, config.cluster_url,
                           registration ? registration->node_id() : std::string(), false, 0});
-  std::vector<PoolService*> services;
+  std::vector<DispatchPartition> served;
   std::vector<Server::PartitionFds> fds;
   for (const auto& p : partitions) {
-    services.push_back(&p->service());
+    served.push_back({p->name(), &p->service()});
     fds.push_back({p->writer_fd(), p->read_only_fd()});
   }
-  Dispatcher dispatcher(services, config.tenants, tenant_partitions(config), metrics, config.max_sessions_per_tenant);
+  Dispatcher dispatcher(std::move(served), config.tenants, tenant_partitions(config), metrics, config.max_sessions_per_tenant);
   MetricsServer metrics_server(io, metrics, [&partitions] {
     std::vector<PartitionStats> all;
     for (const auto& p : partitions) all.push_back({p->name(), p->describe(), p->service().stats()});

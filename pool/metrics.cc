@@ -16,6 +16,7 @@ const char* op_name(Op op) {
     case Op::kRelease: return "release";
     case Op::kRemove: return "remove";
     case Op::kStats: return "stats";
+    case Op::kPartitions: return "partitions";
     default: return "bad";
   }
 }
@@ -41,14 +42,7 @@ std::string label(std::string_view v) {
 
 std::string Metrics::render(std::span<const PartitionStats> partitions) const {
   PoolStats s;
-  for (const PartitionStats& p : partitions) {
-    const PoolStats& q = p.pool;
-    s.pages_committed += q.pages_committed, s.pages_reserved += q.pages_reserved;
-    s.slabs_total += q.slabs_total, s.slabs_free += q.slabs_free;
-    s.read_leases += q.read_leases, s.write_leases += q.write_leases;
-    s.lookup_hits += q.lookup_hits, s.lookup_misses += q.lookup_misses;
-    s.evictions += q.evictions, s.lookups += q.lookups, s.commits += q.commits, s.expired_leases += q.expired_leases;
-  }
+  for (const PartitionStats& p : partitions) s += p.pool;
   std::string out;
   out.reserve(16 << 10);
   gauge(out, "cxlkv_pages_committed", "gauge", "Pages committed and visible to lookups.", s.pages_committed);

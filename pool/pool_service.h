@@ -46,6 +46,15 @@ struct PoolStats {
   uint64_t evictions = 0;
   uint64_t lookups = 0, commits = 0, expired_leases = 0;
 };
+// Adds another partition's counters: the daemon's totals (metrics, an admin's Stats).
+inline PoolStats& operator+=(PoolStats& a, const PoolStats& b) {
+  a.pages_committed += b.pages_committed, a.pages_reserved += b.pages_reserved;
+  a.slabs_total += b.slabs_total, a.slabs_free += b.slabs_free;
+  a.read_leases += b.read_leases, a.write_leases += b.write_leases;
+  a.lookup_hits += b.lookup_hits, a.lookup_misses += b.lookup_misses;
+  a.evictions += b.evictions, a.lookups += b.lookups, a.commits += b.commits, a.expired_leases += b.expired_leases;
+  return a;
+}
 
 struct LookupResult {
   uint64_t lease = 0;  // 0 when no page hit

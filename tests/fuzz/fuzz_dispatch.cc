@@ -106,7 +106,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   auto service = PoolService::open(*world->region.region, *world->region.allocator, options);
   if (!service) std::abort();
   world->service = std::move(*service);
-  world->dispatcher = std::make_unique<Dispatcher>(std::vector<PoolService*>{world->service.get()},
+  world->dispatcher = std::make_unique<Dispatcher>(std::vector<DispatchPartition>{{"main", world->service.get()}},
                                                    std::vector<Tenant>{{"t", "x", 0.5}}, std::vector<uint32_t>{0},
                                                    world->metrics, 8);
   world->service->set_tenant_share(0, world->service->stats().slabs_total / 2);

@@ -200,13 +200,17 @@ TEST_CASE("tenant roles come from the file or --tenant-roles; an unknown role or
   REQUIRE_FALSE(c.tenants[0].may_write);
   PoolConfig bad;
   const Status st = read_config_text("[[tenant]]\nname = \"d\"\ntoken = \"x\"\nroles = [\"root\"]\n", bad);
-  REQUIRE(st.message().find("tenant 'd': role 'root' is neither reader nor writer") != std::string::npos);
+  REQUIRE(st.message().find("tenant 'd': role 'root' is not reader, writer or admin") != std::string::npos);
   const ConfigOutcome flags = load({"--tenant", "d:x", "--tenant", "p:y", "--tenant-roles", "d=reader"});
   REQUIRE_FALSE(flags.exit_now);
   REQUIRE(flags.config.tenants[0].may_read);
   REQUIRE_FALSE(flags.config.tenants[0].may_write);
   REQUIRE(flags.config.tenants[1].may_write);  // the default: both
-  REQUIRE(load({"--tenant", "d:x", "--tenant-roles", "d=admin"}).exit_now);
+  REQUIRE(load({"--tenant", "d:x", "--tenant-roles", "d=root"}).exit_now);
+  const ConfigOutcome admin = load({"--tenant", "d:x", "--tenant-roles", "d=admin"});
+  REQUIRE_FALSE(admin.exit_now);
+  REQUIRE((admin.config.tenants[0].may_admin && !admin.config.tenants[0].may_read && !admin.config.tenants[0].may_write));
+  REQUIRE_FALSE(flags.config.tenants[1].may_admin);  // the default: not admin
   REQUIRE(load({"--tenant", "d:x", "--tenant-roles", "e=reader"}).message.find("e: no such tenant") != std::string::npos);
 }
 

@@ -171,3 +171,31 @@ TEST_CASE("a tenant bound to no partition, a partition bound to no tenant, or pa
     REQUIRE(d.process.log().find(c.says) != std::string::npos);
   }
 }
+
+TEST_CASE("the admin role is a tenant's only where configured: no fd, no page ops, the open-auth daemon has none") {
+  TwoPartitions p({"--tenant", "ops:to", "--tenant-roles", "ops=admin"});
+  REQUIRE(p.d.process.start());
+  RawClient admin(p.d.socket);
+  const wire::Response* h = admin.hello("ops", "to", "m", true, wire::Role::Admin);
+  REQUIRE(code_of(h) == Code::kOk);
+  CHECK(admin.received_fd() < 0);  // asked for, not handed
+  CHECK_FALSE(h->body_as_HelloResponse()->fd_attached());
+  const wire::Response* r = admin.reserve(wire::Key(), test_keys(1, 1));
+  REQUIRE(code_of(r) == Code::kPermissionDenied);
+  CHECK(r->message()->str().find("is an admin session") != std::string::npos);
+  CHECK(code_of(admin.lookup(test_keys(1, 1))) == Code::kPermissionDenied);
+  CHECK(code_of(admin.stats()) == Code::kOk);
+  RawClient not_admin(p.d.socket);  // a tenant without the role
+  r = not_admin.hello("a", "ta", "m", true, wire::Role::Admin);
+  REQUIRE(code_of(r) == Code::kPermissionDenied);
+  CHECK(r->message()->str().find("tenant 'a' may not take the role admin") != std::string::npos);
+  RawClient ops_writer(p.d.socket);  // an admin-only tenant may not write
+  CHECK(code_of(ops_writer.hello("ops", "to", "m", true)) == Code::kPermissionDenied);
+
+  TestDaemon open_auth;
+  REQUIRE(open_auth.process.start());
+  RawClient anyone(open_auth.socket);
+  r = anyone.hello("t", "x", "m", true, wire::Role::Admin);
+  REQUIRE(code_of(r) == Code::kPermissionDenied);
+  CHECK(r->message()->str().find("the admin role needs a tenant configured with it") != std::string::npos);
+}

@@ -1,0 +1,96 @@
+// cxlkv-admin: what a running cxlkv-poold serves, asked through its control plane as a tenant of
+// the admin role (include/cxlkv/admin.h): its partitions (region, slabs, pages, leases, tenants)
+// and its totals. For operators; prints a table, or JSON with --json.
+#include <cstdio>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cxlkv/admin.h"
+
+namespace {
+
+using namespace cxlkv;
+
+int fail(const std::string& message) {
+  std::fprintf(stderr, "cxlkv-admin: %s\n", message.c_str());
+  return 2;
+}
+
+nlohmann::json to_json(const PartitionStatus& p) {
+  return {{"name", p.name},
+          {"region", p.region},
+          {"region_bytes", p.region_bytes},
+          {"slabs_total", p.slabs_total},
+          {"slabs_free", p.slabs_free},
+          {"pages_committed", p.pages_committed},
+          {"pages_reserved", p.pages_reserved},
+          {"read_leases", p.read_leases},
+          {"write_leases", p.write_leases},
+          {"tenants", p.tenants}};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  ClientOptions o;
+  std::string token_file;
+  bool json = false;
+  CLI::App app{"cxlkv-admin: what a cxlkv-poold serves, asked as a tenant of the admin role"};
+  app.add_option("--endpoint", o.endpoint, "the daemon: unix:PATH, tcp:HOST:PORT or tls:HOST:PORT")->capture_default_str();
+  app.add_option("--tenant", o.tenant, "a tenant the daemon allows the admin role (roles = [\"admin\"])")->required();
+  auto* token = app.add_option("--token", o.token, "its token (prefer --token-file: a command line is visible to all)");
+  app.add_option("--token-file", token_file, "a file whose first line is the token")->check(CLI::ExistingFile);
+  app.add_option("--tls-ca", o.tls_ca_file, "tls: endpoints: PEM file of the CAs that may sign the daemon's certificate");
+  app.add_option("--timeout-ms", o.io_timeout_ms, "per connect, send and receive")->capture_default_str();
+  app.add_flag("--json", json, "print JSON instead of a table");
+  app.require_subcommand(1);
+  auto* partitions = app.add_subcommand("partitions", "every partition: region, slabs, pages, leases, tenants");
+  app.add_subcommand("stats", "the daemon's counters over all its partitions");
+  CLI11_PARSE(app, argc, argv);
+  if (!token_file.empty()) {
+    std::FILE* f = std::fopen(token_file.c_str(), "r");
+    char line[4096] = {};
+    if (!f || !std::fgets(line, sizeof line, f)) return fail(fmt::format("--token-file {}: cannot read a line", token_file));
+    std::fclose(f);
+    o.token = line;
+    while (!o.token.empty() && (o.token.back() == '\n' || o.token.back() == '\r')) o.token.pop_back();
+  } else if (token->count() == 0) {
+    return fail("give --token or --token-file");
+  }
+
+  auto admin = AdminClient::connect(o);
+  if (!admin) return fail(admin.status().to_string());
+  if (partitions->parsed()) {
+    auto all = (*admin)->partitions();
+    if (!all) return fail(all.status().to_string());
+    if (json) {
+      nlohmann::json out = nlohmann::json::array();
+      for (const PartitionStatus& p : *all) out.push_back(to_json(p));
+      std::printf("%s\n", out.dump().c_str());
+      return 0;
+    }
+    std::printf("%-12s %-32s %10s %10s %10s %10s %8s %8s  %s\n", "partition", "region", "GiB", "slabs", "free", "pages",
+                "r-leases", "w-leases", "tenants");
+    for (const PartitionStatus& p : *all) {
+      std::string tenants;
+      for (const std::string& t : p.tenants) tenants += (tenants.empty() ? "" : ",") + t;
+      std::printf("%-12s %-32s %10.2f %10llu %10llu %10llu %8llu %8llu  %s\n", p.name.c_str(), p.region.c_str(),
+                  double(p.region_bytes) / double(1ull << 30), (unsigned long long)p.slabs_total,
+                  (unsigned long long)p.slabs_free, (unsigned long long)p.pages_committed,
+                  (unsigned long long)p.read_leases, (unsigned long long)p.write_leases, tenants.c_str());
+    }
+    return 0;
+  }
+  auto s = (*admin)->stats();
+  if (!s) return fail(s.status().to_string());
+  const nlohmann::json out = {{"pages_committed", s->pages_committed}, {"pages_reserved", s->pages_reserved},
+                              {"slabs_total", s->slabs_total},         {"slabs_free", s->slabs_free},
+                              {"read_leases", s->read_leases},         {"write_leases", s->write_leases},
+                              {"lookup_hits", s->lookup_hits},         {"lookup_misses", s->lookup_misses},
+                              {"evictions", s->evictions}};
+  std::printf("%s\n", json ? out.dump().c_str() : out.dump(2).c_str());
+  return 0;
+}

@@ -1,0 +1,51 @@
+// AdminClient: a session of the admin role with one daemon. It maps no region and moves no pages:
+// it asks the daemon what it serves (its partitions, their occupancy and tenants, the totals).
+// The tenant must be configured with the admin role (`roles = ["admin"]`). cxlkv-admin and
+// operators' tools call it; implemented by client/admin.cc over the client's session.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cxlkv/client.h"  // ClientOptions, PoolStats
+#include "cxlkv/status.h"
+
+namespace cxlkv {
+
+namespace detail {
+class Session;
+}
+
+// One partition the daemon serves (docs/protocol.md, Partitions).
+struct PartitionStatus {
+  std::string name;
+  std::string region;  // "<backend>:<path>"
+  uint64_t region_bytes = 0;
+  uint64_t slabs_total = 0, slabs_free = 0;
+  uint64_t pages_committed = 0, pages_reserved = 0;
+  uint64_t read_leases = 0, write_leases = 0;
+  std::vector<std::string> tenants;  // bound to it
+};
+
+class AdminClient {
+ public:
+  // Connects to options.endpoint (unix:, tcp: or tls:; not a cluster) and says Hello as
+  // options.tenant with the admin role; options.model names the session only.
+  static Result<std::unique_ptr<AdminClient>> connect(const ClientOptions& options);
+  ~AdminClient();
+  AdminClient(const AdminClient&) = delete;
+  AdminClient& operator=(const AdminClient&) = delete;
+
+  // Every partition, in the daemon's order (the [region]'s first).
+  Result<std::vector<PartitionStatus>> partitions();
+  // The daemon's counters over all its partitions.
+  Result<PoolStats> stats();
+
+ private:
+  explicit AdminClient(std::shared_ptr<detail::Session> session);
+  std::shared_ptr<detail::Session> session_;
+};
+
+}  // namespace cxlkv
