@@ -102,7 +102,7 @@ struct GpuPool::Impl {
   std::vector<OtherMapping> others;
   uint32_t* bad_indices = nullptr;  // GPU counter
   uint32_t* reused = nullptr;       // GPU counter: outputs poisoned by the reuse check
-  bool reuse_check = true;
+  ReuseCheck reuse_check = ReuseCheck::kOverlapped;
   DescriptorStaging segments, runs, hot;
   // A page fetch's guard lives in pinned memory until its check ran: enough slots that a worker
   // queueing every layer's fetches of a batch (61 layers x a few requests) seldom waits.
@@ -292,7 +292,7 @@ Result<GpuBlockTable> GpuPool::upload(const ReadLease& lease, int stream) {
 
 Result<uint32_t> GpuPool::reused_count() { return read_and_clear(impl_->reused, "reused count"); }
 
-void GpuPool::set_reuse_check(bool on) { impl_->reuse_check = on; }
+void GpuPool::set_reuse_check(ReuseCheck mode) { impl_->reuse_check = mode; }
 
 Status GpuPool::gather_topk(std::span<const GpuGatherItem> items, cudaStream_t stream, GpuRowSplice splice) {
   if (items.empty()) return Status::ok();
@@ -329,7 +329,7 @@ Status GpuPool::gather_topk(std::span<const GpuGatherItem> items, cudaStream_t s
   auto& targets = impl_->guard_scratch;
   targets.clear();
   for (const GpuGatherItem& it : items)
-    if (impl_->reuse_check && it.k && it.table->guard_parts_)
+    if (impl_->reuse_check != ReuseCheck::kOff && it.k && it.table->guard_parts_)
       targets.push_back({guard_layout(it.table->guard_, it.table->guard_parts_, it.table->pages(), impl_->reused),
                          static_cast<uint8_t*>(it.out), uint64_t{it.k} * shape.row_bytes()});
   const size_t seg_bytes = segs.size() * sizeof(segs[0]);
@@ -358,7 +358,7 @@ Status GpuPool::gather_topk(std::span<const GpuGatherItem> items, cudaStream_t s
   if (e == cudaSuccess)
     e = kernels::launch_check_reuse(device_pool(),
                                     reinterpret_cast<const kernels::GuardTarget*>(static_cast<uint8_t*>(*dev) + seg_bytes),
-                                    uint32_t(targets.size()), stream);
+                                    uint32_t(targets.size()), stream, impl_->reuse_check == ReuseCheck::kOverlapped);
   if (Status r = impl_->segments.retire(stream); !r.is_ok()) return r;
   if (e != cudaSuccess) return cuda_error("gather_topk launch", e);
   return Status::ok();
@@ -448,7 +448,7 @@ Status GpuPool::fetch_pages(const ReadLease& lease, int stream, uint32_t layer, 
   } else {
     copied = copy_runs_by_sm_loads(src, bytes, dst_off, static_cast<uint8_t*>(dst), cuda_stream);
   }
-  if (!copied.is_ok() || !impl_->reuse_check || mapped->guard.empty()) return copied;
+  if (!copied.is_ok() || impl_->reuse_check == ReuseCheck::kOff || mapped->guard.empty()) return copied;
   // This fetch's own guard (pages [p0, p1)), which the check reads from pinned host memory (a
   // few words, once; no upload): its counts are not kept.
   auto words = impl_->fetch_guards.stage_host(mapped->guard.data(), mapped->guard.size() * 8);
@@ -560,7 +560,7 @@ Status GpuPool::hot_step(std::span<const GpuHotStepItem> items, int32_t step, cu
   targets.clear();
   for (const GpuHotStepItem& it : items) {
     const GpuBlockTable& t = *it.buffer->state_->table;
-    if (impl_->reuse_check && it.k && t.guard_parts_)
+    if (impl_->reuse_check != ReuseCheck::kOff && it.k && t.guard_parts_)
       targets.push_back({guard_layout(t.guard_, t.guard_parts_, t.pages(), impl_->reused),
                          it.buffer->state_->segment.rows, uint64_t{it.buffer->capacity()} * row_bytes});
   }
@@ -574,7 +574,7 @@ Status GpuPool::hot_step(std::span<const GpuHotStepItem> items, int32_t step, cu
   if (e == cudaSuccess)
     e = kernels::launch_check_reuse(device_pool(),
                                     reinterpret_cast<const kernels::GuardTarget*>(static_cast<uint8_t*>(*dev) + seg_bytes),
-                                    uint32_t(targets.size()), stream);
+                                    uint32_t(targets.size()), stream, impl_->reuse_check == ReuseCheck::kOverlapped);
   if (Status r = impl_->hot.retire(stream); !r.is_ok()) return r;
   if (e != cudaSuccess) return cuda_error("hot_step launch", e);
   return Status::ok();

@@ -28,6 +28,7 @@ __global__ void __launch_bounds__(1024) gather_topk_kernel(const uint8_t* __rest
                                                            const GatherSegment* __restrict__ segments,
                                                            uint32_t blocks_per_segment, uint32_t count,
                                                            bool interleave, uint32_t* __restrict__ error_count) {
+  let_reuse_check_launch();
   const uint32_t seg_id = interleave ? blockIdx.x % count : blockIdx.x / blocks_per_segment;
   const uint32_t slice = interleave ? blockIdx.x / count : blockIdx.x - seg_id * blocks_per_segment;
   const GatherSegment seg = segments[seg_id];
@@ -89,6 +90,7 @@ __global__ void __launch_bounds__(1024) gather_topk_kernel(const uint8_t* __rest
 __global__ void gather_warp_per_entry_kernel(const uint8_t* __restrict__ pool, StreamShape shape,
                                              const GatherSegment* __restrict__ segments, uint32_t count,
                                              uint32_t max_k, uint32_t* __restrict__ error_count) {
+  let_reuse_check_launch();
   const uint32_t warps_per_block = blockDim.x / 32;
   const uint64_t warp = uint64_t{blockIdx.x} * warps_per_block + threadIdx.x / 32;
   const uint32_t seg_id = uint32_t(warp / max_k), e = uint32_t(warp % max_k);
@@ -172,6 +174,7 @@ template <int kStages>
 __global__ void gather_bulk_kernel(const uint8_t* __restrict__ pool, StreamShape shape,
                                    const GatherSegment* __restrict__ segments, uint32_t count, uint32_t max_k,
                                    bool interleave, uint32_t* __restrict__ error_count) {
+  let_reuse_check_launch();
   extern __shared__ __align__(128) uint8_t smem[];
   const uint32_t bytes = shape.entry_bytes;
   const uint32_t slots = blockDim.x * kStages;
@@ -253,6 +256,7 @@ __global__ void __launch_bounds__(kOrderThreads) order_segments_kernel(const Gat
 __global__ void copy_runs_kernel(const uint8_t* __restrict__ pool, const uint64_t* __restrict__ src_offset,
                                  const uint32_t* __restrict__ bytes, const uint64_t* __restrict__ dst_offset,
                                  uint8_t* __restrict__ out) {
+  let_reuse_check_launch();
   const uint32_t run = blockIdx.x;
   const int4* src = reinterpret_cast<const int4*>(pool + src_offset[run]);
   int4* dst = reinterpret_cast<int4*>(out + dst_offset[run]);

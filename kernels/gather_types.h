@@ -61,6 +61,17 @@ struct GuardTarget {
   uint64_t bytes = 0;
 };
 
+#ifdef __CUDACC__
+// Called first by every kernel that reads the pool: the reuse check launched after it (with
+// programmatic dependent launch, reuse_check.h) may be set up while this launch runs, and waits
+// for it to complete. A no-op where nothing was launched that way, and before Hopper.
+__device__ __forceinline__ void let_reuse_check_launch() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+#endif
+
 // The byte a poisoned output is filled with: 0xFF is NaN in e4m3, bf16 and fp32.
 inline constexpr uint8_t kPoisonByte = 0xFF;
 

@@ -247,6 +247,7 @@ __global__ void __launch_bounds__(kThreads) hot_step_kernel(const uint8_t* __res
   __shared__ MissList misses;
   __shared__ uint32_t miss_total;
 
+  let_reuse_check_launch();
   const HotSegment h = segments[blockIdx.x];
   const uint32_t tid = threadIdx.x;
 

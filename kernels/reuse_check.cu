@@ -54,9 +54,18 @@ __device__ __forceinline__ void poison_bytes(uint8_t* out, uint64_t bytes) {
 
 constexpr uint32_t kCheckThreads = 128;
 
+// Under programmatic dependent launch: until the read launch before this one has completed and
+// its memory operations are visible. A no-op for a plain launch (and before Hopper).
+__device__ __forceinline__ void wait_for_reads() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
 // One target: its guard's counts, then (moved) the epochs and every page's word; poisoned whole.
 __device__ __forceinline__ void check_target(const uint8_t* pool, const GuardTarget& t) {
   __shared__ uint64_t counts[kMaxGuardParts];
+  wait_for_reads();
   const LeaseGuard& g = t.guard;
   if (!guard_counts_moved(pool, g, counts)) return;
   if (!guard_pages_changed(pool, g)) {
@@ -76,17 +85,38 @@ __global__ void __launch_bounds__(kCheckThreads) check_one_kernel(const uint8_t*
   check_target(pool, target);
 }
 
-}  // namespace
-
-cudaError_t launch_check_reuse(const uint8_t* pool, const GuardTarget* targets, uint32_t count, cudaStream_t stream) {
-  if (count == 0) return cudaSuccess;
-  check_targets_kernel<<<count, kCheckThreads, 0, stream>>>(pool, targets);
+// `grid` blocks of kernel(args...) on the stream; overlapped: with programmatic stream
+// serialization, and plainly where that is refused (the error it left is cleared first).
+template <typename... Params, typename... Args>
+cudaError_t launch_check(void (*kernel)(Params...), uint32_t grid, cudaStream_t stream, bool overlapped, Args... args) {
+  if (overlapped) {
+    cudaLaunchAttribute attribute{};
+    attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attribute.val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t config{};
+    config.gridDim = dim3(grid);
+    config.blockDim = dim3(kCheckThreads);
+    config.stream = stream;
+    config.attrs = &attribute;
+    config.numAttrs = 1;
+    if (cudaLaunchKernelEx(&config, kernel, args...) == cudaSuccess) return cudaSuccess;
+    (void)cudaGetLastError();
+  }
+  kernel<<<grid, kCheckThreads, 0, stream>>>(args...);
   return cudaGetLastError();
 }
 
-cudaError_t launch_check_reuse_one(const uint8_t* pool, const GuardTarget& target, cudaStream_t stream) {
-  check_one_kernel<<<1, kCheckThreads, 0, stream>>>(pool, target);
-  return cudaGetLastError();
+}  // namespace
+
+cudaError_t launch_check_reuse(const uint8_t* pool, const GuardTarget* targets, uint32_t count, cudaStream_t stream,
+                               bool overlapped) {
+  if (count == 0) return cudaSuccess;
+  return launch_check(check_targets_kernel, count, stream, overlapped, pool, targets);
+}
+
+cudaError_t launch_check_reuse_one(const uint8_t* pool, const GuardTarget& target, cudaStream_t stream,
+                                   bool overlapped) {
+  return launch_check(check_one_kernel, 1, stream, overlapped, pool, target);
 }
 
 }  // namespace cxlkv::kernels

@@ -21,8 +21,15 @@ namespace cxlkv::kernels {
 // poisons the target's bytes and adds one to guard.reused. `targets` in GPU memory; the guards'
 // arrays in memory the GPU reads (GPU memory, or pinned host memory for a guard that does not
 // keep its counts).
-cudaError_t launch_check_reuse(const uint8_t* pool, const GuardTarget* targets, uint32_t count, cudaStream_t stream);
+// overlapped: launched with programmatic dependent launch (Hopper on): the check's launch is set
+// up while the read launch before it on the stream runs, and its blocks wait for that launch to
+// complete and its stores to be visible before reading anything, so the check starts when the
+// reads end instead of a launch later. Only after a kernel of this folder (they allow it first
+// thing); where the GPU or driver refuses the attribute, a plain launch. false: a plain launch.
+cudaError_t launch_check_reuse(const uint8_t* pool, const GuardTarget* targets, uint32_t count, cudaStream_t stream,
+                               bool overlapped = false);
 // The same for one target passed by value (no descriptor to upload).
-cudaError_t launch_check_reuse_one(const uint8_t* pool, const GuardTarget& target, cudaStream_t stream);
+cudaError_t launch_check_reuse_one(const uint8_t* pool, const GuardTarget& target, cudaStream_t stream,
+                                   bool overlapped = false);
 
 }  // namespace cxlkv::kernels

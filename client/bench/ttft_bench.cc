@@ -238,9 +238,10 @@ Timing run_cxl(Bench& b, uint32_t batch, GpuPool::FetchEngine engine) {
 // (and scales) already in HBM: the scattered-gather rate of this run, in pool bytes per second
 // (the median of 3 timings by CUDA events).
 // The top-k gather of every layer alone, one launch per layer as a decode step runs it: its rate
-// with the library's reuse check after each launch (the default) and without, taking turns.
+// with the library's reuse check after each launch (the default, overlapped with the gather's
+// tail), with the check as a plain launch after it, and without, taking turns.
 struct GatherRates {
-  double checked_gbps = 0, unchecked_gbps = 0;
+  double checked_gbps = 0, after_gbps = 0, unchecked_gbps = 0;
 };
 
 GatherRates gather_only_gbps(Bench& b, uint32_t batch) {
@@ -253,10 +254,12 @@ GatherRates gather_only_gbps(Bench& b, uint32_t batch) {
   cudaEvent_t start{}, stop{};
   CUDA_OR_DIE(cudaEventCreate(&start));
   CUDA_OR_DIE(cudaEventCreate(&stop));
-  std::vector<double> ms[2];  // [checked]
-  for (int rep = 0; rep < 14; ++rep) {  // the first two are warm-ups
-    const bool checked = rep % 2 == 0;
-    b.gpu->set_reuse_check(checked);
+  using Mode = GpuPool::ReuseCheck;
+  constexpr Mode kModes[3] = {Mode::kOverlapped, Mode::kAfter, Mode::kOff};
+  std::vector<double> ms[3];  // by kModes
+  for (int rep = 0; rep < 21; ++rep) {  // the first three are warm-ups
+    const int mode = rep % 3;
+    b.gpu->set_reuse_check(kModes[mode]);
     CUDA_OR_DIE(cudaEventRecord(start, b.gather_stream));
     for (uint32_t l = 0; l < b.layers; ++l)
       ok_or_die(b.gpu->gather_topk(std::span(items).subspan(size_t(l) * batch, batch), b.gather_stream, b.s.splice),
@@ -265,16 +268,17 @@ GatherRates gather_only_gbps(Bench& b, uint32_t batch) {
     CUDA_OR_DIE(cudaEventSynchronize(stop));
     float t = 0;
     CUDA_OR_DIE(cudaEventElapsedTime(&t, start, stop));
-    if (rep > 1) ms[checked].push_back(t);
+    if (rep > 2) ms[mode].push_back(t);
   }
-  b.gpu->set_reuse_check(true);
+  b.gpu->set_reuse_check(Mode::kOverlapped);
   CUDA_OR_DIE(cudaEventDestroy(start));
   CUDA_OR_DIE(cudaEventDestroy(stop));
   if (uint32_t reused = value_or_die(b.gpu->reused_count(), "reused_count"); reused != 0)
     ok_or_die(Status(Code::kCorrupt, fmt::format("{} gathers of live leases poisoned", reused)), "the reuse check");
   for (auto& l : leases) ok_or_die(l.check_reuse(), "check_reuse after the gathers");
   const double bytes = double(batch) * b.layers * b.o.k * b.s.latent_bytes;
-  return {bytes / (bench::percentile(ms[1], 0.5) / 1e3) / 1e9, bytes / (bench::percentile(ms[0], 0.5) / 1e3) / 1e9};
+  auto gbps = [&](int mode) { return bytes / (bench::percentile(ms[mode], 0.5) / 1e3) / 1e9; };
+  return {gbps(0), gbps(1), gbps(2)};
 }
 
 // Overwrites every buffer the designs fill, so that verify() sees what the last repetition
@@ -422,10 +426,10 @@ json measure_batch(Bench& b, uint32_t batch, GpuPool::FetchEngine engine) {
   // Rates of the data paths, from the medians less their lookups (for cxlkv-sim).
   const double cxl_data_s = (cxl - bench::percentile(cxl_lookup_ms, 0.5)) / 1e3;
   const double bulk_data_s = (bulk - bench::percentile(bulk_lookup_ms, 0.5)) / 1e3;
-  fmt::print("{:>8} {:>6} {:>4} | {:>10.2f} {:>8.2f} | {:>10.2f} {:>8.2f} | {:>6.2f}x {:>8.2f}x {:>6.2f} | {:>9.1f} {:>9.1f}\n",
+  fmt::print("{:>8} {:>6} {:>4} | {:>10.2f} {:>8.2f} | {:>10.2f} {:>8.2f} | {:>6.2f}x {:>8.2f}x {:>6.2f} | {:>9.1f} {:>9.1f} {:>9.1f}\n",
              b.prefix_tokens, batch, engine_name(engine), cxl, bench::percentile(cxl_lookup_ms, 0.5), bulk,
              bench::percentile(bulk_lookup_ms, 0.5), ratio, counted_ratio, ratio / counted_ratio, gather_gbps,
-             gather.unchecked_gbps);
+             gather.after_gbps, gather.unchecked_gbps);
   return json{{"prefix_tokens", b.prefix_tokens},
               {"batch", batch},
               {"keys_engine", engine_name(engine)},
@@ -447,6 +451,7 @@ json measure_batch(Bench& b, uint32_t batch, GpuPool::FetchEngine engine) {
               {"cxl_data_gbps", batch * (keys_bytes + rows_bytes) / cxl_data_s / 1e9},
               {"gather_only_gbps", gather_gbps},
               {"gather_only_unchecked_gbps", gather.unchecked_gbps},
+              {"gather_only_check_after_gbps", gather.after_gbps},
               {"bulk_data_gbps", double(copied) / bulk_data_s / 1e9}};
 }
 
@@ -501,8 +506,8 @@ int main(int argc, char** argv) {
 
   fmt::print("{} on {}, layout {}, k {}, {} reps (medians, ms)\n", "TTFT on a hit", prop.name, client->layout().name(),
              o.k, o.reps);
-  fmt::print("{:>8} {:>6} {:>4} | {:>10} {:>8} | {:>10} {:>8} | {:>7} {:>9} {:>6} | {:>9} {:>9}\n", "tokens", "batch", "keys", "cxl",
-             "lookup", "bulk", "lookup", "bulk/cxl", "counted", "share", "gather GB/s", "unchecked");
+  fmt::print("{:>8} {:>6} {:>4} | {:>10} {:>8} | {:>10} {:>8} | {:>7} {:>9} {:>6} | {:>9} {:>9} {:>9}\n", "tokens", "batch", "keys",
+             "cxl", "lookup", "bulk", "lookup", "bulk/cxl", "counted", "share", "gather GB/s", "chk after", "unchecked");
   json runs = json::array();
   for (uint32_t batch : o.batches) {
     for (const std::string& e : o.keys_engines)

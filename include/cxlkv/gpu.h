@@ -129,8 +129,13 @@ class GpuPool {
   // (per gather item, hot-step item or page fetch), since the last call; read (and cleared)
   // after the stream is synchronized. Non-zero: look the prefix up again.
   Result<uint32_t> reused_count();
-  // The reuse check is on by default; off only to measure what it costs.
-  void set_reuse_check(bool on);
+  // How the reuse check runs after each gather and hot step: overlapped (the default: its launch
+  // is set up while the read still runs, by programmatic dependent launch on Hopper and later, a
+  // plain launch elsewhere), after (a plain launch after the read), or off (only to measure what
+  // it costs). A page fetch's check is a plain launch either way.
+  enum class ReuseCheck : uint8_t { kOff, kAfter, kOverlapped };
+  void set_reuse_check(ReuseCheck mode);
+  void set_reuse_check(bool on) { set_reuse_check(on ? ReuseCheck::kOverlapped : ReuseCheck::kOff); }
 
   // How fetch_pages moves its runs (the pages adjacent in one slab): SM loads (one kernel, best
   // for short runs) or the copy engines (one cudaMemcpyBatchAsync, best for long ones: with E = 8

@@ -440,12 +440,14 @@ TEST_CASE("GpuPool poisons and counts what it read from slabs freed or reused un
   auto hot = std::move(*gpu->make_hot_buffer(table, 5, 2 * k, k));
   const std::vector<GpuHotStepItem> hot_items = {{hot.get(), d_idx, k}};
   int32_t step = 0;
+  cudaStream_t stream = nullptr;  // a stream of its own: where the overlapped check's launch can overlap
+  REQUIRE(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) == cudaSuccess);
   // Every read the three ways, synchronized; returns reused_count().
   auto read_all = [&] {
-    REQUIRE(gpu->gather_topk(items, nullptr).is_ok());
-    REQUIRE(gpu->fetch_pages(held, 1, 7, 0, 8, d_keys, nullptr).is_ok());
-    REQUIRE(gpu->hot_step(hot_items, step++, nullptr).is_ok());
-    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+    REQUIRE(gpu->gather_topk(items, stream).is_ok());
+    REQUIRE(gpu->fetch_pages(held, 1, 7, 0, 8, d_keys, stream).is_ok());
+    REQUIRE(gpu->hot_step(hot_items, step++, stream).is_ok());
+    REQUIRE(cudaStreamSynchronize(stream) == cudaSuccess);
     return gpu->reused_count().value();
   };
   auto copy_back = [](const void* d_ptr, size_t n) {
@@ -484,9 +486,17 @@ TEST_CASE("GpuPool poisons and counts what it read from slabs freed or reused un
   CHECK(all_poison(copy_back(d_keys, indexer_bytes)));
   CHECK(all_poison(copy_back(hot->rows(), size_t{hot->capacity()} * entry)));
   CHECK(gpu->upload(held, 0).status().code() == Code::kExpired);
+  // The check as a plain launch after each read finds the same (outputs cleared first).
+  gpu->set_reuse_check(GpuPool::ReuseCheck::kAfter);
+  REQUIRE(cudaMemset(d_out, 0, idx.size() * entry) == cudaSuccess);
+  REQUIRE(cudaMemset(d_keys, 0, indexer_bytes) == cudaSuccess);
+  CHECK(read_all() == 4);
+  CHECK(all_poison(copy_back(d_out, idx.size() * entry)));
+  CHECK(all_poison(copy_back(d_keys, indexer_bytes)));
   // With the check off (to measure its cost), the same reads count nothing.
   gpu->set_reuse_check(false);
   CHECK(read_all() == 0);
+  cudaStreamDestroy(stream);
   cudaFree(d_idx);
   cudaFree(d_out);
   cudaFree(d_keys);
