@@ -168,8 +168,8 @@ Status validate_config(const PoolConfig& c) {
   if (Status st = validate_partitions(c); !st) return st;
   for (const Tenant& t : c.tenants) {
     if (t.token.empty() && t.share < 0)
-      return Status(Code::kInvalidArgument, fmt::format("--tenant-share or --tenant-roles {}: no such tenant (give "
-                                                        "--tenant {}:TOKEN)", t.name, t.name));
+      return Status(Code::kInvalidArgument, fmt::format("--tenant-share, --tenant-roles or --tenant-partition {}: no "
+                                                        "such tenant (give --tenant {}:TOKEN)", t.name, t.name));
     if (t.name.empty() || t.token.empty())
       return Status(Code::kInvalidArgument, fmt::format("tenant '{}' needs a name and a token", t.name));
     if (!t.may_read && !t.may_write && !t.may_admin)
