@@ -14,6 +14,9 @@ Client::Client(std::shared_ptr<detail::Session> session, std::unique_ptr<detail:
 Client::~Client() = default;
 
 Result<std::unique_ptr<Client>> Client::connect(const ClientOptions& options) {
+  if (options.admin)
+    return Status(Code::kInvalidArgument, "connect: options.admin is for AdminClient (cxlkv/admin.h): an admin session "
+                                          "maps no region, so a Client over it could read nothing");
   if (options.endpoint.starts_with("etcd://")) {
     auto router = detail::ClusterRouter::open(options);
     if (!router) return router.status();

@@ -165,7 +165,6 @@ Status validate_config(const PoolConfig& c) {
     return Status(Code::kInvalidArgument, "a TLS certificate is given but no TCP listener (--tcp) to use it");
   if (auto layout = Layout::parse(c.layout); !layout) return layout.status();
   if (Status st = validate_cluster(c); !st) return st;
-  if (Status st = validate_partitions(c); !st) return st;
   for (const Tenant& t : c.tenants) {
     if (t.token.empty() && t.share < 0)
       return Status(Code::kInvalidArgument, fmt::format("--tenant-share, --tenant-roles or --tenant-partition {}: no "
@@ -178,6 +177,8 @@ Status validate_config(const PoolConfig& c) {
       return Status(Code::kInvalidArgument, fmt::format("tenant '{}': share {} must be in 0..1 (0: no share of its own)",
                                                         t.name, t.share));
   }
+  // After the tenants: a binding of an unknown tenant is named as such first.
+  if (Status st = validate_partitions(c); !st) return st;
   return Status::ok();
 }
 
@@ -419,6 +420,14 @@ void add_region_overrides(CLI::App& app, std::vector<Apply>& later) {
                                [](PoolConfig& c, const std::string& v) { c.region.path = v; });
   override_option<std::string>(app, later, "--region-name", "the region's partition name, as tenants name it (default main)",
                                [](PoolConfig& c, const std::string& v) { c.region_name = v; });
+  override_option<int>(app, later, "--numa-node", "NUMA node of the numa backend",
+                       [](PoolConfig& c, int v) { c.region.numa_node = v; });
+  override_option<std::string>(app, later, "--size", "region size when created, e.g. 4GiB, 512MiB (default 4GiB)",
+                               [](PoolConfig& c, const std::string& v) {
+                                 auto b = parse_size(v);
+                                 c.region.size = b ? *b : 0;
+                               });
+  // After --size: flags apply in the order they are registered, and a partition's size defaults to it.
   override_option<std::vector<std::string>>(
       app, later, "--partition",
       "NAME=BACKEND:PATH[:SIZE], repeatable: another partition (its own region) beside the [region]'s, for the tenants "
@@ -447,13 +456,6 @@ void add_region_overrides(CLI::App& app, std::vector<Apply>& later) {
           c.partitions.push_back(p);
         }
       });
-  override_option<int>(app, later, "--numa-node", "NUMA node of the numa backend",
-                       [](PoolConfig& c, int v) { c.region.numa_node = v; });
-  override_option<std::string>(app, later, "--size", "region size when created, e.g. 4GiB, 512MiB (default 4GiB)",
-                               [](PoolConfig& c, const std::string& v) {
-                                 auto b = parse_size(v);
-                                 c.region.size = b ? *b : 0;
-                               });
   override_option<std::string>(app, later, "--layout",
                                fmt::format("layout class: a preset ({}; default deepseek-v3.2; deepseek-v3.2-split for "
                                            "GPU decode), a preset with strides (deepseek-v3.2:latent_stride=704), or "
@@ -594,7 +596,7 @@ void add_tenant_and_log_overrides(CLI::App& app, std::vector<Apply>& later) {
       "NAME=PARTITION, repeatable: the partition a tenant's sessions are handed (default: the region's)",
       [](PoolConfig& c, const std::vector<std::string>& v) {
         for_each_tenant_item(c, v, [](Tenant& t, bool given, const std::string& value) {
-          t.partition = given ? value : std::string(1, '\0');  // '\0': no partition has it, refused naming the tenant
+          t.partition = given ? value : "(none: give NAME=PARTITION)";  // no partition has it: refused, named
         });
       });
   override_option<std::string>(app, later, "--log-level", "trace, debug, info, warn, error (default info)",

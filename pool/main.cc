@@ -11,6 +11,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <random>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -193,16 +194,24 @@ int serve(const PoolConfig& config) {
   };
   refresh_ready();
 
-  // The prefix directory: a snapshot of the committed chunk keys for the registration thread,
-  // once per directory interval at most and only when the committed set moved.
+  // The prefix directory: a snapshot of the committed chunk keys of every partition (their
+  // namespaces are their tenants', so they do not overlap) for the registration thread, once per
+  // directory interval at most and only when the committed set moved.
   uint64_t directory_changes = ~uint64_t{0};
   Clock::time_point next_directory{};
   auto publish_directory = [&] {
     if (!registration) return;
     const Clock::time_point now = Clock::now();
-    const uint64_t changes = first.service().index().committed_changes();
+    uint64_t changes = 0;
+    for (const auto& p : partitions) changes += p->service().index().committed_changes();
     if (now < next_directory || changes == directory_changes) return;
-    registration->publish_directory(directory_snapshot(first.service().index()));
+    std::map<uint64_t, std::vector<PageKey>> keys;
+    for (const auto& p : partitions)
+      for (auto& [ns, starts] : directory_snapshot(p->service().index())) {
+        std::vector<PageKey>& all = keys[ns];
+        all.insert(all.end(), starts.begin(), starts.end());
+      }
+    registration->publish_directory(std::move(keys));
     directory_changes = changes;
     next_directory = now + registration->directory_interval();
   };

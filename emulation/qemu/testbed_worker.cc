@@ -10,13 +10,13 @@
 //   restart  hold, then recover, in one process: the decode worker outlives the daemon's host
 //   tenants  a second tenant, bound to the other partition (/dev/dax0.1, the second devdax device
 //            of the same CXL device), writes and reads its own prefix there, then stores through
-//            every slab byte of the mapping it was handed; prefix A of the first tenant (on
-//            /dev/dax0.0) must still read back byte-exact
+//            every byte of the mapping it was handed from its first slab on (every slab, none of
+//            the records); prefix A of the first tenant (on /dev/dax0.0) must still read back
+//            byte-exact
 // Contents are synthetic (testkit/synthetic.h): every byte follows from its page key, so
 // any reader (this worker, cxlkv-testbed-inspect on the host) checks them without a copy.
 #include <unistd.h>
 
-#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <cstdio>
@@ -205,10 +205,9 @@ int step_tenants(Client& a, const Options& o) {
   // Every byte of its mapping from its first slab on: all the slabs of its partition.
   auto lease = c.lookup(keys);
   if (!lease || lease->pages() == 0) return fmt::print("FAIL worker tenants: lookup of its own prefix\n"), 1;
-  uint64_t first = UINT64_MAX;
-  for (const Placement& p : lease->placements()) first = std::min(first, p.slab_offset);
   const PoolView& view = c.view();
-  first -= first % view.slab_bytes;  // the slab area starts at a multiple of 2 MiB; slabs are whole
+  const Placement& any = lease->placements().front();
+  const uint64_t first = any.slab_offset - uint64_t{any.slab} * view.slab_bytes;  // slab 0: where the slab area begins
   if (Status st = lease->release(); !st) return fmt::print("FAIL worker tenants: release: {}\n", st.to_string()), 1;
   std::memset(view.base + first, 0x5B, view.region_bytes - first);
   fmt::print("worker: tenant {} ({}) stored 0x5B over {} bytes of its mapping, every slab of its partition\n",

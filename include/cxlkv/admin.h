@@ -21,7 +21,7 @@ class Session;
 // One partition the daemon serves (docs/protocol.md, Partitions).
 struct PartitionStatus {
   std::string name;
-  std::string region;  // "<backend>:<path>"
+  std::string region;  // "<backend>:<path>" ("numa:<path>@node<N>")
   uint64_t region_bytes = 0;
   uint64_t slabs_total = 0, slabs_free = 0;
   uint64_t pages_committed = 0, pages_reserved = 0;

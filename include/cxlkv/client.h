@@ -41,7 +41,8 @@ struct ClientOptions {
                                 // no gather or write takes a page fault later
   bool read_only = false;       // a reader session: lookups and reads only, the region mapped
                                 // read-only (a store through it faults); the tenant must be allowed it
-  bool admin = false;           // an admin session (AdminClient, cxlkv/admin.h): maps nothing
+  bool admin = false;           // an admin session: AdminClient only (cxlkv/admin.h; it maps nothing),
+                                // Client::connect refuses it
   int cluster_poll_ms = 5000;   // etcd:// only: membership is re-read (and nodes that did not answer
                                 // are tried again) this often; changes are heard at once by a watch
   std::string tls_ca_file;      // tls: endpoints: PEM file of the CAs that may sign a daemon's

@@ -293,6 +293,10 @@ TEST_CASE("partitions come from the file or the flags, each tenant bound to one;
   REQUIRE(flags.config.partitions.size() == 1);
   REQUIRE((flags.config.partitions[0].region.path == "/p1" && flags.config.partitions[0].region.size == 64ull << 20));
   REQUIRE(tenant_partitions(flags.config) == std::vector<uint32_t>{0, 1});
+  const ConfigOutcome sized = load({"--partition", "p1=shm:/p1", "--size", "1GiB", "--tenant", "x:1", "--tenant",
+                                    "y:2", "--tenant-partition", "y=p1"});
+  REQUIRE_FALSE(sized.exit_now);
+  REQUIRE(sized.config.partitions[0].region.size == 1ull << 30);  // --size, wherever it stands
 
   auto says = [](std::vector<std::string> args, const char* text) {
     const ConfigOutcome o = load(std::move(args));
@@ -303,6 +307,8 @@ TEST_CASE("partitions come from the file or the flags, each tenant bound to one;
   };
   says({"--tenant", "x:1", "--tenant-partition", "x=nope"}, "tenant 'x': partition 'nope' is not one of the daemon's (main)");
   says({"--tenant", "x:1", "--tenant-partition", "q=main"}, "q: no such tenant");
+  says({"--tenant", "x:1", "--partition", "p=shm:/p", "--tenant-partition", "y=p"}, "y: no such tenant");
+  says({"--tenant", "x:1", "--tenant-partition", "x"}, "tenant 'x': partition '(none: give NAME=PARTITION)' is not one");
   says({"--tenant", "x:1", "--partition", "p=shm:/p"}, "partition 'p' is bound to no tenant");
   says({"--partition", "p=shm:/p"}, "no tenants: partitions are bound to tenants");
   says({"--tenant", "x:1", "--partition", "p=shm:/cxlkv-pool", "--tenant-partition", "x=p"},
