@@ -32,6 +32,17 @@ int die(const Status& st) {
   return 1;
 }
 
+// The metadata region beside `data` (its default place), made, and both allocator areas formatted.
+Result<std::unique_ptr<cxl::Region>> make_metadata(cxl::Region& data) {
+  auto spec = cxl::Region::metadata_spec_for(data.spec());
+  if (!spec) return spec.status();
+  const SlabGeometry g = SlabGeometry::plan(data.size(), data.data_offset(), data.layout(), data.slab_pages());
+  auto metadata = cxl::Region::create_metadata(*spec, data, g.metadata_bytes());
+  if (!metadata) return metadata.status();
+  if (Status st = SlabAllocator::format(data, **metadata); !st) return st;
+  return metadata;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -61,18 +72,23 @@ int main(int argc, char** argv) {
     if (!region) return die(region.status());
     const double create_s = seconds_since(t0);
     t0 = Clock::now();
-    if (Status st = SlabAllocator::format(**region); !st) return die(st);
+    auto metadata = make_metadata(**region);
+    if (!metadata) return die(metadata.status());
     const double format_s = seconds_since(t0);
+    metadata->reset();
     region->reset();
     t0 = Clock::now();
     auto reopened = cxl::Region::open(spec, &*layout);
     if (!reopened) return die(reopened.status());
-    auto alloc = SlabAllocator::open(**reopened);
+    auto remapped = cxl::Region::open_metadata(*cxl::Region::metadata_spec_for(spec), **reopened);
+    if (!remapped) return die(remapped.status());
+    auto alloc = SlabAllocator::open(**reopened, **remapped);
     if (!alloc) return die(alloc.status());
     const double open_s = seconds_since(t0);
     fmt::print("{:>8} {:>10} {:>12.2f} {:>12.2f} {:>12.2f}\n", gib, (*alloc)->stats().total, create_s * 1e3,
                format_s * 1e3, open_s * 1e3);
     alloc->reset();
+    remapped->reset();
     reopened->reset();
     (void)cxl::Region::remove(spec);
   }
@@ -82,8 +98,9 @@ int main(int argc, char** argv) {
   auto small = *Layout::parse("custom:name=bench,layers=1,page_tokens=64,stream=k/64/64/sparse");
   auto region = cxl::Region::create(spec, small, 1);
   if (!region) return die(region.status());
-  if (Status st = SlabAllocator::format(**region); !st) return die(st);
-  auto alloc = std::move(*SlabAllocator::open(**region));
+  auto metadata = make_metadata(**region);
+  if (!metadata) return die(metadata.status());
+  auto alloc = std::move(*SlabAllocator::open(**region, **metadata));
   const uint32_t batch = std::min<uint32_t>(alloc->stats().total, 4096);
   std::vector<uint32_t> held(batch);
   uint64_t done = 0;
@@ -97,6 +114,7 @@ int main(int argc, char** argv) {
   fmt::print("\nallocate+free ({} slabs, batches of {}): {:.2f} M pairs/s, {:.0f} ns per allocate+free (each persists its state word)\n",
              alloc->stats().total, batch, done / s / 1e6, s / done * 1e9);
   alloc.reset();
+  metadata->reset();
   region->reset();
   (void)cxl::Region::remove(spec);
   return 0;

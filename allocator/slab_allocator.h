@@ -1,8 +1,10 @@
 // SlabAllocator: carves a region into fixed-size slabs (E pages of one prefix, all layers and
-// streams) and hands them out in O(1). The durable state is one 8-byte word per slab in the
-// region (state and generation); the free stack is rebuilt from those words when the allocator
-// opens, so a process killed at any instant leaves every slab free or in use, exactly once.
-// One process allocates from a region at a time (the daemon): open() takes an exclusive flock.
+// streams) and hands them out in O(1). The durable state is one 8-byte word per slab (state and
+// generation) in the region's metadata region, which only the daemon maps, with a published copy
+// in the data region for readers' reuse checks (slab_geometry.h); the free stack is rebuilt from
+// the metadata's words when the allocator opens, so a process killed at any instant leaves every
+// slab free or in use, exactly once, whatever a client stored into its mapping. One process
+// allocates from a region at a time (the daemon): open() takes an exclusive flock.
 #pragma once
 
 #include <atomic>
@@ -20,7 +22,8 @@ namespace cxlkv {
 inline constexpr char kAllocatorMagic[8] = {'C', 'X', 'L', 'K', 'V', 'A', 'L', '1'};
 inline constexpr uint32_t kAllocatorFormatVersion = 1;
 
-// Allocator header, version 1, at the region's data_offset (the next 4 KiB are reserved for it):
+// Allocator header, version 1, at data_offset of the metadata region (authoritative) and of the
+// data region (the copy clients read); the next 4 KiB are reserved for it:
 //   [0,8) magic "CXLKVAL1"   [8,12) format_version   [12,16) reserved
 //   [16,112) geometry (SlabGeometry, 96 B: the fields in declaration order, no padding)
 //   [112,120) checksum: XXH64 (seed 0) of bytes [0,112)
@@ -49,13 +52,17 @@ struct SlabStats {
 
 class SlabAllocator {
  public:
-  // Writes the allocator area of a freshly formatted region: every slab free, generation 0.
-  // The header is written last, so a format cut short is rejected by open().
-  static Status format(cxl::Region& region);
-  // Reads the geometry without taking the allocator (clients, tools). Checks the header.
-  static Result<SlabGeometry> read_geometry(const cxl::Region& region);
-  // Takes the region's allocator: checks the header, locks, rebuilds the free stack.
-  static Result<std::unique_ptr<SlabAllocator>> open(cxl::Region& region);
+  // Writes the allocator areas of a freshly formatted data region and its metadata region
+  // (cxl::Region::create_metadata): every slab free, generation 0, every record FREE. The headers
+  // are written last, so a format cut short is rejected by open().
+  static Status format(cxl::Region& data, cxl::Region& metadata);
+  // Reads the published geometry of a data region without taking the allocator (clients, tools).
+  // Checks the header.
+  static Result<SlabGeometry> read_geometry(const cxl::Region& data);
+  // Takes the allocator: checks the metadata region's header (the geometry the daemon trusts),
+  // locks, rewrites the data region's published header and slab words from the metadata region,
+  // and rebuilds the free stack.
+  static Result<std::unique_ptr<SlabAllocator>> open(cxl::Region& data, cxl::Region& metadata);
 
   ~SlabAllocator();
   SlabAllocator(const SlabAllocator&) = delete;
@@ -75,19 +82,23 @@ class SlabAllocator {
   bool in_use(uint32_t slab) const { return word_state(state_word(slab)) == SlabState::kInUse; }
   uint64_t generation(uint32_t slab) const { return word_generation(state_word(slab)); }
   uint8_t* slab_address(uint32_t slab) const { return region_.base() + geometry_.slab_offset(slab); }
+  // In the metadata region: no client maps it.
   uint8_t* page_record(uint32_t slab, uint32_t position) const {
-    return region_.base() + geometry_.record_offset(geometry_.page_slot(slab, position));
+    return metadata_.base() + geometry_.record_offset(geometry_.page_slot(slab, position));
   }
   cxl::Region& region() const { return region_; }
+  cxl::Region& metadata() const { return metadata_; }
 
  private:
-  SlabAllocator(cxl::Region& region, const SlabGeometry& geometry);
+  SlabAllocator(cxl::Region& data, cxl::Region& metadata, const SlabGeometry& geometry);
   uint64_t state_word(uint32_t slab) const { return words_[slab].load(std::memory_order_acquire); }
   void store_word(uint32_t slab, uint64_t word);
 
-  cxl::Region& region_;
+  cxl::Region& region_;    // data
+  cxl::Region& metadata_;
   SlabGeometry geometry_;
-  std::atomic<uint64_t>* words_;  // in the region
+  std::atomic<uint64_t>* words_;      // in the metadata region: the truth
+  std::atomic<uint64_t>* published_;  // in the data region: the copy readers check
 
   // Free stack (volatile, rebuilt on open)
   mutable std::mutex mu_;

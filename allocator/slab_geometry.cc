@@ -24,14 +24,14 @@ SlabGeometry SlabGeometry::plan(uint64_t region_bytes, uint64_t data_offset, con
   }
   g.slab_bytes = align_up(off, kOsPage);
   g.state_offset = data_offset + kOsPage;  // after the allocator header's OS page
-  // Largest slab count whose tables and slabs fit; start from the estimate and step down.
-  const uint64_t per_slab = g.slab_bytes + 8 + uint64_t{kPageRecordBytes} * slab_pages;
+  // Largest slab count whose published words and slabs fit; start from the estimate and step down.
+  // The records lie in the metadata region, after its copy of the words.
+  const uint64_t per_slab = g.slab_bytes + 8;
   uint64_t n = region_bytes > g.state_offset ? (region_bytes - g.state_offset) / per_slab : 0;
   for (;; --n) {
-    const uint64_t records = align_up(g.state_offset + 8 * n, kOsPage);
-    const uint64_t slabs = align_up(records + uint64_t{kPageRecordBytes} * slab_pages * n, kHugePage);
+    const uint64_t slabs = align_up(g.state_offset + 8 * n, kHugePage);
     if (slabs + n * g.slab_bytes <= region_bytes || n == 0) {
-      g.records_offset = records;
+      g.records_offset = align_up(g.state_offset + 8 * n, kOsPage);
       g.slab_area_offset = slabs;
       g.slab_count = static_cast<uint32_t>(std::min<uint64_t>(n, UINT32_MAX - 1));
       break;

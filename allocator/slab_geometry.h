@@ -11,15 +11,23 @@
 
 namespace cxlkv {
 
-// Region layout below the region header (all offsets from the region base):
-//   [data_offset, +4096)               allocator header (AllocatorHeader)
-//   [state_offset, +8 x slab_count)    slab state words: generation << 8 | state
-//   [records_offset, +128 x slab_count x E)  page records (page_record.h), slot = slab x E + position
-//   [slab_area_offset, +slab_bytes x slab_count)  the slabs, slab_area_offset 2 MiB-aligned
+// Two regions share one geometry (region format 2, cxl/region_header.h): the data region that
+// clients map and its metadata region that only the daemon maps. Offsets from each one's base:
+//   data region:
+//     [data_offset, +4096)               allocator header, published copy (clients read it)
+//     [state_offset, +8 x slab_count)    slab state words, published copy (readers' reuse check)
+//     [slab_area_offset, +slab_bytes x slab_count)  the slabs, slab_area_offset 2 MiB-aligned
+//   metadata region:
+//     [data_offset, +4096)               allocator header (authoritative)
+//     [state_offset, +8 x slab_count)    slab state words: generation << 8 | state (authoritative)
+//     [records_offset, +128 x slab_count x E)  page records (page_record.h), slot = slab x E + position
+// A client may store into its data region's published copies; that misleads only readers of its
+// own partition, and the daemon rewrites them from the metadata region at every start.
 // Inside a slab (layer-major, DESIGN.md): [stream][layer][E x page_tokens][entry_stride];
 //   entry (stream s, layer l, page position i, token t) at
 //   stream_offset[s] + ((l x E + i) x page_tokens + t) x stride[s].
-// Invariant: slab_area_offset + slab_count x slab_bytes <= region_bytes.
+// Invariants: slab_area_offset + slab_count x slab_bytes <= data region bytes;
+// metadata_bytes() <= metadata region bytes.
 struct SlabGeometry {
   uint64_t state_offset = 0;
   uint64_t records_offset = 0;
@@ -37,7 +45,10 @@ struct SlabGeometry {
 
   uint64_t slab_offset(uint32_t slab) const { return slab_area_offset + uint64_t{slab} * slab_bytes; }
   uint64_t page_slot(uint32_t slab, uint32_t position) const { return uint64_t{slab} * slab_pages + position; }
+  // In the metadata region.
   uint64_t record_offset(uint64_t slot) const { return records_offset + slot * kPageRecordBytes; }
+  // Bytes the metadata region needs: through the last page record.
+  uint64_t metadata_bytes() const { return record_offset(uint64_t{slab_count} * slab_pages); }
   // The slab-free counter: one 8-byte word in the last cache line of the allocator header's OS
   // page (outside the header's checksum; zero in a fresh region). The allocator adds one each
   // time it frees a slab; readers compare it before and after a copy (the reuse check of DESIGN.md

@@ -1,4 +1,4 @@
-// Bulk and ranged prefix fetches and their checksum verification (see prefix_fetch.h).
+// Bulk and ranged prefix fetches and their verification (see prefix_fetch.h).
 #include "prefix_fetch.h"
 
 #include <sys/mman.h>
@@ -7,8 +7,7 @@
 
 #include <fmt/format.h>
 
-#include "page_checksum.h"
-#include "page_record.h"  // allocator/: the slab table's record and its decoder
+#include "slab_allocator.h"  // allocator/: the slab state word
 
 namespace cxlkv::baseline {
 
@@ -70,48 +69,30 @@ Status fetch_entries(RangeReader& reader, const PoolView& view, std::span<const 
   return reader.read(scratch.ranges, dst, one);
 }
 
-Status verify_pages(RangeReader& reader, const PoolView& view, std::span<const Placement> pages,
-                    std::span<const PageKey> keys, const LocalLayout& local, const uint8_t* src) {
+Status verify_pages(RangeReader& reader, const PoolView& view, std::span<const Placement> pages) {
   const SlabGeometry& g = reader.info().geometry;
   if (g.slab_pages != view.slab_pages || g.layers != view.layers || g.page_tokens != view.page_tokens)
     return Status(Code::kMismatch, fmt::format("verify: the served region has E={} / {} layers / {}-token pages, the lease "
                                                "E={} / {} / {}", g.slab_pages, g.layers, g.page_tokens, view.slab_pages,
                                                view.layers, view.page_tokens));
-  std::vector<uint8_t> records(pages.size() * kPageRecordBytes);
+  // The published slab words (slab_geometry.h), after the fetch: the reader's reuse check.
+  std::vector<uint64_t> words(pages.size());
   std::vector<Range> ranges;
-  for (size_t p = 0; p < pages.size(); ++p)
-    ranges.push_back({g.record_offset(g.page_slot(pages[p].slab, pages[p].position)), p * kPageRecordBytes, kPageRecordBytes});
-  if (Status st = reader.read(ranges, records.data(), BatchLimits{}); !st) return st;
-  std::vector<uint8_t> packed;
   for (size_t p = 0; p < pages.size(); ++p) {
-    auto rec = decode_record(records.data() + p * kPageRecordBytes, pages[p].slab, pages[p].position);
-    if (!rec) return Status(Code::kCorrupt, fmt::format("verify: page {}: {}", p, rec.status().message()));
-    if (rec->state != PageState::kCommitted)
-      return Status(Code::kCorrupt, fmt::format("verify: page {} (slab {} position {}) is no longer committed", p, pages[p].slab,
-                                                pages[p].position));
-    if (rec->fields.generation != pages[p].generation)
-      return Status(Code::kCorrupt, fmt::format("verify: page {} has generation {}, the lease {}", p, rec->fields.generation,
+    if (pages[p].slab >= g.slab_count)
+      return Status(Code::kInvalidArgument, fmt::format("verify: page {} names slab {}, the region has {}", p, pages[p].slab,
+                                                        g.slab_count));
+    ranges.push_back({g.state_offset + 8ull * pages[p].slab, p * sizeof(uint64_t), sizeof(uint64_t)});
+  }
+  if (Status st = reader.read(ranges, reinterpret_cast<uint8_t*>(words.data()), BatchLimits{}); !st) return st;
+  for (size_t p = 0; p < pages.size(); ++p) {
+    const uint64_t w = words[p];
+    if (word_state(w) != SlabState::kInUse || word_generation(w) != pages[p].generation)
+      return Status(Code::kCorrupt, fmt::format("verify: page {} (slab {} position {}): its slab is {} at generation {}, "
+                                                "the lease read generation {}: the fetched bytes may be another prefix's",
+                                                p, pages[p].slab, pages[p].position,
+                                                word_state(w) == SlabState::kInUse ? "in use" : "free", word_generation(w),
                                                 pages[p].generation));
-    if (!keys.empty() && !(rec->fields.key == keys[p]))
-      return Status(Code::kCorrupt, fmt::format("verify: page {} holds key {}, looked up {}", p, rec->fields.key.hex(),
-                                                keys[p].hex()));
-    uint64_t sum = 0;
-    for (uint32_t s = 0; s < local.stream_count; ++s) {
-      const uint32_t eb = local.entry_bytes[s], stride = local.stride[s];
-      for (uint32_t l = 0; l < local.layers; ++l) {
-        const uint8_t* run = src + local.offset(uint32_t(p), int(s), l, 0);
-        if (stride != eb) {
-          packed.resize(size_t{local.page_tokens} * eb);
-          for (uint32_t t = 0; t < local.page_tokens; ++t) std::memcpy(packed.data() + size_t{t} * eb, run + size_t{t} * stride, eb);
-          run = packed.data();
-        }
-        sum ^= run_checksum(int(s), l, run, size_t{local.page_tokens} * eb);
-      }
-    }
-    if (sum != rec->fields.data_checksum)
-      return Status(Code::kCorrupt, fmt::format("verify: page {} (slab {} position {}): fetched bytes checksum to {:#018x}, "
-                                                "the record holds {:#018x}", p, pages[p].slab, pages[p].position, sum,
-                                                rec->fields.data_checksum));
   }
   return Status::ok();
 }

@@ -51,10 +51,11 @@ Status fetch_entries(RangeReader& reader, const PoolView& view, std::span<const 
                      uint32_t layer, std::span<const int32_t> tokens, uint8_t* dst, const BatchLimits& limits,
                      FetchScratch& scratch);
 
-// Reads the page records of the prefix over `reader` and checks, for each page: COMMITTED, the
-// placement's generation, the key (when keys is not empty), and the data checksum recomputed from
-// the fetched bytes in src (laid out by `local`). The first mismatch is kCorrupt naming the page.
-Status verify_pages(RangeReader& reader, const PoolView& view, std::span<const Placement> pages,
-                    std::span<const PageKey> keys, const LocalLayout& local, const uint8_t* src);
+// After a fetch: reads each page's slab word over `reader` (the published copy in the served
+// region, slab_geometry.h) and checks the slab is still in use at the placement's generation, so
+// the bytes fetched were not a reused slab's: the check a CXL reader makes (read_lease.h). The
+// page records (keys, data checksums) lie in the daemon's metadata region, which is not served.
+// The first mismatch is kCorrupt naming the page.
+Status verify_pages(RangeReader& reader, const PoolView& view, std::span<const Placement> pages);
 
 }  // namespace cxlkv::baseline

@@ -242,17 +242,26 @@ Result<std::unique_ptr<Region>> Region::create(const RegionSpec& spec, const Lay
   if (spec.size < kRegionHeaderBytes * 2 || spec.size % kOsPageBytes != 0)
     return Status(Code::kInvalidArgument, fmt::format("region size {} must be a multiple of 4096 and at least 8192", spec.size));
   if (Status st = layout.validate(); !st) return st;
+  return make(spec, layout, slab_pages, RegionKind::kData, nullptr);
+}
+
+Result<std::unique_ptr<Region>> Region::make(const RegionSpec& spec, const Layout& layout, uint32_t slab_pages,
+                                             RegionKind kind, const uint8_t* paired_uuid) {
   auto fd = open_backing(spec, /*create=*/true);
   if (!fd) return fd.status();
   if (ftruncate(*fd, static_cast<off_t>(spec.size)) != 0) {
     Status st = io_error(fmt::format("region {}:{}: size to {} bytes", backend_name(spec.backend), spec.path, spec.size));
     ::close(*fd);
-    (void)remove(spec);
+    (void)remove_backing(spec);
     return st;
   }
   auto region = map_fd(spec, *fd);
-  if (!region) { (void)remove(spec); return region.status(); }
-  if (Status st = (*region)->write_header(layout, slab_pages); !st) { region->reset(); (void)remove(spec); return st; }
+  if (!region) { (void)remove_backing(spec); return region.status(); }
+  if (Status st = (*region)->write_header(layout, slab_pages, kind, paired_uuid); !st) {
+    region->reset();
+    (void)remove_backing(spec);
+    return st;
+  }
   return region;
 }
 
@@ -308,6 +317,12 @@ static bool read_uuid(const RegionSpec& spec, uint8_t (&uuid)[16]) {
 }
 
 Status Region::remove(const RegionSpec& spec) {
+  if (Status st = remove_backing(spec); !st) return st;
+  auto metadata = metadata_spec_for(spec);
+  return metadata ? remove_backing(*metadata) : Status::ok();
+}
+
+Status Region::remove_backing(const RegionSpec& spec) {
   // This user's record of the region's slab generations on this host goes with it.
   if (uint8_t uuid[16]; (uses_shm(spec.backend) || spec.backend == Backend::kFile) && read_uuid(spec, uuid))
     HostGenerations::remove(uuid);
@@ -319,7 +334,57 @@ Status Region::remove(const RegionSpec& spec) {
   return Status::ok();
 }
 
-Status Region::write_header(const Layout& layout, uint32_t slab_pages) {
+Result<RegionSpec> Region::metadata_spec_for(const RegionSpec& data) {
+  RegionSpec meta;
+  meta.path = data.path + ".meta";
+  switch (data.backend) {
+    case Backend::kShm:
+    case Backend::kNuma: meta.backend = Backend::kShm; return meta;
+    case Backend::kFile: meta.backend = Backend::kFile; return meta;
+    case Backend::kDevdax: break;
+  }
+  return Status(Code::kInvalidArgument,
+                fmt::format("region {}:{}: a device region has no default metadata region; name one (metadata = "
+                            "\"devdax:/dev/daxN.M\" or \"file:PATH\", a backing no client can open)",
+                            backend_name(data.backend), data.path));
+}
+
+Result<std::unique_ptr<Region>> Region::create_metadata(const RegionSpec& spec, const Region& data, uint64_t bytes) {
+  if (spec.backend == Backend::kDevdax)
+    return Status(Code::kInvalidArgument, fmt::format("metadata region devdax:{}: a device is not created; use format", spec.path));
+  RegionSpec sized = spec;
+  sized.size = std::max<uint64_t>((bytes + kOsPageBytes - 1) / kOsPageBytes * kOsPageBytes, 2 * kRegionHeaderBytes);
+  return make(sized, data.layout(), data.slab_pages(), RegionKind::kMetadata, data.header().uuid);
+}
+
+Result<std::unique_ptr<Region>> Region::format_metadata(const RegionSpec& spec, const Region& data) {
+  auto fd = open_backing(spec, /*create=*/false);
+  if (!fd) return fd.status();
+  auto region = map_fd(spec, *fd);
+  if (!region) return region.status();
+  if (Status st = (*region)->write_header(data.layout(), data.slab_pages(), RegionKind::kMetadata, data.header().uuid); !st)
+    return st;
+  return region;
+}
+
+Result<std::unique_ptr<Region>> Region::open_metadata(const RegionSpec& spec, const Region& data) {
+  auto fd = open_backing(spec, /*create=*/false);
+  if (!fd) return fd.status();
+  auto region = map_fd(spec, *fd);
+  if (!region) return region.status();
+  const Layout layout = data.layout();
+  if (Status st = (*region)->check_header(&layout, RegionKind::kMetadata); !st) return st;
+  const RegionHeader& h = (*region)->header();
+  if (std::memcmp(h.paired_uuid, data.header().uuid, sizeof h.paired_uuid) != 0)
+    return Status(Code::kMismatch, fmt::format("metadata region {} belongs to another data region than {} (uuid differs; "
+                                               "use --format to wipe and format both)", (*region)->describe(), data.describe()));
+  if (h.slab_pages != data.slab_pages())
+    return Status(Code::kMismatch, fmt::format("metadata region {}: E = {}, its data region {} has {}", (*region)->describe(),
+                                               h.slab_pages, data.describe(), data.slab_pages()));
+  return region;
+}
+
+Status Region::write_header(const Layout& layout, uint32_t slab_pages, RegionKind kind, const uint8_t* paired_uuid) {
   if (slab_pages == 0 || slab_pages > 1024)
     return Status(Code::kInvalidArgument, fmt::format("slab_pages {} must be 1..1024", slab_pages));
   RegionHeader h {};
@@ -331,6 +396,8 @@ Status Region::write_header(const Layout& layout, uint32_t slab_pages) {
   h.slab_pages = slab_pages;
   h.format_time_ns = now_ns();
   h.layout = layout.record();
+  h.kind = kind;
+  if (paired_uuid) std::memcpy(h.paired_uuid, paired_uuid, sizeof h.paired_uuid);
   std::memcpy(h.magic, kRegionMagic, sizeof kRegionMagic);
   h.checksum = region_header_checksum(h);
   // The magic goes last: a format cut short leaves a region that open() rejects.
@@ -345,15 +412,25 @@ Status Region::write_header(const Layout& layout, uint32_t slab_pages) {
   return Status::ok();
 }
 
-Status Region::check_header(const Layout* expected) const {
+Status Region::check_header(const Layout* expected, RegionKind kind) const {
   const std::string name = describe();
   const RegionHeader& h = header();
   if (std::memcmp(h.magic, kRegionMagic, sizeof kRegionMagic) != 0)
     return Status(Code::kCorrupt, fmt::format("region {}: bad magic (not a cxlkv region, or never formatted)", name));
+  if (h.format_version == 1)
+    return Status(Code::kMismatch,
+                  fmt::format("region {}: format version 1, which kept the page records where clients map them; this "
+                              "build reads version {} only. Its cached pages cannot be carried over: start the daemon "
+                              "with --format to wipe and format it (a devdax region also needs a metadata region)",
+                              name, kRegionFormatVersion));
   if (h.format_version != kRegionFormatVersion)
     return Status(Code::kCorrupt, fmt::format("region {}: format version {}, this build reads {}", name, h.format_version, kRegionFormatVersion));
   if (region_header_checksum(h) != h.checksum)
     return Status(Code::kCorrupt, fmt::format("region {}: header checksum {:#x} does not match {:#x}", name, h.checksum, region_header_checksum(h)));
+  if (h.kind != kind)
+    return Status(Code::kMismatch, fmt::format("region {}: a {} region, opened as a {} region", name,
+                                               h.kind == RegionKind::kMetadata ? "metadata" : "data",
+                                               kind == RegionKind::kMetadata ? "metadata" : "data"));
   if (h.header_bytes != kRegionHeaderBytes || h.data_offset != kRegionHeaderBytes)
     return Status(Code::kCorrupt, fmt::format("region {}: header size {} / data offset {}, expected {}", name, h.header_bytes, h.data_offset, kRegionHeaderBytes));
   if (h.region_bytes != size_)

@@ -44,8 +44,24 @@ class Region {
   // Maps an existing region and checks its header; with `expected`, its layout must match.
   static Result<std::unique_ptr<Region>> open(const RegionSpec& spec, const Layout* expected = nullptr,
                                               OpenMode mode = OpenMode::kReadWrite);
-  // Removes the backing (shm object or file); devdax devices are left alone.
+  // Removes the backing (shm object or file) and its default metadata region (metadata_spec_for);
+  // devdax devices are left alone.
   static Status remove(const RegionSpec& spec);
+
+  // The metadata region of a data region (RegionKind::kMetadata): the daemon's page records and
+  // authoritative allocator state, in a backing no client is handed or can open (mode 0600, never
+  // passed over the socket). Same layout and E as `data`, and `data`'s uuid as its paired uuid,
+  // so a metadata region is never opened against another data region.
+  // Where it lies unless configured: beside a shm or numa region, the shm object PATH.meta (plain
+  // shared memory: the records are small and the daemon's); beside a file, PATH.meta. A devdax
+  // region has no default (the records must survive with the device): kInvalidArgument.
+  static Result<RegionSpec> metadata_spec_for(const RegionSpec& data);
+  // Makes the backing (bytes, rounded up to 4 KiB) and formats it as `data`'s metadata region.
+  static Result<std::unique_ptr<Region>> create_metadata(const RegionSpec& spec, const Region& data, uint64_t bytes);
+  // Formats an existing backing (a devdax device, or one to wipe) as `data`'s metadata region.
+  static Result<std::unique_ptr<Region>> format_metadata(const RegionSpec& spec, const Region& data);
+  // Maps `data`'s metadata region and checks its header: kind, layout, E and paired uuid.
+  static Result<std::unique_ptr<Region>> open_metadata(const RegionSpec& spec, const Region& data);
 
   ~Region();
   Region(const Region&) = delete;
@@ -58,6 +74,7 @@ class Region {
   const RegionHeader& header() const { return *reinterpret_cast<const RegionHeader*>(base_); }
   Layout layout() const { return Layout(header().layout); }
   uint32_t slab_pages() const { return header().slab_pages; }
+  RegionKind kind() const { return header().kind; }
   // First byte after the header.
   uint64_t data_offset() const { return header().data_offset; }
   const RegionSpec& spec() const { return spec_; }
@@ -86,8 +103,13 @@ class Region {
   struct Mapping;
   Region(RegionSpec spec, OpenMode mode, int fd, uint8_t* base, uint64_t size, std::unique_ptr<Mapping> mapping);
   static Result<std::unique_ptr<Region>> map_fd(const RegionSpec& spec, int fd, OpenMode mode = OpenMode::kReadWrite);
-  Status write_header(const Layout& layout, uint32_t slab_pages);
-  Status check_header(const Layout* expected) const;
+  Status write_header(const Layout& layout, uint32_t slab_pages, RegionKind kind = RegionKind::kData,
+                      const uint8_t* paired_uuid = nullptr);
+  Status check_header(const Layout* expected, RegionKind kind = RegionKind::kData) const;
+  static Status remove_backing(const RegionSpec& spec);
+  // Makes the backing of spec.size bytes, maps it and writes a header; removes it on failure.
+  static Result<std::unique_ptr<Region>> make(const RegionSpec& spec, const Layout& layout, uint32_t slab_pages,
+                                              RegionKind kind, const uint8_t* paired_uuid);
 
   // Mapping state
   RegionSpec spec_;

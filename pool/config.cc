@@ -92,6 +92,12 @@ Status validate_partitions(const PoolConfig& c) {
       return Status(Code::kInvalidArgument, fmt::format("partition '{}': region {} is another partition's too", p.name, place));
     if (p.region.size == 0 && p.region.backend != cxl::Backend::kDevdax)
       return Status(Code::kInvalidArgument, fmt::format("partition '{}' needs a size (e.g. 4GiB)", p.name));
+    auto metadata = metadata_region(p);
+    if (!metadata) return Status(metadata.status().code(), fmt::format("partition '{}': {}", p.name, metadata.status().message()));
+    const std::string metadata_place = fmt::format("{}:{}", cxl::backend_name(metadata->backend), metadata->path);
+    if (!places.insert(metadata_place).second)
+      return Status(Code::kInvalidArgument, fmt::format("partition '{}': metadata region {} is taken by another region "
+                                                        "or partition", p.name, metadata_place));
   }
   if (!c.partitions.empty() && c.tenants.empty())
     return Status(Code::kInvalidArgument, fmt::format("{} partitions are configured but no tenants: partitions are bound "
@@ -116,8 +122,21 @@ Status validate_partitions(const PoolConfig& c) {
 
 }  // namespace
 
+Result<cxl::RegionSpec> metadata_region(const PartitionSpec& p) {
+  if (p.metadata.empty()) return cxl::Region::metadata_spec_for(p.region);
+  const size_t colon = p.metadata.find(':');
+  auto backend = cxl::parse_backend(p.metadata.substr(0, colon));
+  if (colon == std::string::npos || !backend || *backend == cxl::Backend::kNuma || colon + 1 == p.metadata.size())
+    return Status(Code::kInvalidArgument, fmt::format("metadata '{}' must be BACKEND:PATH with backend shm, file or devdax",
+                                                      p.metadata));
+  cxl::RegionSpec spec;
+  spec.backend = *backend;
+  spec.path = p.metadata.substr(colon + 1);
+  return spec;
+}
+
 std::vector<PartitionSpec> served_partitions(const PoolConfig& c) {
-  std::vector<PartitionSpec> all{PartitionSpec{c.region_name, c.region}};
+  std::vector<PartitionSpec> all{PartitionSpec{c.region_name, c.region, c.region_metadata}};
   all.insert(all.end(), c.partitions.begin(), c.partitions.end());
   return all;
 }
@@ -293,9 +312,10 @@ Status read_table(const toml::table& root, PoolConfig& c) {
     return st;
   if (const toml::table* r = root["region"].as_table()) {
     if (Status st = check_keys(*r, "region", {"backend", "path", "numa_node", "size", "layout", "slab_pages", "verify_data",
-                                          "huge_pages", "name"}); !st)
+                                          "huge_pages", "name", "metadata"}); !st)
       return st;
     if (Status st = read(*r, "name", c.region_name); !st) return st;
+    if (Status st = read(*r, "metadata", c.region_metadata); !st) return st;
     if (Status st = read_region_spec(*r, c.region); !st) return st;
     if (Status st = read(*r, "layout", c.layout); !st) return st;
     if (Status st = read(*r, "slab_pages", c.slab_pages); !st) return st;
@@ -397,9 +417,11 @@ Status read_table(const toml::table& root, PoolConfig& c) {
     for (const auto& node : *partitions) {
       const toml::table* t = node.as_table();
       if (!t) return Status(Code::kInvalidArgument, "config: [[partition]] entries must be tables");
-      if (Status st = check_keys(*t, "partition", {"name", "backend", "path", "numa_node", "size"}); !st) return st;
+      if (Status st = check_keys(*t, "partition", {"name", "backend", "path", "numa_node", "size", "metadata"}); !st)
+        return st;
       PartitionSpec p{"", cxl::RegionSpec{cxl::Backend::kShm, "", -1, c.region.size}};
       if (Status st = read(*t, "name", p.name); !st) return st;
+      if (Status st = read(*t, "metadata", p.metadata); !st) return st;
       if (Status st = read_region_spec(*t, p.region); !st)
         return Status(st.code(), fmt::format("partition '{}': {}", p.name, st.message()));
       c.partitions.push_back(p);
@@ -418,6 +440,11 @@ void add_region_overrides(CLI::App& app, std::vector<Apply>& later) {
   override_option<std::string>(app, later, "--path",
                                "region path: shm/numa object name (/cxlkv-pool), file path or /dev/daxX.Y",
                                [](PoolConfig& c, const std::string& v) { c.region.path = v; });
+  override_option<std::string>(app, later, "--metadata",
+                               "the region's metadata region (page records and allocator state, mapped by the daemon "
+                               "only): BACKEND:PATH, backend shm, file or devdax; default PATH.meta beside a shm, numa "
+                               "or file region; a devdax region must name one (another dax device, or a file)",
+                               [](PoolConfig& c, const std::string& v) { c.region_metadata = v; });
   override_option<std::string>(app, later, "--region-name", "the region's partition name, as tenants name it (default main)",
                                [](PoolConfig& c, const std::string& v) { c.region_name = v; });
   override_option<int>(app, later, "--numa-node", "NUMA node of the numa backend",
@@ -454,6 +481,23 @@ void add_region_overrides(CLI::App& app, std::vector<Apply>& later) {
             p.region.path = path;
           }
           c.partitions.push_back(p);
+        }
+      });
+  // After --partition: names partitions it made.
+  override_option<std::vector<std::string>>(
+      app, later, "--partition-metadata",
+      "NAME=BACKEND:PATH, repeatable: where partition NAME's metadata region lies (as --metadata; needed for a devdax "
+      "partition)",
+      [](PoolConfig& c, const std::vector<std::string>& v) {
+        for (const std::string& item : v) {
+          const size_t eq = item.find('=');
+          const std::string name = item.substr(0, eq), where = eq == std::string::npos ? "" : item.substr(eq + 1);
+          bool found = false;
+          for (PartitionSpec& p : c.partitions)
+            if (p.name == name) p.metadata = where, found = true;
+          if (!found && name == c.region_name) c.region_metadata = where, found = true;
+          // An unknown name or a missing '=': a partition validate_config refuses by name.
+          if (!found) c.partitions.push_back(PartitionSpec{name, cxl::RegionSpec{cxl::Backend::kShm, "", -1, 0}, where});
         }
       });
   override_option<std::string>(app, later, "--layout",

@@ -37,12 +37,17 @@ struct Tenant {
 struct PartitionSpec {
   std::string name;  // [A-Za-z0-9._-], unique
   cxl::RegionSpec region;
+  // Where its metadata region (page records, allocator state; only the daemon maps it) lies:
+  // "BACKEND:PATH" with backend shm, file or devdax; empty: cxl::Region::metadata_spec_for
+  // (PATH.meta beside a shm, numa or file region; a devdax region must name one).
+  std::string metadata{};
 };
 
 struct PoolConfig {
   // [region]
   cxl::RegionSpec region{cxl::Backend::kShm, "/cxlkv-pool", -1, 4ull << 30};
   std::string region_name = "main";  // the [region]'s partition name
+  std::string region_metadata;       // the [region]'s metadata region (PartitionSpec::metadata)
   // [[partition]]: more partitions beside the [region]'s, each bound to the tenants naming it
   std::vector<PartitionSpec> partitions;
   std::string layout = "deepseek-v3.2";
@@ -107,6 +112,9 @@ std::vector<PartitionSpec> served_partitions(const PoolConfig& config);
 // The index in served_partitions() of the partition each tenant is bound to (validate_config has
 // checked that each names one).
 std::vector<uint32_t> tenant_partitions(const PoolConfig& config);
+
+// The metadata region of a partition: as configured, or the default beside its region.
+Result<cxl::RegionSpec> metadata_region(const PartitionSpec& partition);
 
 // Parses "4GiB", "512MiB", "65536", "2G" into bytes.
 Result<uint64_t> parse_size(const std::string& text);

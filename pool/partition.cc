@@ -1,6 +1,7 @@
 // Partition: a region opened or created, recovered and ready to serve (partition.h).
 #include "partition.h"
 
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -26,18 +27,21 @@ Result<cxl::RegionSpec> place_region(const cxl::RegionSpec& wanted, cxl::HugePag
   return placed->spec;
 }
 
+// A region opened or made: `fresh` when its header was just written (its allocator areas are not).
+struct OpenedRegion {
+  std::unique_ptr<cxl::Region> region;
+  bool fresh = false;
+};
+
 // Creates the region if it does not exist, formats it only when asked, else opens it as it is.
-Result<std::unique_ptr<cxl::Region>> open_region(const PoolConfig& c, const cxl::RegionSpec& wanted, const Layout& layout) {
+Result<OpenedRegion> open_region(const PoolConfig& c, const cxl::RegionSpec& wanted, const Layout& layout) {
   bool fallback = false;
   auto placed = place_region(wanted, c.huge_pages, &fallback);
   if (!placed) return placed.status();
   cxl::RegionSpec spec = *placed;
-  auto fresh = [&](Result<std::unique_ptr<cxl::Region>> r) -> Result<std::unique_ptr<cxl::Region>> {
-    if (!r) return r;
-    if (Status st = SlabAllocator::format(**r); !st) return st;
-    spdlog::info("region {}: formatted, {} bytes, layout {}, E = {}", (*r)->describe(), (*r)->size(),
-                 layout.describe(), c.slab_pages);
-    return r;
+  auto fresh = [&](Result<std::unique_ptr<cxl::Region>> r) -> Result<OpenedRegion> {
+    if (!r) return r.status();
+    return OpenedRegion{std::move(*r), true};
   };
   if (fallback) {
     // A new region on hugetlbfs: free pages can be taken meanwhile, or the mount be full; under
@@ -57,12 +61,45 @@ Result<std::unique_ptr<cxl::Region>> open_region(const PoolConfig& c, const cxl:
   auto r = cxl::Region::open(spec, &layout);
   if (!r && r.status().code() == Code::kNotFound && spec.backend != cxl::Backend::kDevdax)
     return fresh(cxl::Region::create(spec, layout, c.slab_pages));
-  if (!r) return Status(r.status().code(), r.status().message() + " (use --format to wipe and format it)");
+  if (!r) {
+    if (r.status().code() == Code::kMismatch) return r.status();  // names its way out itself
+    return Status(r.status().code(), r.status().message() + " (use --format to wipe and format it)");
+  }
   if ((*r)->slab_pages() != c.slab_pages)
     return Status(Code::kMismatch, fmt::format("region {}: slab_pages {} configured, the region has {} (use "
                                                "--format to wipe and format it)", name, c.slab_pages,
                                                (*r)->slab_pages()));
-  return r;
+  return OpenedRegion{std::move(*r), false};
+}
+
+// The metadata region of `data`: made (or, where it exists, formatted anew) and the allocator
+// areas of both formatted when `data` is fresh; else opened and checked as data's.
+Result<std::unique_ptr<cxl::Region>> open_metadata(const cxl::RegionSpec& spec, cxl::Region& data, bool fresh) {
+  if (!fresh) {
+    auto m = cxl::Region::open_metadata(spec, data);
+    if (!m && m.status().code() == Code::kNotFound)
+      return Status(Code::kNotFound, fmt::format("{}; the page records of region {} are there, so its pages cannot be "
+                                                 "served (use --format to wipe and format both)", m.status().message(),
+                                                 data.describe()));
+    return m;
+  }
+  auto geometry_bytes = [&] {
+    return SlabGeometry::plan(data.size(), data.data_offset(), data.layout(), data.slab_pages()).metadata_bytes();
+  };
+  auto m = spec.backend == cxl::Backend::kDevdax ? cxl::Region::format_metadata(spec, data)
+                                                 : cxl::Region::create_metadata(spec, data, geometry_bytes());
+  if (!m && m.status().code() == Code::kAlreadyExists) {
+    // The records of a region now formatted anew: worthless. Remade at the size this one needs.
+    const int rc = spec.backend == cxl::Backend::kShm ? ::shm_unlink(spec.path.c_str()) : ::unlink(spec.path.c_str());
+    if (rc != 0) return io_error(fmt::format("metadata region {}:{}: remove the stale one", cxl::backend_name(spec.backend),
+                                             spec.path));
+    m = cxl::Region::create_metadata(spec, data, geometry_bytes());
+  }
+  if (!m) return m.status();
+  if (Status st = SlabAllocator::format(data, **m); !st) return st;
+  spdlog::info("region {}: formatted, {} bytes, layout {}, E = {}; its records in {}", data.describe(), data.size(),
+               data.layout().describe(), data.slab_pages(), (*m)->describe());
+  return m;
 }
 
 }  // namespace
@@ -74,8 +111,13 @@ Result<std::unique_ptr<Partition>> Partition::open(const PoolConfig& config, con
   auto named = [&](const Status& st) { return Status(st.code(), fmt::format("partition '{}': {}", spec.name, st.message())); };
   auto region = open_region(config, spec.region, layout);
   if (!region) return named(region.status());
-  p->region_ = std::move(*region);
-  auto allocator = SlabAllocator::open(*p->region_);
+  p->region_ = std::move(region->region);
+  auto metadata_spec = metadata_region(spec);
+  if (!metadata_spec) return named(metadata_spec.status());
+  auto metadata = open_metadata(*metadata_spec, *p->region_, region->fresh);
+  if (!metadata) return named(metadata.status());
+  p->metadata_ = std::move(*metadata);
+  auto allocator = SlabAllocator::open(*p->region_, *p->metadata_);
   if (!allocator) return named(allocator.status());
   p->allocator_ = std::move(*allocator);
   RecoveryReport report;

@@ -1,4 +1,5 @@
-// Partition: one region the daemon serves, with everything that is its own: the mapping, the slab
+// Partition: one region the daemon serves, with everything that is its own: the mapping, its
+// metadata region (page records and allocator state, which no session is handed), the slab
 // allocator, the PoolService (index, leases, eviction, tenant shares) and the two fds its sessions
 // are handed (read-write for writers, O_RDONLY for readers). main.cc opens one per configured
 // partition (config.h PartitionSpec) at start; the dispatcher routes each session to its tenant's,
@@ -41,6 +42,7 @@ class Partition {
 
   std::string name_;
   std::unique_ptr<cxl::Region> region_;
+  std::unique_ptr<cxl::Region> metadata_;  // page records and allocator state: mapped here only
   std::unique_ptr<SlabAllocator> allocator_;
   std::unique_ptr<PoolService> service_;
   int writer_fd_ = -1, read_only_fd_ = -1;

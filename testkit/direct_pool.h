@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "lease_factory.h"
+#include "pool_region.h"
 #include "region.h"
 #include "slab_allocator.h"
 
@@ -27,8 +28,10 @@ class DirectPool {
     std::unique_ptr<DirectPool> pool(new DirectPool());
     pool->spec_ = spec;
     pool->region_ = std::move(*region);
-    if (Status st = SlabAllocator::format(*pool->region_); !st) return st;
-    auto alloc = SlabAllocator::open(*pool->region_);
+    auto metadata = format_pool(*pool->region_);
+    if (!metadata) return metadata.status();
+    pool->metadata_ = std::move(*metadata);
+    auto alloc = SlabAllocator::open(*pool->region_, *pool->metadata_);
     if (!alloc) return alloc.status();
     pool->alloc_ = std::move(*alloc);
     auto view = detail::make_pool_view(pool->region_->base(), pool->region_->size(), pool->alloc_->geometry(), *layout);
@@ -39,6 +42,7 @@ class DirectPool {
   }
   ~DirectPool() {
     alloc_.reset();
+    metadata_.reset();
     region_.reset();
     (void)cxl::Region::remove(spec_);
   }
@@ -69,6 +73,7 @@ class DirectPool {
   DirectPool() = default;
   cxl::RegionSpec spec_;
   std::unique_ptr<cxl::Region> region_;
+  std::unique_ptr<cxl::Region> metadata_;
   std::unique_ptr<SlabAllocator> alloc_;
   PoolView view_;
   Layout layout_;

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "gather_types.h"
+#include "pool_region.h"
 
 namespace cxlkv::testing {
 namespace {
@@ -22,8 +23,9 @@ namespace {
 
 PoolWorkload::~PoolWorkload() {
   allocator.reset();
+  metadata.reset();
   region.reset();
-  (void)cxl::Region::remove(spec);
+  (void)cxl::Region::remove(spec);  // and its metadata region
 }
 
 std::unique_ptr<PoolWorkload> make_pool(uint64_t pool_bytes, const std::string& layout_spec, uint32_t slab_pages,
@@ -38,8 +40,10 @@ std::unique_ptr<PoolWorkload> make_pool(uint64_t pool_bytes, const std::string& 
   auto region = cxl::Region::create(w->spec, *layout, slab_pages);
   if (!region) die("create region", region.status());
   w->region = std::move(*region);
-  if (Status st = SlabAllocator::format(*w->region); !st) die("format", st);
-  auto alloc = SlabAllocator::open(*w->region);
+  auto metadata = format_pool(*w->region);
+  if (!metadata) die("format", metadata.status());
+  w->metadata = std::move(*metadata);
+  auto alloc = SlabAllocator::open(*w->region, *w->metadata);
   if (!alloc) die("allocator", alloc.status());
   w->allocator = std::move(*alloc);
   const SlabGeometry& g = w->allocator->geometry();

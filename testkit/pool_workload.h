@@ -17,6 +17,7 @@ namespace cxlkv::testing {
 
 struct PoolWorkload {
   std::unique_ptr<cxl::Region> region;
+  std::unique_ptr<cxl::Region> metadata;
   std::unique_ptr<SlabAllocator> allocator;
   cxl::RegionSpec spec;
   uint32_t pages_per_prefix = 0;

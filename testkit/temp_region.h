@@ -30,8 +30,12 @@ inline cxl::RegionSpec temp_spec(cxl::Backend backend, uint64_t size) {
 struct RegionCleanup {
   cxl::RegionSpec spec;
   ~RegionCleanup() {
-    if (spec.backend == cxl::Backend::kDevdax) std::remove(spec.path.c_str());  // file stand-in
-    else (void)cxl::Region::remove(spec);
+    if (spec.backend == cxl::Backend::kDevdax) {  // file stand-in, and its metadata (pool_region.h)
+      std::remove(spec.path.c_str());
+      std::remove((spec.path + ".meta").c_str());
+    } else {
+      (void)cxl::Region::remove(spec);  // and its metadata region
+    }
   }
 };
 

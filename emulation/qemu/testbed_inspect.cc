@@ -1,7 +1,8 @@
 // cxlkv-testbed-inspect: the host's check of the QEMU testbed's pool. The guests' CXL type-3
-// volatile device is backed by one host file whose offset 0 is the region's offset 0, so the
-// host opens that file with the file backend and reads what the guests left in it: the region
-// header, the allocator's slab state words and the slab table (allocator/page_record.h). For every
+// volatile device is backed by one host file; scripts/testbed copies out the bytes of the first
+// partition's data device and of its metadata device, and this opens the two copies with the file
+// backend and reads what the guests left in them: the region header, the allocator's slab state
+// words and the slab table (allocator/page_record.h) in the metadata region. For every
 // COMMITTED record it checks that the record holds together, that its slab is in use at the
 // record's generation, that the page's data checksum recomputed from the slab equals the one
 // committed, and that every entry holds the synthetic bytes its key implies
@@ -45,11 +46,12 @@ std::string check_synthetic(const SlabGeometry& g, const Layout& layout, const u
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string path;
+  std::string path, metadata_path;
   int64_t expect = -1;
   bool synthetic = true, list = false;
   CLI::App app{"cxlkv-testbed-inspect: check the committed pages in the testbed's CXL backing file"};
   app.add_option("file", path, "the host file behind the guests' CXL device")->required()->check(CLI::ExistingFile);
+  app.add_option("--metadata", metadata_path, "the copy of its metadata region (default: FILE.meta)");
   app.add_option("--expect-committed", expect, "fail unless exactly this many pages are committed");
   app.add_flag("!--no-synthetic", synthetic, "skip the byte-by-byte check of the synthetic contents");
   app.add_flag("--list", list, "print every committed page");
@@ -58,20 +60,24 @@ int main(int argc, char** argv) {
   auto region = cxl::Region::open({cxl::Backend::kFile, path, -1, 0});
   if (!region) return fmt::print("FAIL inspect: {}\n", region.status().to_string()), 1;
   const cxl::Region& r = **region;
+  if (metadata_path.empty()) metadata_path = path + ".meta";
+  auto metadata = cxl::Region::open_metadata({cxl::Backend::kFile, metadata_path, -1, 0}, r);
+  if (!metadata) return fmt::print("FAIL inspect: {}\n", metadata.status().to_string()), 1;
+  const cxl::Region& m = **metadata;
   auto geometry = SlabAllocator::read_geometry(r);
   if (!geometry) return fmt::print("FAIL inspect: {}: {}\n", path, geometry.status().to_string()), 1;
   const SlabGeometry& g = *geometry;
   const Layout layout = r.layout();
-  fmt::print("inspect: {}: {} bytes, layout {}, E = {}, {} slabs of {} bytes, slab table at {:#x}, slabs at {:#x}\n",
-             r.describe(), r.size(), layout.describe(), g.slab_pages, g.slab_count, g.slab_bytes, g.records_offset,
-             g.slab_area_offset);
+  fmt::print("inspect: {}: {} bytes, layout {}, E = {}, {} slabs of {} bytes at {:#x}; slab table at {:#x} of {}\n",
+             r.describe(), r.size(), layout.describe(), g.slab_pages, g.slab_count, g.slab_bytes, g.slab_area_offset,
+             g.records_offset, m.describe());
 
   Counts n;
   for (uint32_t slab = 0; slab < g.slab_count; ++slab) {
     uint64_t word;
-    std::memcpy(&word, r.base() + g.state_offset + 8ull * slab, sizeof word);
+    std::memcpy(&word, m.base() + g.state_offset + 8ull * slab, sizeof word);
     for (uint32_t pos = 0; pos < g.slab_pages; ++pos) {
-      const uint8_t* slot = r.base() + g.record_offset(g.page_slot(slab, pos));
+      const uint8_t* slot = m.base() + g.record_offset(g.page_slot(slab, pos));
       auto d = decode_record(slot, slab, pos);
       if (!d) {
         ++n.bad;

@@ -14,7 +14,7 @@ sock=/tmp/cxlkv-dsa-decode.sock
 run() {  # name, then dsa_decode.py's arguments
   local name=$1 pid
   shift
-  rm -f /dev/shm/cxlkv-dsa-decode "$sock"
+  rm -f /dev/shm/cxlkv-dsa-decode /dev/shm/cxlkv-dsa-decode.meta "$sock"
   "$poold" --backend shm --path /cxlkv-dsa-decode --size 28GiB --format --layout deepseek-v3.2 --slab-pages 8 \
     --socket "$sock" --metrics-port 0 --tenant dsa:dsa-token --log-level warn --read-lease-ttl-ms 600000 &
   pid=$!
@@ -22,7 +22,7 @@ run() {  # name, then dsa_decode.py's arguments
   python3 "$here/dsa_decode.py" --endpoint "unix:$sock" --tenant dsa --token dsa-token --json "$out/dsa-$name.json" "$@"
   kill "$pid"
   wait "$pid" || true
-  rm -f /dev/shm/cxlkv-dsa-decode
+  rm -f /dev/shm/cxlkv-dsa-decode /dev/shm/cxlkv-dsa-decode.meta
 }
 run 32k --batch 16 --tokens 32768
 run 128k --batch 16 --prefixes 4 --tokens 131072

@@ -12,6 +12,7 @@
 #include <set>
 #include <thread>
 
+#include "pool_region.h"
 #include "slab_allocator.h"
 #include "temp_region.h"
 
@@ -27,7 +28,9 @@ namespace {
 [[noreturn]] void churn(const RegionSpec& spec, uint32_t seed, int started) {
   auto region = Region::open(spec);
   if (!region.is_ok()) _exit(10);
-  auto a = SlabAllocator::open(**region);
+  auto metadata = testing::open_pool_metadata(**region);
+  if (!metadata.is_ok()) _exit(10);
+  auto a = SlabAllocator::open(**region, **metadata);
   if (!a.is_ok()) _exit(11);
   std::mt19937 rng(seed);
   std::vector<uint32_t> held;
@@ -63,7 +66,7 @@ TEST_CASE("SIGKILL at any point of allocate or free leaves every slab free or in
     auto layout = *Layout::parse("custom:name=crash,layers=2,page_tokens=64,stream=k/64/64/sparse");
     auto region = Region::create(spec, layout, 1);
     REQUIRE(region.is_ok());
-    REQUIRE(SlabAllocator::format(**region).is_ok());
+    REQUIRE(testing::format_pool(**region).is_ok());
   }
   std::mt19937 rng(20261123);
   const int iterations = 300;
@@ -87,7 +90,9 @@ TEST_CASE("SIGKILL at any point of allocate or free leaves every slab free or in
 
     auto region = Region::open(spec);
     REQUIRE(region.is_ok());
-    auto a = SlabAllocator::open(**region);
+    auto metadata = testing::open_pool_metadata(**region);
+    REQUIRE(metadata.is_ok());
+    auto a = SlabAllocator::open(**region, **metadata);
     INFO("iteration " << it << ": " << a.status().to_string());
     REQUIRE(a.is_ok());
     const SlabStats s = (*a)->stats();

@@ -2,8 +2,10 @@
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/generators/catch_generators.hpp>
 
+#include <cstring>
 #include <set>
 
+#include "pool_region.h"
 #include "slab_allocator.h"
 #include "temp_region.h"
 
@@ -16,6 +18,7 @@ struct Fixture {
   RegionSpec spec;
   testing::RegionCleanup cleanup;
   std::unique_ptr<Region> region;
+  std::unique_ptr<Region> metadata;
 
   explicit Fixture(uint64_t size = 64ull << 20, const char* layout = "deepseek-v3.2", uint32_t slab_pages = 1,
                    Backend backend = Backend::kShm)
@@ -23,7 +26,9 @@ struct Fixture {
     auto r = Region::create(spec, *Layout::parse(layout), slab_pages);
     REQUIRE(r.is_ok());
     region = std::move(*r);
-    REQUIRE(SlabAllocator::format(*region).is_ok());
+    auto m = testing::format_pool(*region);
+    REQUIRE(m.is_ok());
+    metadata = std::move(*m);
   }
 };
 
@@ -51,7 +56,7 @@ TEST_CASE("geometry: slabs are layer-major runs of E pages and fit in the region
 
 TEST_CASE("allocate until full gives each slab once, then a clear exhaustion error") {
   Fixture f;
-  auto a = SlabAllocator::open(*f.region);
+  auto a = SlabAllocator::open(*f.region, *f.metadata);
   REQUIRE(a.is_ok());
   const SlabStats start = (*a)->stats();
   REQUIRE(start.total > 4);
@@ -82,7 +87,7 @@ TEST_CASE("allocate until full gives each slab once, then a clear exhaustion err
 
 TEST_CASE("freeing a free slab or one past the end is an error that changes nothing") {
   Fixture f;
-  auto a = std::move(*SlabAllocator::open(*f.region));
+  auto a = std::move(*SlabAllocator::open(*f.region, *f.metadata));
   auto s = *a->allocate();
   REQUIRE(a->free(s).is_ok());
   const SlabStats before = a->stats();
@@ -100,14 +105,16 @@ TEST_CASE("allocation state lives in the region and survives reopening") {
   Fixture f(64ull << 20, "deepseek-v3.2", 1, backend);
   std::set<uint32_t> held;
   {
-    auto a = std::move(*SlabAllocator::open(*f.region));
+    auto a = std::move(*SlabAllocator::open(*f.region, *f.metadata));
     for (int i = 0; i < 5; ++i) held.insert(*a->allocate());
     REQUIRE(a->free(*held.begin()).is_ok());
     held.erase(held.begin());
   }
+  f.metadata.reset();
   f.region.reset();
   auto region = std::move(*Region::open(f.spec));
-  auto a = SlabAllocator::open(*region);
+  auto metadata = std::move(*testing::open_pool_metadata(*region));
+  auto a = SlabAllocator::open(*region, *metadata);
   REQUIRE(a.is_ok());
   const SlabStats s = (*a)->stats();
   CHECK(s.in_use == held.size());
@@ -117,27 +124,29 @@ TEST_CASE("allocation state lives in the region and survives reopening") {
 
 TEST_CASE("only one allocator holds a region at a time") {
   Fixture f;
-  auto first = SlabAllocator::open(*f.region);
+  auto first = SlabAllocator::open(*f.region, *f.metadata);
   REQUIRE(first.is_ok());
   auto other_mapping = std::move(*Region::open(f.spec));
-  auto second = SlabAllocator::open(*other_mapping);
+  auto other_metadata = std::move(*testing::open_pool_metadata(*other_mapping));
+  auto second = SlabAllocator::open(*other_mapping, *other_metadata);
   REQUIRE_FALSE(second.is_ok());
   CHECK(second.status().code() == Code::kBusy);
   first->reset();
-  CHECK(SlabAllocator::open(*other_mapping).is_ok());
+  CHECK(SlabAllocator::open(*other_mapping, *other_metadata).is_ok());
 }
 
 TEST_CASE("an allocator area that was never formatted, or damaged, is refused") {
   auto spec = testing::temp_spec(Backend::kShm, 64ull << 20);
   testing::RegionCleanup cleanup{spec};
   auto region = std::move(*Region::create(spec, *Layout::parse("deepseek-v3.2"), 1));
-  auto unformatted = SlabAllocator::open(*region);
+  auto metadata = std::move(*Region::create_metadata(testing::metadata_spec_of(spec), *region, 1u << 20));
+  auto unformatted = SlabAllocator::open(*region, *metadata);
   REQUIRE_FALSE(unformatted.is_ok());
   CHECK(unformatted.status().message().find("not formatted") != std::string::npos);
-  REQUIRE(SlabAllocator::format(*region).is_ok());
-  auto* h = reinterpret_cast<AllocatorHeader*>(region->base() + region->data_offset());
+  REQUIRE(SlabAllocator::format(*region, *metadata).is_ok());
+  auto* h = reinterpret_cast<AllocatorHeader*>(metadata->base() + metadata->data_offset());
   h->geometry.slab_count += 1;
-  auto damaged = SlabAllocator::open(*region);
+  auto damaged = SlabAllocator::open(*region, *metadata);
   REQUIRE_FALSE(damaged.is_ok());
   CHECK(damaged.status().message().find("checksum") != std::string::npos);
 }
@@ -146,7 +155,61 @@ TEST_CASE("a region too small for one slab cannot be formatted") {
   auto spec = testing::temp_spec(Backend::kShm, 2ull << 20);
   testing::RegionCleanup cleanup{spec};
   auto region = std::move(*Region::create(spec, *Layout::parse("deepseek-v3.2"), 1));
-  auto st = SlabAllocator::format(*region);
+  auto metadata = std::move(*Region::create_metadata(testing::metadata_spec_of(spec), *region, 1u << 20));
+  auto st = SlabAllocator::format(*region, *metadata);
   CHECK(st.code() == Code::kInvalidArgument);
   CHECK(st.message().find("no slab") != std::string::npos);
+}
+
+TEST_CASE("the allocator's state and the page records lie in the metadata region, out of the data region") {
+  Fixture f;
+  auto g = *SlabAllocator::read_geometry(*f.region);
+  // The data region ends its tables before the slabs; the records lie past its published words only
+  // in the metadata region, which holds no slab.
+  CHECK(g.records_offset >= g.state_offset + 8ull * g.slab_count);
+  CHECK(g.metadata_bytes() <= f.metadata->size());
+  CHECK(f.metadata->size() < g.slab_area_offset + g.slab_bytes);
+  auto a = std::move(*SlabAllocator::open(*f.region, *f.metadata));
+  CHECK(a->page_record(3, 0) == f.metadata->base() + g.record_offset(3));
+  std::set<uint32_t> held;
+  for (int i = 0; i < 5; ++i) held.insert(*a->allocate());
+  // The published copy follows every store of the truth.
+  for (uint32_t slab : held)
+    CHECK(reinterpret_cast<const uint64_t*>(f.region->base() + g.state_offset)[slab] ==
+          reinterpret_cast<const uint64_t*>(f.metadata->base() + g.state_offset)[slab]);
+}
+
+TEST_CASE("stores into the data region's published header and slab words change nothing the allocator trusts") {
+  Fixture f;
+  const SlabGeometry g = *SlabAllocator::read_geometry(*f.region);
+  std::set<uint32_t> held;
+  {
+    auto a = std::move(*SlabAllocator::open(*f.region, *f.metadata));
+    for (int i = 0; i < 5; ++i) held.insert(*a->allocate());
+  }
+  // What a writer client can reach: everything of its mapping before the slabs but the region header.
+  std::memset(f.region->base() + f.region->data_offset(), 0x5B, g.slab_area_offset - f.region->data_offset());
+  CHECK_FALSE(SlabAllocator::read_geometry(*f.region).is_ok());
+  auto a = SlabAllocator::open(*f.region, *f.metadata);
+  REQUIRE(a.is_ok());
+  CHECK((*a)->stats().in_use == held.size());
+  for (uint32_t slab : held) CHECK((*a)->in_use(slab));
+  // Rewritten from the metadata region: clients read the geometry and the words again.
+  auto again = SlabAllocator::read_geometry(*f.region);
+  REQUIRE(again.is_ok());
+  CHECK(std::memcmp(&*again, &g, sizeof g) == 0);
+  CHECK(std::memcmp(f.region->base() + g.state_offset, f.metadata->base() + g.state_offset, 8ull * g.slab_count) == 0);
+}
+
+TEST_CASE("a metadata region is opened against its own data region only") {
+  Fixture one, two;
+  auto crossed = SlabAllocator::open(*one.region, *two.metadata);
+  REQUIRE_FALSE(crossed.is_ok());
+  CHECK(crossed.status().code() == Code::kMismatch);
+  auto by_spec = Region::open_metadata(testing::metadata_spec_of(two.spec), *one.region);
+  REQUIRE_FALSE(by_spec.is_ok());
+  CHECK(by_spec.status().message().find("another data region") != std::string::npos);
+  // A data region is not opened as metadata, nor a metadata region as data.
+  CHECK(Region::open_metadata(one.spec, *one.region).status().code() == Code::kMismatch);
+  CHECK(Region::open(testing::metadata_spec_of(one.spec)).status().code() == Code::kMismatch);
 }

@@ -114,6 +114,12 @@ TEST_CASE("a damaged header is refused with the problem named, and nothing is wr
       {"checksum", [](RegionHeader* x) { x->uuid[3] ^= 1; }, Code::kCorrupt, "checksum"},
       {"size", [](RegionHeader* x) { x->region_bytes *= 2; x->checksum = region_header_checksum(*x); }, Code::kCorrupt, "bytes"},
       {"layout", [](RegionHeader* x) { x->layout.layers = 0; x->checksum = region_header_checksum(*x); }, Code::kCorrupt, "layers"},
+      // A region of format 1 kept its page records where clients map them: refused, the way out named.
+      {"format 1", [](RegionHeader* x) { x->format_version = 1; x->checksum = region_header_checksum(*x); }, Code::kMismatch,
+       "format version 1, which kept the page records where clients map them; this build reads version 2 only. Its "
+       "cached pages cannot be carried over: start the daemon with --format"},
+      {"kind", [](RegionHeader* x) { x->kind = RegionKind::kMetadata; x->checksum = region_header_checksum(*x); },
+       Code::kMismatch, "a metadata region, opened as a data region"},
   };
   for (const auto& d : damages) {
     CAPTURE(d.name);

@@ -25,10 +25,12 @@ inline constexpr const char* kLayout =
 struct FuzzRegion {
   cxl::RegionSpec spec;
   std::unique_ptr<cxl::Region> region;
+  std::unique_ptr<cxl::Region> metadata;  // its metadata region (spec.path + ".meta")
   std::unique_ptr<SlabAllocator> allocator;
 };
 
-// A fresh shm region of `bytes` (its file: /dev/shm + spec.path), E = `slab_pages`, formatted;
+// A fresh shm region of `bytes` (its file: /dev/shm + spec.path) and its metadata region
+// (/dev/shm + spec.path + ".meta"), E = `slab_pages`, formatted;
 // aborts on failure (a target that cannot set up must not report a clean run).
 inline FuzzRegion make_region(const std::string& tag, uint64_t bytes, uint32_t slab_pages) {
   FuzzRegion f;
@@ -38,13 +40,17 @@ inline FuzzRegion make_region(const std::string& tag, uint64_t bytes, uint32_t s
   (void)cxl::Region::remove(f.spec);
   auto layout = Layout::parse(kLayout);
   auto r = cxl::Region::create(f.spec, *layout, slab_pages);
-  if (!r || !SlabAllocator::format(**r)) {
+  const SlabGeometry g = SlabGeometry::plan(bytes, cxl::kRegionHeaderBytes, *layout, slab_pages);
+  auto m = r ? cxl::Region::create_metadata(*cxl::Region::metadata_spec_for(f.spec), **r, g.metadata_bytes())
+             : Result<std::unique_ptr<cxl::Region>>(r.status());
+  if (!m || !SlabAllocator::format(**r, **m)) {
     std::fprintf(stderr, "fuzz: cannot make the region %s\n", f.spec.path.c_str());
     std::abort();
   }
-  auto a = SlabAllocator::open(**r);
+  auto a = SlabAllocator::open(**r, **m);
   if (!a) std::abort();
   f.region = std::move(*r);
+  f.metadata = std::move(*m);
   f.allocator = std::move(*a);
   return f;
 }

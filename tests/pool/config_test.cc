@@ -19,6 +19,15 @@ ConfigOutcome load(std::vector<std::string> args) {
   return load_config(static_cast<int>(argv.size()), argv.data());
 }
 
+// The arguments are refused (exit 2) with a message that says `text`.
+void refused(std::vector<std::string> args, const char* text) {
+  const ConfigOutcome o = load(std::move(args));
+  INFO(o.message);
+  REQUIRE(o.exit_now);
+  REQUIRE(o.exit_code == 2);
+  REQUIRE(o.message.find(text) != std::string::npos);
+}
+
 // A TOML file that removes itself.
 struct TempToml {
   std::string path = testing::unique_name("config.toml");
@@ -298,13 +307,7 @@ TEST_CASE("partitions come from the file or the flags, each tenant bound to one;
   REQUIRE_FALSE(sized.exit_now);
   REQUIRE(sized.config.partitions[0].region.size == 1ull << 30);  // --size, wherever it stands
 
-  auto says = [](std::vector<std::string> args, const char* text) {
-    const ConfigOutcome o = load(std::move(args));
-    INFO(o.message);
-    REQUIRE(o.exit_now);
-    REQUIRE(o.exit_code == 2);
-    REQUIRE(o.message.find(text) != std::string::npos);
-  };
+  const auto says = refused;
   says({"--tenant", "x:1", "--tenant-partition", "x=nope"}, "tenant 'x': partition 'nope' is not one of the daemon's (main)");
   says({"--tenant", "x:1", "--tenant-partition", "q=main"}, "q: no such tenant");
   says({"--tenant", "x:1", "--partition", "p=shm:/p", "--tenant-partition", "y=p"}, "y: no such tenant");
@@ -321,4 +324,48 @@ TEST_CASE("partitions come from the file or the flags, each tenant bound to one;
   PoolConfig bad;
   REQUIRE(read_config_text("[[partition]]\nname = \"b\"\npath = \"/b\"\ncolour = 1\n", bad).message().find(
               "colour") != std::string::npos);
+}
+
+TEST_CASE("metadata regions: beside shm, numa and file regions by default, named for devdax; bad or shared ones named") {
+  PoolConfig c;
+  REQUIRE(read_config_text("[region]\npath = \"/a\"\nmetadata = \"file:/var/tmp/a.meta\"\n"
+                           "[[partition]]\nname = \"dax\"\nbackend = \"devdax\"\npath = \"/dev/dax0.1\"\n"
+                           "metadata = \"devdax:/dev/dax0.3\"\n"
+                           "[[partition]]\nname = \"f\"\nbackend = \"file\"\npath = \"/tmp/f\"\n"
+                           "[[tenant]]\nname = \"x\"\ntoken = \"1\"\n"
+                           "[[tenant]]\nname = \"y\"\ntoken = \"2\"\npartition = \"dax\"\n"
+                           "[[tenant]]\nname = \"z\"\ntoken = \"3\"\npartition = \"f\"\n",
+                           c).is_ok());
+  REQUIRE(validate_config(c).is_ok());
+  const std::vector<PartitionSpec> all = served_partitions(c);
+  auto m0 = metadata_region(all[0]), m1 = metadata_region(all[1]), m2 = metadata_region(all[2]);
+  REQUIRE((m0 && m1 && m2));
+  CHECK((m0->backend == cxl::Backend::kFile && m0->path == "/var/tmp/a.meta"));
+  CHECK((m1->backend == cxl::Backend::kDevdax && m1->path == "/dev/dax0.3"));
+  CHECK((m2->backend == cxl::Backend::kFile && m2->path == "/tmp/f.meta"));  // the default beside a file
+  auto shm = metadata_region(PartitionSpec{"s", cxl::RegionSpec{cxl::Backend::kShm, "/pool", -1, 1}});
+  REQUIRE(shm.is_ok());
+  CHECK((shm->backend == cxl::Backend::kShm && shm->path == "/pool.meta"));
+  auto numa = metadata_region(PartitionSpec{"n", cxl::RegionSpec{cxl::Backend::kNuma, "/pool", 1, 1}});
+  REQUIRE(numa.is_ok());
+  CHECK((numa->backend == cxl::Backend::kShm && numa->path == "/pool.meta"));
+
+  const ConfigOutcome flags = load({"--backend", "devdax", "--path", "/dev/dax0.0", "--metadata", "devdax:/dev/dax0.2",
+                                    "--tenant", "x:1", "--tenant", "y:2", "--partition", "b=devdax:/dev/dax0.1",
+                                    "--partition-metadata", "b=devdax:/dev/dax0.3", "--tenant-partition", "y=b"});
+  INFO(flags.message);
+  REQUIRE_FALSE(flags.exit_now);
+  CHECK(flags.config.region_metadata == "devdax:/dev/dax0.2");
+  CHECK(flags.config.partitions[0].metadata == "devdax:/dev/dax0.3");
+
+  const auto says = refused;
+  says({"--backend", "devdax", "--path", "/dev/dax0.0"}, "a device region has no default metadata region; name one");
+  says({"--tenant", "x:1", "--partition", "b=devdax:/dev/dax0.1", "--tenant-partition", "x=b"},
+       "partition 'b': region devdax:/dev/dax0.1: a device region has no default metadata region");
+  says({"--metadata", "/no-backend"}, "metadata '/no-backend' must be BACKEND:PATH");
+  says({"--metadata", "numa:/m"}, "metadata 'numa:/m' must be BACKEND:PATH with backend shm, file or devdax");
+  says({"--metadata", "shm:/cxlkv-pool"}, "metadata region shm:/cxlkv-pool is taken by another region or partition");
+  says({"--tenant", "x:1", "--tenant", "y:2", "--partition", "b=shm:/b", "--partition-metadata", "b=shm:/cxlkv-pool.meta",
+        "--tenant-partition", "y=b"},
+       "partition 'b': metadata region shm:/cxlkv-pool.meta is taken");
 }

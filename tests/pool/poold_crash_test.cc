@@ -19,6 +19,7 @@
 #include "cacheline.h"
 #include "daemon_fixture.h"
 #include "page_checksum.h"
+#include "pool_region.h"
 #include "slab_allocator.h"
 
 using namespace cxlkv;
@@ -54,6 +55,7 @@ struct Chain {
 // The region as the test sees it: mapped by path, geometry from the allocator header.
 struct Mapped {
   std::unique_ptr<cxl::Region> region;
+  std::unique_ptr<cxl::Region> metadata;  // the daemon's page records (the test maps it: no client can)
   SlabGeometry geometry;
   Layout layout;
 
@@ -169,7 +171,7 @@ uint32_t check_chain(RawClient& c, const Mapped& m, const Chain& ch, std::vector
     // The record stores it at bytes [88,96) (allocator/page_record.h).
     uint64_t stored = 0;
     const uint64_t slot = m.geometry.page_slot(pages[i].slab(), pages[i].position());
-    std::memcpy(&stored, m.region->base() + m.geometry.record_offset(slot) + 88, sizeof stored);
+    std::memcpy(&stored, m.metadata->base() + m.geometry.record_offset(slot) + 88, sizeof stored);
     REQUIRE(stored == ch.sums[i]);
     REQUIRE(m.page_matches(ch.keys[i], pages[i], scratch));
   }
@@ -215,6 +217,9 @@ TEST_CASE("kill -9 of the daemon at random moments loses no acknowledged page an
     auto region = cxl::Region::open(d.spec);
     REQUIRE(region.is_ok());
     m.region = std::move(*region);
+    auto metadata = testing::open_pool_metadata(*m.region);
+    REQUIRE(metadata.is_ok());
+    m.metadata = std::move(*metadata);
     auto g = SlabAllocator::read_geometry(*m.region);
     REQUIRE(g.is_ok());
     m.geometry = *g;

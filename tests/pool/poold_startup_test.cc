@@ -5,27 +5,40 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include <unistd.h>
 
+#include <cstring>
+
 #include "daemon_fixture.h"
 #include "http_get.h"
 #include "huge_pages.h"
+#include "region_header.h"
+#include "slab_allocator.h"
 #include "tls_files.h"
 
 using namespace cxlkv;
 using namespace cxlkv::testing;
 
+namespace {
+
+// Reserves and commits one prefix of three pages; returns its keys.
+std::vector<wire::Key> commit_three_pages(TestDaemon& d) {
+  auto keys = test_keys(1, 3);
+  auto c = d.client();
+  const wire::Response* r = c->reserve(wire::Key(), keys);
+  REQUIRE(code_of(c->commit(r->body_as_ReserveResponse()->lease(), {1, 2, 3})) == Code::kOk);
+  return keys;
+}
+
+}  // namespace
+
 TEST_CASE("a restart opens the existing region and serves the pages committed before") {
   TestDaemon d;
   REQUIRE(d.process.start());
-  auto keys = test_keys(1, 3);
-  {
-    auto c = d.client();
-    const wire::Response* r = c->reserve(wire::Key(), keys);
-    REQUIRE(code_of(c->commit(r->body_as_ReserveResponse()->lease(), {1, 2, 3})) == Code::kOk);
-  }
+  const auto keys = commit_three_pages(d);
   REQUIRE(d.process.stop(SIGTERM) == 0);
   REQUIRE(::access(d.socket.c_str(), F_OK) != 0);  // the socket file is gone
   REQUIRE(d.process.start());
@@ -63,6 +76,63 @@ TEST_CASE("a region with a damaged header is refused with exit code 2") {
   REQUIRE_FALSE(again.start());
   REQUIRE(again.wait_exit() == 2);
   REQUIRE(again.log().find("checksum") != std::string::npos);
+}
+
+TEST_CASE("a region of format 1 is refused naming the way out, and --format makes it one of format 2") {
+  TestDaemon d;
+  REQUIRE(d.process.start());
+  REQUIRE(d.process.stop() == 0);
+  {
+    auto region = cxl::Region::open(d.spec);
+    REQUIRE(region.is_ok());
+    auto* h = reinterpret_cast<cxl::RegionHeader*>((*region)->base());
+    h->format_version = 1;  // as a daemon before the records moved out of the region wrote it
+    h->checksum = cxl::region_header_checksum(*h);
+  }
+  PooldProcess old(TestDaemon::args(d.spec, d.socket, "64MiB", {}), d.socket);
+  REQUIRE_FALSE(old.start());
+  REQUIRE(old.wait_exit() == 2);
+  CHECK(old.log().find("format version 1") != std::string::npos);
+  CHECK(old.log().find("--format") != std::string::npos);
+  PooldProcess formatting(TestDaemon::args(d.spec, d.socket, "64MiB", {"--format"}), d.socket);
+  REQUIRE(formatting.start());
+  auto region = cxl::Region::open(d.spec);
+  REQUIRE(region.is_ok());
+  CHECK((*region)->header().format_version == cxl::kRegionFormatVersion);
+}
+
+TEST_CASE("a region whose metadata region is gone is refused: its pages cannot be served") {
+  TestDaemon d;
+  REQUIRE(d.process.start());
+  REQUIRE(d.process.stop() == 0);
+  const cxl::RegionSpec metadata = *cxl::Region::metadata_spec_for(d.spec);
+  REQUIRE(::shm_unlink(metadata.path.c_str()) == 0);
+  PooldProcess again(TestDaemon::args(d.spec, d.socket, "64MiB", {}), d.socket);
+  REQUIRE_FALSE(again.start());
+  REQUIRE(again.wait_exit() == 2);
+  CHECK(again.log().find(metadata.path) != std::string::npos);
+  CHECK(again.log().find("--format") != std::string::npos);
+}
+
+TEST_CASE("a client's stores into everything of its mapping before the slabs lose no committed page") {
+  TestDaemon d;
+  REQUIRE(d.process.start());
+  const auto keys = commit_three_pages(d);
+  // What a writer maps: the region header, then the published allocator header and slab words.
+  // The page records and the allocator's own words are not in it (region format 2).
+  auto region = cxl::Region::open(d.spec);
+  REQUIRE(region.is_ok());
+  const SlabGeometry g = *SlabAllocator::read_geometry(**region);
+  std::memset((*region)->base() + (*region)->data_offset(), 0x5B, g.slab_area_offset - (*region)->data_offset());
+  REQUIRE_FALSE(SlabAllocator::read_geometry(**region).is_ok());
+  REQUIRE(d.process.stop(SIGKILL) != 0);
+  REQUIRE(d.process.start());
+  auto c = d.client();
+  CHECK(c->lookup(keys)->body_as_LookupResponse()->pages()->size() == 3);
+  // The published copies are the daemon's again: clients read the geometry and the words.
+  auto again = SlabAllocator::read_geometry(**region);
+  REQUIRE(again.is_ok());
+  CHECK(std::memcmp(&*again, &g, sizeof g) == 0);
 }
 
 TEST_CASE("a second daemon on the same region or socket is refused while the first serves") {

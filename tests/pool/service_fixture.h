@@ -8,6 +8,7 @@
 #include <cstring>
 #include <vector>
 
+#include "pool_region.h"
 #include "pool_service.h"
 #include "temp_region.h"
 
@@ -33,6 +34,7 @@ struct ServiceFixture {
   cxl::RegionSpec spec;
   RegionCleanup cleanup;
   std::unique_ptr<cxl::Region> region;
+  std::unique_ptr<cxl::Region> metadata;
   std::unique_ptr<SlabAllocator> allocator;
   std::unique_ptr<pool::PoolService> service;
   pool::PoolOptions options;
@@ -51,12 +53,14 @@ struct ServiceFixture {
     auto r = cxl::Region::create(spec, *layout, E);
     REQUIRE(r.is_ok());
     region = std::move(*r);
-    REQUIRE(SlabAllocator::format(*region).is_ok());
+    auto m = testing::format_pool(*region);
+    REQUIRE(m.is_ok());
+    metadata = std::move(*m);
     open();
   }
 
   void open() {
-    auto a = SlabAllocator::open(*region);
+    auto a = SlabAllocator::open(*region, *metadata);
     REQUIRE(a.is_ok());
     allocator = std::move(*a);
     auto s = pool::PoolService::open(*region, *allocator, options, &report);

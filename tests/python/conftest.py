@@ -60,6 +60,7 @@ class Daemon:
                 self.process.wait()
         self.socket.unlink(missing_ok=True)
         Path("/dev/shm", self.name).unlink(missing_ok=True)
+        Path("/dev/shm", self.name + ".meta").unlink(missing_ok=True)  # its metadata region
 
 
 @pytest.fixture(scope="session")
