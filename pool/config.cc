@@ -154,6 +154,7 @@ std::vector<uint32_t> tenant_partitions(const PoolConfig& c) {
 }
 
 Status validate_config(const PoolConfig& c) {
+  if (!c.flag_errors.empty()) return Status(Code::kInvalidArgument, c.flag_errors.front());
   const Watermarks& w = c.pool.watermarks;
   if (!(w.low > 0 && w.low <= w.high && w.high <= 1))
     return Status(Code::kInvalidArgument,
@@ -475,6 +476,7 @@ void add_region_overrides(CLI::App& app, std::vector<Apply>& later) {
             const size_t last = path.rfind(':');
             if (last != std::string::npos) {
               auto bytes = parse_size(path.substr(last + 1));
+              if (!bytes) c.flag_errors.push_back(fmt::format("--partition {}: {}", item, bytes.status().message()));
               p.region.size = bytes ? *bytes : 0;
               path.resize(last);
             }
@@ -496,8 +498,9 @@ void add_region_overrides(CLI::App& app, std::vector<Apply>& later) {
           for (PartitionSpec& p : c.partitions)
             if (p.name == name) p.metadata = where, found = true;
           if (!found && name == c.region_name) c.region_metadata = where, found = true;
-          // An unknown name or a missing '=': a partition validate_config refuses by name.
-          if (!found) c.partitions.push_back(PartitionSpec{name, cxl::RegionSpec{cxl::Backend::kShm, "", -1, 0}, where});
+          if (!found)
+            c.flag_errors.push_back(fmt::format("--partition-metadata {}: no partition '{}' (give NAME=BACKEND:PATH for "
+                                                "the region's or a --partition's NAME)", item, name));
         }
       });
   override_option<std::string>(app, later, "--layout",

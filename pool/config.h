@@ -95,6 +95,9 @@ struct PoolConfig {
   std::vector<std::string> advertise;    // control endpoints clients use; empty: the listeners
   uint32_t cluster_lease_ttl_s = 10;     // a dead node leaves within this
   uint32_t chunk_pages = 16;             // placement chunk C, recorded with the cluster
+  // What applying the flags found wrong (a flag's value a field cannot hold); validate_config
+  // reports the first.
+  std::vector<std::string> flag_errors;
 };
 
 // What load_config decided: run with `config`, or exit with `exit_code` (--help: 0).

@@ -320,7 +320,8 @@ TEST_CASE("partitions come from the file or the flags, each tenant bound to one;
   says({"--tenant", "x:1", "--partition", "p q=shm:/p", "--tenant-partition", "x=p q"}, "must be [A-Za-z0-9._-]");
   says({"--tenant", "x:1", "--partition", "p=tape:/p", "--tenant-partition", "x=p"}, "partition 'p': the backend is not one of");
   says({"--tenant", "x:1", "--partition", "p=shm", "--tenant-partition", "x=p"}, "partition 'p' needs a path");
-  says({"--tenant", "x:1", "--partition", "p=shm:/p:lots", "--tenant-partition", "x=p"}, "partition 'p' needs a size");
+  says({"--tenant", "x:1", "--partition", "p=shm:/p:lots", "--tenant-partition", "x=p"}, "--partition p=shm:/p:lots: ");
+  says({"--tenant", "x:1", "--partition", "p=shm:/p:lots", "--tenant-partition", "x=p"}, "lots");
   PoolConfig bad;
   REQUIRE(read_config_text("[[partition]]\nname = \"b\"\npath = \"/b\"\ncolour = 1\n", bad).message().find(
               "colour") != std::string::npos);
@@ -368,4 +369,5 @@ TEST_CASE("metadata regions: beside shm, numa and file regions by default, named
   says({"--tenant", "x:1", "--tenant", "y:2", "--partition", "b=shm:/b", "--partition-metadata", "b=shm:/cxlkv-pool.meta",
         "--tenant-partition", "y=b"},
        "partition 'b': metadata region shm:/cxlkv-pool.meta is taken");
+  says({"--partition-metadata", "nope=shm:/n"}, "--partition-metadata nope=shm:/n: no partition 'nope'");
 }
