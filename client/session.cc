@@ -364,6 +364,7 @@ Result<std::vector<PartitionStatus>> Session::partitions() {
     PartitionStatus q;
     q.name = p->name() ? p->name()->str() : "";
     q.region = p->region() ? p->region()->str() : "";
+    q.metadata = p->metadata() ? p->metadata()->str() : "";
     q.region_bytes = p->region_bytes();
     q.slabs_total = p->slabs_total(), q.slabs_free = p->slabs_free();
     q.pages_committed = p->pages_committed(), q.pages_reserved = p->pages_reserved();

@@ -292,9 +292,10 @@ void Dispatcher::partitions(Reply& reply) {
     auto name = fbb.CreateString(part.name);
     auto where = fbb.CreateString(region.describe());
     auto tenants = fbb.CreateVectorOfStrings(bound);
+    auto metadata = fbb.CreateString(part.service->metadata().describe());
     all.push_back(wire::CreatePartitionStatus(fbb, name, where, region.size(), p.slabs_total, p.slabs_free,
                                               p.pages_committed, p.pages_reserved, p.read_leases, p.write_leases,
-                                              tenants));
+                                              tenants, metadata));
   }
   reply.ok(wire::ResponseBody::PartitionsResponse, wire::CreatePartitionsResponse(fbb, fbb.CreateVector(all)));
 }

@@ -112,6 +112,8 @@ class PoolService {
   const PoolOptions& options() const { return options_; }
   const SlabGeometry& geometry() const { return geometry_; }
   cxl::Region& region() const { return region_; }
+  // Where its page records lie (the allocator's metadata region).
+  const cxl::Region& metadata() const { return allocator_.metadata(); }
 
  private:
   PoolService(cxl::Region& region, SlabAllocator& allocator, const PoolOptions& options);

@@ -29,7 +29,8 @@ nlohmann::json to_json(const PartitionStatus& p) {
           {"pages_reserved", p.pages_reserved},
           {"read_leases", p.read_leases},
           {"write_leases", p.write_leases},
-          {"tenants", p.tenants}};
+          {"tenants", p.tenants},
+          {"metadata", p.metadata}};
 }
 
 }  // namespace
@@ -47,7 +48,8 @@ int main(int argc, char** argv) {
   app.add_option("--timeout-ms", o.io_timeout_ms, "per connect, send and receive")->capture_default_str();
   app.add_flag("--json", json, "print JSON instead of a table");
   app.require_subcommand(1);
-  auto* partitions = app.add_subcommand("partitions", "every partition: region, slabs, pages, leases, tenants");
+  auto* partitions = app.add_subcommand("partitions", "every partition: region, slabs, pages, leases, tenants, and "
+                                        "where its page records lie (--json: metadata)");
   app.add_subcommand("stats", "the daemon's counters over all its partitions");
   CLI11_PARSE(app, argc, argv);
   if (!token_file.empty()) {

@@ -27,6 +27,7 @@ struct PartitionStatus {
   uint64_t pages_committed = 0, pages_reserved = 0;
   uint64_t read_leases = 0, write_leases = 0;
   std::vector<std::string> tenants;  // bound to it
+  std::string metadata;              // its metadata region (page records), "<backend>:<path>"
 };
 
 class AdminClient {

@@ -764,6 +764,8 @@ TEST_CASE("an admin session sees every partition, its occupancy and tenants, and
   CHECK(main.tenants == std::vector<std::string>{"acme", "ops"});
   CHECK(p2.name == "p2");
   CHECK(p2.region == "shm:" + other_partition.path);
+  CHECK(p2.metadata == "shm:" + other_partition.path + ".meta");  // beside it, where no session is handed it
+  CHECK(main.metadata == main.region + ".meta");
   CHECK(p2.pages_committed == 5);
   CHECK(p2.read_leases == 1);
   CHECK(p2.region_bytes == 128ull << 20);
