@@ -103,6 +103,11 @@ Result<std::unique_ptr<SlabAllocator>> SlabAllocator::open(cxl::Region& data, cx
   if (Status st = check_pair(data, metadata, *g); !st) return st;
   if (flock(data.fd(), LOCK_EX | LOCK_NB) != 0)
     return Status(Code::kBusy, fmt::format("region {}: its allocator is held by another process", data.describe()));
+  // The metadata region too: another daemon configured with the same one must not take or remove it.
+  if (flock(metadata.fd(), LOCK_EX | LOCK_NB) != 0) {
+    flock(data.fd(), LOCK_UN);
+    return Status(Code::kBusy, fmt::format("metadata region {}: held by another process", metadata.describe()));
+  }
   std::unique_ptr<SlabAllocator> a(new SlabAllocator(data, metadata, *g));
   // Rebuild the free stack from the state words; a word that is neither state is damage.
   a->free_stack_.reserve(g->slab_count);
@@ -129,7 +134,10 @@ SlabAllocator::SlabAllocator(cxl::Region& data, cxl::Region& metadata, const Sla
   static_assert(sizeof(std::atomic<uint64_t>) == 8 && std::atomic<uint64_t>::is_always_lock_free);
 }
 
-SlabAllocator::~SlabAllocator() { flock(region_.fd(), LOCK_UN); }
+SlabAllocator::~SlabAllocator() {
+  flock(metadata_.fd(), LOCK_UN);
+  flock(region_.fd(), LOCK_UN);
+}
 
 void SlabAllocator::store_word(uint32_t slab, uint64_t word) {
   // One aligned 8-byte store each: a kill leaves the old word or the new one, never a mix. The

@@ -97,4 +97,22 @@ Status verify_pages(RangeReader& reader, const PoolView& view, std::span<const P
   return Status::ok();
 }
 
+Status verify_bytes(const PoolView& view, std::span<const Placement> pages, const LocalLayout& local,
+                    uint32_t stream_mask, const uint8_t* src) {
+  if (view.base == nullptr)
+    return Status(Code::kInvalidArgument, "verify: this client has no mapping of the region to compare with");
+  for (uint32_t p = 0; p < pages.size(); ++p)
+    for (uint32_t s = 0; s < local.stream_count; ++s) {
+      if ((stream_mask >> s & 1) == 0) continue;
+      for (uint32_t l = 0; l < local.layers; ++l)
+        for (uint32_t t = 0; t < local.page_tokens; ++t) {
+          const uint8_t* pool = view.base + remote_entry(view, pages, int(s), l, p * local.page_tokens + t);
+          if (std::memcmp(src + local.offset(p, int(s), l, t), pool, local.entry_bytes[s]) != 0)
+            return Status(Code::kCorrupt, fmt::format("verify: page {} stream {} layer {} token {}: the fetched bytes "
+                                                      "differ from the region's", p, s, l, t));
+        }
+    }
+  return Status::ok();
+}
+
 }  // namespace cxlkv::baseline

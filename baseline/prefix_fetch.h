@@ -58,4 +58,11 @@ Status fetch_entries(RangeReader& reader, const PoolView& view, std::span<const 
 // The first mismatch is kCorrupt naming the page.
 Status verify_pages(RangeReader& reader, const PoolView& view, std::span<const Placement> pages);
 
+// After a bulk fetch: every entry of the streams in stream_mask in src (laid out by `local`)
+// against the same entry in this client's own mapping of the region (view.base: a worker that
+// maps the pool by fd or path), byte for byte: what the transport moved. The first difference is
+// kCorrupt naming the page, stream, layer and token; no mapping is kInvalidArgument.
+Status verify_bytes(const PoolView& view, std::span<const Placement> pages, const LocalLayout& local,
+                    uint32_t stream_mask, const uint8_t* src);
+
 }  // namespace cxlkv::baseline

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <libpmem2.h>
 #include <numa.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -319,7 +320,26 @@ static bool read_uuid(const RegionSpec& spec, uint8_t (&uuid)[16]) {
 Status Region::remove(const RegionSpec& spec) {
   if (Status st = remove_backing(spec); !st) return st;
   auto metadata = metadata_spec_for(spec);
-  return metadata ? remove_backing(*metadata) : Status::ok();
+  if (!metadata) return Status::ok();
+  const Status st = remove_metadata(*metadata);
+  return st.code() == Code::kAlreadyExists ? Status::ok() : st;  // not ours: left alone
+}
+
+Status Region::remove_metadata(const RegionSpec& spec) {
+  if (spec.backend == Backend::kDevdax) return Status::ok();
+  auto fd = open_backing(spec, /*create=*/false, OpenMode::kReadOnly);
+  if (!fd) return fd.status().code() == Code::kNotFound ? Status::ok() : fd.status();
+  RegionHeader h {};
+  const bool ours = ::pread(*fd, &h, sizeof h, 0) == static_cast<ssize_t>(sizeof h) &&
+                    std::memcmp(h.magic, kRegionMagic, sizeof h.magic) == 0 && h.kind == RegionKind::kMetadata;
+  const bool held = ours && flock(*fd, LOCK_EX | LOCK_NB) != 0;
+  ::close(*fd);
+  const std::string name = fmt::format("{}:{}", backend_name(spec.backend), spec.path);
+  if (!ours)
+    return Status(Code::kAlreadyExists, fmt::format("{} exists and is not a cxlkv metadata region: left as it is (remove "
+                                                    "it, or name another metadata region)", name));
+  if (held) return Status(Code::kBusy, fmt::format("metadata region {} is held by a serving daemon", name));
+  return remove_backing(spec);
 }
 
 Status Region::remove_backing(const RegionSpec& spec) {

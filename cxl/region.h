@@ -62,6 +62,13 @@ class Region {
   static Result<std::unique_ptr<Region>> format_metadata(const RegionSpec& spec, const Region& data);
   // Maps `data`'s metadata region and checks its header: kind, layout, E and paired uuid.
   static Result<std::unique_ptr<Region>> open_metadata(const RegionSpec& spec, const Region& data);
+  // Removes the shm object or file at `spec` only if it holds a cxlkv metadata region (its magic
+  // and kind, of any format version) that no process holds locked (a serving daemon's allocator
+  // locks it): anything else there is left as it is and named (kAlreadyExists, kBusy). Nothing
+  // there: ok. Devdax devices are never removed.
+  static Status remove_metadata(const RegionSpec& spec);
+  // Removes the backing (shm object or file) at `spec` alone; devdax devices are left alone.
+  static Status remove_backing(const RegionSpec& spec);
 
   ~Region();
   Region(const Region&) = delete;
@@ -106,7 +113,6 @@ class Region {
   Status write_header(const Layout& layout, uint32_t slab_pages, RegionKind kind = RegionKind::kData,
                       const uint8_t* paired_uuid = nullptr);
   Status check_header(const Layout* expected, RegionKind kind = RegionKind::kData) const;
-  static Status remove_backing(const RegionSpec& spec);
   // Makes the backing of spec.size bytes, maps it and writes a header; removes it on failure.
   static Result<std::unique_ptr<Region>> make(const RegionSpec& spec, const Layout& layout, uint32_t slab_pages,
                                               RegionKind kind, const uint8_t* paired_uuid);

@@ -494,6 +494,10 @@ void add_region_overrides(CLI::App& app, std::vector<Apply>& later) {
         for (const std::string& item : v) {
           const size_t eq = item.find('=');
           const std::string name = item.substr(0, eq), where = eq == std::string::npos ? "" : item.substr(eq + 1);
+          if (where.empty()) {
+            c.flag_errors.push_back(fmt::format("--partition-metadata {}: give NAME=BACKEND:PATH", item));
+            continue;
+          }
           bool found = false;
           for (PartitionSpec& p : c.partitions)
             if (p.name == name) p.metadata = where, found = true;

@@ -1,7 +1,6 @@
 // Partition: a region opened or created, recovered and ready to serve (partition.h).
 #include "partition.h"
 
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -27,10 +26,12 @@ Result<cxl::RegionSpec> place_region(const cxl::RegionSpec& wanted, cxl::HugePag
   return placed->spec;
 }
 
-// A region opened or made: `fresh` when its header was just written (its allocator areas are not).
+// A region opened or made: `fresh` when its header was just written (its allocator areas are
+// not); `created` when its backing was made just now (so a start that fails removes it).
 struct OpenedRegion {
   std::unique_ptr<cxl::Region> region;
   bool fresh = false;
+  bool created = false;
 };
 
 // Creates the region if it does not exist, formats it only when asked, else opens it as it is.
@@ -39,9 +40,9 @@ Result<OpenedRegion> open_region(const PoolConfig& c, const cxl::RegionSpec& wan
   auto placed = place_region(wanted, c.huge_pages, &fallback);
   if (!placed) return placed.status();
   cxl::RegionSpec spec = *placed;
-  auto fresh = [&](Result<std::unique_ptr<cxl::Region>> r) -> Result<OpenedRegion> {
+  auto fresh = [&](Result<std::unique_ptr<cxl::Region>> r, bool created = true) -> Result<OpenedRegion> {
     if (!r) return r.status();
-    return OpenedRegion{std::move(*r), true};
+    return OpenedRegion{std::move(*r), true, created};
   };
   if (fallback) {
     // A new region on hugetlbfs: free pages can be taken meanwhile, or the mount be full; under
@@ -56,13 +57,13 @@ Result<OpenedRegion> open_region(const PoolConfig& c, const cxl::RegionSpec& wan
   if (c.format) {
     auto r = cxl::Region::format(spec, layout, c.slab_pages);
     if (!r && r.status().code() == Code::kNotFound) return fresh(cxl::Region::create(spec, layout, c.slab_pages));
-    return fresh(std::move(r));
+    return fresh(std::move(r), /*created=*/false);
   }
   auto r = cxl::Region::open(spec, &layout);
   if (!r && r.status().code() == Code::kNotFound && spec.backend != cxl::Backend::kDevdax)
     return fresh(cxl::Region::create(spec, layout, c.slab_pages));
   if (!r) {
-    if (r.status().code() == Code::kMismatch) return r.status();  // names its way out itself
+    if (r.status().message().find("format version 1") != std::string::npos) return r.status();  // names its way out
     return Status(r.status().code(), r.status().message() + " (use --format to wipe and format it)");
   }
   if ((*r)->slab_pages() != c.slab_pages)
@@ -77,10 +78,10 @@ Result<OpenedRegion> open_region(const PoolConfig& c, const cxl::RegionSpec& wan
 Result<std::unique_ptr<cxl::Region>> open_metadata(const cxl::RegionSpec& spec, cxl::Region& data, bool fresh) {
   if (!fresh) {
     auto m = cxl::Region::open_metadata(spec, data);
-    if (!m && m.status().code() == Code::kNotFound)
-      return Status(Code::kNotFound, fmt::format("{}; the page records of region {} are there, so its pages cannot be "
-                                                 "served (use --format to wipe and format both)", m.status().message(),
-                                                 data.describe()));
+    if (!m)
+      return Status(m.status().code(), fmt::format("{}; the page records of region {} are there, so its pages cannot "
+                                                   "be served (use --format to wipe and format both)",
+                                                   m.status().message(), data.describe()));
     return m;
   }
   auto geometry_bytes = [&] {
@@ -89,10 +90,9 @@ Result<std::unique_ptr<cxl::Region>> open_metadata(const cxl::RegionSpec& spec, 
   auto m = spec.backend == cxl::Backend::kDevdax ? cxl::Region::format_metadata(spec, data)
                                                  : cxl::Region::create_metadata(spec, data, geometry_bytes());
   if (!m && m.status().code() == Code::kAlreadyExists) {
-    // The records of a region now formatted anew: worthless. Remade at the size this one needs.
-    const int rc = spec.backend == cxl::Backend::kShm ? ::shm_unlink(spec.path.c_str()) : ::unlink(spec.path.c_str());
-    if (rc != 0) return io_error(fmt::format("metadata region {}:{}: remove the stale one", cxl::backend_name(spec.backend),
-                                             spec.path));
+    // The records of a region now formatted anew: worthless. Remade at the size this one needs;
+    // but only a metadata region no daemon holds is removed, never whatever else lies there.
+    if (Status st = cxl::Region::remove_metadata(spec); !st) return st;
     m = cxl::Region::create_metadata(spec, data, geometry_bytes());
   }
   if (!m) return m.status();
@@ -115,7 +115,16 @@ Result<std::unique_ptr<Partition>> Partition::open(const PoolConfig& config, con
   auto metadata_spec = metadata_region(spec);
   if (!metadata_spec) return named(metadata_spec.status());
   auto metadata = open_metadata(*metadata_spec, *p->region_, region->fresh);
-  if (!metadata) return named(metadata.status());
+  if (!metadata) {
+    // A backing made by this start is removed again, so the next start makes it anew rather
+    // than finding a region whose records never were.
+    if (region->created) {
+      const cxl::RegionSpec made = p->region_->spec();
+      p->region_.reset();
+      (void)cxl::Region::remove_backing(made);
+    }
+    return named(metadata.status());
+  }
   p->metadata_ = std::move(*metadata);
   auto allocator = SlabAllocator::open(*p->region_, *p->metadata_);
   if (!allocator) return named(allocator.status());

@@ -168,9 +168,11 @@ Result<DesignRun> measure_rdma_bulk(Client& client, baseline::RangeReader& reade
   run.ttft_bulk.round_trips = 1;  // READs are pipelined; the fetch waits once for all of them
   run.later_steps = spec.steps - 1;
   if (spec.verify) {
+    if (Status s = baseline::verify_bytes(v, lease->placements(), local, (1u << v.stream_count) - 1, ws.prefix.data()); !s)
+      return s;
     if (Status s = baseline::verify_pages(reader, v, lease->placements()); !s) return s;
     run.verified = true;
-    run.verify_note = "every page's slab still at the lease's generation";
+    run.verify_note = "every entry against the region itself; every slab still at the lease's generation";
   }
   return run;
 }

@@ -6,8 +6,8 @@
 // COMMITTED record it checks that the record holds together, that its slab is in use at the
 // record's generation, that the page's data checksum recomputed from the slab equals the one
 // committed, and that every entry holds the synthetic bytes its key implies
-// (client/testing/synthetic.h, as cxlkv-testbed-worker wrote them). Read-only; run by
-// scripts/testbed while no daemon runs on the file (a guest may still map it).
+// (client/testing/synthetic.h, as cxlkv-testbed-worker wrote them). Writes nothing (it maps the
+// copies read-write, as the metadata region opens); run by scripts/testbed on copies it cuts out.
 #include <cstdio>
 #include <string>
 #include <vector>

@@ -128,6 +128,13 @@ TEST_CASE("verify names the page whose slab the served region no longer shows at
   CHECK(st.code() == Code::kCorrupt);
   CHECK(st.message().find("page 3 ") != std::string::npos);
   CHECK(st.message().find("generation") != std::string::npos);
+  // And the bytes: one flipped bit of a fetched entry is named.
+  const LocalLayout l2 = LocalLayout::of(lease->view());
+  REQUIRE(verify_bytes(lease->view(), lease->placements(), l2, 0b11, buf->data()).is_ok());
+  buf->data()[l2.offset(4, 1, 2, 17) + 5] ^= 0x40;
+  const Status bytes = verify_bytes(lease->view(), lease->placements(), l2, 0b11, buf->data());
+  CHECK(bytes.code() == Code::kCorrupt);
+  CHECK(bytes.message().find("page 4 stream 1 layer 2 token 17") != std::string::npos);
 }
 
 TEST_CASE("ranged fetch over TCP returns exactly the top-k entries the local gather reads, in small batches") {

@@ -370,4 +370,5 @@ TEST_CASE("metadata regions: beside shm, numa and file regions by default, named
         "--tenant-partition", "y=b"},
        "partition 'b': metadata region shm:/cxlkv-pool.meta is taken");
   says({"--partition-metadata", "nope=shm:/n"}, "--partition-metadata nope=shm:/n: no partition 'nope'");
+  says({"--partition-metadata", "main"}, "--partition-metadata main: give NAME=BACKEND:PATH");
 }

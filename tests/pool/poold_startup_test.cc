@@ -114,6 +114,39 @@ TEST_CASE("a region whose metadata region is gone is refused: its pages cannot b
   CHECK(again.log().find("--format") != std::string::npos);
 }
 
+TEST_CASE("a first start whose metadata region cannot be made leaves no region behind") {
+  TestDaemon d;
+  PooldProcess bad(TestDaemon::args(d.spec, d.socket, "64MiB", {"--metadata", "file:/nonexistent-cxlkv-dir/x.meta"}),
+                   d.socket);
+  REQUIRE_FALSE(bad.start());
+  REQUIRE(bad.wait_exit() == 2);
+  CHECK(bad.log().find("/nonexistent-cxlkv-dir/x.meta") != std::string::npos);
+  CHECK(cxl::Region::open(d.spec).status().code() == Code::kNotFound);  // the region it made is gone again
+  REQUIRE(d.process.start());  // so the next start makes both
+}
+
+TEST_CASE("a metadata path that holds anything but a cxlkv metadata region is left as it is") {
+  TestDaemon d;
+  const std::string path = "/dev/shm" + unique_name("not-metadata", true);
+  {
+    std::FILE* f = std::fopen(path.c_str(), "w");
+    REQUIRE(f != nullptr);
+    std::fputs("an operator's file\n", f);
+    std::fclose(f);
+  }
+  PooldProcess bad(TestDaemon::args(d.spec, d.socket, "64MiB", {"--metadata", "file:" + path}), d.socket);
+  REQUIRE_FALSE(bad.start());
+  REQUIRE(bad.wait_exit() == 2);
+  CHECK(bad.log().find("is not a cxlkv metadata region") != std::string::npos);
+  std::FILE* f = std::fopen(path.c_str(), "r");
+  REQUIRE(f != nullptr);
+  char line[64] = {};
+  CHECK(std::fgets(line, sizeof line, f) != nullptr);
+  std::fclose(f);
+  CHECK(std::string(line) == "an operator's file\n");
+  std::remove(path.c_str());
+}
+
 TEST_CASE("a client's stores into everything of its mapping before the slabs lose no committed page") {
   TestDaemon d;
   REQUIRE(d.process.start());
