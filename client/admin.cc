@@ -27,4 +27,6 @@ Result<std::vector<PartitionStatus>> AdminClient::partitions() { return session_
 
 Result<PoolStats> AdminClient::stats() { return session_->stats(); }
 
+Result<DrainStatus> AdminClient::drain(bool draining) { return session_->drain(draining); }
+
 }  // namespace cxlkv

@@ -18,8 +18,10 @@ namespace {
 
 constexpr auto kWatchRetry = std::chrono::seconds(1);  // after a watch ends with an error
 
-// The nodes' weights for placement, in the same order.
-std::vector<cluster::PlacementNode> weights_of(const std::vector<ClusterRouter::Node>& nodes);
+// The nodes' weights for placement, in the same order. kPlace (where new chunks go): a draining
+// node weighs 0. kFind (where chunks written before a drain began are): it keeps its capacity.
+enum class Weights { kPlace, kFind };
+std::vector<cluster::PlacementNode> weights_of(const std::vector<ClusterRouter::Node>& nodes, Weights use);
 
 // The Unix socket of `endpoint` exists on this host (the node runs here).
 bool local_socket(const std::string& endpoint) {
@@ -45,7 +47,7 @@ Result<std::unique_ptr<ClusterRouter>> ClusterRouter::open(const ClientOptions& 
     return Status(Code::kUnavailable, fmt::format("cluster {}: no memory node is registered", url->to_string()));
   std::string why;
   for (const cluster::NodeRecord& rec : *records) {
-    Node n{rec.node_id, rec.epoch, rec.capacity_bytes(), rec.endpoints, nullptr, ""};
+    Node n{rec.node_id, rec.epoch, rec.capacity_bytes(), rec.endpoints, nullptr, "", rec.draining};
     auto session = r->connect_node(rec);
     if (session) n.session = std::move(*session);
     else n.why_not = session.status().message(), why += fmt::format("; {}: {}", rec.node_id, n.why_not);
@@ -112,7 +114,7 @@ Status ClusterRouter::refresh() {
   std::vector<Node> next;
   for (const cluster::NodeRecord& rec : *records) {
     auto known = std::find_if(current.begin(), current.end(), [&](const Node& n) { return n.id == rec.node_id; });
-    Node n{rec.node_id, rec.epoch, rec.capacity_bytes(), rec.endpoints, nullptr, ""};
+    Node n{rec.node_id, rec.epoch, rec.capacity_bytes(), rec.endpoints, nullptr, "", rec.draining};
     if (known != current.end() && known->epoch == rec.epoch && known->session) {
       n.session = known->session;  // the same run of the same node: keep the connection
     } else {
@@ -179,15 +181,21 @@ void ClusterRouter::mark_failed(const std::string& node_id, const std::shared_pt
     if (n.id == node_id && n.session == session) n.session.reset(), n.why_not = why.message();
 }
 
-std::vector<cluster::PlacementNode> ClusterRouter::placement_nodes() const { return weights_of(snapshot()); }
+std::vector<cluster::PlacementNode> ClusterRouter::placement_nodes() const {
+  return weights_of(snapshot(), Weights::kPlace);
+}
 
 namespace {
 
-std::vector<cluster::PlacementNode> weights_of(const std::vector<ClusterRouter::Node>& nodes) {
+std::vector<cluster::PlacementNode> weights_of(const std::vector<ClusterRouter::Node>& nodes, Weights use) {
   std::vector<cluster::PlacementNode> out;
   out.reserve(nodes.size());
-  for (const ClusterRouter::Node& n : nodes) out.push_back({n.id, n.weight});
+  for (const ClusterRouter::Node& n : nodes) out.push_back({n.id, use == Weights::kPlace && n.draining ? 0 : n.weight});
   return out;
+}
+
+bool any_draining(const std::vector<ClusterRouter::Node>& nodes) {
+  return std::any_of(nodes.begin(), nodes.end(), [](const ClusterRouter::Node& n) { return n.draining; });
 }
 
 }  // namespace
@@ -211,12 +219,13 @@ int ClusterRouter::node_holding(const PageKey& key, const std::vector<Node>& nod
 
 Result<WriteLease> ClusterRouter::reserve(const PageKey& parent, std::span<const PageKey> keys) {
   const std::vector<Node> nodes = snapshot();
-  auto chunks = cluster::place_prefix(keys, chunk_pages_, weights_of(nodes));
+  auto chunks = cluster::place_prefix(keys, chunk_pages_, weights_of(nodes, Weights::kPlace));
   // An extension whose first page does not start a chunk continues its parent's chunk: it goes
   // where the parent is, which is where a lookup from the root looks for it. (A parent that is
   // nowhere, or not given, leaves the run where a prefix's first chunk would go.)
   if (!chunks.empty() && parent != PageKey{} && !cluster::starts_chunk(keys[0], chunk_pages_))
-    if (const int at = node_holding(parent, nodes); at >= 0 && nodes[size_t(at)].weight > 0) chunks[0].node = at;
+    if (const int at = node_holding(parent, nodes); at >= 0 && nodes[size_t(at)].weight > 0 && !nodes[size_t(at)].draining)
+      chunks[0].node = at;
   const uint8_t* base = primary_->view().base;
   std::vector<Placement> pages;
   pages.reserve(keys.size());
@@ -261,7 +270,18 @@ Result<WriteLease> ClusterRouter::reserve(const PageKey& parent, std::span<const
 
 Result<ReadLease> ClusterRouter::lookup(std::span<const PageKey> keys) {
   const std::vector<Node> nodes = snapshot();
-  const auto chunks = cluster::place_prefix(keys, chunk_pages_, weights_of(nodes));
+  auto found = lookup_placed(keys, nodes, weights_of(nodes, Weights::kPlace));
+  // While a node drains, chunks written before the drain began are still where the weights that
+  // count it placed them: a prefix that falls short is asked for there too, and the longer wins.
+  if (!found || found->pages() == keys.size() || !any_draining(nodes)) return found;
+  auto before = lookup_placed(keys, nodes, weights_of(nodes, Weights::kFind));
+  if (before && before->pages() > found->pages()) return before;
+  return found;
+}
+
+Result<ReadLease> ClusterRouter::lookup_placed(std::span<const PageKey> keys, const std::vector<Node>& nodes,
+                                               const std::vector<cluster::PlacementNode>& weights) {
+  const auto chunks = cluster::place_prefix(keys, chunk_pages_, weights);
   // Each node's keys: its chunks in prefix order, asked in one lookup, all nodes at once.
   std::vector<std::vector<PageKey>> node_keys(nodes.size());
   std::vector<uint32_t> offset_in_node(chunks.size(), 0);

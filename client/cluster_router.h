@@ -8,7 +8,9 @@
 // parent page, wherever that is); a lookup asks every node holding chunks of the prefix at once,
 // and the prefix found is the chunks up to the first miss. A node that does not answer costs misses (lookup) or an
 // unavailable error naming it (reserve), never a wrong byte; it is connected again once it
-// answers. Internal to client/; Client owns one when its endpoint is etcd://.
+// answers. A draining node (its record says so) gets no new chunk; lookups that fall short ask
+// again where chunks were placed before the drain. Internal to client/; Client owns one when its
+// endpoint is etcd://.
 #pragma once
 
 #include <condition_variable>
@@ -58,6 +60,7 @@ class ClusterRouter {
     std::vector<std::string> endpoints;
     std::shared_ptr<Session> session;  // null while it does not answer
     std::string why_not;               // why session is null
+    bool draining = false;             // takes no new chunk; still serves those it holds
   };
 
  private:
@@ -70,6 +73,9 @@ class ClusterRouter {
   // else TCP) and checks it serves the primary's layout.
   Result<std::shared_ptr<Session>> connect_node(const cluster::NodeRecord& record) const;
   std::vector<Node> snapshot() const;
+  // The lookup of `keys` with chunks placed by `weights` (one per node of `nodes`).
+  Result<ReadLease> lookup_placed(std::span<const PageKey> keys, const std::vector<Node>& nodes,
+                                  const std::vector<cluster::PlacementNode>& weights);
   // The index in `nodes` of a node that holds `key` committed (all nodes asked at once); -1 if none.
   int node_holding(const PageKey& key, const std::vector<Node>& nodes);
   // A call to a node failed: drop its session so the refresher connects it again.

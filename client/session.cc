@@ -376,4 +376,14 @@ Result<std::vector<PartitionStatus>> Session::partitions() {
   return out;
 }
 
+Result<DrainStatus> Session::drain(bool draining) {
+  std::lock_guard lock(mu_);
+  fbb_.Clear();
+  auto body = wire::CreateDrainRequest(fbb_, draining);
+  auto r = call(wire::RequestBody::DrainRequest, body.Union(), wire::ResponseBody::DrainResponse, "drain");
+  if (!r) return r.status();
+  const wire::DrainResponse* d = (*r)->body_as_DrainResponse();
+  return DrainStatus{d->draining(), d->write_leases(), d->read_leases(), d->pages_committed()};
+}
+
 }  // namespace cxlkv::detail

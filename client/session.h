@@ -57,6 +57,8 @@ class Session {
   Result<PoolStats> stats();
   // Admin sessions only (options.admin): every partition the daemon serves.
   Result<std::vector<PartitionStatus>> partitions();
+  // Admin sessions only: starts (true) or ends a drain of the node; what still holds it.
+  Result<DrainStatus> drain(bool draining);
 
  private:
   Session() = default;

@@ -28,8 +28,10 @@ std::string NodeRecord::to_json() const {
                             {"slabs_free", r.slabs_free}});
   // The epoch as a string: JSON readers elsewhere (etcd's own tools, Python) may hold numbers as
   // doubles, which cannot carry 64 bits.
-  return json{{"version", 1}, {"node_id", node_id}, {"epoch", std::to_string(epoch)},
-              {"endpoints", endpoints}, {"regions", regions_json}}.dump();
+  json j{{"version", 1}, {"node_id", node_id}, {"epoch", std::to_string(epoch)},
+         {"endpoints", endpoints}, {"regions", regions_json}};
+  if (draining) j["draining"] = true;  // absent while serving: a reader that predates drains reads it as ever
+  return j.dump();
 }
 
 Result<NodeRecord> NodeRecord::from_json(std::string_view text) {
@@ -45,6 +47,7 @@ Result<NodeRecord> NodeRecord::from_json(std::string_view text) {
       n.regions.push_back({r.at("name").get<std::string>(), r.at("layout").get<std::string>(),
                            r.at("slab_pages").get<uint32_t>(), r.at("slab_bytes").get<uint64_t>(),
                            r.at("slabs_total").get<uint64_t>(), r.at("slabs_free").get<uint64_t>()});
+    n.draining = j.contains("draining") && j.at("draining").get<bool>();
     if (Status st = check_node_id(n.node_id); !st) return st;
     return n;
   } catch (const std::exception& e) {

@@ -31,6 +31,9 @@ struct NodeRecord {
   uint64_t epoch = 0;                  // different at every start of the daemon
   std::vector<std::string> endpoints;  // "unix:/path", "tcp:host:port": the control plane
   std::vector<RegionRecord> regions;
+  // cxlkv-admin drain: the node takes no new chunks (clients place them elsewhere) but still
+  // serves the pages it holds.
+  bool draining = false;
 
   uint64_t capacity_bytes() const;
   uint64_t free_bytes() const;

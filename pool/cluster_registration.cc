@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <utility>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -56,6 +57,15 @@ void ClusterRegistration::stop() {
   registered_.store(false, std::memory_order_release);
 }
 
+void ClusterRegistration::set_draining(bool draining) {
+  {
+    std::lock_guard lock(mu_);
+    draining_ = draining;
+    republish_ = true;
+  }
+  wake_.notify_all();
+}
+
 void ClusterRegistration::run() {
   cluster::EtcdClient etcd(options_.url.host, options_.url.port, options_.etcd_timeout);
   // After a failure, retry soon but not in a tight loop: a quarter of the TTL, within 0.2..2 s.
@@ -79,7 +89,7 @@ void ClusterRegistration::run() {
     // (a failed or refused one would find it pending again at once and spin).
     const bool directory_reachable = ok && !settings_refused_;
     wake_.wait_until(lock, next, [&] {
-      return stopping_ || (directory_reachable && directory_pending_ && Clock::now() >= next_directory_);
+      return stopping_ || republish_ || (directory_reachable && directory_pending_ && Clock::now() >= next_directory_);
     });
   }
 }
@@ -123,8 +133,14 @@ bool ClusterRegistration::step(cluster::EtcdClient& etcd, Clock::time_point now)
     if (!ttl) return report_failure(ttl.status()), false;
     next_keepalive_ = now + keepalive_period;
   }
-  if (published_.empty() || now >= next_publish_) {
-    cluster::NodeRecord record{options_.node_id, epoch_, options_.endpoints, regions_()};
+  bool draining = false, republish = false;
+  {
+    std::lock_guard lock(mu_);
+    draining = draining_;
+    republish = std::exchange(republish_, false);
+  }
+  if (published_.empty() || republish || now >= next_publish_) {
+    cluster::NodeRecord record{options_.node_id, epoch_, options_.endpoints, regions_(), draining};
     std::string text = record.to_json();
     if (text != published_) {
       if (Status st = etcd.put(key_, text, lease_); !st) return report_failure(st), false;

@@ -7,7 +7,7 @@
 // and record (same node id, same epoch) once etcd answers again. It also publishes this node's
 // prefix directory (cluster/prefix_directory.h): one summary per namespace, under the same lease,
 // from the snapshots the I/O thread hands over, at most once per directory interval and only what
-// changed. Owned by main.cc.
+// changed. A drain (set_draining) is written into the record at once. Owned by main.cc.
 #pragma once
 
 #include <atomic>
@@ -66,6 +66,9 @@ class ClusterRegistration {
   // Hands over the keys to summarise, per namespace (the I/O thread's directory_snapshot); the
   // registration thread publishes them. Thread-safe.
   void publish_directory(std::map<uint64_t, std::vector<PageKey>> keys);
+  // This node drains (or no longer does): the record says so at once (the thread is woken to
+  // rewrite it), so clients stop placing new chunks here. Thread-safe.
+  void set_draining(bool draining);
   // Summaries published so far (each a put to etcd), for tests and the log.
   uint64_t directory_puts() const { return directory_puts_.load(std::memory_order_relaxed); }
   // True while this node's record is in etcd under a live lease, as far as the last answer says.
@@ -106,6 +109,8 @@ class ClusterRegistration {
   std::condition_variable wake_;
   bool stopping_ = false;
   std::optional<std::map<uint64_t, std::vector<PageKey>>> directory_pending_;  // under mu_
+  bool draining_ = false;           // under mu_
+  bool republish_ = false;          // under mu_: the record changed, write it now
   std::thread thread_;
 };
 

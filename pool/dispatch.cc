@@ -93,6 +93,7 @@ Op op_of(wire::RequestBody type) {
     case wire::RequestBody::RemoveRequest: return Op::kRemove;
     case wire::RequestBody::StatsRequest: return Op::kStats;
     case wire::RequestBody::PartitionsRequest: return Op::kPartitions;
+    case wire::RequestBody::DrainRequest: return Op::kDrain;
     default: return Op::kBad;
   }
 }
@@ -119,13 +120,13 @@ DispatchOutcome Dispatcher::handle(Session& session, const uint8_t* msg, size_t 
   } else if (session.id == 0 && op != Op::kHello) {
     reply.fail(Status(Code::kPermissionDenied, fmt::format("{}: Hello must be the first request", op_name(op))));
     reply.outcome.close = true;
-  } else if (session.admin && op != Op::kStats && op != Op::kPartitions) {
+  } else if (session.admin && op != Op::kStats && op != Op::kPartitions && op != Op::kDrain) {
     reply.fail(Status(Code::kPermissionDenied, fmt::format("{}: session {} is an admin session (tenant '{}'); it reads "
                                                            "and writes no pages", op_name(op), session.id, session.tenant)));
-  } else if (!session.admin && op == Op::kPartitions) {
-    reply.fail(Status(Code::kPermissionDenied, fmt::format("partitions: session {} of tenant '{}' is not an admin "
-                                                           "session (Hello with the admin role)", session.id,
-                                                           session.tenant)));
+  } else if (!session.admin && (op == Op::kPartitions || op == Op::kDrain)) {
+    reply.fail(Status(Code::kPermissionDenied, fmt::format("{}: session {} of tenant '{}' is not an admin "
+                                                           "session (Hello with the admin role)", op_name(op),
+                                                           session.id, session.tenant)));
   } else if (session.reader && (op == Op::kReserve || op == Op::kCommit || op == Op::kAbort || op == Op::kRemove)) {
     reply.fail(Status(Code::kPermissionDenied, fmt::format("{}: session {} is a reader (tenant '{}'); only writers "
                                                            "change the pool", op_name(op), session.id, session.tenant)));
@@ -157,6 +158,7 @@ DispatchOutcome Dispatcher::handle(Session& session, const uint8_t* msg, size_t 
       }
       case Op::kStats: stats(session, reply); break;
       case Op::kPartitions: partitions(reply); break;
+      case Op::kDrain: drain(req->body_as_DrainRequest(), reply); break;
       default: break;
     }
   }
@@ -240,6 +242,9 @@ void Dispatcher::reserve(Session& s, const wire::ReserveRequest* r, Reply& reply
   const uint32_t n = size_of(r->keys());
   if (n == 0) return reply.fail(Status(Code::kInvalidArgument, "reserve: no keys"));
   if (Status st = check_count("reserve", n); !st) return reply.fail(st);
+  if (draining_)
+    return reply.fail(Status(Code::kBusy, "reserve: this node is draining (cxlkv-admin drain): it takes no new pages; "
+                                          "a cluster client places them on the other nodes"));
   const PageKey parent = r->parent() ? *reinterpret_cast<const PageKey*>(r->parent()) : PageKey{};
   auto lease = service(s).reserve(s.id, s.ns, parent, keys_of(r->keys()), n, placements_.data(), Clock::now());
   if (!lease) return reply.fail(lease.status());
@@ -298,6 +303,19 @@ void Dispatcher::partitions(Reply& reply) {
                                               tenants, metadata));
   }
   reply.ok(wire::ResponseBody::PartitionsResponse, wire::CreatePartitionsResponse(fbb, fbb.CreateVector(all)));
+}
+
+// An admin starts or ends a drain; the answer counts what still holds the node (over all partitions).
+void Dispatcher::drain(const wire::DrainRequest* r, Reply& reply) {
+  if (r->draining() != draining_) {
+    draining_ = r->draining();
+    spdlog::info("{}: reserves {}", draining_ ? "draining" : "drain ended", draining_ ? "refused, reads served" : "taken again");
+    if (on_drain_) on_drain_(draining_);
+  }
+  PoolStats p;
+  for (const DispatchPartition& part : partitions_) p += part.service->stats();
+  reply.ok(wire::ResponseBody::DrainResponse,
+           wire::CreateDrainResponse(reply.fbb, draining_, p.write_leases, p.read_leases, p.pages_committed));
 }
 
 }  // namespace cxlkv::pool

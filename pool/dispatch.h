@@ -3,9 +3,11 @@
 // counts and ids, calls PoolService and builds the Response. The server calls it for every
 // frame; tests may call it with bytes, no socket needed. It never throws and never trusts a byte
 // before wire::verify_request. A session is served by its tenant's partition (partition.h) alone.
+// It also holds the node's drain state (an admin's Drain): a draining node refuses Reserve.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -57,6 +59,11 @@ class Dispatcher {
   // Whether the session holds a live lease (an idle session that does is not closed).
   bool holds_leases(const Session& session) const;
 
+  // Called (on the I/O thread) when an admin starts or ends a drain, after the dispatcher has;
+  // main.cc republishes the node's record with it.
+  void set_drain_listener(std::function<void(bool draining)> listener) { on_drain_ = std::move(listener); }
+  bool draining() const { return draining_; }
+
   // A Response with an error only (for frames refused before handle()).
   static void error_response(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const Status& status);
 
@@ -68,6 +75,7 @@ class Dispatcher {
   void lookup(Session& s, const wire::LookupRequest* r, Reply& reply);
   void stats(const Session& s, Reply& reply);
   void partitions(Reply& reply);
+  void drain(const wire::DrainRequest* r, Reply& reply);
   PoolService& service(const Session& s) const { return *partitions_[s.partition].service; }
   // kInvalidArgument when a key vector is larger than max_keys; names the op and the count.
   Status check_count(const char* op, uint32_t n) const;
@@ -79,6 +87,9 @@ class Dispatcher {
   std::vector<wire::Placement> placements_;  // scratch, max_keys long, so replies do not allocate
   uint32_t max_sessions_per_tenant_;
   std::unordered_map<std::string, uint32_t> sessions_per_tenant_;
+  // Draining: every Reserve is refused so no new page lands here; the rest is served as ever.
+  bool draining_ = false;
+  std::function<void(bool)> on_drain_;
 };
 
 }  // namespace cxlkv::pool

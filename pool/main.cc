@@ -165,6 +165,10 @@ int serve(const PoolConfig& config) {
     fds.push_back({p->writer_fd(), p->read_only_fd()});
   }
   Dispatcher dispatcher(std::move(served), config.tenants, tenant_partitions(config), metrics, config.max_sessions_per_tenant);
+  dispatcher.set_drain_listener([&](bool draining) {
+    metrics.set_draining(draining);
+    if (registration) registration->set_draining(draining);
+  });
   MetricsServer metrics_server(io, metrics, [&partitions] {
     std::vector<PartitionStats> all;
     for (const auto& p : partitions) all.push_back({p->name(), p->describe(), p->service().stats()});

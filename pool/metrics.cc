@@ -17,6 +17,7 @@ const char* op_name(Op op) {
     case Op::kRemove: return "remove";
     case Op::kStats: return "stats";
     case Op::kPartitions: return "partitions";
+    case Op::kDrain: return "drain";
     default: return "bad";
   }
 }
@@ -70,6 +71,8 @@ std::string Metrics::render(std::span<const PartitionStats> partitions) const {
                  "# HELP cxlkv_region_bytes The region's size.\n# TYPE cxlkv_region_bytes gauge\n"
                  "cxlkv_region_bytes{{region=\"{}\"}} {}\n",
                  region, label(node_.layout), node_.epoch, region, node_.region_bytes);
+  gauge(out, "cxlkv_node_draining", "gauge", "1 while this node drains (cxlkv-admin drain): reserves refused, reads served.",
+        node_.draining ? 1 : 0);
   struct PerPartition {
     const char* name;
     const char* help;

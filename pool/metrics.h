@@ -12,7 +12,7 @@
 
 namespace cxlkv::pool {
 
-enum class Op : uint8_t { kHello, kReserve, kCommit, kAbort, kLookup, kRenew, kRelease, kRemove, kStats, kPartitions, kBad, kCount };
+enum class Op : uint8_t { kHello, kReserve, kCommit, kAbort, kLookup, kRenew, kRelease, kRemove, kStats, kPartitions, kDrain, kBad, kCount };
 const char* op_name(Op op);
 
 // One partition's counters at a scrape (partition.h), labelled by its name and region.
@@ -49,12 +49,14 @@ class Metrics {
     std::string node_id;
     bool registered = false;
     uint64_t directory_puts = 0;
+    bool draining = false;       // cxlkv-admin drain: no new pages placed here
   };
   void set_node_state(NodeState state) { node_ = std::move(state); }
   void set_cluster_state(bool registered, uint64_t directory_puts) {
     node_.registered = registered;
     node_.directory_puts = directory_puts;
   }
+  void set_draining(bool draining) { node_.draining = draining; }
   void set_connections(uint64_t n) { connections_ = n; }
   void count_rejected_connection() { ++rejected_connections_; }
   void count_protocol_error() { ++protocol_errors_; }

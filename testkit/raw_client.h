@@ -128,6 +128,10 @@ class RawClient {
     flatbuffers::FlatBufferBuilder fbb;
     return finish(fbb, wire::RequestBody::StatsRequest, wire::CreateStatsRequest(fbb).Union());
   }
+  const wire::Response* drain(bool draining) {
+    flatbuffers::FlatBufferBuilder fbb;
+    return finish(fbb, wire::RequestBody::DrainRequest, wire::CreateDrainRequest(fbb, draining).Union());
+  }
 
  private:
   const wire::Response* finish(flatbuffers::FlatBufferBuilder& fbb, wire::RequestBody type,

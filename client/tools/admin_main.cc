@@ -1,7 +1,11 @@
 // cxlkv-admin: what a running cxlkv-poold serves, asked through its control plane as a tenant of
 // the admin role (include/cxlkv/admin.h): its partitions (region, slabs, pages, leases, tenants)
-// and its totals. For operators; prints a table, or JSON with --json.
+// and its totals; `drain` stops new pages landing on the node (a cluster places them elsewhere)
+// and waits, if asked, until its write leases have ended; `resume` ends the drain. For operators;
+// prints a table, or JSON with --json.
+#include <chrono>
 #include <cstdio>
+#include <thread>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -51,6 +55,12 @@ int main(int argc, char** argv) {
   auto* partitions = app.add_subcommand("partitions", "every partition: region, slabs, pages, leases, tenants, and "
                                         "where its page records lie (--json: metadata)");
   app.add_subcommand("stats", "the daemon's counters over all its partitions");
+  uint32_t wait_s = 0;
+  auto* drain = app.add_subcommand("drain", "drain the node: reserves refused (a cluster client places new chunks on the "
+                                   "other nodes), lookups and reads served, open write leases may still commit");
+  drain->add_option("--wait-s", wait_s, "then wait up to this many seconds for the open write leases to end (0: do "
+                    "not wait); exit 3 if some remain")->capture_default_str();
+  auto* resume = app.add_subcommand("resume", "end a drain: the node takes new pages again");
   CLI11_PARSE(app, argc, argv);
   if (!token_file.empty()) {
     std::FILE* f = std::fopen(token_file.c_str(), "r");
@@ -85,6 +95,20 @@ int main(int argc, char** argv) {
                   (unsigned long long)p.read_leases, (unsigned long long)p.write_leases, tenants.c_str());
     }
     return 0;
+  }
+  if (drain->parsed() || resume->parsed()) {
+    auto d = (*admin)->drain(drain->parsed());
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(wait_s);
+    while (d && d->write_leases > 0 && std::chrono::steady_clock::now() < deadline) {
+      std::fprintf(stderr, "cxlkv-admin: draining, %llu write lease(s) open\n", (unsigned long long)d->write_leases);
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      d = (*admin)->drain(true);
+    }
+    if (!d) return fail(d.status().to_string());
+    const nlohmann::json out = {{"draining", d->draining}, {"write_leases", d->write_leases},
+                                {"read_leases", d->read_leases}, {"pages_committed", d->pages_committed}};
+    std::printf("%s\n", json ? out.dump().c_str() : out.dump(2).c_str());
+    return wait_s > 0 && d->write_leases > 0 ? 3 : 0;
   }
   auto s = (*admin)->stats();
   if (!s) return fail(s.status().to_string());

@@ -1,5 +1,6 @@
 // AdminClient: a session of the admin role with one daemon. It maps no region and moves no pages:
-// it asks the daemon what it serves (its partitions, their occupancy and tenants, the totals).
+// it asks the daemon what it serves (its partitions, their occupancy and tenants, the totals)
+// and drains the node (no new pages placed on it) or ends the drain.
 // The tenant must be configured with the admin role (`roles = ["admin"]`). cxlkv-admin and
 // operators' tools call it; implemented by client/admin.cc over the client's session.
 #pragma once
@@ -30,6 +31,15 @@ struct PartitionStatus {
   std::string metadata;              // its metadata region (page records), "<backend>:<path>"
 };
 
+// A node's drain (docs/cluster.md, Draining a node): while draining it refuses new pages and
+// serves those it holds; the counts say what still holds it.
+struct DrainStatus {
+  bool draining = false;
+  uint64_t write_leases = 0;  // open write leases (each may still commit)
+  uint64_t read_leases = 0;
+  uint64_t pages_committed = 0;
+};
+
 class AdminClient {
  public:
   // Connects to options.endpoint (unix:, tcp: or tls:; not a cluster) and says Hello as
@@ -43,6 +53,11 @@ class AdminClient {
   Result<std::vector<PartitionStatus>> partitions();
   // The daemon's counters over all its partitions.
   Result<PoolStats> stats();
+  // Starts (true) or ends (false) a drain of the daemon's node: Reserve is refused while it
+  // drains, so a cluster client places new chunks on the other nodes (the node's record in etcd
+  // says `draining`); lookups, reads, commits of leases already granted and removes go on.
+  // Idempotent; not kept across a restart.
+  Result<DrainStatus> drain(bool draining);
 
  private:
   explicit AdminClient(std::shared_ptr<detail::Session> session);

@@ -810,5 +810,29 @@ TEST_CASE("an admin session sees every partition, its occupancy and tenants, and
   const std::string refused = run("--token wrong stats", &rc);
   CHECK(rc == 2);
   CHECK(refused.find("permission denied") != std::string::npos);
+
+  // drain: with a write lease open, --wait-s gives up after its time (exit 3) naming what is open;
+  // once it ends, the drain answers at once; reserves are refused until resume.
+  auto pending = acme->reserve(PageKey{}, acme->page_keys(tokens(2, 9)));
+  REQUIRE(pending.is_ok());
+  const std::string waited = run("--token-file " + token_file + " --json drain --wait-s 1", &rc);
+  INFO(waited);
+  CHECK(rc == 3);
+  CHECK(waited.find("1 write lease(s) open") != std::string::npos);
+  CHECK(waited.find("\"write_leases\":1") != std::string::npos);
+  REQUIRE(acme->abort(*pending).is_ok());
+  const std::string drained = run("--token-file " + token_file + " --json drain --wait-s 5", &rc);
+  INFO(drained);
+  CHECK(rc == 0);
+  CHECK(drained.find("\"draining\":true") != std::string::npos);
+  CHECK(drained.find("\"write_leases\":0") != std::string::npos);
+  auto refused_reserve = acme->reserve(PageKey{}, acme->page_keys(tokens(2, 9)));
+  CHECK(refused_reserve.status().code() == Code::kBusy);
+  CHECK(acme->lookup(acme->page_keys(tokens(3, 1)))->pages() == 3);  // reads go on
+  const std::string resumed = run("--token-file " + token_file + " --json resume", &rc);
+  INFO(resumed);
+  CHECK(rc == 0);
+  CHECK(resumed.find("\"draining\":false") != std::string::npos);
+  CHECK(testing::write_prefix(*acme, acme->page_keys(tokens(2, 9))).value() == 2);
   std::remove(token_file.c_str());
 }

@@ -11,6 +11,7 @@
 #include <random>
 #include <thread>
 
+#include "cxlkv/admin.h"
 #include "cxlkv/client.h"
 #include "cxlkv/route.h"
 #include "etcd_process.h"
@@ -36,8 +37,10 @@ struct Cluster {
   std::string url;
   std::vector<std::unique_ptr<PooldProcess>> nodes;
   std::vector<std::string> ids;
+  bool admin = false;
 
-  Cluster() {
+  // admin: the nodes know tenants (acme:t, and ops:adm of the admin role) instead of open auth.
+  explicit Cluster(bool with_admin = false) : admin(with_admin) {
     auto e = testing::EtcdProcess::start();
     INFO(e.status().to_string());
     REQUIRE(e.is_ok());
@@ -58,6 +61,10 @@ struct Cluster {
     o.size = "96MiB";
     o.extra = {"--cluster", url, "--node-id", id, "--chunk-pages", std::to_string(kChunkPages),
                "--cluster-lease-ttl-s", "2"};
+    if (admin) {
+      o.tenants = {"acme:t", "ops:adm"};
+      o.extra.insert(o.extra.end(), {"--tenant-roles", "ops=admin"});
+    }
     auto p = PooldProcess::start(o);
     INFO(p.status().to_string());
     REQUIRE(p.is_ok());
@@ -117,6 +124,21 @@ Status read_back(Client& c, const ReadLease& lease, const std::vector<PageKey>& 
     }
   }
   return Status::ok();
+}
+
+// Reserves `keys` over the cluster and writes every page, leaving the lease open (uncommitted).
+WriteLease write_uncommitted(Client& c, const std::vector<PageKey>& keys) {
+  auto lease = c.reserve(PageKey{}, keys);
+  INFO(lease.status().to_string());
+  REQUIRE(lease.is_ok());
+  std::vector<uint8_t> run;
+  for (uint32_t p = 0; p < lease->pages(); ++p)
+    for (int s = 0; s < c.layout().stream_count(); ++s)
+      for (uint32_t l = 0; l < c.layout().layers(); ++l) {
+        testing::fill_run(run, keys[p], s, l, c.page_tokens(), c.layout().stream(s).entry_bytes);
+        REQUIRE(c.write_entries(*lease, p, s, l, run.data(), c.page_tokens()).is_ok());
+      }
+  return std::move(*lease);
 }
 
 // Pages of `keys` a lookup can find while the node `down` holds nothing: the chunks before its first.
@@ -489,4 +511,102 @@ TEST_CASE("nodes on TLS: a client with the CA writes and reads over them; a plai
   auto plain = Client::connect(local);
   REQUIRE(plain.is_ok());
   CHECK((*plain)->stats()->pages_committed == 0);
+}
+
+TEST_CASE("a draining node takes no new chunk, keeps serving its pages and its open leases; resumed, it takes its share") {
+  Cluster cl(/*admin=*/true);
+  auto c = cl.client();
+  auto node_admin = [&](int i) {
+    ClientOptions o;
+    o.endpoint = cl.nodes[size_t(i)]->unix_endpoint(), o.tenant = "ops", o.token = "adm";
+    auto a = AdminClient::connect(o);
+    INFO(a.status().to_string());
+    REQUIRE(a.is_ok());
+    return std::move(*a);
+  };
+  std::vector<std::vector<PageKey>> before;
+  for (int p = 0; p < 10; ++p) {
+    before.push_back(prefix(*c, 24, p + 1));
+    REQUIRE(testing::write_prefix(*c, before.back()).is_ok());
+  }
+  // A prefix reserved and written before the drain and committed after it: a lease already
+  // granted is honoured. Its chunks must include the node that drains.
+  int open_salt = 100;
+  std::vector<PageKey> open_keys;
+  do {
+    open_keys = prefix(*c, 24, ++open_salt);
+  } while (pages_before_node(open_keys, cl.placement(), "mem-1") == 24);
+  WriteLease open = write_uncommitted(*c, open_keys);
+
+  auto admin1 = node_admin(1);
+  const uint64_t held_before = (*admin1->stats()).pages_committed;
+  REQUIRE(held_before > 0);
+  auto drained = admin1->drain(true);
+  REQUIRE(drained.is_ok());
+  CHECK(drained->draining);
+  CHECK(drained->write_leases == 1);
+  CHECK(drained->pages_committed == held_before);
+  // Its record says so; a session straight to it is refused a reserve, naming the drain.
+  auto etcd = cl.etcd->client();
+  const auto url = *cluster::parse_cluster_url(cl.url);
+  REQUIRE(eventually([&] {
+    auto n = cluster::list_nodes(etcd, url);
+    return n && n->size() == 3 && (*n)[1].node_id == "mem-1" && (*n)[1].draining && !(*n)[0].draining;
+  }, 5s));
+  {
+    ClientOptions o;
+    o.endpoint = cl.nodes[1]->unix_endpoint(), o.tenant = "acme", o.token = "t", o.model = "m";
+    auto direct = Client::connect(o);
+    REQUIRE(direct.is_ok());
+    auto refused = (*direct)->reserve(PageKey{}, prefix(**direct, 2, 900));
+    CHECK(refused.status().code() == Code::kBusy);
+    CHECK(refused.status().message().find("draining") != std::string::npos);
+  }
+  // The open lease commits.
+  CHECK(c->commit(open).value() == 24);
+  const uint64_t held = (*admin1->stats()).pages_committed;
+
+  // New prefixes: once the client has heard the record (its etcd watch), none lands on mem-1.
+  std::vector<std::vector<PageKey>> after;
+  REQUIRE(eventually([&] {
+    after.push_back(prefix(*c, 24, 200 + int32_t(after.size())));
+    if (testing::write_prefix(*c, after.back()).is_ok()) return true;
+    after.pop_back();
+    return false;
+  }, 5s));
+  for (int p = 0; p < 9; ++p) {
+    after.push_back(prefix(*c, 24, 300 + p));
+    auto written = testing::write_prefix(*c, after.back());
+    INFO(written.status().to_string());
+    REQUIRE(written.is_ok());
+  }
+  CHECK((*admin1->stats()).pages_committed == held);
+  // Every prefix, from before the drain (found where it was placed), the one committed under it
+  // and those after, reads back whole and byte-exact.
+  before.push_back(open_keys);
+  for (const auto* set : {&before, &after})
+    for (size_t p = 0; p < set->size(); ++p) {
+      auto lease = c->lookup((*set)[p]);
+      REQUIRE(lease.is_ok());
+      INFO("prefix " << p << (set == &before ? " before" : " after") << " the drain");
+      CHECK(lease->pages() == 24);
+      Status st = read_back(*c, *lease, (*set)[p], uint32_t(p));
+      INFO(st.to_string());
+      CHECK(st.is_ok());
+    }
+
+  // Resumed: the record says so and new chunks land on mem-1 again.
+  auto resumed = admin1->drain(false);
+  REQUIRE(resumed.is_ok());
+  CHECK(!resumed->draining);
+  REQUIRE(eventually([&] { auto n = cluster::list_nodes(etcd, url); return n && !(*n)[1].draining; }, 5s));
+  REQUIRE(eventually([&] {
+    after.push_back(prefix(*c, 24, 400 + int32_t(after.size())));
+    (void)testing::write_prefix(*c, after.back());
+    return (*admin1->stats()).pages_committed > held;
+  }, 5s));
+  // An admin session of another node, or a tenant's session, cannot drain what it is not.
+  ClientOptions o;
+  o.endpoint = cl.nodes[0]->unix_endpoint(), o.tenant = "acme", o.token = "t";
+  CHECK(AdminClient::connect(o).status().code() == Code::kPermissionDenied);
 }

@@ -197,6 +197,11 @@ TEST_CASE("node records round-trip through JSON; a bad record is named, not fata
   REQUIRE(back->regions.size() == 1);
   CHECK(back->capacity_bytes() == 100ull << 20);
   CHECK(back->free_bytes() == 40ull << 20);
+  CHECK_FALSE(back->draining);
+  CHECK(n.to_json().find("draining") == std::string::npos);  // a serving node's record is as before drains
+  NodeRecord drained = n;
+  drained.draining = true;
+  CHECK(NodeRecord::from_json(drained.to_json())->draining);
   CHECK(NodeRecord::from_json("{\"version\": 1}").status().code() == Code::kCorrupt);
   CHECK(NodeRecord::from_json("not json").status().code() == Code::kCorrupt);
 
