@@ -123,4 +123,61 @@ Result<uint32_t> Client::remove(std::span<const PageKey> keys) {
 }
 Result<PoolStats> Client::stats() { return router_ ? router_->stats() : session_->stats(); }
 
+Result<MoveReport> Client::move_off_draining() {
+  if (!router_)
+    return Status(Code::kInvalidArgument, fmt::format("move_off_draining: this client talks to one daemon ({}); moving "
+                                                      "pages between nodes needs a cluster endpoint (etcd://)",
+                                                      info().region));
+  auto plan = router_->plan_move();
+  if (!plan) return plan.status();
+  MoveReport report;
+  report.draining_nodes = plan->draining;
+  report.pages_listed = plan->pages;
+  std::vector<std::vector<PageKey>> copied(plan->nodes.size());  // per draining node: safe to remove there
+  std::vector<uint8_t> rows;
+  const uint32_t tokens = page_tokens();
+  for (const detail::ClusterRouter::MoveRun& run : plan->runs) {
+    auto read = router_->lookup_on(plan->nodes[run.from], run.keys);
+    if (!read) return read.status();
+    const uint32_t n = read->pages();  // a page removed or evicted meanwhile ends the run
+    report.pages_left += run.keys.size() - n;
+    if (n == 0) continue;
+    const std::span<const PageKey> keys = std::span<const PageKey>(run.keys).first(n);
+    auto write = router_->reserve_on(plan->nodes[run.to], run.parent, keys);
+    if (!write) return write.status();
+    for (int s = 0; s < layout().stream_count(); ++s) {
+      const uint32_t entry = layout().stream(s).entry_bytes;
+      rows.resize(size_t(n) * tokens * entry);
+      for (uint32_t l = 0; l < layout().layers(); ++l) {
+        if (Status st = read->fetch_pages(s, l, 0, n, rows.data()); !st) return st;
+        for (uint32_t p = 0; p < n; ++p)
+          if (Status st = write->write_entries(p, s, l, rows.data() + size_t(p) * tokens * entry, tokens); !st) return st;
+      }
+    }
+    auto committed = commit(*write);
+    if (!committed) return committed.status();
+    (void)read->release();
+    report.pages_moved += *committed;
+    for (uint32_t p = 0; p < n; ++p) {
+      const uint16_t flags = write->placement(p).flags;
+      if (flags & kPlacementInFlight) {
+        ++report.pages_left;  // another writer's, not yet committed: this copy stays
+        continue;
+      }
+      if (flags & kPlacementCached) ++report.pages_already_there;
+      copied[run.from].push_back(keys[p]);
+    }
+  }
+  // Only now, with every copy committed, do the draining nodes let go: a reader finds each
+  // prefix whole on one side or the other throughout.
+  for (size_t i = 0; i < copied.size(); ++i) {
+    if (copied[i].empty()) continue;
+    auto removed = router_->remove_on(plan->nodes[i], copied[i]);
+    if (!removed) return removed.status();
+    report.pages_removed += *removed;
+    report.pages_left += copied[i].size() - *removed;  // pinned by a reader's lease: run it again later
+  }
+  return report;
+}
+
 }  // namespace cxlkv

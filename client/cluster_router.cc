@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <map>
 #include <optional>
+#include <unordered_map>
 
 #include <fmt/format.h>
 
@@ -193,6 +195,16 @@ std::vector<cluster::PlacementNode> weights_of(const std::vector<ClusterRouter::
   for (const ClusterRouter::Node& n : nodes) out.push_back({n.id, use == Weights::kPlace && n.draining ? 0 : n.weight});
   return out;
 }
+
+// Keys are SHA-256 digests: their first 8 bytes are already a uniform hash.
+struct KeyHash {
+  size_t operator()(const PageKey& k) const {
+    uint64_t h;
+    std::memcpy(&h, k.bytes.data(), sizeof h);
+    return size_t(h);
+  }
+};
+bool key_order(const PageKey& a, const PageKey& b) { return a.bytes < b.bytes; }
 
 bool any_draining(const std::vector<ClusterRouter::Node>& nodes) {
   return std::any_of(nodes.begin(), nodes.end(), [](const ClusterRouter::Node& n) { return n.draining; });
@@ -386,6 +398,98 @@ Result<PoolStats> ClusterRouter::stats() {
     total.lookup_hits += s->lookup_hits, total.lookup_misses += s->lookup_misses, total.evictions += s->evictions;
   }
   return total;
+}
+
+Result<ClusterRouter::MovePlan> ClusterRouter::plan_move() {
+  MovePlan plan;
+  plan.nodes = snapshot();
+  const auto weights = weights_of(plan.nodes, Weights::kPlace);
+  for (size_t from = 0; from < plan.nodes.size(); ++from) {
+    const Node& node = plan.nodes[from];
+    if (!node.draining) continue;
+    if (!node.session)
+      return Status(Code::kUnavailable, fmt::format("move: draining node {} does not answer ({})", node.id, node.why_not));
+    ++plan.draining;
+    // Every committed page of this namespace there: page -> its parent.
+    std::unordered_map<PageKey, PageKey, KeyHash> parent_of;
+    for (uint64_t slot = 0;;) {
+      auto listed = node.session->list_pages(slot, 0);
+      if (!listed) return Status(listed.status().code(), fmt::format("move: listing node {}: {}", node.id, listed.status().message()));
+      for (const auto& [key, parent] : listed->pages) parent_of.emplace(key, parent);
+      if (listed->done) break;
+      if (listed->next_slot <= slot)
+        return Status(Code::kProtocol, fmt::format("move: node {} listed slot {} after slot {}", node.id, listed->next_slot, slot));
+      slot = listed->next_slot;
+    }
+    plan.pages += parent_of.size();
+    // A page's chunk starts at its nearest ancestor (itself included) that starts a chunk or a
+    // prefix; a run that continues a chunk was put beside its parent, so the walk stays here.
+    auto head_of = [&](PageKey k) {
+      for (auto it = parent_of.find(k); it != parent_of.end() && it->second != PageKey{} &&
+                                        !cluster::starts_chunk(k, chunk_pages_) && parent_of.count(it->second);
+           it = parent_of.find(k))
+        k = it->second;
+      return k;
+    };
+    std::unordered_map<PageKey, std::vector<PageKey>, KeyHash> children;  // within a chunk
+    std::vector<PageKey> heads;
+    for (const auto& [key, parent] : parent_of) {
+      if (head_of(key) == key) heads.push_back(key);
+      else children[parent].push_back(key);
+    }
+    std::sort(heads.begin(), heads.end(), key_order);  // a stable order: runs are moved the same way every time
+    for (const PageKey& head : heads) {
+      const int to = cluster::choose_node(head, weights);
+      if (to < 0) return Status(Code::kUnavailable, fmt::format("move: cluster {} has no node taking chunks", url_.to_string()));
+      // Depth first: a run follows the first child down; each other child starts a run after it.
+      std::vector<PageKey> starts{head};
+      while (!starts.empty()) {
+        MoveRun run{from, size_t(to), parent_of[starts.back()], {starts.back()}};
+        starts.pop_back();
+        for (auto c = children.find(run.keys.back()); c != children.end() && !c->second.empty();
+             c = children.find(run.keys.back())) {
+          std::sort(c->second.begin(), c->second.end(), key_order);
+          starts.insert(starts.end(), c->second.begin() + 1, c->second.end());
+          run.keys.push_back(c->second.front());
+        }
+        plan.runs.push_back(std::move(run));
+      }
+    }
+  }
+  return plan;
+}
+
+Result<ReadLease> ClusterRouter::lookup_on(const Node& node, std::span<const PageKey> keys) {
+  auto reply = node.session->lookup(keys);
+  if (!reply) return Status(reply.status().code(), fmt::format("lookup on node {}: {}", node.id, reply.status().message()));
+  return LeaseFactory::read_lease(node.session->view(), std::move(reply->pages), reply->lease, node.session);
+}
+
+Result<WriteLease> ClusterRouter::reserve_on(const Node& node, const PageKey& parent, std::span<const PageKey> keys) {
+  auto reply = node.session->reserve(parent, keys);
+  if (!reply) return Status(reply.status().code(), fmt::format("reserve on node {}: {}", node.id, reply.status().message()));
+  const uint8_t* base = primary_->view().base;
+  const auto* epoch = node.session->view().serving_epoch;
+  WritePart part{reply->lease, node.session, {}, epoch, epoch ? epoch->load(std::memory_order_acquire) : 0};
+  std::vector<Placement> pages;
+  for (const Placement& p : reply->pages) {
+    part.pages.push_back(uint32_t(pages.size()));
+    pages.push_back(rebase(p, node.session->view().base, base));
+  }
+  std::vector<WritePart> parts;
+  parts.push_back(std::move(part));
+  return LeaseFactory::write_lease_over_nodes(primary_->view(), std::move(pages), std::move(parts));
+}
+
+Result<uint32_t> ClusterRouter::remove_on(const Node& node, std::span<const PageKey> keys) {
+  const size_t batch = std::max<uint32_t>(node.session->info().max_keys, 1);
+  uint32_t removed = 0;
+  for (size_t i = 0; i < keys.size(); i += batch) {
+    auto r = node.session->remove(keys.subspan(i, std::min(batch, keys.size() - i)));
+    if (!r) return Status(r.status().code(), fmt::format("remove on node {}: {}", node.id, r.status().message()));
+    removed += *r;
+  }
+  return removed;
 }
 
 }  // namespace cxlkv::detail

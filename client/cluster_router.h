@@ -53,6 +53,25 @@ class ClusterRouter {
   std::vector<cluster::PlacementNode> placement_nodes() const;
 
   // One member as this client knows it.
+  struct Node;
+  // Consecutive pages of one prefix (keys[0]'s page before it is `parent`) to move from a
+  // draining node to the node new chunks of their chunk are placed on now (indices in `nodes`).
+  struct MoveRun {
+    size_t from = 0, to = 0;
+    PageKey parent{};
+    std::vector<PageKey> keys;
+  };
+  struct MovePlan;
+  // What this client's namespace holds on every draining node (ListPages), cut into runs in an
+  // order that moves a page's parent before it. Cold: an operator's move.
+  Result<MovePlan> plan_move();
+  // A read lease on the leading pages of `keys` that `node` holds; a write lease reserved on
+  // `node` alone (a lease over nodes, so Client::commit publishes it through that node's session).
+  Result<ReadLease> lookup_on(const Node& node, std::span<const PageKey> keys);
+  Result<WriteLease> reserve_on(const Node& node, const PageKey& parent, std::span<const PageKey> keys);
+  // Removes `keys` from `node` (in requests of at most its max_keys); how many it removed.
+  Result<uint32_t> remove_on(const Node& node, std::span<const PageKey> keys);
+
   struct Node {
     std::string id;
     uint64_t epoch = 0;
@@ -61,6 +80,12 @@ class ClusterRouter {
     std::shared_ptr<Session> session;  // null while it does not answer
     std::string why_not;               // why session is null
     bool draining = false;             // takes no new chunk; still serves those it holds
+  };
+  struct MovePlan {
+    std::vector<Node> nodes;  // the membership the plan was made on
+    std::vector<MoveRun> runs;
+    uint32_t draining = 0;    // draining nodes listed
+    uint64_t pages = 0;       // pages listed on them
   };
 
  private:

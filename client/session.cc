@@ -386,4 +386,20 @@ Result<DrainStatus> Session::drain(bool draining) {
   return DrainStatus{d->draining(), d->write_leases(), d->read_leases(), d->pages_committed()};
 }
 
+Result<ListedPages> Session::list_pages(uint64_t from_slot, uint32_t max) {
+  std::lock_guard lock(mu_);
+  fbb_.Clear();
+  auto body = wire::CreateListPagesRequest(fbb_, from_slot, max);
+  auto r = call(wire::RequestBody::ListPagesRequest, body.Union(), wire::ResponseBody::ListPagesResponse, "list_pages");
+  if (!r) return r.status();
+  const wire::ListPagesResponse* l = (*r)->body_as_ListPagesResponse();
+  ListedPages out;
+  out.next_slot = l->next_slot();
+  out.done = l->done();
+  if (l->pages())
+    for (const wire::ListedPage* p : *l->pages())
+      out.pages.emplace_back(*reinterpret_cast<const PageKey*>(&p->key()), *reinterpret_cast<const PageKey*>(&p->parent()));
+  return out;
+}
+
 }  // namespace cxlkv::detail

@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include <flatbuffers/flatbuffers.h>
@@ -28,6 +29,13 @@ namespace cxlkv::detail {
 struct LeaseReply {
   uint64_t lease = 0;
   std::vector<Placement> pages;
+};
+
+// One answer of ListPages: committed pages of the session's namespace (key, parent).
+struct ListedPages {
+  std::vector<std::pair<PageKey, PageKey>> pages;
+  uint64_t next_slot = 0;
+  bool done = false;
 };
 
 class Session {
@@ -57,6 +65,8 @@ class Session {
   Result<PoolStats> stats();
   // Admin sessions only (options.admin): every partition the daemon serves.
   Result<std::vector<PartitionStatus>> partitions();
+  // The namespace's committed pages from slot `from_slot` on (cold: moving a draining node's pages).
+  Result<ListedPages> list_pages(uint64_t from_slot, uint32_t max);
   // Admin sessions only: starts (true) or ends a drain of the node; what still holds it.
   Result<DrainStatus> drain(bool draining);
 

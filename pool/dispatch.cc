@@ -5,6 +5,7 @@
 #include <openssl/sha.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fmt/format.h>
 
@@ -94,6 +95,7 @@ Op op_of(wire::RequestBody type) {
     case wire::RequestBody::StatsRequest: return Op::kStats;
     case wire::RequestBody::PartitionsRequest: return Op::kPartitions;
     case wire::RequestBody::DrainRequest: return Op::kDrain;
+    case wire::RequestBody::ListPagesRequest: return Op::kListPages;
     default: return Op::kBad;
   }
 }
@@ -159,6 +161,7 @@ DispatchOutcome Dispatcher::handle(Session& session, const uint8_t* msg, size_t 
       case Op::kStats: stats(session, reply); break;
       case Op::kPartitions: partitions(reply); break;
       case Op::kDrain: drain(req->body_as_DrainRequest(), reply); break;
+      case Op::kListPages: list_pages(session, req->body_as_ListPagesRequest(), reply); break;
       default: break;
     }
   }
@@ -316,6 +319,25 @@ void Dispatcher::drain(const wire::DrainRequest* r, Reply& reply) {
   for (const DispatchPartition& part : partitions_) p += part.service->stats();
   reply.ok(wire::ResponseBody::DrainResponse,
            wire::CreateDrainResponse(reply.fbb, draining_, p.write_leases, p.read_leases, p.pages_committed));
+}
+
+// The session's committed pages from a slot on. Cold (an operator's move): it looks at a bounded
+// run of slots per call so the I/O thread stays responsive on a large region.
+void Dispatcher::list_pages(const Session& s, const wire::ListPagesRequest* r, Reply& reply) {
+  constexpr uint64_t kSlotsPerCall = 1u << 16;
+  const PrefixIndex& index = service(s).index();
+  const uint64_t slots = index.slot_count();
+  const uint32_t max = std::min(r->max() == 0 ? service(s).options().max_keys : r->max(), service(s).options().max_keys);
+  std::vector<wire::ListedPage> pages;
+  uint64_t slot = std::min(r->from_slot(), slots);
+  const uint64_t end = std::min(slots, slot + kSlotsPerCall);
+  for (; slot < end && pages.size() < max; ++slot) {
+    const PageMeta& m = index.page(uint32_t(slot));
+    if (m.state != PageState::kCommitted || m.ns != s.ns) continue;
+    pages.emplace_back(*reinterpret_cast<const wire::Key*>(&m.key), *reinterpret_cast<const wire::Key*>(&m.parent_key));
+  }
+  auto listed = reply.fbb.CreateVectorOfStructs(pages);
+  reply.ok(wire::ResponseBody::ListPagesResponse, wire::CreateListPagesResponse(reply.fbb, listed, slot, slot >= slots));
 }
 
 }  // namespace cxlkv::pool

@@ -76,6 +76,7 @@ class Dispatcher {
   void stats(const Session& s, Reply& reply);
   void partitions(Reply& reply);
   void drain(const wire::DrainRequest* r, Reply& reply);
+  void list_pages(const Session& s, const wire::ListPagesRequest* r, Reply& reply);
   PoolService& service(const Session& s) const { return *partitions_[s.partition].service; }
   // kInvalidArgument when a key vector is larger than max_keys; names the op and the count.
   Status check_count(const char* op, uint32_t n) const;

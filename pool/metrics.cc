@@ -18,6 +18,7 @@ const char* op_name(Op op) {
     case Op::kStats: return "stats";
     case Op::kPartitions: return "partitions";
     case Op::kDrain: return "drain";
+    case Op::kListPages: return "list_pages";
     default: return "bad";
   }
 }

@@ -12,7 +12,7 @@
 
 namespace cxlkv::pool {
 
-enum class Op : uint8_t { kHello, kReserve, kCommit, kAbort, kLookup, kRenew, kRelease, kRemove, kStats, kPartitions, kDrain, kBad, kCount };
+enum class Op : uint8_t { kHello, kReserve, kCommit, kAbort, kLookup, kRenew, kRelease, kRemove, kStats, kPartitions, kDrain, kListPages, kBad, kCount };
 const char* op_name(Op op);
 
 // One partition's counters at a scrape (partition.h), labelled by its name and region.

@@ -128,6 +128,10 @@ class RawClient {
     flatbuffers::FlatBufferBuilder fbb;
     return finish(fbb, wire::RequestBody::StatsRequest, wire::CreateStatsRequest(fbb).Union());
   }
+  const wire::Response* list_pages(uint64_t from_slot, uint32_t max) {
+    flatbuffers::FlatBufferBuilder fbb;
+    return finish(fbb, wire::RequestBody::ListPagesRequest, wire::CreateListPagesRequest(fbb, from_slot, max).Union());
+  }
   const wire::Response* drain(bool draining) {
     flatbuffers::FlatBufferBuilder fbb;
     return finish(fbb, wire::RequestBody::DrainRequest, wire::CreateDrainRequest(fbb, draining).Union());

@@ -58,6 +58,17 @@ struct PoolStats {
   uint64_t lookup_hits = 0, lookup_misses = 0, evictions = 0;
 };
 
+// What Client::move_off_draining did (docs/cluster.md, Draining a node).
+struct MoveReport {
+  uint32_t draining_nodes = 0;   // draining nodes whose pages of this namespace were listed
+  uint64_t pages_listed = 0;     // this namespace's committed pages on them
+  uint64_t pages_moved = 0;      // written and committed on the node placement names now
+  uint64_t pages_already_there = 0;  // that node held them already
+  uint64_t pages_removed = 0;    // taken off the draining nodes after the copies committed
+  uint64_t pages_left = 0;       // still only there, or still there too: gone meanwhile, being
+                                 // written elsewhere, or pinned by a reader (run it again)
+};
+
 // What Hello told us, and how the region was mapped.
 struct SessionInfo {
   uint64_t session = 0;
@@ -112,6 +123,14 @@ class Client {
   Result<uint32_t> remove(std::span<const PageKey> keys);
   // The daemon's counters; over a cluster, the sum of the nodes that answer.
   Result<PoolStats> stats();
+
+  // Over a cluster: moves this namespace's pages off every draining node (cxlkv-admin drain) to
+  // the node that places their chunk now, byte for byte through the same leases as any writer,
+  // then removes them from the draining node, so the node can be stopped with no committed page
+  // lost. Reads go on meanwhile and find every prefix whole (the copies commit before any page
+  // is removed). Run it for each namespace (tenant, model) the node holds. kInvalidArgument on a
+  // single endpoint; the first failure otherwise (what committed before it stays committed).
+  Result<MoveReport> move_off_draining();
 
   // Over a cluster: the memory nodes in use now, and the pages per placement chunk; one node and
   // 0 for a single endpoint.

@@ -71,13 +71,13 @@ struct Cluster {
     return std::move(*p);
   }
 
-  std::unique_ptr<Client> client(int poll_ms = 5000) {
+  std::unique_ptr<Client> client(int poll_ms = 5000, const std::string& model = "m") {
     ClientOptions o;
     o.cluster_poll_ms = poll_ms;
     o.endpoint = url;
     o.tenant = "acme";
     o.token = "t";
-    o.model = "m";
+    o.model = model;
     o.io_timeout_ms = 2000;
     auto c = Client::connect(o);
     INFO(c.status().to_string());
@@ -609,4 +609,84 @@ TEST_CASE("a draining node takes no new chunk, keeps serving its pages and its o
   ClientOptions o;
   o.endpoint = cl.nodes[0]->unix_endpoint(), o.tenant = "acme", o.token = "t";
   CHECK(AdminClient::connect(o).status().code() == Code::kPermissionDenied);
+}
+
+TEST_CASE("a drained node's pages move to the others, namespace by namespace; stopped, no prefix loses a page") {
+  Cluster cl(/*admin=*/true);
+  auto c = cl.client();
+  auto c2 = cl.client(5000, "m2");  // another namespace (model) of the same tenant
+  std::vector<std::vector<PageKey>> written, written2;
+  for (int p = 0; p < 12; ++p) {
+    written.push_back(prefix(*c, 24, p + 1));
+    REQUIRE(testing::write_prefix(*c, written.back()).is_ok());
+  }
+  // A branch: the first 10 pages of prefix 0, then pages of its own (a prompt tree on the nodes).
+  std::vector<int32_t> branch(size_t{24} * 64);
+  std::iota(branch.begin(), branch.end(), 1000000);
+  std::iota(branch.begin() + 10 * 64, branch.end(), 77000000);
+  written.push_back(c->page_keys(branch));
+  REQUIRE(testing::write_prefix(*c, written.back()).value() == 14);
+  for (int p = 0; p < 4; ++p) {
+    written2.push_back(prefix(*c2, 24, p + 50));
+    REQUIRE(testing::write_prefix(*c2, written2.back()).is_ok());
+  }
+  ClientOptions ao;
+  ao.endpoint = cl.nodes[1]->unix_endpoint(), ao.tenant = "ops", ao.token = "adm";
+  auto admin = std::move(*AdminClient::connect(ao));
+  const uint64_t held = admin->stats()->pages_committed;
+  REQUIRE(held > 20);
+  REQUIRE(admin->drain(true).is_ok());
+
+  MoveReport report;
+  REQUIRE(eventually([&] {  // once the client has heard the drain through its watch
+    auto r = c->move_off_draining();
+    if (r) report = *r;
+    return r && r->draining_nodes == 1;
+  }, 5s));
+  INFO("listed " << report.pages_listed << " moved " << report.pages_moved << " there " << report.pages_already_there
+                 << " removed " << report.pages_removed << " left " << report.pages_left);
+  CHECK(report.pages_listed > 0);
+  CHECK(report.pages_listed < held);  // the other namespace's pages are not this client's to list
+  CHECK(report.pages_moved + report.pages_already_there == report.pages_listed);
+  CHECK(report.pages_removed == report.pages_listed);
+  CHECK(report.pages_left == 0);
+  const uint64_t other_ns = admin->stats()->pages_committed;
+  CHECK(other_ns == held - report.pages_listed);  // (acme, m2)'s pages stay until its own move
+  auto report2 = c2->move_off_draining();
+  REQUIRE(report2.is_ok());
+  CHECK(report2->pages_listed == other_ns);
+  CHECK(report2->pages_removed == other_ns);
+  CHECK(admin->stats()->pages_committed == 0);
+  // A second run finds nothing to move.
+  CHECK(c->move_off_draining()->pages_listed == 0);
+
+  // Every prefix reads back whole and byte-exact from the other nodes, with mem-1 still up and
+  // after it is stopped: lost = 0.
+  auto check_all = [&](const char* when) {
+    uint32_t read = 0, lost = 0;
+    for (auto [client, set] : {std::pair{c.get(), &written}, std::pair{c2.get(), &written2}})
+      for (size_t p = 0; p < set->size(); ++p) {
+        auto lease = client->lookup((*set)[p]);
+        REQUIRE(lease.is_ok());
+        Status st = lease->pages() == 24 ? read_back(*client, *lease, (*set)[p], uint32_t(p))
+                                          : Status(Code::kNotFound, fmt::format("{} of 24 pages", lease->pages()));
+        INFO(when << ": prefix " << p << ": " << st.to_string());
+        CHECK(st.is_ok());
+        st.is_ok() ? ++read : ++lost;
+      }
+    CHECK(read == written.size() + written2.size());
+    CHECK(lost == 0);
+  };
+  check_all("mem-1 drained, still up");
+  REQUIRE(cl.nodes[1]->shutdown().is_ok());
+  auto etcd = cl.etcd->client();
+  const auto url = *cluster::parse_cluster_url(cl.url);
+  REQUIRE(eventually([&] { auto n = cluster::list_nodes(etcd, url); return n && n->size() == 2; }, 5s));
+  REQUIRE(eventually([&] { return c->cluster_nodes() == 2 && c2->cluster_nodes() == 2; }, 5s));
+  check_all("mem-1 stopped");
+
+  // A client of one daemon has no other node to move to.
+  ClientOptions one;
+  one.endpoint = cl.nodes[0]->unix_endpoint(), one.tenant = "acme", one.token = "t", one.model = "m";
+  CHECK((*Client::connect(one))->move_off_draining().status().code() == Code::kInvalidArgument);
 }

@@ -243,3 +243,46 @@ TEST_CASE("an admin drains the node: reserves refused in every partition, reads 
   CHECK(http_get(port, "/metrics").find("cxlkv_node_draining 0") != std::string::npos);
   commit_chain(*a, 3, 2);
 }
+
+TEST_CASE("ListPages walks a session's own committed pages with their parents, none of another namespace's") {
+  TwoPartitions p({"--tenant", "ops:to", "--tenant-roles", "ops=admin"});
+  REQUIRE(p.d.process.start());
+  auto a = p.d.client("m", "a", "ta");
+  auto a2 = p.d.client("m2", "a", "ta");  // the same tenant, another model: another namespace
+  commit_chain(*a, 1, 5);
+  commit_chain(*a2, 2, 4);
+  REQUIRE(code_of(a->reserve(wire::Key(), test_keys(3, 2))) == Code::kOk);  // reserved, not committed
+  const std::vector<wire::Key> chain = test_keys(1, 5);
+  std::vector<std::pair<wire::Key, wire::Key>> listed;
+  uint64_t slot = 0;
+  int answers = 0;
+  for (bool done = false; !done; ++answers) {
+    const wire::Response* r = a->list_pages(slot, 2);
+    REQUIRE(code_of(r) == Code::kOk);
+    const auto* l = r->body_as_ListPagesResponse();
+    CHECK(l->pages()->size() <= 2);
+    for (const wire::ListedPage* page : *l->pages()) listed.emplace_back(page->key(), page->parent());
+    done = l->done();
+    REQUIRE((done || l->next_slot() > slot));
+    slot = l->next_slot();
+  }
+  CHECK(answers >= 3);  // 5 pages, 2 an answer
+  REQUIRE(listed.size() == 5);
+  auto same = [](const wire::Key& x, const wire::Key& y) { return std::memcmp(&x, &y, sizeof x) == 0; };
+  for (size_t i = 0; i < chain.size(); ++i) {
+    auto it = std::find_if(listed.begin(), listed.end(), [&](const auto& e) { return same(e.first, chain[i]); });
+    REQUIRE(it != listed.end());
+    CHECK(same(it->second, i == 0 ? wire::Key() : chain[i - 1]));
+  }
+  const wire::Response* r = a2->list_pages(0, 0);  // max 0: up to max_keys
+  REQUIRE(code_of(r) == Code::kOk);
+  CHECK(r->body_as_ListPagesResponse()->pages()->size() == 4);
+  CHECK(r->body_as_ListPagesResponse()->done());
+  r = a->list_pages(uint64_t{1} << 40, 8);  // past the last slot: done, nothing
+  REQUIRE(code_of(r) == Code::kOk);
+  CHECK(r->body_as_ListPagesResponse()->pages()->size() == 0);
+  CHECK(r->body_as_ListPagesResponse()->done());
+  RawClient admin(p.d.socket);
+  REQUIRE(code_of(admin.hello("ops", "to", "m", false, wire::Role::Admin)) == Code::kOk);
+  CHECK(code_of(admin.list_pages(0, 8)) == Code::kPermissionDenied);  // an admin reads no pages
+}
