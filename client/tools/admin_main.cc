@@ -2,11 +2,12 @@
 // the admin role (include/cxlkv/admin.h): its partitions (region, slabs, pages, leases, tenants)
 // and its totals; `drain` stops new pages landing on the node (a cluster places them elsewhere)
 // and waits, if asked, until its write leases have ended; `resume` ends the drain. For operators;
-// prints a table, or JSON with --json.
+// prints a table, or JSON with --json. `move` is a tenant's, not the admin's: it moves that
+// tenant's namespace (tenant, model) off the draining nodes of a cluster (Client::move_off_draining).
 #include <chrono>
 #include <cstdio>
-#include <thread>
 #include <string>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -44,7 +45,7 @@ int main(int argc, char** argv) {
   std::string token_file;
   bool json = false;
   CLI::App app{"cxlkv-admin: what a cxlkv-poold serves, asked as a tenant of the admin role"};
-  app.add_option("--endpoint", o.endpoint, "the daemon: unix:PATH, tcp:HOST:PORT or tls:HOST:PORT")->capture_default_str();
+  app.add_option("--endpoint", o.endpoint, "the daemon: unix:PATH, tcp:HOST:PORT or tls:HOST:PORT (move: the cluster, etcd://HOST:PORT/NAME)")->capture_default_str();
   app.add_option("--tenant", o.tenant, "a tenant the daemon allows the admin role (roles = [\"admin\"])")->required();
   auto* token = app.add_option("--token", o.token, "its token (prefer --token-file: a command line is visible to all)");
   app.add_option("--token-file", token_file, "a file whose first line is the token")->check(CLI::ExistingFile);
@@ -61,6 +62,10 @@ int main(int argc, char** argv) {
   drain->add_option("--wait-s", wait_s, "then wait up to this many seconds for the open write leases to end (0: do "
                     "not wait); exit 3 if some remain")->capture_default_str();
   auto* resume = app.add_subcommand("resume", "end a drain: the node takes new pages again");
+  auto* move = app.add_subcommand("move", "move one namespace's pages off the cluster's draining nodes to where new "
+                                  "chunks go (--endpoint etcd://HOST:PORT/NAME; --tenant and its token are that "
+                                  "namespace's tenant's, not the admin's); exit 3 if some pages stay");
+  move->add_option("--model", o.model, "the namespace's model (with --tenant)")->required();
   CLI11_PARSE(app, argc, argv);
   if (!token_file.empty()) {
     std::FILE* f = std::fopen(token_file.c_str(), "r");
@@ -73,6 +78,17 @@ int main(int argc, char** argv) {
     return fail("give --token or --token-file");
   }
 
+  if (move->parsed()) {
+    auto client = Client::connect(o);
+    if (!client) return fail(client.status().to_string());
+    auto r = (*client)->move_off_draining();
+    if (!r) return fail(r.status().to_string());
+    const nlohmann::json out = {{"draining_nodes", r->draining_nodes}, {"pages_listed", r->pages_listed},
+                                {"pages_moved", r->pages_moved},       {"pages_already_there", r->pages_already_there},
+                                {"pages_removed", r->pages_removed},   {"pages_left", r->pages_left}};
+    std::printf("%s\n", json ? out.dump().c_str() : out.dump(2).c_str());
+    return r->pages_left > 0 ? 3 : 0;
+  }
   auto admin = AdminClient::connect(o);
   if (!admin) return fail(admin.status().to_string());
   if (partitions->parsed()) {
