@@ -29,4 +29,6 @@ Result<PoolStats> AdminClient::stats() { return session_->stats(); }
 
 Result<DrainStatus> AdminClient::drain(bool draining) { return session_->drain(draining); }
 
+Result<DrainStatus> AdminClient::drain_status() { return session_->drain(false, /*ask=*/true); }
+
 }  // namespace cxlkv

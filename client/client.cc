@@ -1,6 +1,8 @@
 // Client (client.h): the public face of a Session; commit's checks and fence.
 #include "cxlkv/client.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "cacheline.h"
@@ -133,17 +135,17 @@ Result<MoveReport> Client::move_off_draining() {
   MoveReport report;
   report.draining_nodes = plan->draining;
   report.pages_listed = plan->pages;
-  std::vector<std::vector<PageKey>> copied(plan->nodes.size());  // per draining node: safe to remove there
+  report.pages_left = plan->pages;  // until a page is removed from its draining node
+  std::vector<uint32_t> copied(plan->runs.size(), 0);  // per run: its leading pages read and copied
   std::vector<uint8_t> rows;
   const uint32_t tokens = page_tokens();
-  for (const detail::ClusterRouter::MoveRun& run : plan->runs) {
+  for (size_t r = 0; r < plan->runs.size(); ++r) {
+    const detail::ClusterRouter::MoveRun& run = plan->runs[r];
     auto read = router_->lookup_on(plan->nodes[run.from], run.keys);
     if (!read) return read.status();
     const uint32_t n = read->pages();  // a page removed or evicted meanwhile ends the run
-    report.pages_left += run.keys.size() - n;
     if (n == 0) continue;
-    const std::span<const PageKey> keys = std::span<const PageKey>(run.keys).first(n);
-    auto write = router_->reserve_on(plan->nodes[run.to], run.parent, keys);
+    auto write = router_->reserve_on(plan->nodes[run.to], run.parent, std::span<const PageKey>(run.keys).first(n));
     if (!write) return write.status();
     for (int s = 0; s < layout().stream_count(); ++s) {
       const uint32_t entry = layout().stream(s).entry_bytes;
@@ -156,26 +158,27 @@ Result<MoveReport> Client::move_off_draining() {
     }
     auto committed = commit(*write);
     if (!committed) return committed.status();
-    (void)read->release();
     report.pages_moved += *committed;
-    for (uint32_t p = 0; p < n; ++p) {
-      const uint16_t flags = write->placement(p).flags;
-      if (flags & kPlacementInFlight) {
-        ++report.pages_left;  // another writer's, not yet committed: this copy stays
-        continue;
-      }
-      if (flags & kPlacementCached) ++report.pages_already_there;
-      copied[run.from].push_back(keys[p]);
-    }
+    for (uint32_t p = 0; p < n; ++p) report.pages_already_there += (write->placement(p).flags & kPlacementCached) != 0;
+    copied[r] = n;
   }
-  // Only now, with every copy committed, do the draining nodes let go: a reader finds each
-  // prefix whole on one side or the other throughout.
-  for (size_t i = 0; i < copied.size(); ++i) {
-    if (copied[i].empty()) continue;
-    auto removed = router_->remove_on(plan->nodes[i], copied[i]);
+  // Only now, with every copy committed, do the draining nodes let go, children before parents
+  // (an interior page removed first costs the daemon a scan). Each run's copies are looked up on
+  // their node first and held by that lease while the originals go: a copy evicted meanwhile (or
+  // another writer's, not yet committed) keeps its original, counted in pages_left.
+  for (size_t r = plan->runs.size(); r-- > 0;) {
+    if (copied[r] == 0) continue;
+    const detail::ClusterRouter::MoveRun& run = plan->runs[r];
+    const std::span<const PageKey> keys = std::span<const PageKey>(run.keys).first(copied[r]);
+    auto held = router_->lookup_on(plan->nodes[run.to], keys);
+    if (!held) return held.status();
+    std::vector<PageKey> safe(keys.begin(), keys.begin() + held->pages());
+    std::reverse(safe.begin(), safe.end());
+    auto removed = router_->remove_on(plan->nodes[run.from], safe);
     if (!removed) return removed.status();
-    report.pages_removed += *removed;
-    report.pages_left += copied[i].size() - *removed;  // pinned by a reader's lease: run it again later
+    (void)held->release();
+    report.pages_removed += *removed;  // a page pinned by a reader stays: run the move again later
+    report.pages_left -= *removed;
   }
   return report;
 }

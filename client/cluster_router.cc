@@ -177,6 +177,16 @@ std::vector<ClusterRouter::Node> ClusterRouter::snapshot() const {
   return nodes_;
 }
 
+void ClusterRouter::mark_draining(const std::string& node_id) {
+  {
+    std::lock_guard lock(mu_);
+    for (Node& n : nodes_)
+      if (n.id == node_id) n.draining = true;
+    changed_ = true;  // the refresher reads the records again: they say so, or the node resumed
+  }
+  wake_.notify_all();
+}
+
 void ClusterRouter::mark_failed(const std::string& node_id, const std::shared_ptr<Session>& session, const Status& why) {
   std::lock_guard lock(mu_);
   for (Node& n : nodes_)
@@ -230,6 +240,13 @@ int ClusterRouter::node_holding(const PageKey& key, const std::vector<Node>& nod
 }
 
 Result<WriteLease> ClusterRouter::reserve(const PageKey& parent, std::span<const PageKey> keys) {
+  auto lease = reserve_placed(parent, keys);
+  // busy: a node began to drain before this client heard (reserve_placed marked it): place again.
+  if (!lease && lease.status().code() == Code::kBusy) return reserve_placed(parent, keys);
+  return lease;
+}
+
+Result<WriteLease> ClusterRouter::reserve_placed(const PageKey& parent, std::span<const PageKey> keys) {
   const std::vector<Node> nodes = snapshot();
   auto chunks = cluster::place_prefix(keys, chunk_pages_, weights_of(nodes, Weights::kPlace));
   // An extension whose first page does not start a chunk continues its parent's chunk: it goes
@@ -263,6 +280,7 @@ Result<WriteLease> ClusterRouter::reserve(const PageKey& parent, std::span<const
       abort_all();
       if (reply.status().code() == Code::kIoError || reply.status().code() == Code::kUnavailable)
         mark_failed(n.id, n.session, reply.status());
+      if (reply.status().code() == Code::kBusy) mark_draining(n.id);
       return Status(reply.status().code(), fmt::format("reserve on node {}: {}", n.id, reply.status().message()));
     }
     const auto* epoch = n.session->view().serving_epoch;
@@ -422,34 +440,71 @@ Result<ClusterRouter::MovePlan> ClusterRouter::plan_move() {
       slot = listed->next_slot;
     }
     plan.pages += parent_of.size();
+    // A writer names any parent it likes (the daemon does not check that it differs from the
+    // key), so every walk up the tree below stops after as many steps as there are pages.
+    auto parent_here = [&](const PageKey& k) -> const PageKey* {
+      auto it = parent_of.find(k);
+      if (it == parent_of.end() || it->second == PageKey{} || it->second == k || !parent_of.count(it->second))
+        return nullptr;
+      return &it->second;
+    };
     // A page's chunk starts at its nearest ancestor (itself included) that starts a chunk or a
     // prefix; a run that continues a chunk was put beside its parent, so the walk stays here.
     auto head_of = [&](PageKey k) {
-      for (auto it = parent_of.find(k); it != parent_of.end() && it->second != PageKey{} &&
-                                        !cluster::starts_chunk(k, chunk_pages_) && parent_of.count(it->second);
-           it = parent_of.find(k))
-        k = it->second;
+      for (size_t steps = 0; steps < parent_of.size() && !cluster::starts_chunk(k, chunk_pages_); ++steps) {
+        const PageKey* up = parent_here(k);
+        if (!up) break;
+        k = *up;
+      }
       return k;
     };
+    // Depth in the tree of pages listed here, so chunks move parents first (a child committed
+    // before its parent would find no parent to link to on the target).
+    std::unordered_map<PageKey, uint32_t, KeyHash> depth;
+    auto depth_of = [&](const PageKey& key) {
+      std::vector<PageKey> path;
+      uint32_t next = 0;
+      for (PageKey k = key;;) {
+        if (auto known = depth.find(k); known != depth.end()) {
+          next = known->second + 1;
+          break;
+        }
+        path.push_back(k);
+        const PageKey* up = parent_here(k);
+        if (!up || path.size() > parent_of.size()) break;
+        k = *up;
+      }
+      for (auto p = path.rbegin(); p != path.rend(); ++p) depth.emplace(*p, next++);
+      return depth.at(key);
+    };
     std::unordered_map<PageKey, std::vector<PageKey>, KeyHash> children;  // within a chunk
-    std::vector<PageKey> heads;
+    std::vector<std::pair<uint32_t, PageKey>> heads;
     for (const auto& [key, parent] : parent_of) {
-      if (head_of(key) == key) heads.push_back(key);
+      if (head_of(key) == key) heads.emplace_back(depth_of(key), key);
       else children[parent].push_back(key);
     }
-    std::sort(heads.begin(), heads.end(), key_order);  // a stable order: runs are moved the same way every time
-    for (const PageKey& head : heads) {
+    std::sort(heads.begin(), heads.end(), [](const auto& a, const auto& b) {
+      return a.first != b.first ? a.first < b.first : key_order(a.second, b.second);
+    });
+    std::unordered_map<PageKey, bool, KeyHash> taken;  // each page goes into one run only
+    for (const auto& [unused_depth, head] : heads) {
       const int to = cluster::choose_node(head, weights);
       if (to < 0) return Status(Code::kUnavailable, fmt::format("move: cluster {} has no node taking chunks", url_.to_string()));
+      if (!plan.nodes[size_t(to)].session)
+        return Status(Code::kUnavailable, fmt::format("move: chunk {} belongs on node {} now, which does not answer ({})",
+                                                      head.hex().substr(0, 16), plan.nodes[size_t(to)].id,
+                                                      plan.nodes[size_t(to)].why_not));
       // Depth first: a run follows the first child down; each other child starts a run after it.
       std::vector<PageKey> starts{head};
       while (!starts.empty()) {
-        MoveRun run{from, size_t(to), parent_of[starts.back()], {starts.back()}};
+        const PageKey first = starts.back();
         starts.pop_back();
-        for (auto c = children.find(run.keys.back()); c != children.end() && !c->second.empty();
-             c = children.find(run.keys.back())) {
+        if (!taken.emplace(first, true).second) continue;
+        MoveRun run{from, size_t(to), parent_of[first], {first}};
+        for (auto c = children.find(first); c != children.end() && !c->second.empty(); c = children.find(run.keys.back())) {
           std::sort(c->second.begin(), c->second.end(), key_order);
           starts.insert(starts.end(), c->second.begin() + 1, c->second.end());
+          if (!taken.emplace(c->second.front(), true).second) break;
           run.keys.push_back(c->second.front());
         }
         plan.runs.push_back(std::move(run));
@@ -459,13 +514,21 @@ Result<ClusterRouter::MovePlan> ClusterRouter::plan_move() {
   return plan;
 }
 
+namespace {
+Status not_answering(const ClusterRouter::Node& node, const char* op) {
+  return Status(Code::kUnavailable, fmt::format("{} on node {}: it does not answer ({})", op, node.id, node.why_not));
+}
+}  // namespace
+
 Result<ReadLease> ClusterRouter::lookup_on(const Node& node, std::span<const PageKey> keys) {
+  if (!node.session) return not_answering(node, "lookup");
   auto reply = node.session->lookup(keys);
   if (!reply) return Status(reply.status().code(), fmt::format("lookup on node {}: {}", node.id, reply.status().message()));
   return LeaseFactory::read_lease(node.session->view(), std::move(reply->pages), reply->lease, node.session);
 }
 
 Result<WriteLease> ClusterRouter::reserve_on(const Node& node, const PageKey& parent, std::span<const PageKey> keys) {
+  if (!node.session) return not_answering(node, "reserve");
   auto reply = node.session->reserve(parent, keys);
   if (!reply) return Status(reply.status().code(), fmt::format("reserve on node {}: {}", node.id, reply.status().message()));
   const uint8_t* base = primary_->view().base;
@@ -482,6 +545,7 @@ Result<WriteLease> ClusterRouter::reserve_on(const Node& node, const PageKey& pa
 }
 
 Result<uint32_t> ClusterRouter::remove_on(const Node& node, std::span<const PageKey> keys) {
+  if (!node.session) return not_answering(node, "remove");
   const size_t batch = std::max<uint32_t>(node.session->info().max_keys, 1);
   uint32_t removed = 0;
   for (size_t i = 0; i < keys.size(); i += batch) {

@@ -103,6 +103,10 @@ class ClusterRouter {
                                   const std::vector<cluster::PlacementNode>& weights);
   // The index in `nodes` of a node that holds `key` committed (all nodes asked at once); -1 if none.
   int node_holding(const PageKey& key, const std::vector<Node>& nodes);
+  // reserve, placed over the membership as this client knows it now.
+  Result<WriteLease> reserve_placed(const PageKey& parent, std::span<const PageKey> keys);
+  // A node answered a reserve `busy` (it drains): place nothing more there, and re-read the records.
+  void mark_draining(const std::string& node_id);
   // A call to a node failed: drop its session so the refresher connects it again.
   void mark_failed(const std::string& node_id, const std::shared_ptr<Session>& session, const Status& why);
   void refresher();

@@ -376,10 +376,10 @@ Result<std::vector<PartitionStatus>> Session::partitions() {
   return out;
 }
 
-Result<DrainStatus> Session::drain(bool draining) {
+Result<DrainStatus> Session::drain(bool draining, bool ask) {
   std::lock_guard lock(mu_);
   fbb_.Clear();
-  auto body = wire::CreateDrainRequest(fbb_, draining);
+  auto body = wire::CreateDrainRequest(fbb_, draining, ask);
   auto r = call(wire::RequestBody::DrainRequest, body.Union(), wire::ResponseBody::DrainResponse, "drain");
   if (!r) return r.status();
   const wire::DrainResponse* d = (*r)->body_as_DrainResponse();

@@ -67,8 +67,9 @@ class Session {
   Result<std::vector<PartitionStatus>> partitions();
   // The namespace's committed pages from slot `from_slot` on (cold: moving a draining node's pages).
   Result<ListedPages> list_pages(uint64_t from_slot, uint32_t max);
-  // Admin sessions only: starts (true) or ends a drain of the node; what still holds it.
-  Result<DrainStatus> drain(bool draining);
+  // Admin sessions only: starts (true) or ends a drain of the node, or with `ask` only asks;
+  // what still holds it.
+  Result<DrainStatus> drain(bool draining, bool ask = false);
 
  private:
   Session() = default;

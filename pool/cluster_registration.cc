@@ -89,7 +89,8 @@ void ClusterRegistration::run() {
     // (a failed or refused one would find it pending again at once and spin).
     const bool directory_reachable = ok && !settings_refused_;
     wake_.wait_until(lock, next, [&] {
-      return stopping_ || republish_ || (directory_reachable && directory_pending_ && Clock::now() >= next_directory_);
+      return stopping_ || (directory_reachable && republish_) ||
+             (directory_reachable && directory_pending_ && Clock::now() >= next_directory_);
     });
   }
 }
@@ -143,7 +144,11 @@ bool ClusterRegistration::step(cluster::EtcdClient& etcd, Clock::time_point now)
     cluster::NodeRecord record{options_.node_id, epoch_, options_.endpoints, regions_(), draining};
     std::string text = record.to_json();
     if (text != published_) {
-      if (Status st = etcd.put(key_, text, lease_); !st) return report_failure(st), false;
+      if (Status st = etcd.put(key_, text, lease_); !st) {
+        std::lock_guard lock(mu_);
+        republish_ = republish_ || republish;  // the change is still to be written: at the next retry
+        return report_failure(st), false;
+      }
       if (published_.empty())
         spdlog::info("cluster {}: node {} registered, epoch {:016x}, {} endpoint(s), lease TTL {} s",
                      options_.url.to_string(), options_.node_id, epoch_, options_.endpoints.size(),

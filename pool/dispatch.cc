@@ -308,9 +308,9 @@ void Dispatcher::partitions(Reply& reply) {
   reply.ok(wire::ResponseBody::PartitionsResponse, wire::CreatePartitionsResponse(fbb, fbb.CreateVector(all)));
 }
 
-// An admin starts or ends a drain; the answer counts what still holds the node (over all partitions).
+// An admin starts or ends a drain, or asks; the answer counts what still holds the node (over all partitions).
 void Dispatcher::drain(const wire::DrainRequest* r, Reply& reply) {
-  if (r->draining() != draining_) {
+  if (!r->ask() && r->draining() != draining_) {
     draining_ = r->draining();
     spdlog::info("{}: reserves {}", draining_ ? "draining" : "drain ended", draining_ ? "refused, reads served" : "taken again");
     if (on_drain_) on_drain_(draining_);
@@ -327,7 +327,10 @@ void Dispatcher::list_pages(const Session& s, const wire::ListPagesRequest* r, R
   constexpr uint64_t kSlotsPerCall = 1u << 16;
   const PrefixIndex& index = service(s).index();
   const uint64_t slots = index.slot_count();
-  const uint32_t max = std::min(r->max() == 0 ? service(s).options().max_keys : r->max(), service(s).options().max_keys);
+  // At most max_keys, and what fits a frame (64 B a page) with room for the envelope.
+  constexpr uint32_t kFitsFrame = (wire::kMaxFrameBytes - 4096) / sizeof(wire::ListedPage);
+  const uint32_t max = std::min({r->max() == 0 ? service(s).options().max_keys : r->max(), service(s).options().max_keys,
+                                 kFitsFrame});
   std::vector<wire::ListedPage> pages;
   uint64_t slot = std::min(r->from_slot(), slots);
   const uint64_t end = std::min(slots, slot + kSlotsPerCall);

@@ -132,9 +132,9 @@ class RawClient {
     flatbuffers::FlatBufferBuilder fbb;
     return finish(fbb, wire::RequestBody::ListPagesRequest, wire::CreateListPagesRequest(fbb, from_slot, max).Union());
   }
-  const wire::Response* drain(bool draining) {
+  const wire::Response* drain(bool draining, bool ask = false) {
     flatbuffers::FlatBufferBuilder fbb;
-    return finish(fbb, wire::RequestBody::DrainRequest, wire::CreateDrainRequest(fbb, draining).Union());
+    return finish(fbb, wire::RequestBody::DrainRequest, wire::CreateDrainRequest(fbb, draining, ask).Union());
   }
 
  private:

@@ -118,7 +118,7 @@ int main(int argc, char** argv) {
     while (d && d->write_leases > 0 && std::chrono::steady_clock::now() < deadline) {
       std::fprintf(stderr, "cxlkv-admin: draining, %llu write lease(s) open\n", (unsigned long long)d->write_leases);
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
-      d = (*admin)->drain(true);
+      d = (*admin)->drain_status();  // only asks: a resume meanwhile stands
     }
     if (!d) return fail(d.status().to_string());
     const nlohmann::json out = {{"draining", d->draining}, {"write_leases", d->write_leases},

@@ -58,6 +58,8 @@ class AdminClient {
   // says `draining`); lookups, reads, commits of leases already granted and removes go on.
   // Idempotent; not kept across a restart.
   Result<DrainStatus> drain(bool draining);
+  // Whether the node drains, and what still holds it; changes nothing.
+  Result<DrainStatus> drain_status();
 
  private:
   explicit AdminClient(std::shared_ptr<detail::Session> session);

@@ -568,15 +568,10 @@ TEST_CASE("a draining node takes no new chunk, keeps serving its pages and its o
   CHECK(c->commit(open).value() == 24);
   const uint64_t held = (*admin1->stats()).pages_committed;
 
-  // New prefixes: once the client has heard the record (its etcd watch), none lands on mem-1.
+  // New prefixes land on the other nodes only: whether or not the client has heard the record
+  // yet (a busy answer from mem-1 makes it place the chunk again), every write succeeds.
   std::vector<std::vector<PageKey>> after;
-  REQUIRE(eventually([&] {
-    after.push_back(prefix(*c, 24, 200 + int32_t(after.size())));
-    if (testing::write_prefix(*c, after.back()).is_ok()) return true;
-    after.pop_back();
-    return false;
-  }, 5s));
-  for (int p = 0; p < 9; ++p) {
+  for (int p = 0; p < 10; ++p) {
     after.push_back(prefix(*c, 24, 300 + p));
     auto written = testing::write_prefix(*c, after.back());
     INFO(written.status().to_string());
@@ -607,7 +602,7 @@ TEST_CASE("a draining node takes no new chunk, keeps serving its pages and its o
     (void)testing::write_prefix(*c, after.back());
     return (*admin1->stats()).pages_committed > held;
   }, 5s));
-  // An admin session of another node, or a tenant's session, cannot drain what it is not.
+  // A tenant without the admin role opens no admin session, so it cannot drain a node.
   ClientOptions o;
   o.endpoint = cl.nodes[0]->unix_endpoint(), o.tenant = "acme", o.token = "t";
   CHECK(AdminClient::connect(o).status().code() == Code::kPermissionDenied);
