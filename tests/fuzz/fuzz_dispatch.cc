@@ -85,7 +85,14 @@ void write_seeds() {
   const auto hello_reader = request(1, wire::RequestBody::HelloRequest, [](auto& fbb) {
     return wire::CreateHelloRequestDirect(fbb, wire::kProtocolVersion, "t", "x", "m", true, wire::Role::Reader).Union();
   });
+  const auto list_first = request(10, wire::RequestBody::ListPagesRequest,
+                                  [](auto& fbb) { return wire::CreateListPagesRequest(fbb, 0, 2).Union(); });
+  const auto list_past = request(11, wire::RequestBody::ListPagesRequest,
+                                 [](auto& fbb) { return wire::CreateListPagesRequest(fbb, ~uint64_t{0}, 0).Union(); });
+  const auto drain = request(12, wire::RequestBody::DrainRequest,
+                             [](auto& fbb) { return wire::CreateDrainRequest(fbb, true).Union(); });
   fuzz::maybe_write_seeds({{"hello", hello},
+                           {"list-pages", cat({hello, reserve, commit, list_first, list_past, drain})},
                            {"reader-tries-to-write", cat({hello_reader, reserve, lookup, remove})},
                            {"stats-before-hello", stats},
                            {"write-and-read", cat({hello, reserve, commit, lookup, renew, release, remove})},
