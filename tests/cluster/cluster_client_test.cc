@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <numeric>
 #include <random>
@@ -651,12 +652,26 @@ TEST_CASE("a drained node's pages move to the others, namespace by namespace; st
            c->lookup(written[0])->pages() == 24;
   }, 10s));
 
+  // The move runs under load: another client of the same namespace writes new prefixes
+  // throughout (they go to the other nodes), and every one it committed must read back too.
+  std::vector<std::vector<PageKey>> during;
+  std::atomic<bool> stop{false};
+  std::thread writer([&, w = cl.client()] {
+    for (int32_t salt = 5000; !stop.load(); ++salt) {
+      auto keys = prefix(*w, 24, salt);
+      if (testing::write_prefix(*w, keys).is_ok()) during.push_back(std::move(keys));
+    }
+  });
   MoveReport report;
   REQUIRE(eventually([&] {  // once the client has heard the drain through its watch
     auto r = c->move_off_draining();
     if (r) report = *r;
     return r && r->draining_nodes == 1;
   }, 5s));
+  stop = true;
+  writer.join();
+  CHECK(during.size() > 0);
+  written.insert(written.end(), during.begin(), during.end());
   INFO("listed " << report.pages_listed << " moved " << report.pages_moved << " there " << report.pages_already_there
                  << " removed " << report.pages_removed << " left " << report.pages_left);
   CHECK(report.pages_listed > 0);
@@ -701,6 +716,8 @@ TEST_CASE("a drained node's pages move to the others, namespace by namespace; st
       }
     CHECK(read == written.size() + written2.size());
     CHECK(lost == 0);
+    WARN(when << ": prefixes written " << written.size() + written2.size() << " (" << during.size()
+              << " during the move), read " << read << ", lost " << lost);
   };
   check_all("mem-1 drained, still up");
   REQUIRE(cl.nodes[1]->shutdown().is_ok());
