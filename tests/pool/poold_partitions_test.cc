@@ -287,3 +287,37 @@ TEST_CASE("ListPages walks a session's own committed pages with their parents, n
   REQUIRE(code_of(admin.hello("ops", "to", "m", false, wire::Role::Admin)) == Code::kOk);
   CHECK(code_of(admin.list_pages(0, 8)) == Code::kPermissionDenied);  // an admin reads no pages
 }
+
+TEST_CASE("ListPages answers fit a frame: a namespace of more pages than one frame holds is listed whole, in parts") {
+  testing::PooldOptions o;
+  o.layout = "custom:name=tiny,layers=1,page_tokens=64,stream=latent/16/16/sparse";  // 1 KiB pages
+  o.size = "64MiB";
+  o.slab_pages = 8;
+  auto d = testing::PooldProcess::start(o);
+  INFO(d.status().to_string());
+  REQUIRE(d.is_ok());
+  RawClient c((*d)->socket_path());
+  REQUIRE(code_of(c.hello("t", "x", "m")) == Code::kOk);
+  constexpr uint32_t kPages = 17000;  // more than (1 MiB - 4 KiB) / 64 B a listed page = 16,320
+  for (uint32_t first = 0; first < kPages; first += 4000) {
+    const uint32_t n = std::min(4000u, kPages - first);
+    std::vector<wire::Key> keys = test_keys(7, n, first);
+    const wire::Response* r = c.reserve(first == 0 ? wire::Key() : test_key(7, first - 1), keys);
+    REQUIRE(code_of(r) == Code::kOk);
+    REQUIRE(code_of(c.commit(r->body_as_ReserveResponse()->lease(), std::vector<uint64_t>(n, 0))) == Code::kOk);
+  }
+  uint64_t slot = 0, listed = 0;
+  uint32_t largest = 0;
+  for (bool done = false; !done;) {
+    const wire::Response* r = c.list_pages(slot, 0);  // 0: as many as may be
+    REQUIRE(code_of(r) == Code::kOk);  // a frame the client could read
+    const auto* l = r->body_as_ListPagesResponse();
+    largest = std::max(largest, l->pages()->size());
+    listed += l->pages()->size();
+    done = l->done();
+    slot = l->next_slot();
+  }
+  CHECK(listed == kPages);
+  CHECK(largest <= (wire::kMaxFrameBytes - 4096) / sizeof(wire::ListedPage));
+  CHECK(largest > 16000);
+}
