@@ -8,6 +8,7 @@
 #include <map>
 #include <optional>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <fmt/format.h>
 
@@ -486,7 +487,7 @@ Result<ClusterRouter::MovePlan> ClusterRouter::plan_move() {
     std::sort(heads.begin(), heads.end(), [](const auto& a, const auto& b) {
       return a.first != b.first ? a.first < b.first : key_order(a.second, b.second);
     });
-    std::unordered_map<PageKey, bool, KeyHash> taken;  // each page goes into one run only
+    std::unordered_set<PageKey, KeyHash> taken;  // each page goes into one run only
     for (const auto& [unused_depth, head] : heads) {
       const int to = cluster::choose_node(head, weights);
       if (to < 0) return Status(Code::kUnavailable, fmt::format("move: cluster {} has no node taking chunks", url_.to_string()));
@@ -499,12 +500,12 @@ Result<ClusterRouter::MovePlan> ClusterRouter::plan_move() {
       while (!starts.empty()) {
         const PageKey first = starts.back();
         starts.pop_back();
-        if (!taken.emplace(first, true).second) continue;
+        if (!taken.insert(first).second) continue;
         MoveRun run{from, size_t(to), parent_of[first], {first}};
         for (auto c = children.find(first); c != children.end() && !c->second.empty(); c = children.find(run.keys.back())) {
           std::sort(c->second.begin(), c->second.end(), key_order);
           starts.insert(starts.end(), c->second.begin() + 1, c->second.end());
-          if (!taken.emplace(c->second.front(), true).second) break;
+          if (!taken.insert(c->second.front()).second) break;
           run.keys.push_back(c->second.front());
         }
         plan.runs.push_back(std::move(run));
