@@ -8,7 +8,6 @@
 #include <sys/wait.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <numeric>
 #include <random>
@@ -652,12 +651,13 @@ TEST_CASE("a drained node's pages move to the others, namespace by namespace; st
            c->lookup(written[0])->pages() == 24;
   }, 10s));
 
-  // The move runs under load: another client of the same namespace writes new prefixes
-  // throughout (they go to the other nodes), and every one it committed must read back too.
+  // The move runs under load: another client of the same namespace writes new prefixes while it
+  // runs (they go to the other nodes), and every one it committed must read back too. At most 8,
+  // so the two other nodes keep room for everything (a full pool would evict, which is not a loss
+  // the move makes). A jthread: joined on any way out of the test.
   std::vector<std::vector<PageKey>> during;
-  std::atomic<bool> stop{false};
-  std::thread writer([&, w = cl.client()] {
-    for (int32_t salt = 5000; !stop.load(); ++salt) {
+  std::jthread writer([&, w = cl.client()](std::stop_token stop) {
+    for (int32_t salt = 600; salt < 608 && (salt == 600 || !stop.stop_requested()); ++salt) {
       auto keys = prefix(*w, 24, salt);
       if (testing::write_prefix(*w, keys).is_ok()) during.push_back(std::move(keys));
     }
@@ -668,7 +668,7 @@ TEST_CASE("a drained node's pages move to the others, namespace by namespace; st
     if (r) report = *r;
     return r && r->draining_nodes == 1;
   }, 5s));
-  stop = true;
+  writer.request_stop();
   writer.join();
   CHECK(during.size() > 0);
   written.insert(written.end(), during.begin(), during.end());
