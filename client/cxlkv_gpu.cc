@@ -3,6 +3,7 @@
 #include "cxlkv/cxlkv_gpu.h"
 
 #include <cuda_runtime_api.h>
+#include <fmt/format.h>
 
 #include <memory>
 #include <new>
@@ -90,6 +91,25 @@ int cxlkv_gpu_reused_count(cxlkv_gpu_pool* pool, uint32_t* out) {
   if (!n) return c_fail(n.status());
   *out = *n;
   return CXLKV_OK;
+}
+
+int cxlkv_gpu_set_reuse_check(cxlkv_gpu_pool* pool, int mode) {
+  using Mode = cxlkv::GpuPool::ReuseCheck;
+  if (!pool) return c_null_argument("cxlkv_gpu_set_reuse_check", "pool");
+  static_assert(CXLKV_GPU_REUSE_CHECK_OFF == int(Mode::kOff) && CXLKV_GPU_REUSE_CHECK_AFTER == int(Mode::kAfter) &&
+                CXLKV_GPU_REUSE_CHECK_OVERLAPPED == int(Mode::kOverlapped) &&
+                CXLKV_GPU_REUSE_CHECK_PER_STEP == int(Mode::kPerStep));
+  if (mode < CXLKV_GPU_REUSE_CHECK_OFF || mode > CXLKV_GPU_REUSE_CHECK_PER_STEP)
+    return c_fail(cxlkv::Status(cxlkv::Code::kInvalidArgument,
+                                fmt::format("cxlkv_gpu_set_reuse_check: mode {} is none of 0 (off), 1 (after), "
+                                            "2 (overlapped), 3 (per step)", mode)));
+  pool->pool->set_reuse_check(Mode(mode));
+  return CXLKV_OK;
+}
+
+int cxlkv_gpu_check_reads(cxlkv_gpu_pool* pool, void* cuda_stream) {
+  if (!pool) return c_null_argument("cxlkv_gpu_check_reads", "pool");
+  return c_fail(pool->pool->check_reads(stream_of(cuda_stream)));
 }
 
 int cxlkv_gpu_fetch_pages(cxlkv_gpu_pool* pool, const cxlkv_read_lease* lease, int stream, uint32_t layer, uint32_t p0,

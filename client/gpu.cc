@@ -54,6 +54,9 @@ void pack_with_targets(const void* head, size_t head_bytes, const std::vector<ke
   if (!targets.empty()) std::memcpy(blob.data() + head_bytes, targets.data(), targets.size() * sizeof(kernels::GuardTarget));
 }
 
+// A launch's check targets where its check is queued (per-step mode), not sent with it.
+const std::vector<kernels::GuardTarget> kNoTargets;
+
 // A GPU counter's value, set back to zero (the stream that counts must be synchronized).
 Result<uint32_t> read_and_clear(uint32_t* counter, const char* what) {
   uint32_t n = 0;
@@ -111,6 +114,21 @@ struct GpuPool::Impl {
   std::vector<kernels::GatherSegment> segment_scratch;
   std::vector<kernels::GuardTarget> guard_scratch;
   std::vector<uint8_t> run_scratch;
+  // Per-step mode: each stream's checks queued since its last check_reads.
+  struct QueuedChecks {
+    cudaStream_t stream = nullptr;
+    std::vector<kernels::GuardTarget> targets;
+  };
+  std::vector<QueuedChecks> queued;
+  std::vector<uint32_t> group_starts;  // check_reads' scratch
+  std::vector<kernels::GuardTarget>& queue_of(cudaStream_t stream) {
+    for (QueuedChecks& q : queued)
+      if (q.stream == stream) return q.targets;
+    return queued.emplace_back(QueuedChecks{stream, {}}).targets;
+  }
+  // After a launch of reads on `stream` whose check's targets are `targets`: per-step mode
+  // queues them; true where the stream's queue passed the mark and must be checked now.
+  bool queue_checks(const std::vector<kernels::GuardTarget>& targets, cudaStream_t stream);
   ~Impl() {
     cudaFree(bad_indices);
     cudaFree(reused);
@@ -294,6 +312,49 @@ Result<uint32_t> GpuPool::reused_count() { return read_and_clear(impl_->reused, 
 
 void GpuPool::set_reuse_check(ReuseCheck mode) { impl_->reuse_check = mode; }
 
+namespace {
+// Outputs a stream may queue for its per-step check before a gather checks them itself: a
+// decode step of 61 layers queues batch x 61 (x2 with hot buffers), so 16,384 is a batch of 134.
+constexpr size_t kMaxQueuedChecks = 16384;
+}  // namespace
+
+bool GpuPool::Impl::queue_checks(const std::vector<kernels::GuardTarget>& targets, cudaStream_t stream) {
+  if (reuse_check != ReuseCheck::kPerStep || targets.empty()) return false;
+  auto& queue = queue_of(stream);
+  queue.insert(queue.end(), targets.begin(), targets.end());
+  return queue.size() >= kMaxQueuedChecks;
+}
+
+Status GpuPool::check_reads(cudaStream_t stream) {
+  auto& targets = impl_->queue_of(stream);
+  if (targets.empty()) return Status::ok();
+  // A block per guard (a lease's table, read by every layer of the step): the targets sorted by
+  // it, each group's first index in `starts`.
+  std::stable_sort(targets.begin(), targets.end(), [](const kernels::GuardTarget& a, const kernels::GuardTarget& b) {
+    return std::less<>{}(a.guard.frees_seen, b.guard.frees_seen);
+  });
+  auto& starts = impl_->group_starts;
+  starts.clear();
+  for (size_t i = 0; i < targets.size(); ++i)
+    if (i == 0 || targets[i].guard.frees_seen != targets[i - 1].guard.frees_seen) starts.push_back(uint32_t(i));
+  starts.push_back(uint32_t(targets.size()));
+  const size_t target_bytes = targets.size() * sizeof(kernels::GuardTarget);
+  auto& blob = impl_->run_scratch;
+  blob.resize(target_bytes + starts.size() * sizeof(uint32_t));
+  std::memcpy(blob.data(), targets.data(), target_bytes);
+  std::memcpy(blob.data() + target_bytes, starts.data(), starts.size() * sizeof(uint32_t));
+  targets.clear();
+  auto dev = impl_->segments.stage(blob.data(), blob.size(), stream);
+  if (!dev) return dev.status();
+  auto* base = static_cast<uint8_t*>(*dev);
+  const cudaError_t e = kernels::launch_check_reuse_grouped(device_pool(), reinterpret_cast<const kernels::GuardTarget*>(base),
+                                                            reinterpret_cast<const uint32_t*>(base + target_bytes),
+                                                            uint32_t(starts.size() - 1), stream);
+  if (Status r = impl_->segments.retire(stream); !r.is_ok()) return r;
+  if (e != cudaSuccess) return cuda_error("check_reads launch", e);
+  return Status::ok();
+}
+
 Status GpuPool::gather_topk(std::span<const GpuGatherItem> items, cudaStream_t stream, GpuRowSplice splice) {
   if (items.empty()) return Status::ok();
   const PoolView& v = impl_->view;
@@ -332,9 +393,10 @@ Status GpuPool::gather_topk(std::span<const GpuGatherItem> items, cudaStream_t s
     if (impl_->reuse_check != ReuseCheck::kOff && it.k && it.table->guard_parts_)
       targets.push_back({guard_layout(it.table->guard_, it.table->guard_parts_, it.table->pages(), impl_->reused),
                          static_cast<uint8_t*>(it.out), uint64_t{it.k} * shape.row_bytes()});
+  const bool per_step = impl_->reuse_check == ReuseCheck::kPerStep;
   const size_t seg_bytes = segs.size() * sizeof(segs[0]);
   auto& blob = impl_->run_scratch;
-  pack_with_targets(segs.data(), seg_bytes, targets, blob);
+  pack_with_targets(segs.data(), seg_bytes, per_step ? kNoTargets : targets, blob);
   const size_t desc_bytes = blob.size();
   const size_t order_bytes = ordered ? size_t{count} * (sizeof(kernels::GatherSegment) + size_t{max_k} * 8) : 0;
   auto dev = impl_->segments.stage(blob.data(), desc_bytes, stream, order_bytes);
@@ -355,13 +417,13 @@ Status GpuPool::gather_topk(std::span<const GpuGatherItem> items, cudaStream_t s
   if (e == cudaSuccess)
     e = kernels::launch_gather_topk(device_pool(), shape, launch_segs, count, max_k, impl_->bad_indices, tuning, stream);
   // Right after the gather on its stream: the reads are done, no caller has used the rows yet.
-  if (e == cudaSuccess)
+  if (e == cudaSuccess && !per_step)
     e = kernels::launch_check_reuse(device_pool(),
                                     reinterpret_cast<const kernels::GuardTarget*>(static_cast<uint8_t*>(*dev) + seg_bytes),
                                     uint32_t(targets.size()), stream, impl_->reuse_check == ReuseCheck::kOverlapped);
   if (Status r = impl_->segments.retire(stream); !r.is_ok()) return r;
   if (e != cudaSuccess) return cuda_error("gather_topk launch", e);
-  return Status::ok();
+  return impl_->queue_checks(targets, stream) ? check_reads(stream) : Status::ok();
 }
 
 Result<uint32_t> GpuPool::bad_index_count() { return read_and_clear(impl_->bad_indices, "bad index count"); }
@@ -564,20 +626,21 @@ Status GpuPool::hot_step(std::span<const GpuHotStepItem> items, int32_t step, cu
       targets.push_back({guard_layout(t.guard_, t.guard_parts_, t.pages(), impl_->reused),
                          it.buffer->state_->segment.rows, uint64_t{it.buffer->capacity()} * row_bytes});
   }
+  const bool per_step = impl_->reuse_check == ReuseCheck::kPerStep;
   const size_t seg_bytes = segs.size() * sizeof(segs[0]);
   auto& blob = impl_->run_scratch;
-  pack_with_targets(segs.data(), seg_bytes, targets, blob);
+  pack_with_targets(segs.data(), seg_bytes, per_step ? kNoTargets : targets, blob);
   auto dev = impl_->hot.stage(blob.data(), blob.size(), stream);
   if (!dev) return dev.status();
   cudaError_t e = kernels::launch_hot_step(device_pool(), shape_of(v, s, splice), static_cast<const kernels::HotSegment*>(*dev),
                                            uint32_t(segs.size()), step, impl_->bad_indices, stream);
-  if (e == cudaSuccess)
+  if (e == cudaSuccess && !per_step)
     e = kernels::launch_check_reuse(device_pool(),
                                     reinterpret_cast<const kernels::GuardTarget*>(static_cast<uint8_t*>(*dev) + seg_bytes),
                                     uint32_t(targets.size()), stream, impl_->reuse_check == ReuseCheck::kOverlapped);
   if (Status r = impl_->hot.retire(stream); !r.is_ok()) return r;
   if (e != cudaSuccess) return cuda_error("hot_step launch", e);
-  return Status::ok();
+  return impl_->queue_checks(targets, stream) ? check_reads(stream) : Status::ok();
 }
 
 }  // namespace cxlkv

@@ -62,18 +62,22 @@ __device__ __forceinline__ void wait_for_reads() {
 #endif
 }
 
-// One target: its guard's counts, then (moved) the epochs and every page's word; poisoned whole.
-__device__ __forceinline__ void check_target(const uint8_t* pool, const GuardTarget& t) {
+// Whether the guard's slabs were freed or reused since it was last found good: its counts, then
+// (moved) the epochs and every page's word; found as leased, later checks start from the counts.
+__device__ __forceinline__ bool guard_found_reused(const uint8_t* pool, const LeaseGuard& g) {
   __shared__ uint64_t counts[kMaxGuardParts];
+  if (!guard_counts_moved(pool, g, counts)) return false;
+  if (guard_pages_changed(pool, g)) return true;
+  guard_raise_counts(g, counts);
+  return false;
+}
+
+// One target: poisoned whole and counted where its guard finds reuse.
+__device__ __forceinline__ void check_target(const uint8_t* pool, const GuardTarget& t) {
   wait_for_reads();
-  const LeaseGuard& g = t.guard;
-  if (!guard_counts_moved(pool, g, counts)) return;
-  if (!guard_pages_changed(pool, g)) {
-    guard_raise_counts(g, counts);
-    return;
-  }
+  if (!guard_found_reused(pool, t.guard)) return;
   poison_bytes(t.out, t.bytes);
-  if (threadIdx.x == 0) atomicAdd(g.reused, 1u);
+  if (threadIdx.x == 0) atomicAdd(t.guard.reused, 1u);
 }
 
 __global__ void __launch_bounds__(kCheckThreads) check_targets_kernel(const uint8_t* __restrict__ pool,
@@ -83,6 +87,16 @@ __global__ void __launch_bounds__(kCheckThreads) check_targets_kernel(const uint
 
 __global__ void __launch_bounds__(kCheckThreads) check_one_kernel(const uint8_t* __restrict__ pool, GuardTarget target) {
   check_target(pool, target);
+}
+
+// Block b: the targets [starts[b], starts[b + 1]), which share one guard, checked by one look at it.
+__global__ void __launch_bounds__(kCheckThreads) check_groups_kernel(const uint8_t* __restrict__ pool,
+                                                                     const GuardTarget* __restrict__ targets,
+                                                                     const uint32_t* __restrict__ starts) {
+  const uint32_t first = starts[blockIdx.x], end = starts[blockIdx.x + 1];
+  if (!guard_found_reused(pool, targets[first].guard)) return;
+  for (uint32_t t = first; t < end; ++t) poison_bytes(targets[t].out, targets[t].bytes);
+  if (threadIdx.x == 0) atomicAdd(targets[first].guard.reused, end - first);
 }
 
 // `grid` blocks of kernel(args...) on the stream; overlapped: with programmatic stream
@@ -117,6 +131,12 @@ cudaError_t launch_check_reuse(const uint8_t* pool, const GuardTarget* targets, 
 cudaError_t launch_check_reuse_one(const uint8_t* pool, const GuardTarget& target, cudaStream_t stream,
                                    bool overlapped) {
   return launch_check(check_one_kernel, 1, stream, overlapped, pool, target);
+}
+
+cudaError_t launch_check_reuse_grouped(const uint8_t* pool, const GuardTarget* targets, const uint32_t* starts,
+                                       uint32_t groups, cudaStream_t stream) {
+  if (groups == 0) return cudaSuccess;
+  return launch_check(check_groups_kernel, groups, stream, false, pool, targets, starts);
 }
 
 }  // namespace cxlkv::kernels

@@ -4,7 +4,8 @@
 // to synchronize and ask before the rows are used. Rows read from a reused slab are poisoned
 // (every byte 0xFF: NaN in e4m3, bf16 and fp32) and counted, never left looking like data.
 // Launched by the client's GPU path (client/gpu.cc) after each gather, hot step and page fetch
-// (one block per output). The CPU reference is reference_check_reuse (reference.h).
+// (one block per output), or once per decode step over all of them (one block per
+// lease). The CPU reference is reference_check_reuse (reference.h).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -28,6 +29,13 @@ namespace cxlkv::kernels {
 // thing); where the GPU or driver refuses the attribute, a plain launch. false: a plain launch.
 cudaError_t launch_check_reuse(const uint8_t* pool, const GuardTarget* targets, uint32_t count, cudaStream_t stream,
                                bool overlapped = false);
+// One block per group of targets that share a guard (the targets sorted by guard, group g being
+// targets [starts[g], starts[g + 1]), `starts` in GPU memory): each guard looked at once, all its
+// targets poisoned and counted where it finds reuse. For the check of a whole decode step
+// (GpuPool::check_reads), where a lease is read by every layer: a block per lease, not per output.
+// A plain launch.
+cudaError_t launch_check_reuse_grouped(const uint8_t* pool, const GuardTarget* targets, const uint32_t* starts,
+                                       uint32_t groups, cudaStream_t stream);
 // The same for one target passed by value (no descriptor to upload).
 cudaError_t launch_check_reuse_one(const uint8_t* pool, const GuardTarget& target, cudaStream_t stream,
                                    bool overlapped = false);

@@ -239,9 +239,10 @@ Timing run_cxl(Bench& b, uint32_t batch, GpuPool::FetchEngine engine) {
 // (the median of 3 timings by CUDA events).
 // The top-k gather of every layer alone, one launch per layer as a decode step runs it: its rate
 // with the library's reuse check after each launch (the default, overlapped with the gather's
-// tail), with the check as a plain launch after it, and without, taking turns.
+// tail), with the check as a plain launch after it, with one check for the whole step (per-step
+// mode: check_reads after the last layer), and without, taking turns.
 struct GatherRates {
-  double checked_gbps = 0, after_gbps = 0, unchecked_gbps = 0;
+  double checked_gbps = 0, after_gbps = 0, per_step_gbps = 0, unchecked_gbps = 0;
 };
 
 GatherRates gather_only_gbps(Bench& b, uint32_t batch) {
@@ -255,20 +256,21 @@ GatherRates gather_only_gbps(Bench& b, uint32_t batch) {
   CUDA_OR_DIE(cudaEventCreate(&start));
   CUDA_OR_DIE(cudaEventCreate(&stop));
   using Mode = GpuPool::ReuseCheck;
-  constexpr Mode kModes[3] = {Mode::kOverlapped, Mode::kAfter, Mode::kOff};
-  std::vector<double> ms[3];  // by kModes
-  for (int rep = 0; rep < 21; ++rep) {  // the first three are warm-ups
-    const int mode = rep % 3;
+  constexpr Mode kModes[4] = {Mode::kOverlapped, Mode::kAfter, Mode::kPerStep, Mode::kOff};
+  std::vector<double> ms[4];  // by kModes
+  for (int rep = 0; rep < 28; ++rep) {  // the first four are warm-ups
+    const int mode = rep % 4;
     b.gpu->set_reuse_check(kModes[mode]);
     CUDA_OR_DIE(cudaEventRecord(start, b.gather_stream));
     for (uint32_t l = 0; l < b.layers; ++l)
       ok_or_die(b.gpu->gather_topk(std::span(items).subspan(size_t(l) * batch, batch), b.gather_stream, b.s.splice),
                 "gather_topk");
+    ok_or_die(b.gpu->check_reads(b.gather_stream), "check_reads");  // per-step mode's one check; else none queued
     CUDA_OR_DIE(cudaEventRecord(stop, b.gather_stream));
     CUDA_OR_DIE(cudaEventSynchronize(stop));
     float t = 0;
     CUDA_OR_DIE(cudaEventElapsedTime(&t, start, stop));
-    if (rep > 2) ms[mode].push_back(t);
+    if (rep > 3) ms[mode].push_back(t);
   }
   b.gpu->set_reuse_check(Mode::kOverlapped);
   CUDA_OR_DIE(cudaEventDestroy(start));
@@ -278,7 +280,7 @@ GatherRates gather_only_gbps(Bench& b, uint32_t batch) {
   for (auto& l : leases) ok_or_die(l.check_reuse(), "check_reuse after the gathers");
   const double bytes = double(batch) * b.layers * b.o.k * b.s.latent_bytes;
   auto gbps = [&](int mode) { return bytes / (bench::percentile(ms[mode], 0.5) / 1e3) / 1e9; };
-  return {gbps(0), gbps(1), gbps(2)};
+  return {gbps(0), gbps(1), gbps(2), gbps(3)};
 }
 
 // Overwrites every buffer the designs fill, so that verify() sees what the last repetition
@@ -426,10 +428,10 @@ json measure_batch(Bench& b, uint32_t batch, GpuPool::FetchEngine engine) {
   // Rates of the data paths, from the medians less their lookups (for cxlkv-sim).
   const double cxl_data_s = (cxl - bench::percentile(cxl_lookup_ms, 0.5)) / 1e3;
   const double bulk_data_s = (bulk - bench::percentile(bulk_lookup_ms, 0.5)) / 1e3;
-  fmt::print("{:>8} {:>6} {:>4} | {:>10.2f} {:>8.2f} | {:>10.2f} {:>8.2f} | {:>6.2f}x {:>8.2f}x {:>6.2f} | {:>9.1f} {:>9.1f} {:>9.1f}\n",
+  fmt::print("{:>8} {:>6} {:>4} | {:>10.2f} {:>8.2f} | {:>10.2f} {:>8.2f} | {:>6.2f}x {:>8.2f}x {:>6.2f} | {:>9.1f} {:>9.1f} {:>9.1f} {:>9.1f}\n",
              b.prefix_tokens, batch, engine_name(engine), cxl, bench::percentile(cxl_lookup_ms, 0.5), bulk,
              bench::percentile(bulk_lookup_ms, 0.5), ratio, counted_ratio, ratio / counted_ratio, gather_gbps,
-             gather.after_gbps, gather.unchecked_gbps);
+             gather.after_gbps, gather.per_step_gbps, gather.unchecked_gbps);
   return json{{"prefix_tokens", b.prefix_tokens},
               {"batch", batch},
               {"keys_engine", engine_name(engine)},
@@ -452,6 +454,7 @@ json measure_batch(Bench& b, uint32_t batch, GpuPool::FetchEngine engine) {
               {"gather_only_gbps", gather_gbps},
               {"gather_only_unchecked_gbps", gather.unchecked_gbps},
               {"gather_only_check_after_gbps", gather.after_gbps},
+              {"gather_only_check_per_step_gbps", gather.per_step_gbps},
               {"bulk_data_gbps", double(copied) / bulk_data_s / 1e9}};
 }
 
@@ -506,8 +509,8 @@ int main(int argc, char** argv) {
 
   fmt::print("{} on {}, layout {}, k {}, {} reps (medians, ms)\n", "TTFT on a hit", prop.name, client->layout().name(),
              o.k, o.reps);
-  fmt::print("{:>8} {:>6} {:>4} | {:>10} {:>8} | {:>10} {:>8} | {:>7} {:>9} {:>6} | {:>9} {:>9} {:>9}\n", "tokens", "batch", "keys",
-             "cxl", "lookup", "bulk", "lookup", "bulk/cxl", "counted", "share", "gather GB/s", "chk after", "unchecked");
+  fmt::print("{:>8} {:>6} {:>4} | {:>10} {:>8} | {:>10} {:>8} | {:>7} {:>9} {:>6} | {:>9} {:>9} {:>9} {:>9}\n", "tokens", "batch", "keys",
+             "cxl", "lookup", "bulk", "lookup", "bulk/cxl", "counted", "share", "gather GB/s", "chk after", "per step", "unchecked");
   json runs = json::array();
   for (uint32_t batch : o.batches) {
     for (const std::string& e : o.keys_engines)

@@ -54,6 +54,18 @@ int cxlkv_gpu_bad_index_count(cxlkv_gpu_pool* pool, uint32_t* out);
 /* Outputs poisoned (every byte 0xFF) since the last call because their lease's slabs were freed or
    reused while read (synchronize the stream first); clears the count. Non-zero: look up again. */
 int cxlkv_gpu_reused_count(cxlkv_gpu_pool* pool, uint32_t* out);
+/* How the reuse check runs (gpu.h GpuPool::ReuseCheck); an unknown mode is CXLKV_INVALID_ARGUMENT. */
+enum {
+  CXLKV_GPU_REUSE_CHECK_OFF = 0,        /* only to measure what the check costs */
+  CXLKV_GPU_REUSE_CHECK_AFTER = 1,      /* a launch after each read */
+  CXLKV_GPU_REUSE_CHECK_OVERLAPPED = 2, /* the same, set up while the read runs (the default) */
+  CXLKV_GPU_REUSE_CHECK_PER_STEP = 3    /* queued; cxlkv_gpu_check_reads checks them all at once */
+};
+int cxlkv_gpu_set_reuse_check(cxlkv_gpu_pool* pool, int mode);
+/* Per-step mode: the checks queued on cuda_stream, as one launch (gpu.h GpuPool::check_reads). Once
+   per decode step, after its last gather; trust the step only where cxlkv_gpu_reused_count then
+   reads 0. */
+int cxlkv_gpu_check_reads(cxlkv_gpu_pool* pool, void* cuda_stream);
 /* The whole `stream` of `layer` for pages [p0, p1) into dst (GPU), packed [tokens][entry_bytes]. */
 int cxlkv_gpu_fetch_pages(cxlkv_gpu_pool* pool, const cxlkv_read_lease* lease, int stream, uint32_t layer, uint32_t p0,
                           uint32_t p1, void* dst, void* cuda_stream);

@@ -10,6 +10,8 @@
 // ran out, or a daemon restart); where one was, the launch's output for it is poisoned (every
 // byte 0xFF: NaN in e4m3, bf16 and fp32) and counted (reused_count), never left as data. (A lease
 // made without a session, over a bare region in tests, has no count to check by: not checked.)
+// Or once per decode step (set_reuse_check(kPerStep), then check_reads): the cheaper form, which
+// leaves the caller to read reused_count() before it trusts the step.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -131,11 +133,22 @@ class GpuPool {
   Result<uint32_t> reused_count();
   // How the reuse check runs after each gather and hot step: overlapped (the default: its launch
   // is set up while the read still runs, by programmatic dependent launch on Hopper and later, a
-  // plain launch elsewhere), after (a plain launch after the read), or off (only to measure what
-  // it costs). A page fetch's check is a plain launch either way.
-  enum class ReuseCheck : uint8_t { kOff, kAfter, kOverlapped };
+  // plain launch elsewhere), after (a plain launch after the read), per step (below), or off
+  // (only to measure what it costs). A page fetch's check is a plain launch in every mode but off.
+  // Per step: gathers and hot steps only queue their checks (per stream), and check_reads(stream)
+  // launches all of them as one check with one block per lease, not per output: once per decode
+  // step, after its last gather, instead of once per layer (docs/performance.md: what each
+  // costs). The rows are then checked when the step ends, not before attention reads them: a
+  // reused slab's rows are still poisoned and counted, but the step's result (its sampled tokens)
+  // must be trusted only after the stream is synchronized and reused_count() read 0. Keep every
+  // block table and hot buffer a queued check names until check_reads has been called. A stream
+  // that queues more than 16,384 outputs has them checked by the gather that passes the mark.
+  enum class ReuseCheck : uint8_t { kOff, kAfter, kOverlapped, kPerStep };
   void set_reuse_check(ReuseCheck mode);
   void set_reuse_check(bool on) { set_reuse_check(on ? ReuseCheck::kOverlapped : ReuseCheck::kOff); }
+  // Launches the checks queued on `stream` (per-step mode) as one check on it; none queued: no
+  // launch. Asynchronous, as the reads are.
+  Status check_reads(cudaStream_t stream);
 
   // How fetch_pages moves its runs (the pages adjacent in one slab): SM loads (one kernel, best
   // for short runs) or the copy engines (one cudaMemcpyBatchAsync, best for long ones: with E = 8

@@ -58,6 +58,8 @@ def _load() -> ctypes.CDLL:
         "cxlkv_gpu_gather_topk": (c_int, [c_void_p, POINTER(_GatherItem), c_size_t, c_void_p, POINTER(_Splice)]),
         "cxlkv_gpu_bad_index_count": (c_int, [c_void_p, POINTER(c_uint32)]),
         "cxlkv_gpu_reused_count": (c_int, [c_void_p, POINTER(c_uint32)]),
+        "cxlkv_gpu_set_reuse_check": (c_int, [c_void_p, c_int]),
+        "cxlkv_gpu_check_reads": (c_int, [c_void_p, c_void_p]),
         "cxlkv_gpu_fetch_pages": (c_int, [c_void_p, c_void_p, c_int, c_uint32, c_uint32, c_uint32, c_void_p, c_void_p]),
         "cxlkv_gpu_make_hot_buffer": (c_int, [c_void_p, c_void_p, c_uint32, c_uint32, c_uint32, POINTER(_Splice),
                                               c_void_p, POINTER(c_void_p)]),
@@ -310,6 +312,21 @@ class GpuPool:
         n = c_uint32()
         _check(_gpu().cxlkv_gpu_reused_count(self._h(), ctypes.byref(n)))
         return n.value
+
+    _REUSE_CHECK_MODES = {"off": 0, "after": 1, "overlapped": 2, "per-step": 3}
+
+    def set_reuse_check(self, mode: str) -> None:
+        """How the reuse check runs (gpu.h GpuPool::ReuseCheck): "overlapped" (the default) or
+        "after" check after each read; "per-step" only queues the checks, and check_reads() runs
+        them all at once (once per decode step: trust the step only where reused_count() then
+        reads 0); "off" only to measure the check's cost."""
+        if mode not in self._REUSE_CHECK_MODES:
+            raise InvalidArgument(f"set_reuse_check: mode {mode!r} is none of {', '.join(self._REUSE_CHECK_MODES)}")
+        _check(_gpu().cxlkv_gpu_set_reuse_check(self._h(), self._REUSE_CHECK_MODES[mode]))
+
+    def check_reads(self, *, stream: Any = None) -> None:
+        """Per-step mode: launches the checks queued on the stream as one, asynchronously."""
+        _check(_gpu().cxlkv_gpu_check_reads(self._h(), _stream(stream)))
 
     def fetch_pages(self, lease: ReadLease, stream: int | str, layer: int, out: Any, p0: int = 0,
                     p1: int | None = None, *, cuda_stream: Any = None) -> Any:

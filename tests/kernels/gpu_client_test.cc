@@ -473,6 +473,14 @@ TEST_CASE("GpuPool poisons and counts what it read from slabs freed or reused un
   REQUIRE(client->remove(other).value() == 2);
   CHECK(read_all() == 0);
   check_rows_as_cpu();
+  // Per step: nothing is checked until check_reads, which finds the live lease's slabs as leased.
+  gpu->set_reuse_check(GpuPool::ReuseCheck::kPerStep);
+  CHECK(read_all() == 0);
+  REQUIRE(gpu->check_reads(stream).is_ok());
+  REQUIRE(cudaStreamSynchronize(stream) == cudaSuccess);
+  CHECK(gpu->reused_count().value() == 0);
+  check_rows_as_cpu();
+  gpu->set_reuse_check(GpuPool::ReuseCheck::kOverlapped);
   std::vector<uint8_t> keys_want(indexer_bytes);
   REQUIRE(held.fetch_pages(1, 7, 0, 8, keys_want.data()).is_ok());
   CHECK(copy_back(d_keys, indexer_bytes) == keys_want);
@@ -493,6 +501,20 @@ TEST_CASE("GpuPool poisons and counts what it read from slabs freed or reused un
   CHECK(read_all() == 4);
   CHECK(all_poison(copy_back(d_out, idx.size() * entry)));
   CHECK(all_poison(copy_back(d_keys, indexer_bytes)));
+  // Per step: the page fetch is still checked at once; the gather's two items and the hot step
+  // are checked by check_reads, one look at their shared lease poisoning all three outputs.
+  gpu->set_reuse_check(GpuPool::ReuseCheck::kPerStep);
+  REQUIRE(cudaMemset(d_out, 0, idx.size() * entry) == cudaSuccess);
+  REQUIRE(cudaMemset(d_keys, 0, indexer_bytes) == cudaSuccess);
+  CHECK(read_all() == 1);
+  CHECK(all_poison(copy_back(d_keys, indexer_bytes)));
+  CHECK_FALSE(all_poison(copy_back(d_out, idx.size() * entry)));  // not checked yet: the reused slabs' bytes
+  REQUIRE(gpu->check_reads(stream).is_ok());
+  REQUIRE(gpu->check_reads(stream).is_ok());  // nothing left queued: no second count
+  REQUIRE(cudaStreamSynchronize(stream) == cudaSuccess);
+  CHECK(gpu->reused_count().value() == 3);
+  CHECK(all_poison(copy_back(d_out, idx.size() * entry)));
+  CHECK(all_poison(copy_back(hot->rows(), size_t{hot->capacity()} * entry)));
   // With the check off (to measure its cost), the same reads count nothing.
   gpu->set_reuse_check(false);
   CHECK(read_all() == 0);

@@ -69,6 +69,18 @@ def test_a_gpu_read_of_slabs_reused_under_its_lease_is_poisoned_and_counted() ->
             assert pool.reused_count() == 1
             assert torch.all(out == 0xFF)
             assert pool.reused_count() == 0  # read and cleared
+            # Per step: the gather only queues its check; check_reads runs it.
+            pool.set_reuse_check("per-step")
+            out.zero_()
+            pool.gather_topk([gpu.GatherItem(table, 0, idx, out)])
+            torch.cuda.synchronize()
+            assert pool.reused_count() == 0
+            pool.check_reads()
+            torch.cuda.synchronize()
+            assert pool.reused_count() == 1
+            assert torch.all(out == 0xFF)
+            with pytest.raises(cxlkv.InvalidArgument, match="per-step"):
+                pool.set_reuse_check("sometimes")
     finally:
         d.stop()
 
