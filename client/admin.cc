@@ -31,4 +31,13 @@ Result<DrainStatus> AdminClient::drain(bool draining) { return session_->drain(d
 
 Result<DrainStatus> AdminClient::drain_status() { return session_->drain(false, /*ask=*/true); }
 
+Result<ReloadReport> AdminClient::reload() { return session_->reload(); }
+
+Result<PartitionRemoval> AdminClient::remove_partition(const std::string& name, const std::string& into) {
+  if (name.empty() || into.empty())
+    return Status(Code::kInvalidArgument, fmt::format("remove_partition: partition '{}' into '{}': both must be named",
+                                                      name, into));
+  return session_->remove_partition(name, into);
+}
+
 }  // namespace cxlkv

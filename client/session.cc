@@ -369,6 +369,7 @@ Result<std::vector<PartitionStatus>> Session::partitions() {
     q.slabs_total = p->slabs_total(), q.slabs_free = p->slabs_free();
     q.pages_committed = p->pages_committed(), q.pages_reserved = p->pages_reserved();
     q.read_leases = p->read_leases(), q.write_leases = p->write_leases();
+    q.draining = p->draining();
     if (p->tenants())
       for (const flatbuffers::String* t : *p->tenants()) q.tenants.push_back(t->str());
     out.push_back(std::move(q));
@@ -384,6 +385,45 @@ Result<DrainStatus> Session::drain(bool draining, bool ask) {
   if (!r) return r.status();
   const wire::DrainResponse* d = (*r)->body_as_DrainResponse();
   return DrainStatus{d->draining(), d->write_leases(), d->read_leases(), d->pages_committed()};
+}
+
+namespace {
+std::vector<std::string> strings_of(const flatbuffers::Vector<flatbuffers::Offset<flatbuffers::String>>* v) {
+  std::vector<std::string> out;
+  if (v)
+    for (const flatbuffers::String* s : *v) out.push_back(s->str());
+  return out;
+}
+}  // namespace
+
+Result<ReloadReport> Session::reload() {
+  std::lock_guard lock(mu_);
+  fbb_.Clear();
+  auto body = wire::CreateReloadRequest(fbb_);
+  auto r = call(wire::RequestBody::ReloadRequest, body.Union(), wire::ResponseBody::ReloadResponse, "reload");
+  if (!r) return r.status();
+  const wire::ReloadResponse* d = (*r)->body_as_ReloadResponse();
+  return ReloadReport{strings_of(d->partitions_added()), strings_of(d->tenants_added()), strings_of(d->not_applied())};
+}
+
+Result<PartitionRemoval> Session::remove_partition(const std::string& name, const std::string& into) {
+  std::lock_guard lock(mu_);
+  fbb_.Clear();
+  auto body = wire::CreateRemovePartitionRequestDirect(fbb_, name.c_str(), into.c_str());
+  auto r = call(wire::RequestBody::RemovePartitionRequest, body.Union(), wire::ResponseBody::RemovePartitionResponse,
+                "remove_partition");
+  if (!r) return r.status();
+  const wire::RemovePartitionResponse* d = (*r)->body_as_RemovePartitionResponse();
+  PartitionRemoval out;
+  out.removed = d->removed();
+  out.write_leases = d->write_leases();
+  out.pages_copied = d->pages_copied();
+  out.pages_already_there = d->pages_already_there();
+  out.bytes_copied = d->bytes_copied();
+  out.sessions_closed = d->sessions_closed();
+  out.tenants_moved = strings_of(d->tenants_moved());
+  out.copy_seconds = d->copy_seconds();
+  return out;
 }
 
 Result<ListedPages> Session::list_pages(uint64_t from_slot, uint32_t max) {

@@ -70,6 +70,9 @@ class Session {
   // Admin sessions only: starts (true) or ends a drain of the node, or with `ask` only asks;
   // what still holds it.
   Result<DrainStatus> drain(bool draining, bool ask = false);
+  // Admin sessions only: AdminClient::reload and remove_partition.
+  Result<ReloadReport> reload();
+  Result<PartitionRemoval> remove_partition(const std::string& name, const std::string& into);
 
  private:
   Session() = default;

@@ -66,6 +66,14 @@ void ClusterRegistration::set_draining(bool draining) {
   wake_.notify_all();
 }
 
+void ClusterRegistration::republish() {
+  {
+    std::lock_guard lock(mu_);
+    republish_ = true;
+  }
+  wake_.notify_all();
+}
+
 void ClusterRegistration::run() {
   cluster::EtcdClient etcd(options_.url.host, options_.url.port, options_.etcd_timeout);
   // After a failure, retry soon but not in a tight loop: a quarter of the TTL, within 0.2..2 s.

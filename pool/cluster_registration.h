@@ -69,6 +69,9 @@ class ClusterRegistration {
   // This node drains (or no longer does): the record says so at once (the thread is woken to
   // rewrite it), so clients stop placing new chunks here. Thread-safe.
   void set_draining(bool draining);
+  // The regions changed (a partition added or removed online): the record is written again at
+  // once, with what the regions callback returns now.
+  void republish();
   // Summaries published so far (each a put to etcd), for tests and the log.
   uint64_t directory_puts() const { return directory_puts_.load(std::memory_order_relaxed); }
   // True while this node's record is in etcd under a live lease, as far as the last answer says.

@@ -714,7 +714,8 @@ Status read_config_text(std::string_view text, PoolConfig& config) {
 ConfigOutcome load_config(int argc, char** argv) {
   ConfigOutcome out;
   CLI::App app{"cxlkv-poold: the cxlkv KV-cache pool daemon. Serves one or more partitions (each a region: shm, file, "
-               "devdax or numa), each bound to tenants, to clients over a Unix socket and TCP. Settings come from defaults, then --config, then flags."};
+               "devdax or numa), each bound to tenants, to clients over a Unix socket and TCP. Settings come from defaults, then --config, then flags. "
+               "SIGHUP (or cxlkv-admin reload) reads them again and serves the partitions and tenants new in them."};
   std::vector<Apply> later;
   std::string config_path;
   app.add_option("--config", config_path, "TOML configuration file (see cxlkv-poold.example.toml)")

@@ -54,13 +54,13 @@ Dispatcher::Dispatcher(std::vector<DispatchPartition> partitions, std::vector<Te
       max_sessions_per_tenant_(max_sessions_per_tenant) {}
 
 void Dispatcher::end_session(const Session& session) {
-  if (session.id != 0) service(session).end_session(session.id);
+  if (session.id != 0 && partitions_[session.partition].service) service(session).end_session(session.id);
   auto it = sessions_per_tenant_.find(session.tenant);
   if (it != sessions_per_tenant_.end() && --it->second == 0) sessions_per_tenant_.erase(it);
 }
 
 bool Dispatcher::holds_leases(const Session& session) const {
-  return session.id != 0 && service(session).holds_leases(session.id);
+  return session.id != 0 && partitions_[session.partition].service && service(session).holds_leases(session.id);
 }
 
 void Dispatcher::error_response(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, const Status& status) {
@@ -70,7 +70,7 @@ void Dispatcher::error_response(flatbuffers::FlatBufferBuilder& fbb, uint64_t id
 }
 
 Status Dispatcher::check_count(const char* op, uint32_t n) const {
-  const uint32_t max_keys = partitions_.front().service->options().max_keys;
+  const auto max_keys = uint32_t(placements_.size());  // every partition's max_keys (the first may be removed since)
   if (n > max_keys) return Status(Code::kInvalidArgument, fmt::format("{}: {} keys, at most {}", op, n, max_keys));
   return Status::ok();
 }
@@ -96,6 +96,8 @@ Op op_of(wire::RequestBody type) {
     case wire::RequestBody::PartitionsRequest: return Op::kPartitions;
     case wire::RequestBody::DrainRequest: return Op::kDrain;
     case wire::RequestBody::ListPagesRequest: return Op::kListPages;
+    case wire::RequestBody::ReloadRequest: return Op::kReload;
+    case wire::RequestBody::RemovePartitionRequest: return Op::kRemovePartition;
     default: return Op::kBad;
   }
 }
@@ -116,19 +118,25 @@ DispatchOutcome Dispatcher::handle(Session& session, const uint8_t* msg, size_t 
   const wire::Request* req = *verified;
   const Op op = op_of(req->body_type());
   Reply reply(fbb);
+  const bool admin_op = op == Op::kPartitions || op == Op::kDrain || op == Op::kReload || op == Op::kRemovePartition;
   if (op == Op::kBad || req->body() == nullptr) {
     reply.fail(Status(Code::kProtocol, fmt::format("request {} has no known body (type {})", req->id(),
                                                    static_cast<int>(req->body_type()))));
   } else if (session.id == 0 && op != Op::kHello) {
     reply.fail(Status(Code::kPermissionDenied, fmt::format("{}: Hello must be the first request", op_name(op))));
     reply.outcome.close = true;
-  } else if (session.admin && op != Op::kStats && op != Op::kPartitions && op != Op::kDrain) {
+  } else if (session.admin && op != Op::kStats && !admin_op) {
     reply.fail(Status(Code::kPermissionDenied, fmt::format("{}: session {} is an admin session (tenant '{}'); it reads "
                                                            "and writes no pages", op_name(op), session.id, session.tenant)));
-  } else if (!session.admin && (op == Op::kPartitions || op == Op::kDrain)) {
+  } else if (!session.admin && admin_op) {
     reply.fail(Status(Code::kPermissionDenied, fmt::format("{}: session {} of tenant '{}' is not an admin "
                                                            "session (Hello with the admin role)", op_name(op),
                                                            session.id, session.tenant)));
+  } else if (session.id != 0 && !session.admin && !partitions_[session.partition].service) {
+    reply.fail(Status(Code::kExpired, fmt::format("{}: partition '{}' of session {} was removed; its tenant's pages are in "
+                                                  "another partition now: connect again", op_name(op),
+                                                  partitions_[session.partition].name, session.id)));
+    reply.outcome.close = true;
   } else if (session.reader && (op == Op::kReserve || op == Op::kCommit || op == Op::kAbort || op == Op::kRemove)) {
     reply.fail(Status(Code::kPermissionDenied, fmt::format("{}: session {} is a reader (tenant '{}'); only writers "
                                                            "change the pool", op_name(op), session.id, session.tenant)));
@@ -154,6 +162,9 @@ DispatchOutcome Dispatcher::handle(Session& session, const uint8_t* msg, size_t 
       case Op::kRemove: {
         const auto* keys = req->body_as_RemoveRequest()->keys();
         if (Status st = check_count("remove", size_of(keys)); !st) reply.fail(st);
+        else if (partitions_[session.partition].draining)  // its pages are being moved: they stay until they are
+          reply.fail(Status(Code::kBusy, fmt::format("remove: partition '{}' is being removed; its pages are moved "
+                                                     "as they are", partitions_[session.partition].name)));
         else reply.ok(wire::ResponseBody::RemoveResponse,
                       wire::CreateRemoveResponse(fbb, service(session).remove(session.ns, keys_of(keys), size_of(keys))));
         break;
@@ -162,6 +173,8 @@ DispatchOutcome Dispatcher::handle(Session& session, const uint8_t* msg, size_t 
       case Op::kPartitions: partitions(reply); break;
       case Op::kDrain: drain(req->body_as_DrainRequest(), reply); break;
       case Op::kListPages: list_pages(session, req->body_as_ListPagesRequest(), reply); break;
+      case Op::kReload: reload(reply); break;
+      case Op::kRemovePartition: remove_partition(req->body_as_RemovePartitionRequest(), reply); break;
       default: break;
     }
   }
@@ -248,6 +261,10 @@ void Dispatcher::reserve(Session& s, const wire::ReserveRequest* r, Reply& reply
   if (draining_)
     return reply.fail(Status(Code::kBusy, "reserve: this node is draining (cxlkv-admin drain): it takes no new pages; "
                                           "a cluster client places them on the other nodes"));
+  if (partitions_[s.partition].draining)
+    return reply.fail(Status(Code::kBusy, fmt::format("reserve: partition '{}' is being removed (cxlkv-admin "
+                                                      "remove-partition): it takes no new pages; connect again once "
+                                                      "it is gone", partitions_[s.partition].name)));
   const PageKey parent = r->parent() ? *reinterpret_cast<const PageKey*>(r->parent()) : PageKey{};
   auto lease = service(s).reserve(s.id, s.ns, parent, keys_of(r->keys()), n, placements_.data(), Clock::now());
   if (!lease) return reply.fail(lease.status());
@@ -279,7 +296,8 @@ void Dispatcher::stats(const Session& s, Reply& reply) {
   PoolStats p = service(s).stats();
   if (s.admin) {  // the whole daemon
     p = PoolStats{};
-    for (const DispatchPartition& part : partitions_) p += part.service->stats();
+    for (const DispatchPartition& part : partitions_)
+      if (part.service) p += part.service->stats();
   }
   reply.ok(wire::ResponseBody::StatsResponse,
            wire::CreateStatsResponse(reply.fbb, p.pages_committed, p.pages_reserved, p.slabs_total, p.slabs_free,
@@ -292,6 +310,7 @@ void Dispatcher::partitions(Reply& reply) {
   std::vector<flatbuffers::Offset<wire::PartitionStatus>> all;
   for (uint32_t i = 0; i < partitions_.size(); ++i) {
     const DispatchPartition& part = partitions_[i];
+    if (!part.service) continue;  // removed
     const PoolStats p = part.service->stats();
     std::vector<std::string> bound;
     for (size_t t = 0; t < tenants_.size(); ++t)
@@ -303,7 +322,7 @@ void Dispatcher::partitions(Reply& reply) {
     auto metadata = fbb.CreateString(part.service->metadata().describe());
     all.push_back(wire::CreatePartitionStatus(fbb, name, where, region.size(), p.slabs_total, p.slabs_free,
                                               p.pages_committed, p.pages_reserved, p.read_leases, p.write_leases,
-                                              tenants, metadata));
+                                              tenants, metadata, part.draining));
   }
   reply.ok(wire::ResponseBody::PartitionsResponse, wire::CreatePartitionsResponse(fbb, fbb.CreateVector(all)));
 }
@@ -316,7 +335,8 @@ void Dispatcher::drain(const wire::DrainRequest* r, Reply& reply) {
     if (on_drain_) on_drain_(draining_);
   }
   PoolStats p;
-  for (const DispatchPartition& part : partitions_) p += part.service->stats();
+  for (const DispatchPartition& part : partitions_)
+    if (part.service) p += part.service->stats();
   reply.ok(wire::ResponseBody::DrainResponse,
            wire::CreateDrainResponse(reply.fbb, draining_, p.write_leases, p.read_leases, p.pages_committed));
 }
@@ -341,6 +361,50 @@ void Dispatcher::list_pages(const Session& s, const wire::ListPagesRequest* r, R
   }
   auto listed = reply.fbb.CreateVectorOfStructs(pages);
   reply.ok(wire::ResponseBody::ListPagesResponse, wire::CreateListPagesResponse(reply.fbb, listed, slot, slot >= slots));
+}
+
+uint32_t Dispatcher::add_partition(DispatchPartition partition) {
+  partitions_.push_back(std::move(partition));
+  return uint32_t(partitions_.size() - 1);
+}
+
+uint32_t Dispatcher::add_tenant(Tenant tenant, uint32_t partition) {
+  tenants_.push_back(std::move(tenant));
+  tenant_partition_.push_back(partition);
+  return uint32_t(tenants_.size() - 1);
+}
+
+std::vector<uint32_t> Dispatcher::move_tenants(uint32_t from, uint32_t to) {
+  std::vector<uint32_t> moved;
+  for (uint32_t t = 0; t < tenant_partition_.size(); ++t)
+    if (tenant_partition_[t] == from) tenant_partition_[t] = to, moved.push_back(t);
+  return moved;
+}
+
+// Cold (an operator's act): the configuration file read again, what is new in it served.
+void Dispatcher::reload(Reply& reply) {
+  if (!control_) return reply.fail(Status(Code::kUnavailable, "reload: this daemon cannot change its partitions online"));
+  auto done = control_->reload();
+  if (!done) return reply.fail(done.status());
+  flatbuffers::FlatBufferBuilder& fbb = reply.fbb;
+  auto partitions = fbb.CreateVectorOfStrings(done->partitions_added);
+  auto tenants = fbb.CreateVectorOfStrings(done->tenants_added);
+  auto not_applied = fbb.CreateVectorOfStrings(done->not_applied);
+  reply.ok(wire::ResponseBody::ReloadResponse, wire::CreateReloadResponse(fbb, partitions, tenants, not_applied));
+}
+
+// Cold: a partition drained, its pages copied into another, its tenants rebound and it closed.
+void Dispatcher::remove_partition(const wire::RemovePartitionRequest* r, Reply& reply) {
+  if (!control_)
+    return reply.fail(Status(Code::kUnavailable, "remove-partition: this daemon cannot change its partitions online"));
+  auto done = control_->remove_partition(r->name() ? r->name()->str() : "", r->into() ? r->into()->str() : "");
+  if (!done) return reply.fail(done.status());
+  flatbuffers::FlatBufferBuilder& fbb = reply.fbb;
+  auto moved = fbb.CreateVectorOfStrings(done->tenants_moved);
+  reply.ok(wire::ResponseBody::RemovePartitionResponse,
+           wire::CreateRemovePartitionResponse(fbb, done->removed, done->write_leases, done->pages_copied,
+                                               done->pages_already_there, done->bytes_copied, done->sessions_closed,
+                                               moved, done->copy_seconds));
 }
 
 }  // namespace cxlkv::pool

@@ -1,7 +1,9 @@
 // cxlkv-poold: the pool daemon of one memory node. Reads its configuration, creates or opens
-// (and recovers) each partition's region (partition.h), then serves the control plane and the metrics endpoint on one I/O
-// thread until SIGTERM or SIGINT. Exit codes: 0 after a signal, 2 for a configuration or region
-// error (a layout mismatch, a damaged header), 1 for a failure while serving.
+// (and recovers) each partition's region (partition.h), then serves the control plane and the
+// metrics endpoint on one I/O thread until SIGTERM or SIGINT. SIGHUP reads the configuration
+// again (as cxlkv-admin reload): partitions and tenants new in it are served from then on
+// (online_partitions.h). Exit codes: 0 after a signal, 2 for a configuration or region error (a
+// layout mismatch, a damaged header), 1 for a failure while serving.
 #include <pthread.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -12,6 +14,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <mutex>
 #include <random>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -22,6 +25,7 @@
 #include "config.h"
 #include "dispatch.h"
 #include "metrics_server.h"
+#include "online_partitions.h"
 #include "partition.h"
 #include "server.h"
 
@@ -31,7 +35,7 @@ using namespace cxlkv::pool;
 
 namespace {
 
-// SIGTERM and SIGINT, read from a signalfd by the I/O loop. They are blocked in every thread from
+// SIGTERM, SIGINT and SIGHUP, read from a signalfd by the I/O loop. They are blocked in every thread from
 // the start, so one that arrives before the loop runs waits in the kernel until it is read; no
 // handler runs asynchronously (under ThreadSanitizer a handler's deferred delivery lost a SIGTERM
 // that landed between listen and the loop, about one start in five).
@@ -43,13 +47,14 @@ class StopSignals {
     ::sigemptyset(&set);
     ::sigaddset(&set, SIGINT);
     ::sigaddset(&set, SIGTERM);
+    ::sigaddset(&set, SIGHUP);
     if (const int rc = ::pthread_sigmask(SIG_BLOCK, &set, nullptr); rc != 0)
-      return Status(Code::kIoError, fmt::format("blocking SIGTERM and SIGINT: {}", std::strerror(rc)));
+      return Status(Code::kIoError, fmt::format("blocking SIGTERM, SIGINT and SIGHUP: {}", std::strerror(rc)));
     const int fd = ::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (fd < 0) return io_error("signalfd for SIGTERM and SIGINT");
+    if (fd < 0) return io_error("signalfd for SIGTERM, SIGINT and SIGHUP");
     return std::unique_ptr<StopSignals>(new StopSignals(io, fd));
   }
-  // Calls `on_signal(signo)` once for the first signal read; a cancel calls it with 0.
+  // Calls `on_signal(signo)` once for the next signal read; a cancel calls it with 0.
   template <typename Handler>
   void async_wait(Handler on_signal) {
     fd_.async_read_some(asio::buffer(&info_, sizeof info_),
@@ -75,11 +80,32 @@ uint64_t new_epoch() {
   return r ^ uint64_t(std::chrono::system_clock::now().time_since_epoch().count());
 }
 
-// The cluster membership of this node, or nullptr for a lone node: one region record per
-// partition. Their free space is read from `slabs_free` (by partition), which the I/O thread refreshes.
-std::unique_ptr<ClusterRegistration> make_registration(const PoolConfig& c,
-                                                       const std::vector<std::unique_ptr<Partition>>& partitions,
-                                                       uint64_t epoch, const std::vector<std::atomic<uint64_t>>& slabs_free) {
+// The node's region records, one per partition served, as the cluster record lists them: set on
+// the I/O thread (each reaper tick, each partition added or removed), read by the registration's.
+class RegionRecords {
+ public:
+  void refresh(const std::string& layout, const std::vector<Partition*>& live) {
+    std::vector<cluster::RegionRecord> now;
+    for (const Partition* p : live) {
+      const SlabGeometry& g = p->allocator().geometry();
+      now.push_back({p->describe(), layout, p->region().slab_pages(), g.slab_bytes, g.slab_count,
+                     p->service().stats().slabs_free});
+    }
+    std::lock_guard lock(mu_);
+    records_ = std::move(now);
+  }
+  std::vector<cluster::RegionRecord> get() const {
+    std::lock_guard lock(mu_);
+    return records_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<cluster::RegionRecord> records_;
+};
+
+// The cluster membership of this node, or nullptr for a lone node, with `regions` as its records.
+std::unique_ptr<ClusterRegistration> make_registration(const PoolConfig& c, uint64_t epoch, const RegionRecords& regions) {
   if (c.cluster_url.empty()) return nullptr;
   ClusterOptions o;
   o.url = *cluster::parse_cluster_url(c.cluster_url);  // validate_config checked it
@@ -98,19 +124,10 @@ std::unique_ptr<ClusterRegistration> make_registration(const PoolConfig& c,
   }
   o.lease_ttl_s = c.cluster_lease_ttl_s;
   o.settings.chunk_pages = c.chunk_pages;
-  std::vector<cluster::RegionRecord> records;
-  for (const auto& p : partitions) {
-    const SlabGeometry& g = p->allocator().geometry();
-    records.push_back({p->describe(), c.layout, p->region().slab_pages(), g.slab_bytes, g.slab_count, 0});
-  }
-  return std::make_unique<ClusterRegistration>(std::move(o), epoch, [records, &slabs_free] {
-    std::vector<cluster::RegionRecord> now = records;
-    for (size_t i = 0; i < now.size(); ++i) now[i].slabs_free = slabs_free[i].load(std::memory_order_relaxed);
-    return now;
-  });
+  return std::make_unique<ClusterRegistration>(std::move(o), epoch, [&regions] { return regions.get(); });
 }
 
-int serve(const PoolConfig& config) {
+int serve(const PoolConfig& config, const OnlinePartitions::ConfigLoader& loader) {
   asio::io_context io(1);  // first: outlives everything that posts work to it
   // Signals before anything listens: a SIGTERM once the socket answers is always a clean stop.
   auto signals = StopSignals::open(io);
@@ -118,32 +135,21 @@ int serve(const PoolConfig& config) {
     spdlog::error("{}", signals.status().to_string());
     return 1;
   }
-  (*signals)->async_wait([&](int sig) {
-    if (sig != 0) spdlog::info("signal {}: shutting down", sig);
-    io.stop();
-  });
+
   auto layout = Layout::parse(config.layout);
   PoolOptions pool_options = config.pool;
   if (!config.cluster_url.empty()) pool_options.directory_chunk_pages = config.chunk_pages;  // the prefix directory
   const uint64_t epoch = new_epoch();
-  const std::vector<PartitionSpec> specs = served_partitions(config);
-  std::vector<std::unique_ptr<Partition>> partitions;
-  for (uint32_t i = 0; i < specs.size(); ++i) {
-    auto p = Partition::open(config, specs[i], i, *layout, pool_options, epoch);
-    if (!p) {
-      spdlog::error("{}", p.status().to_string());
-      return 2;
-    }
-    partitions.push_back(std::move(*p));
+  auto online = OnlinePartitions::open(config, *layout, pool_options, epoch, loader);
+  if (!online) {
+    spdlog::error("{}", online.status().to_string());
+    return 2;
   }
-  const Partition& first = *partitions.front();
-  std::vector<std::atomic<uint64_t>> slabs_free(partitions.size());
-  auto refresh_slabs_free = [&] {
-    for (size_t i = 0; i < partitions.size(); ++i)
-      slabs_free[i].store(partitions[i]->service().stats().slabs_free, std::memory_order_relaxed);
-  };
-  refresh_slabs_free();
-  auto registration = make_registration(config, partitions, epoch, slabs_free);
+  OnlinePartitions& partitions = **online;
+  RegionRecords region_records;
+  auto refresh_regions = [&] { region_records.refresh(config.layout, partitions.live()); };
+  refresh_regions();
+  auto registration = make_registration(config, epoch, region_records);
   if (registration) {
     // A chunk size other than the cluster's is a configuration error; an etcd that does not answer
     // is not: the node serves and registers once etcd answers.
@@ -156,22 +162,19 @@ int serve(const PoolConfig& config) {
     spdlog::warn("auth is open: no tenants configured, every tenant and token is accepted (add [[tenant]] entries)");
 
   Metrics metrics;
+  const Partition& first = *partitions.live().front();  // the node's labels (its [region], from the start)
   metrics.set_node_state({first.describe(), (*layout).name(), first.region().size(), epoch, config.cluster_url,
                           registration ? registration->node_id() : std::string(), false, 0});
-  std::vector<DispatchPartition> served;
-  std::vector<Server::PartitionFds> fds;
-  for (const auto& p : partitions) {
-    served.push_back({p->name(), &p->service()});
-    fds.push_back({p->writer_fd(), p->read_only_fd()});
-  }
-  Dispatcher dispatcher(std::move(served), config.tenants, tenant_partitions(config), metrics, config.max_sessions_per_tenant);
+  Dispatcher dispatcher(partitions.dispatch_entries(), config.tenants, tenant_partitions(config), metrics,
+                        config.max_sessions_per_tenant);
   dispatcher.set_drain_listener([&](bool draining) {
     metrics.set_draining(draining);
     if (registration) registration->set_draining(draining);
   });
-  MetricsServer metrics_server(io, metrics, [&partitions] {
+  MetricsServer metrics_server(io, metrics, [&dispatcher] {
     std::vector<PartitionStats> all;
-    for (const auto& p : partitions) all.push_back({p->name(), p->describe(), p->service().stats()});
+    for (const DispatchPartition& p : dispatcher.served())
+      if (p.service) all.push_back({p.name, p.service->region().describe(), p.service->stats(), p.draining});
     return all;
   });
   if (config.metrics_port != 0) {
@@ -183,11 +186,29 @@ int serve(const PoolConfig& config) {
     spdlog::info("metrics on http://{}:{}/metrics", config.metrics_bind, *port);
   }
 
-  Server server(io, dispatcher, metrics, config, std::move(fds));
+  Server server(io, dispatcher, metrics, config, partitions.fds());
   if (Status st = server.start(); !st) {
     spdlog::error("{}", st.to_string());
     return 2;
   }
+  partitions.attach(
+      dispatcher, server,
+      [&] {
+        refresh_regions();
+        if (registration) registration->republish();
+      },
+      [&io](std::function<void()> work) { asio::post(io, std::move(work)); });
+  // SIGTERM or SIGINT: stop. SIGHUP: the configuration read again, what is new in it served.
+  std::function<void(int)> on_signal = [&](int sig) {
+    if (sig == SIGHUP) {
+      spdlog::info("signal {}: reading the configuration again", sig);
+      if (auto r = partitions.reload(); !r) spdlog::error("{}", r.status().to_string());
+      return (*signals)->async_wait(on_signal);
+    }
+    if (sig != 0) spdlog::info("signal {}: shutting down", sig);
+    io.stop();
+  };
+  (*signals)->async_wait(on_signal);
   // Registered only once listening: a client that reads the record can connect at once.
   if (registration) registration->start();
   // Ready: listening, recovered, and registered where a cluster is configured (the reaper's tick
@@ -207,10 +228,10 @@ int serve(const PoolConfig& config) {
     if (!registration) return;
     const Clock::time_point now = Clock::now();
     uint64_t changes = 0;
-    for (const auto& p : partitions) changes += p->service().index().committed_changes();
+    for (const Partition* p : partitions.live()) changes += p->service().index().committed_changes();
     if (now < next_directory || changes == directory_changes) return;
     std::map<uint64_t, std::vector<PageKey>> keys;
-    for (const auto& p : partitions)
+    for (const Partition* p : partitions.live())
       for (auto& [ns, starts] : directory_snapshot(p->service().index())) {
         std::vector<PageKey>& all = keys[ns];
         all.insert(all.end(), starts.begin(), starts.end());
@@ -229,12 +250,12 @@ int serve(const PoolConfig& config) {
     reaper.expires_after(period);
     reaper.async_wait([&](boost::system::error_code ec) {
       if (ec) return;
-      for (const auto& p : partitions) {
+      for (Partition* p : partitions.live()) {
         if (uint32_t n = p->service().reap(Clock::now())) spdlog::debug("reaper: {} leases expired in '{}'", n, p->name());
         if (uint32_t n = p->service().maintain_watermarks())
           spdlog::info("eviction: {} pages over the high watermark in '{}'", n, p->name());
       }
-      refresh_slabs_free();
+      refresh_regions();
       publish_directory();
       if (registration) metrics.set_cluster_state(registration->registered(), registration->directory_puts());
       refresh_ready();
@@ -244,9 +265,10 @@ int serve(const PoolConfig& config) {
   tick();
 
   uint64_t slabs_total = 0;
-  for (const auto& p : partitions) slabs_total += p->service().stats().slabs_total;
+  for (const Partition* p : partitions.live()) slabs_total += p->service().stats().slabs_total;
+  const size_t count = partitions.live().size();
   spdlog::info("cxlkv-poold ready: {} ({} slabs in {} partition{}, E = {}), epoch {:016x}", (*layout).describe(),
-               slabs_total, partitions.size(), partitions.size() == 1 ? "" : "s", config.slab_pages, epoch);
+               slabs_total, count, count == 1 ? "" : "s", config.slab_pages, epoch);
   try {
     io.run();
   } catch (const std::exception& e) {
@@ -286,5 +308,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   spdlog::set_level(level);
-  return serve(outcome.config);
+  // Reload (cxlkv-admin reload, SIGHUP) parses the same command line again: the file as it is now.
+  const OnlinePartitions::ConfigLoader loader = [argc, argv]() -> Result<PoolConfig> {
+    ConfigOutcome again = load_config(argc, argv);
+    if (again.exit_now) return Status(Code::kInvalidArgument, again.message);
+    return std::move(again.config);
+  };
+  return serve(outcome.config, loader);
 }

@@ -19,6 +19,8 @@ const char* op_name(Op op) {
     case Op::kPartitions: return "partitions";
     case Op::kDrain: return "drain";
     case Op::kListPages: return "list_pages";
+    case Op::kReload: return "reload";
+    case Op::kRemovePartition: return "remove_partition";
     default: return "bad";
   }
 }
@@ -92,6 +94,11 @@ std::string Metrics::render(std::span<const PartitionStats> partitions) const {
       fmt::format_to(std::back_inserter(out), "{}{{partition=\"{}\",region=\"{}\"}} {}\n", m.name, label(p.name),
                      label(p.region), m.value(p.pool));
   }
+  out += "# HELP cxlkv_partition_draining 1 while a partition is being removed (cxlkv-admin remove-partition): its "
+         "reserves refused.\n# TYPE cxlkv_partition_draining gauge\n";
+  for (const PartitionStats& p : partitions)
+    fmt::format_to(std::back_inserter(out), "cxlkv_partition_draining{{partition=\"{}\",region=\"{}\"}} {}\n",
+                   label(p.name), label(p.region), p.draining ? 1 : 0);
   if (!node_.cluster.empty())
     fmt::format_to(std::back_inserter(out),
                    "# HELP cxlkv_cluster_registered 1 while this node's record is in etcd under a live lease.\n"

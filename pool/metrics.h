@@ -12,7 +12,7 @@
 
 namespace cxlkv::pool {
 
-enum class Op : uint8_t { kHello, kReserve, kCommit, kAbort, kLookup, kRenew, kRelease, kRemove, kStats, kPartitions, kDrain, kListPages, kBad, kCount };
+enum class Op : uint8_t { kHello, kReserve, kCommit, kAbort, kLookup, kRenew, kRelease, kRemove, kStats, kPartitions, kDrain, kListPages, kReload, kRemovePartition, kBad, kCount };
 const char* op_name(Op op);
 
 // One partition's counters at a scrape (partition.h), labelled by its name and region.
@@ -20,6 +20,7 @@ struct PartitionStats {
   std::string name;
   std::string region;  // "<backend>:<path>"
   PoolStats pool;
+  bool draining = false;  // being removed
 };
 
 // Upper bounds of the latency buckets, in seconds (10 us .. 1 s), plus +Inf.

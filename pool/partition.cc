@@ -139,12 +139,7 @@ Result<std::unique_ptr<Partition>> Partition::open(const PoolConfig& config, con
                report.invalid_freed, report.slabs_freed, s.slabs_free, s.slabs_total);
   const std::vector<uint32_t> bound = tenant_partitions(config);
   for (size_t t = 0; t < config.tenants.size(); ++t)
-    if (const double share = config.tenants[t].share; share > 0 && bound[t] == index) {
-      const auto slabs = static_cast<uint64_t>(share * double(s.slabs_total));
-      p->service_->set_tenant_share(uint32_t(t), slabs);
-      spdlog::info("tenant '{}': a share of {} of partition '{}', {} slabs", config.tenants[t].name, share, spec.name,
-                   slabs);
-    }
+    if (bound[t] == index) p->apply_share(uint32_t(t), config.tenants[t]);
   p->allocator_->announce_epoch(epoch);  // leases of the daemon before this one now fail as expired
   auto read_only_fd = p->region_->open_read_only_fd();  // what reader sessions are handed
   if (!read_only_fd) return named(read_only_fd.status());
@@ -153,6 +148,13 @@ Result<std::unique_ptr<Partition>> Partition::open(const PoolConfig& config, con
   if (!writer_fd) return named(writer_fd.status());
   p->writer_fd_ = *writer_fd;
   return p;
+}
+
+void Partition::apply_share(uint32_t t, const Tenant& tenant) {
+  if (tenant.share <= 0) return;
+  const auto slabs = static_cast<uint64_t>(tenant.share * double(service_->stats().slabs_total));
+  service_->set_tenant_share(t, slabs);
+  spdlog::info("tenant '{}': a share of {} of partition '{}', {} slabs", tenant.name, tenant.share, name_, slabs);
 }
 
 Partition::~Partition() {

@@ -36,6 +36,11 @@ class Partition {
   PoolService& service() const { return *service_; }
   int writer_fd() const { return writer_fd_; }
   int read_only_fd() const { return read_only_fd_; }
+  // Gives tenant `t` (the daemon's index of it) its share of this partition's slabs, if it has one.
+  void apply_share(uint32_t t, const Tenant& tenant);
+  // Before the partition is closed online (online_partitions.h): another epoch is announced in
+  // it, so every lease of it, and every reader still mapping it, fails as expired from now on.
+  void retire(uint64_t serving_epoch) { allocator_->announce_epoch(~serving_epoch); }
 
  private:
   Partition() = default;

@@ -80,6 +80,8 @@ class PoolService {
   void set_tenant_share(uint32_t tenant, uint64_t max_slabs);
   // Slabs holding pages the tenant wrote (pages recovered at start count for no tenant).
   uint64_t tenant_slabs(uint32_t tenant) const { return tenant < tenant_slabs_.size() ? tenant_slabs_[tenant] : 0; }
+  // The tenant whose reserve allocated the slab (kNoTenant: recovered at start, or open auth).
+  uint32_t slab_tenant(uint32_t slab) const { return slab < slab_owner_.size() ? slab_owner_[slab] : kNoTenant; }
 
   // Hot. The longest prefix of keys[0..n) COMMITTED in `ns`: writes its placements to out[0..h)
   // and pins those pages under a new read lease. n <= max_keys is the caller's check.

@@ -162,7 +162,7 @@ class Connection : public std::enable_shared_from_this<Connection<Socket>> {
     if (session_.id != 0 && !authenticated_) {
       authenticated_ = true;
       arm(Wait::kNone, 0);
-      server_.authenticated(id_);
+      server_.authenticated(id_, session_.admin ? Server::kNoPartition : session_.partition);
     }
     const auto size = static_cast<uint32_t>(fbb_.GetSize());
     if (out.pass_fd) {
@@ -246,7 +246,23 @@ uint64_t Server::admit(const std::string& address, std::function<void()> close) 
   return next_connection_;
 }
 
-void Server::authenticated(uint64_t id) { pending_.erase(id); }
+void Server::authenticated(uint64_t id, uint32_t partition) {
+  pending_.erase(id);
+  if (auto it = connections_.find(id); it != connections_.end()) it->second.partition = partition;
+}
+
+uint32_t Server::add_partition_fds(PartitionFds fds) {
+  partition_fds_.push_back(fds);
+  return uint32_t(partition_fds_.size() - 1);
+}
+
+uint64_t Server::close_partition_sessions(uint32_t partition) {
+  uint64_t closed = 0;
+  for (auto& [id, c] : connections_)
+    if (c.partition == partition) c.close(), ++closed;
+  partition_fds_[partition] = {};  // its fds are the partition's to close
+  return closed;
+}
 
 void Server::leave(uint64_t id) {
   pending_.erase(id);

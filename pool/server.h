@@ -50,7 +50,9 @@ class Server {
   // closes the oldest pending connection.
   // `address`: a TCP peer's (at most max_connections_per_address each), empty on the Unix socket.
   uint64_t admit(const std::string& address, std::function<void()> close);
-  void authenticated(uint64_t id);
+  // The connection's session is open, served by `partition` (kNoPartition: an admin session).
+  static constexpr uint32_t kNoPartition = 0xffffffffu;
+  void authenticated(uint64_t id, uint32_t partition);
   void leave(uint64_t id);
   const PoolConfig& config() const { return config_; }
   // The fd a session of `partition` is handed: read-only for readers.
@@ -58,6 +60,11 @@ class Server {
     return reader ? partition_fds_[partition].read_only : partition_fds_[partition].writer;
   }
   Dispatcher& dispatcher() { return dispatcher_; }
+  // A partition opened online (the dispatcher's index of it is the one returned).
+  uint32_t add_partition_fds(PartitionFds fds);
+  // Closes every connection whose session `partition` serves (their handlers end them) and drops
+  // its fds, before the partition is closed; returns how many.
+  uint64_t close_partition_sessions(uint32_t partition);
   Metrics& metrics() { return metrics_; }
 
  private:
@@ -78,6 +85,7 @@ class Server {
   struct Admitted {
     std::function<void()> close;
     std::string address;
+    uint32_t partition = kNoPartition;  // set when its session opens
   };
   std::unordered_map<uint64_t, Admitted> connections_;
   std::unordered_map<std::string, uint32_t> per_address_;

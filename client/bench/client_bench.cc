@@ -1,7 +1,7 @@
 // cxlkv-bench-client: CPU-side client benchmarks. Subcommands: gather (top-k gather vs memcpy,
 // no daemon), lookup (round trips over Unix and TCP), commit (reserve+commit with and without
 // data), lookup-load (lookups under 1..256 concurrent clients), cluster-lookup (a lookup over N
-// nodes vs one). Each prints its ceiling or bar beside the result.
+// nodes vs one), remove-partition (a partition's pages moved into another online). Each prints its ceiling or bar beside the result.
 #include <CLI/CLI.hpp>
 
 #include "cluster_bench.h"
@@ -57,7 +57,14 @@ int main(int argc, char** argv) {
   load->add_option("--write-pages", c.write_pages, "pages per write")->capture_default_str();
   load->add_option("--daemon-cpu", c.daemon_cpu, "pin the private daemon to this CPU and the clients to the others "
                                                  "(-1: no pinning)")->capture_default_str();
+  auto* remove = app.add_subcommand("remove-partition", "a partition removed online: its pages copied into another, "
+                                    "and another tenant's lookups meanwhile");
+  remove->add_option("--poold", c.poold, "daemon binary to start privately (default $CXLKV_POOLD)");
+  remove->add_option("--layout", c.layout, "layout of the private daemon's partitions");
+  remove->add_option("--pages", c.remove_pages, "pages in the partition removed")->capture_default_str();
+  remove->add_option("--keys", c.keys, "pages per prefix written")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  if (remove->parsed()) return run_remove_partition_bench(c);
   if (gather->parsed()) return run_gather_bench(g);
   if (lookup->parsed()) return run_lookup_bench(c);
   if (cluster->parsed()) return run_cluster_lookup_bench(k);

@@ -1,5 +1,6 @@
-// Lookup round trips (p50/p99, Unix socket and TCP) and reserve+commit of a prefix, with and
-// without writing its data, against the real daemon.
+// Lookup round trips (p50/p99, Unix socket and TCP), reserve+commit of a prefix, with and
+// without writing its data, lookups under load and a partition removed online, against the real
+// daemon.
 #include "control_bench.h"
 
 #include <atomic>
@@ -14,8 +15,10 @@
 #include <fmt/format.h>
 
 #include "bench_util.h"
+#include "cxlkv/admin.h"
 #include "cxlkv/client.h"
 #include "poold_process.h"
+#include "temp_region.h"
 #include "synthetic.h"
 #include "tls_files.h"
 
@@ -290,6 +293,87 @@ int run_lookup_load_bench(const ControlBenchOptions& o) {
   }
   fmt::print("  bar: p99 <= 2000 us with 64 clients on 2 cores\n");
   return 0;
+}
+
+int run_remove_partition_bench(const ControlBenchOptions& o) {
+  auto layout = Layout::parse(o.layout);
+  if (!layout) return fmt::print(stderr, "remove-partition: {}\n", layout.status().to_string()), 2;
+  const uint64_t bytes = region_bytes_for(*layout, 1, o.remove_pages + 64);
+  cxl::RegionSpec b{cxl::Backend::kShm, testing::unique_name("bench-remove-b", true), -1, 0};
+  testing::RegionCleanup b_cleanup{b};
+  testing::PooldOptions po;
+  po.exe = o.poold;
+  po.layout = o.layout;
+  po.size = std::to_string(bytes + (64ull << 20));  // main: its tenant's prefix and every page of b
+  po.tenants = {"a:ta", "b:tb", "ops:to"};
+  po.extra = {"--tenant-roles", "ops=admin", "--partition", fmt::format("b=shm:{}:{}", b.path, bytes),
+              "--tenant-partition", "b=b", "--max-keys", std::to_string(std::max(o.keys, 1024u))};
+  auto daemon = testing::PooldProcess::start(po);
+  if (!daemon) return fmt::print(stderr, "remove-partition: {}\n", daemon.status().to_string()), 2;
+  auto as = [&](const char* tenant, const char* token) {
+    ClientOptions co;
+    co.endpoint = (*daemon)->unix_endpoint();
+    co.tenant = tenant, co.token = token, co.model = "m";
+    return co;
+  };
+  auto b_client = Client::connect(as("b", "tb"));
+  auto a_client = Client::connect(as("a", "ta"));
+  auto admin = AdminClient::connect(as("ops", "to"));
+  if (!b_client || !a_client || !admin) return fmt::print(stderr, "remove-partition: connecting failed\n"), 1;
+  const uint32_t per_prefix = std::min(o.keys, o.remove_pages);
+  std::vector<std::vector<PageKey>> prefixes;
+  const double w0 = now_s();
+  for (uint32_t written = 0; written < o.remove_pages; written += per_prefix) {
+    prefixes.push_back((*b_client)->page_keys(tokens_for(per_prefix, (*b_client)->page_tokens(), int32_t(prefixes.size()) + 1)));
+    BENCH_CHECK(commit_prefix(**b_client, prefixes.back()));
+  }
+  const auto a_keys = (*a_client)->page_keys(tokens_for(16, (*a_client)->page_tokens(), 9999));
+  BENCH_CHECK(commit_prefix(**a_client, a_keys));
+  fmt::print("remove-partition: {} pages of {} ({:.2f} GB) written into partition b in {:.1f} s\n",
+             prefixes.size() * per_prefix, layout->name(), double(prefixes.size() * per_prefix) *
+             double(layout->page_payload_bytes()) / 1e9, now_s() - w0);
+
+  // Tenant a looks its prefix up in closed loop, before the removal and while it runs.
+  std::atomic<int> phase{0};  // 0 before, 1 during, 2 stop
+  std::vector<double> before_us, during_us;
+  std::thread looker([&] {
+    while (phase.load() != 2) {
+      const int at = phase.load();
+      const double t0 = now_s();
+      auto lease = (*a_client)->lookup(a_keys);
+      const double t1 = now_s();
+      if (!lease || lease->pages() != a_keys.size() || !lease->release().is_ok()) continue;
+      (at == 0 ? before_us : during_us).push_back((t1 - t0) * 1e6);
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  phase = 1;
+  const double r0 = now_s();
+  auto removed = (*admin)->remove_partition("b", "main");
+  while (removed && !removed->removed) {  // copying: ask again, as cxlkv-admin does
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    removed = (*admin)->remove_partition("b", "main");
+  }
+  const double call_s = now_s() - r0;
+  phase = 2;
+  looker.join();
+  if (!removed) return fmt::print(stderr, "remove-partition: {}\n", removed.status().to_string()), 1;
+  if (!removed->removed) return fmt::print(stderr, "remove-partition: {} write leases open\n", removed->write_leases), 1;
+  // Every prefix is in main now: b's client connects again and finds each whole.
+  auto again = Client::connect(as("b", "tb"));
+  if (!again) return fmt::print(stderr, "remove-partition: {}\n", again.status().to_string()), 1;
+  size_t whole = 0;
+  for (const auto& keys : prefixes)
+    if (auto lease = (*again)->lookup(keys); lease && lease->pages() == keys.size() && lease->release().is_ok()) ++whole;
+  fmt::print("  copied {} pages, {:.2f} GB, in {:.3f} s ({:.2f} GB/s, in steps between other requests); the admin asked "
+             "until it ended: {:.3f} s; {} sessions "
+             "closed\n", removed->pages_copied, double(removed->bytes_copied) / 1e9, removed->copy_seconds,
+             double(removed->bytes_copied) / removed->copy_seconds / 1e9, call_s, removed->sessions_closed);
+  fmt::print("  tenant a's lookup of 16 pages, p50 / max: before {:.1f} / {:.1f} us ({} lookups), during {:.1f} / {:.1f} us "
+             "({} lookups)\n", percentile(before_us, 0.5), percentile(before_us, 1.0), before_us.size(),
+             percentile(during_us, 0.5), percentile(during_us, 1.0), during_us.size());
+  fmt::print("  prefixes found whole in main after: {} of {}\n", whole, prefixes.size());
+  return whole == prefixes.size() ? 0 : 1;
 }
 
 }  // namespace cxlkv::bench

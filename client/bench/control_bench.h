@@ -26,11 +26,15 @@ struct ControlBenchOptions {
   uint32_t write_pages = 16;
   int daemon_cpu = -1;  // >= 0: the private daemon on this CPU alone, the clients on the others
   bool tls = false;     // lookup: also a second private daemon whose TCP listener speaks TLS
+  uint32_t remove_pages = 4096;  // remove-partition: pages in the partition removed
 };
 
 int run_lookup_bench(const ControlBenchOptions& options);
 int run_commit_bench(const ControlBenchOptions& options);
 // Lookups/s and lookup p50/p99 with 1..256 concurrent clients in closed loop, writes mixed in.
 int run_lookup_load_bench(const ControlBenchOptions& options);
+// Removing a partition online (cxlkv-admin remove-partition): the copy's time and rate, and what
+// a lookup of another tenant, in closed loop meanwhile, waits (the I/O thread copies).
+int run_remove_partition_bench(const ControlBenchOptions& options);
 
 }  // namespace cxlkv::bench

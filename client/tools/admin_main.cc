@@ -1,8 +1,10 @@
 // cxlkv-admin: what a running cxlkv-poold serves, asked through its control plane as a tenant of
 // the admin role (include/cxlkv/admin.h): its partitions (region, slabs, pages, leases, tenants)
 // and its totals; `drain` stops new pages landing on the node (a cluster places them elsewhere)
-// and waits, if asked, until its write leases have ended; `resume` ends the drain. For operators;
-// prints a table, or JSON with --json. `move` is a tenant's, not the admin's: it moves that
+// and waits, if asked, until its write leases have ended; `resume` ends the drain; `reload` has
+// the daemon serve the partitions and tenants new in its configuration file; `remove-partition`
+// moves a partition's pages into another and closes it, online. For operators; prints a table,
+// or JSON with --json. `move` is a tenant's, not the admin's: it moves that
 // tenant's namespace (tenant, model) off the draining nodes of a cluster (Client::move_off_draining).
 #include <chrono>
 #include <cstdio>
@@ -35,7 +37,8 @@ nlohmann::json to_json(const PartitionStatus& p) {
           {"read_leases", p.read_leases},
           {"write_leases", p.write_leases},
           {"tenants", p.tenants},
-          {"metadata", p.metadata}};
+          {"metadata", p.metadata},
+          {"draining", p.draining}};
 }
 
 }  // namespace
@@ -66,6 +69,20 @@ int main(int argc, char** argv) {
                                   "chunks go (--endpoint etcd://HOST:PORT/NAME; --tenant and its token are that "
                                   "namespace's tenant's, not the admin's); exit 3 if some pages stay");
   move->add_option("--model", o.model, "the namespace's model (with --tenant)")->required();
+  auto* reload = app.add_subcommand("reload", "the daemon reads its configuration file again and serves the partitions "
+                                    "and tenants new in it (as SIGHUP does); changes to served ones are listed, "
+                                    "applied at its next start");
+  std::string partition_name, into;
+  auto* remove = app.add_subcommand("remove-partition", "remove a partition online: it drains (reserves refused), "
+                                    "then its pages are copied into --into, its tenants bound there and their "
+                                    "sessions closed (clients connect again), and it is closed; its backing stays. "
+                                    "Exit 3 if it has not ended after --wait-s");
+  remove->add_option("name", partition_name, "the partition to remove")->required();
+  remove->add_option("--into", into, "the partition that takes its pages and tenants")->required();
+  uint32_t remove_wait_s = 600;
+  remove->add_option("--wait-s", remove_wait_s, "wait up to this many seconds for it to end (its write leases, then "
+                     "the copy); the daemon carries on past it, and asking again reports progress")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (!token_file.empty()) {
     std::FILE* f = std::fopen(token_file.c_str(), "r");
@@ -111,6 +128,39 @@ int main(int argc, char** argv) {
                   (unsigned long long)p.read_leases, (unsigned long long)p.write_leases, tenants.c_str());
     }
     return 0;
+  }
+  if (reload->parsed()) {
+    auto r = (*admin)->reload();
+    if (!r) return fail(r.status().to_string());
+    const nlohmann::json out = {{"partitions_added", r->partitions_added}, {"tenants_added", r->tenants_added},
+                                {"not_applied", r->not_applied}};
+    std::printf("%s\n", json ? out.dump().c_str() : out.dump(2).c_str());
+    return 0;
+  }
+  if (remove->parsed()) {
+    auto r = (*admin)->remove_partition(partition_name, into);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(remove_wait_s);
+    auto last_line = std::chrono::steady_clock::now();
+    while (r && !r->removed && std::chrono::steady_clock::now() < deadline) {
+      if (std::chrono::steady_clock::now() - last_line >= std::chrono::seconds(1)) {  // a progress line a second
+        std::fprintf(stderr, "cxlkv-admin: partition %s: %llu write lease(s) open, %llu pages copied\n",
+                     partition_name.c_str(), (unsigned long long)r->write_leases, (unsigned long long)r->pages_copied);
+        last_line = std::chrono::steady_clock::now();
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      r = (*admin)->remove_partition(partition_name, into);
+    }
+    if (!r) return fail(r.status().to_string());
+    const nlohmann::json out = {{"removed", r->removed},
+                                {"write_leases", r->write_leases},
+                                {"pages_copied", r->pages_copied},
+                                {"pages_already_there", r->pages_already_there},
+                                {"bytes_copied", r->bytes_copied},
+                                {"sessions_closed", r->sessions_closed},
+                                {"tenants_moved", r->tenants_moved},
+                                {"copy_seconds", r->copy_seconds}};
+    std::printf("%s\n", json ? out.dump().c_str() : out.dump(2).c_str());
+    return r->removed ? 0 : 3;
   }
   if (drain->parsed() || resume->parsed()) {
     auto d = (*admin)->drain(drain->parsed());

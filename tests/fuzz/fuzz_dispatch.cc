@@ -91,7 +91,17 @@ void write_seeds() {
                                  [](auto& fbb) { return wire::CreateListPagesRequest(fbb, ~uint64_t{0}, 0).Union(); });
   const auto drain = request(12, wire::RequestBody::DrainRequest,
                              [](auto& fbb) { return wire::CreateDrainRequest(fbb, true).Union(); });
+  const auto hello_admin = request(1, wire::RequestBody::HelloRequest, [](auto& fbb) {
+    return wire::CreateHelloRequestDirect(fbb, wire::kProtocolVersion, "ops", "y", "m", false, wire::Role::Admin).Union();
+  });
+  const auto reload = request(13, wire::RequestBody::ReloadRequest,
+                              [](auto& fbb) { return wire::CreateReloadRequest(fbb).Union(); });
+  const auto remove_partition = request(14, wire::RequestBody::RemovePartitionRequest, [](auto& fbb) {
+    return wire::CreateRemovePartitionRequestDirect(fbb, "main", "b").Union();
+  });
   fuzz::maybe_write_seeds({{"hello", hello},
+                           {"admin-partitions", cat({hello_admin, reload, remove_partition, stats, drain})},
+                           {"tenant-tries-admin", cat({hello, reload, remove_partition})},
                            {"list-pages", cat({hello, reserve, commit, list_first, list_past, drain})},
                            {"reader-tries-to-write", cat({hello_reader, reserve, lookup, remove})},
                            {"stats-before-hello", stats},
@@ -114,7 +124,8 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   if (!service) std::abort();
   world->service = std::move(*service);
   world->dispatcher = std::make_unique<Dispatcher>(std::vector<DispatchPartition>{{"main", world->service.get()}},
-                                                   std::vector<Tenant>{{"t", "x", 0.5}}, std::vector<uint32_t>{0},
+                                                   std::vector<Tenant>{{"t", "x", 0.5}, {"ops", "y", 0, true, true, true}},
+                                                   std::vector<uint32_t>{0, 0},
                                                    world->metrics, 8);
   world->service->set_tenant_share(0, world->service->stats().slabs_total / 2);
   return 0;
