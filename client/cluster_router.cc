@@ -118,11 +118,12 @@ Status ClusterRouter::refresh() {
   for (const cluster::NodeRecord& rec : *records) {
     auto known = std::find_if(current.begin(), current.end(), [&](const Node& n) { return n.id == rec.node_id; });
     Node n{rec.node_id, rec.epoch, rec.capacity_bytes(), rec.endpoints, nullptr, "", rec.draining};
-    if (known != current.end() && known->epoch == rec.epoch && known->session) {
+    if (known != current.end() && known->epoch == rec.epoch && known->session && known->session->usable()) {
       n.session = known->session;  // the same run of the same node: keep the connection
     } else {
-      // New, restarted (a lease of the old epoch is never read: its session is dropped here), or
-      // not answering before: connect now.
+      // New, restarted (a lease of the old epoch is never read: its session is dropped here), not
+      // answering before, or its session closed by the node (the partition serving it removed: a
+      // new session is handed the one its tenant is bound to now): connect now.
       auto session = connect_node(rec);
       if (session) n.session = std::move(*session);
       else n.why_not = session.status().message();

@@ -4,6 +4,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -71,6 +72,12 @@ struct Connection::Tls {
 
 Connection::Connection() = default;
 Connection::~Connection() { close(); }
+
+bool Connection::usable() const {
+  if (fd_ < 0) return false;
+  pollfd p{fd_, POLLIN | POLLRDHUP, 0};
+  return ::poll(&p, 1, 0) == 0;  // nothing to read, no hang-up, no error: idle and open
+}
 
 void Connection::close() {
   tls_.reset();  // no close_notify: the daemon treats a closed socket as the end either way

@@ -35,6 +35,10 @@ class Connection {
   // (PEM; empty: the system's trusted CAs) and the endpoint's host name or address.
   Status open(const Endpoint& endpoint, int timeout_ms, const std::string& tls_ca_file = {});
   bool is_unix() const { return endpoint_.is_unix; }
+  // Whether a request could be sent now: open, and the daemon has not closed its end (it sends
+  // nothing unasked, so a socket readable between exchanges is one the peer closed). Cold: a
+  // poll without waiting.
+  bool usable() const;
   const std::string& name() const { return name_; }
 
   // Sends one message and reads one reply into `reply`; a passed fd lands in *received_fd

@@ -63,6 +63,12 @@ class Session {
   Status release(uint64_t lease);
   Result<uint32_t> remove(std::span<const PageKey> keys);
   Result<PoolStats> stats();
+  // Whether the daemon still serves this session: its connection open at both ends (a daemon
+  // closes the sessions of a partition it removes; the cluster router then connects again).
+  bool usable() {
+    std::lock_guard lock(mu_);
+    return conn_.usable();
+  }
   // Admin sessions only (options.admin): every partition the daemon serves.
   Result<std::vector<PartitionStatus>> partitions();
   // The namespace's committed pages from slot `from_slot` on (cold: moving a draining node's pages).
