@@ -293,11 +293,12 @@ void Dispatcher::lookup(Session& s, const wire::LookupRequest* r, Reply& reply) 
 }
 
 void Dispatcher::stats(const Session& s, Reply& reply) {
-  PoolStats p = service(s).stats();
-  if (s.admin) {  // the whole daemon
-    p = PoolStats{};
+  PoolStats p;
+  if (s.admin) {  // the whole daemon (an admin's own partition may have been removed since its Hello)
     for (const DispatchPartition& part : partitions_)
       if (part.service) p += part.service->stats();
+  } else {
+    p = service(s).stats();
   }
   reply.ok(wire::ResponseBody::StatsResponse,
            wire::CreateStatsResponse(reply.fbb, p.pages_committed, p.pages_reserved, p.slabs_total, p.slabs_free,

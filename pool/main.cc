@@ -278,6 +278,7 @@ int serve(const PoolConfig& config, const OnlinePartitions::ConfigLoader& loader
   // Teardown: close listeners and connections, then let their handlers finish (a bounded drain),
   // so no connection outlives the server it reports to.
   metrics_server.set_ready(false);
+  partitions.stop();  // a removal under way copies no more
   if (registration) registration->stop();  // leave the cluster first: clients stop routing here
   server.stop();
   metrics_server.stop();

@@ -81,12 +81,17 @@ Result<PartitionControl::Reloaded> OnlinePartitions::reload() {
   auto fresh = loader_();
   if (!fresh) return Status(fresh.status().code(), "reload: the configuration: " + fresh.status().message());
   Reloaded out;
-  if (Status st = add_partitions(*fresh, out); !st) return st;
+  // A partition that fails to open ends the reload there, but what was added before it (and the
+  // tenants bound to partitions served) is served and announced all the same.
+  const Status opened = add_partitions(*fresh, out);
   add_tenants(*fresh, out);
   spdlog::info("reload: {} partition(s) and {} tenant(s) added; {} change(s) left for the next start",
                out.partitions_added.size(), out.tenants_added.size(), out.not_applied.size());
   for (const std::string& line : out.not_applied) spdlog::warn("reload: {}", line);
   if (!out.partitions_added.empty() || !out.tenants_added.empty()) on_change_();
+  if (!opened.is_ok())
+    return Status(opened.code(), fmt::format("{} (served now: partitions [{}], tenants [{}])", opened.message(),
+                                             fmt::join(out.partitions_added, ", "), fmt::join(out.tenants_added, ", ")));
   return out;
 }
 
@@ -109,11 +114,7 @@ Status OnlinePartitions::add_partitions(const PoolConfig& fresh, Reloaded& out) 
     opening.tenants.clear();
     const auto index = uint32_t(partitions_.size());
     auto p = Partition::open(opening, spec, index, layout_, options_, epoch_);
-    if (!p) {
-      return Status(p.status().code(), fmt::format("reload: {}{}", p.status().message(),
-                                                   out.partitions_added.empty() ? "" : fmt::format(
-                                                       " (added before it: {})", fmt::join(out.partitions_added, ", "))));
-    }
+    if (!p) return Status(p.status().code(), "reload: " + p.status().message());
     // One numbering for the three: every partition is appended to each, here or at start.
     dispatcher_->add_partition({spec.name, &(*p)->service()});
     server_->add_partition_fds({(*p)->writer_fd(), (*p)->read_only_fd()});
@@ -195,14 +196,18 @@ Result<PartitionControl::Removed> OnlinePartitions::remove_partition(const std::
       return Status(Code::kBusy, fmt::format("remove-partition: '{}' is being removed into '{}' now; one removal at a "
                                              "time", partitions_[removal_->from]->name(),
                                              partitions_[removal_->to]->name()));
-    const PageCopyReport& r = removal_->copy->report();
-    progress.pages_copied = r.pages_copied, progress.pages_already_there = r.pages_already_there;
-    progress.bytes_copied = r.bytes_copied;
-    return progress;  // copying: ask again
+    if (removal_->copy) {
+      const PageCopyReport& r = removal_->copy->report();
+      progress.pages_copied = r.pages_copied, progress.pages_already_there = r.pages_already_there;
+      progress.bytes_copied = r.bytes_copied;
+      return progress;  // copying: ask again
+    }
   }
   ended_.reset();
   Partition& source = *partitions_[from];
-  if (!dispatcher_->served()[from].draining) {
+  Partition& target = *partitions_[to];
+  if (!removal_) {
+    removal_ = Removal{uint32_t(from), uint32_t(to), nullptr, std::chrono::steady_clock::now()};
     dispatcher_->set_partition_draining(uint32_t(from), true);
     on_change_();
     spdlog::info("remove-partition: partition '{}' drains: reserves refused, leases honoured", name);
@@ -212,30 +217,46 @@ Result<PartitionControl::Removed> OnlinePartitions::remove_partition(const std::
     progress.write_leases = open;
     return progress;
   }
-  auto copy = PageCopy::start(source.service(), partitions_[to]->service());
-  if (!copy) {
-    // Nothing was copied: the partition is served as before.
-    dispatcher_->set_partition_draining(uint32_t(from), false);
-    on_change_();
-    return Status(copy.status().code(), fmt::format("remove-partition: moving the pages of '{}' into '{}': {}; '{}' is "
-                                                    "served as before", name, into, copy.status().message(), name));
+  // Each moved tenant with a share must fit its share of the target with what it holds there.
+  const uint64_t target_slabs = target.service().stats().slabs_total;
+  const std::vector<Tenant>& tenants = dispatcher_->tenants();
+  for (uint32_t t = 0; t < tenants.size(); ++t) {
+    if (dispatcher_->tenant_partitions()[t] != uint32_t(from) || tenants[t].share <= 0) continue;
+    const auto cap = uint64_t(tenants[t].share * double(target_slabs));
+    const uint64_t need = source.service().tenant_slabs(t) + target.service().tenant_slabs(t);
+    if (need > cap)
+      return end_removal(Status(Code::kExhausted, fmt::format("tenant '{}' holds {} slabs, its share of '{}' is {}: "
+                                                              "nothing was copied", tenants[t].name, need, into, cap)));
   }
-  removal_ = Removal{uint32_t(from), uint32_t(to), std::move(*copy), std::chrono::steady_clock::now()};
-  spdlog::info("remove-partition: copying the pages of '{}' into '{}', {} MiB a step", name, into, kCopyStepBytes >> 20);
+  auto copy = PageCopy::start(source.service(), target.service());
+  if (!copy) return end_removal(Status(copy.status().code(), copy.status().message()));
+  for (uint32_t t = 0; t < tenants.size(); ++t)
+    if (dispatcher_->tenant_partitions()[t] == uint32_t(from)) target.apply_share(t, tenants[t]);
+  removal_->copy = std::move(*copy);
+  removal_->started = std::chrono::steady_clock::now();
+  spdlog::info("remove-partition: copying the pages of '{}' into '{}', {} KiB a step", name, into, kCopyStepBytes >> 10);
   post_([this] { copy_step(); });
   return progress;
 }
 
+Status OnlinePartitions::end_removal(const Status& why) {
+  const uint32_t from = removal_->from;
+  const std::string name = partitions_[from]->name(), into = partitions_[removal_->to]->name();
+  removal_.reset();  // the copy's sessions of the target end here
+  dispatcher_->set_partition_draining(from, false);
+  on_change_();
+  Status said(why.code(), fmt::format("remove-partition: moving the pages of '{}' into '{}': {}; '{}' is served as "
+                                      "before (pages copied so far stay in '{}' too)", name, into, why.message(),
+                                      name, into));
+  spdlog::error("{}", said.message());
+  return said;
+}
+
 void OnlinePartitions::copy_step() {
-  if (!removal_) return;
+  if (!removal_ || !removal_->copy || stopping_) return;
   if (Status st = removal_->copy->step(kCopyStepBytes, Clock::now()); !st) {
     const std::string name = partitions_[removal_->from]->name(), into = partitions_[removal_->to]->name();
-    spdlog::error("remove-partition: '{}' into '{}': {}; '{}' is still served, draining: ask again to retry", name,
-                  into, st.message(), name);
-    ended_ = Ended{name, into, Status(st.code(), fmt::format("remove-partition: '{}' into '{}': {}; '{}' is still "
-                                                             "served, draining: ask again to retry", name, into,
-                                                             st.message(), name))};
-    removal_.reset();
+    ended_ = Ended{name, into, end_removal(st)};
     return;
   }
   if (!removal_->copy->done()) return post_([this] { copy_step(); });
@@ -252,10 +273,7 @@ void OnlinePartitions::finish_removal() {
   out.pages_copied = r.pages_copied, out.pages_already_there = r.pages_already_there, out.bytes_copied = r.bytes_copied;
   out.copy_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - removal_->started).count();
   removal_.reset();  // its sessions of the target end here
-  for (uint32_t t : dispatcher_->move_tenants(from, to)) {
-    target.apply_share(t, dispatcher_->tenants()[t]);
-    out.tenants_moved.push_back(dispatcher_->tenants()[t].name);
-  }
+  for (uint32_t t : dispatcher_->move_tenants(from, to)) out.tenants_moved.push_back(dispatcher_->tenants()[t].name);
   out.sessions_closed = server_->close_partition_sessions(from);
   source.retire(epoch_);
   dispatcher_->retire_partition(from);

@@ -47,6 +47,10 @@ class OnlinePartitions : public PartitionControl {
   // The partitions served now, by index, removed ones skipped.
   std::vector<Partition*> live() const;
 
+  // The daemon stops: a removal under way copies no more (its partition stays, draining, until
+  // the next start serves it as before).
+  void stop() { stopping_ = true; }
+
   Result<Reloaded> reload() override;
   Result<Removed> remove_partition(const std::string& name, const std::string& into) override;
 
@@ -61,6 +65,9 @@ class OnlinePartitions : public PartitionControl {
   // A removal's next copy step, then the next post, or its end (finish) once all is copied.
   void copy_step();
   void finish_removal();
+  // A removal that cannot go on: the partition is served as before (no longer draining); `why`
+  // named as the admin's answer.
+  Status end_removal(const Status& why);
 
   PoolConfig config_;  // as served: its partitions (served_partitions order) and tenants by index
   Layout layout_;
@@ -72,10 +79,11 @@ class OnlinePartitions : public PartitionControl {
   Server* server_ = nullptr;
   std::function<void()> on_change_;
   std::function<void(std::function<void()>)> post_;
-  // The removal under way, if any, and how the last one ended (answered to the admin asking again).
+  // The removal under way, if any (draining, then copying), and how the last one ended (answered
+  // to the admin asking again).
   struct Removal {
     uint32_t from = 0, to = 0;
-    std::unique_ptr<PageCopy> copy;
+    std::unique_ptr<PageCopy> copy;  // null while its write leases are awaited
     std::chrono::steady_clock::time_point started;
   };
   std::optional<Removal> removal_;
@@ -84,6 +92,7 @@ class OnlinePartitions : public PartitionControl {
     Result<Removed> result;
   };
   std::optional<Ended> ended_;
+  bool stopping_ = false;
 };
 
 }  // namespace cxlkv::pool

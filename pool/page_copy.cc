@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "cacheline.h"
@@ -65,9 +66,10 @@ Result<std::unique_ptr<PageCopy>> PageCopy::start(PoolService& from, PoolService
     slabs_needed += (run.size() + g.slab_pages - 1) / g.slab_pages;
     c->runs_.push_back(std::move(listed));
   }
-  if (const uint64_t free = to.stats().slabs_free; free < slabs_needed)
-    return Status(Code::kExhausted, fmt::format("copy: {} runs of pages need up to {} slabs, {} are free there; nothing "
-                                                "was copied (a copy evicts nothing)", c->runs_.size(), slabs_needed, free));
+  if (const uint64_t room = c->room(); room < slabs_needed)
+    return Status(Code::kExhausted, fmt::format("copy: {} runs of pages need up to {} slabs, there are {} free below "
+                                                "its high watermark ({}); nothing was copied (a copy evicts nothing)",
+                                                c->runs_.size(), slabs_needed, room, to.options().watermarks.high));
   return c;
 }
 
@@ -75,14 +77,23 @@ PageCopy::~PageCopy() {
   for (const auto& [tenant, session] : sessions_) to_.end_session(session);
 }
 
+uint64_t PageCopy::room() const {
+  const PoolStats s = to_.stats();
+  // Slabs above the high watermark are the reaper's to free by eviction: never fill them.
+  const auto reserve = uint64_t(std::ceil(double(s.slabs_total) * (1.0 - to_.options().watermarks.high)));
+  return s.slabs_free > reserve ? s.slabs_free - reserve : 0;
+}
+
 Status PageCopy::step(uint64_t byte_budget, Clock::time_point now) {
   const uint64_t stop_at = report_.bytes_copied + std::min(byte_budget, ~uint64_t{0} - report_.bytes_copied);
+  // Pages looked at per step, copied or not (pages already there or gone copy no bytes).
+  uint64_t looked_at = 0;
   // A piece: the pages the budget holds, at least a slab's (so `to` packs its slabs as the
   // writer did), in multiples of E.
   const uint32_t E = from_.geometry().slab_pages;
   const uint64_t fit = std::max<uint64_t>(byte_budget / page_bytes_, 1);
   const uint64_t piece = std::min<uint64_t>((fit + E - 1) / E * E, to_.options().max_keys);
-  while (!done() && report_.bytes_copied < stop_at) {
+  while (!done() && report_.bytes_copied < stop_at && looked_at < kMaxPagesPerStep) {
     const std::vector<Listed>& run = runs_[next_run_];
     const size_t end = std::min<size_t>(run.size(), next_page_ + piece);
     // The pages still committed as listed, in stretches: a page let go of since (evicted, or
@@ -102,6 +113,7 @@ Status PageCopy::step(uint64_t byte_budget, Clock::time_point now) {
       if (Status st = copy_pages(slots_, i, stretch_end, now); !st) return st;
       i = stretch_end;
     }
+    looked_at += end - next_page_;
     next_page_ = end;
     if (next_page_ == run.size()) ++next_run_, next_page_ = 0;
   }
@@ -120,6 +132,12 @@ Status PageCopy::copy_pages(const std::vector<uint32_t>& run, size_t first, size
     const auto* record = reinterpret_cast<const PageRecord*>(from_.metadata().base() + g.record_offset(run[i]));
     checksums_.push_back(record->data_checksum);
   }
+  // The target's own writers may have taken slabs since the start: a piece that would need more
+  // than it has below its high watermark stops the copy rather than evict anything there.
+  if (const uint64_t needed = (keys_.size() + E - 1) / E, left = room(); left < needed)
+    return Status(Code::kExhausted, fmt::format("copy: {} slabs needed for the next {} pages, {} free there below its "
+                                                "high watermark; the copy stops rather than evict", needed,
+                                                keys_.size(), left));
   placed_.assign(keys_.size(), wire::Placement{});
   const uint32_t tenant = from_.slab_tenant(run[first] / E);
   auto [it, fresh] = sessions_.try_emplace(tenant, 0);

@@ -28,22 +28,26 @@ struct PageCopyReport {
 // lets go of before its turn is skipped (counted as gone). Both must have the same layout and E.
 class PageCopy {
  public:
-  // kExhausted, before anything is copied, when `to` has fewer free slabs than the runs need: a
-  // copy never evicts `to`'s pages. kMismatch for another layout or E.
+  // kExhausted, before anything is copied, when `to` has fewer free slabs below its high
+  // watermark than the runs need (each piece checks again: `to`'s writers go on meanwhile): a
+  // copy never evicts `to`'s pages, nor makes its reaper evict. kMismatch for another layout or E.
   static Result<std::unique_ptr<PageCopy>> start(PoolService& from, PoolService& to);
   ~PageCopy();
   PageCopy(const PageCopy&) = delete;
   PageCopy& operator=(const PageCopy&) = delete;
 
   // Copies pages until about `byte_budget` bytes have gone over (at least a slab's worth of
-  // pages) or none is left. An error leaves the pages copied so far committed in `to` and `from`
+  // pages), kMaxPagesPerStep pages were looked at, or none is left. An error leaves the pages copied so far committed in `to` and `from`
   // whole.
   Status step(uint64_t byte_budget, Clock::time_point now);
   bool done() const { return next_run_ == runs_.size(); }
+  static constexpr uint64_t kMaxPagesPerStep = 4096;
   const PageCopyReport& report() const { return report_; }
 
  private:
   PageCopy(PoolService& from, PoolService& to) : from_(from), to_(to) {}
+  // Free slabs of `to` below its high watermark.
+  uint64_t room() const;
   // Pages [first, end) of a run, all still committed as listed, as one reserve and commit.
   Status copy_pages(const std::vector<uint32_t>& run, size_t first, size_t end, Clock::time_point now);
 
