@@ -87,8 +87,9 @@ class AdminClient {
   // are copied into `into` (in steps between other requests), removed is false with the counts so
   // far: call again. Then its tenants are bound to `into`, their sessions closed (clients connect
   // again), the partition closed (its read leases fail as expired) and removed is true; its
-  // region's backing is left as it is. kNotFound for an unknown name; kExhausted (nothing copied,
-  // the drain ended) when `into` lacks the slabs; kBusy while another removal runs.
+  // region's backing is left as it is. kNotFound for an unknown name; kExhausted (the drain ended,
+  // the partition served as before) when `into` lacks the slabs below its high watermark or a
+  // moved tenant's share would be passed; kBusy while another removal runs.
   Result<PartitionRemoval> remove_partition(const std::string& name, const std::string& into);
 
  private:
