@@ -76,7 +76,12 @@ Connection::~Connection() { close(); }
 bool Connection::usable() const {
   if (fd_ < 0) return false;
   pollfd p{fd_, POLLIN | POLLRDHUP, 0};
-  return ::poll(&p, 1, 0) == 0;  // nothing to read, no hang-up, no error: idle and open
+  if (::poll(&p, 1, 0) == 0) return true;  // nothing to read, no hang-up, no error: idle and open
+  if (p.revents & (POLLERR | POLLHUP | POLLRDHUP | POLLNVAL)) return false;
+  // Bytes waiting while idle: on TLS 1.3 the daemon's session tickets, which a client reads with
+  // its first reply; the peer is there. A read of 0 would be its close.
+  char byte;
+  return ::recv(fd_, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
 }
 
 void Connection::close() {

@@ -35,9 +35,8 @@ class Connection {
   // (PEM; empty: the system's trusted CAs) and the endpoint's host name or address.
   Status open(const Endpoint& endpoint, int timeout_ms, const std::string& tls_ca_file = {});
   bool is_unix() const { return endpoint_.is_unix; }
-  // Whether a request could be sent now: open, and the daemon has not closed its end (it sends
-  // nothing unasked, so a socket readable between exchanges is one the peer closed). Cold: a
-  // poll without waiting.
+  // Whether a request could be sent now: open, and the daemon has not closed its end (no
+  // hang-up, nothing read as its close). Cold: a poll and a peek, without waiting.
   bool usable() const;
   const std::string& name() const { return name_; }
 
