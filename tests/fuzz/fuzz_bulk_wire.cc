@@ -75,7 +75,10 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   write_seeds();
   fuzz::FuzzRegion r = fuzz::make_region("bulk", 4 << 20, 1);
   region_path = r.spec.path;
-  std::atexit([] { std::remove(("/dev/shm" + region_path).c_str()); });
+  std::atexit([] {  // the region and its metadata region (PATH.meta beside it)
+    std::remove(("/dev/shm" + region_path).c_str());
+    std::remove(("/dev/shm" + region_path + ".meta").c_str());
+  });
   BulkServerOptions o;
   o.region = r.spec;
   auto s = BulkServer::start(o);

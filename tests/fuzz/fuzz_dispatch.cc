@@ -117,7 +117,10 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   write_seeds();
   world = new World{fuzz::make_region("dispatch", 8 << 20, 2), nullptr, {}, nullptr};
   region_path = world->region.spec.path;
-  std::atexit([] { std::remove(("/dev/shm" + region_path).c_str()); });
+  std::atexit([] {  // the region and its metadata region (PATH.meta beside it)
+    std::remove(("/dev/shm" + region_path).c_str());
+    std::remove(("/dev/shm" + region_path + ".meta").c_str());
+  });
   PoolOptions options;
   options.max_leases = 4096;
   auto service = PoolService::open(*world->region.region, *world->region.allocator, options);
