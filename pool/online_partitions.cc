@@ -218,11 +218,10 @@ Result<PartitionControl::Removed> OnlinePartitions::remove_partition(const std::
     return progress;
   }
   // Each moved tenant with a share must fit its share of the target with what it holds there.
-  const uint64_t target_slabs = target.service().stats().slabs_total;
   const std::vector<Tenant>& tenants = dispatcher_->tenants();
   for (uint32_t t = 0; t < tenants.size(); ++t) {
     if (dispatcher_->tenant_partitions()[t] != uint32_t(from) || tenants[t].share <= 0) continue;
-    const auto cap = uint64_t(tenants[t].share * double(target_slabs));
+    const uint64_t cap = target.share_slabs(tenants[t]);
     const uint64_t need = source.service().tenant_slabs(t) + target.service().tenant_slabs(t);
     if (need > cap)
       return end_removal(Status(Code::kExhausted, fmt::format("tenant '{}' holds {} slabs, its share of '{}' is {}: "

@@ -150,9 +150,13 @@ Result<std::unique_ptr<Partition>> Partition::open(const PoolConfig& config, con
   return p;
 }
 
+uint64_t Partition::share_slabs(const Tenant& tenant) const {
+  return tenant.share > 0 ? static_cast<uint64_t>(tenant.share * double(service_->stats().slabs_total)) : 0;
+}
+
 void Partition::apply_share(uint32_t t, const Tenant& tenant) {
   if (tenant.share <= 0) return;
-  const auto slabs = static_cast<uint64_t>(tenant.share * double(service_->stats().slabs_total));
+  const uint64_t slabs = share_slabs(tenant);
   service_->set_tenant_share(t, slabs);
   spdlog::info("tenant '{}': a share of {} of partition '{}', {} slabs", tenant.name, tenant.share, name_, slabs);
 }

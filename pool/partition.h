@@ -36,6 +36,8 @@ class Partition {
   PoolService& service() const { return *service_; }
   int writer_fd() const { return writer_fd_; }
   int read_only_fd() const { return read_only_fd_; }
+  // The slabs of this partition a tenant's share comes to (0: it has no share of its own).
+  uint64_t share_slabs(const Tenant& tenant) const;
   // Gives tenant `t` (the daemon's index of it) its share of this partition's slabs, if it has one.
   void apply_share(uint32_t t, const Tenant& tenant);
   // Before the partition is closed online (online_partitions.h): another epoch is announced in
