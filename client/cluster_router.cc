@@ -20,6 +20,9 @@ namespace cxlkv::detail {
 namespace {
 
 constexpr auto kWatchRetry = std::chrono::seconds(1);  // after a watch ends with an error
+// How old the prefix directory may be before a lookup that falls short has it read again. The
+// daemons publish every 2 s (their directory interval); reading more often would find little new.
+constexpr auto kDirectoryMaxAge = std::chrono::seconds(1);
 
 // The nodes' weights for placement, in the same order. kPlace (where new chunks go): a draining
 // node weighs 0. kFind (where chunks written before a drain began are): it keeps its capacity.
@@ -140,13 +143,33 @@ void ClusterRouter::refresher() {
   const auto period = std::chrono::milliseconds(std::max(options_.cluster_poll_ms, 100));
   std::unique_lock lock(mu_);
   while (!stopping_) {
-    wake_.wait_for(lock, period, [&] { return stopping_ || changed_; });
+    const bool woken = wake_.wait_for(lock, period, [&] { return stopping_ || changed_ || directory_due_; });
     if (stopping_) break;
-    changed_ = false;
+    const bool membership = changed_ || !woken, directory = directory_due_;
+    changed_ = directory_due_ = false;
     lock.unlock();
-    (void)refresh();
+    if (membership) (void)refresh();
+    if (directory) refresh_directory();
     lock.lock();
   }
+}
+
+std::shared_ptr<const std::map<std::string, cluster::PrefixSummary>> ClusterRouter::directory_for_lookup() {
+  std::lock_guard lock(mu_);
+  if (!directory_due_ && std::chrono::steady_clock::now() - directory_read_at_ >= kDirectoryMaxAge) {
+    directory_due_ = true;
+    wake_.notify_all();
+  }
+  return directory_;
+}
+
+void ClusterRouter::refresh_directory() {
+  cluster::EtcdClient etcd(url_.host, url_.port, std::chrono::milliseconds(std::max(options_.io_timeout_ms, 100)));
+  auto summaries = cluster::read_directory(etcd, url_, namespace_id(options_.tenant, options_.model));
+  std::lock_guard lock(mu_);
+  directory_read_at_ = std::chrono::steady_clock::now();  // tried: etcd away waits as long as a read
+  if (summaries)
+    directory_ = std::make_shared<const std::map<std::string, cluster::PrefixSummary>>(std::move(*summaries));
 }
 
 void ClusterRouter::watcher() {
@@ -220,6 +243,30 @@ bool key_order(const PageKey& a, const PageKey& b) { return a.bytes < b.bytes; }
 
 bool any_draining(const std::vector<ClusterRouter::Node>& nodes) {
   return std::any_of(nodes.begin(), nodes.end(), [](const ClusterRouter::Node& n) { return n.draining; });
+}
+
+// Gives every chunk that ends past page `found` to a node whose directory summary holds its first
+// key, when the node it is placed on has none there: the first such node (answering) in
+// membership order. Whether any chunk moved.
+bool relocate_by_directory(std::vector<cluster::ChunkPlacement>& chunks, std::span<const PageKey> keys, size_t found,
+                           const std::vector<ClusterRouter::Node>& nodes,
+                           const std::map<std::string, cluster::PrefixSummary>& directory) {
+  std::vector<const cluster::PrefixSummary*> summary(nodes.size(), nullptr);
+  for (size_t n = 0; n < nodes.size(); ++n)
+    if (auto it = directory.find(nodes[n].id); it != directory.end()) summary[n] = &it->second;
+  auto holds = [&](size_t n, const PageKey& key) { return summary[n] && summary[n]->may_contain(key); };
+  bool moved = false;
+  for (cluster::ChunkPlacement& c : chunks) {
+    if (c.first_page + c.pages <= found) continue;
+    const PageKey& first = keys[c.first_page];
+    if (c.node >= 0 && holds(size_t(c.node), first)) continue;
+    for (size_t n = 0; n < nodes.size(); ++n)
+      if (nodes[n].session && holds(n, first)) {
+        c.node = int(n), moved = true;
+        break;
+      }
+  }
+  return moved;
 }
 
 }  // namespace
@@ -302,18 +349,29 @@ Result<WriteLease> ClusterRouter::reserve_placed(const PageKey& parent, std::spa
 
 Result<ReadLease> ClusterRouter::lookup(std::span<const PageKey> keys) {
   const std::vector<Node> nodes = snapshot();
-  auto found = lookup_placed(keys, nodes, weights_of(nodes, Weights::kPlace));
+  std::vector<cluster::ChunkPlacement> chunks = cluster::place_prefix(keys, chunk_pages_, weights_of(nodes, Weights::kPlace));
+  auto found = lookup_chunks(keys, nodes, chunks);
+  if (!found || found->pages() == keys.size()) return found;
   // While a node drains, chunks written before the drain began are still where the weights that
   // count it placed them: a prefix that falls short is asked for there too, and the longer wins.
-  if (!found || found->pages() == keys.size() || !any_draining(nodes)) return found;
-  auto before = lookup_placed(keys, nodes, weights_of(nodes, Weights::kFind));
-  if (before && before->pages() > found->pages()) return before;
+  if (any_draining(nodes)) {
+    auto before = lookup_chunks(keys, nodes, cluster::place_prefix(keys, chunk_pages_, weights_of(nodes, Weights::kFind)));
+    if (before && before->pages() > found->pages()) found = std::move(before);
+    if (found->pages() == keys.size()) return found;
+  }
+  // Chunks written under another membership (a node joined since, or one's capacity changed) are
+  // where they were written, which the directory tells: the chunks from the first one short on
+  // are asked for there, and the longer prefix wins. A summary that is stale or wrong (a Bloom
+  // filter's false "maybe") costs this second lookup a miss, never a wrong byte.
+  auto directory = directory_for_lookup();
+  if (!directory || !relocate_by_directory(chunks, keys, found->pages(), nodes, *directory)) return found;
+  auto there = lookup_chunks(keys, nodes, chunks);
+  if (there && there->pages() > found->pages()) return there;
   return found;
 }
 
-Result<ReadLease> ClusterRouter::lookup_placed(std::span<const PageKey> keys, const std::vector<Node>& nodes,
-                                               const std::vector<cluster::PlacementNode>& weights) {
-  const auto chunks = cluster::place_prefix(keys, chunk_pages_, weights);
+Result<ReadLease> ClusterRouter::lookup_chunks(std::span<const PageKey> keys, const std::vector<Node>& nodes,
+                                               const std::vector<cluster::ChunkPlacement>& chunks) {
   // Each node's keys: its chunks in prefix order, asked in one lookup, all nodes at once.
   std::vector<std::vector<PageKey>> node_keys(nodes.size());
   std::vector<uint32_t> offset_in_node(chunks.size(), 0);

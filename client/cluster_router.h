@@ -9,8 +9,11 @@
 // and the prefix found is the chunks up to the first miss. A node that does not answer costs misses (lookup) or an
 // unavailable error naming it (reserve), never a wrong byte; it is connected again once it
 // answers. A draining node (its record says so) gets no new chunk; lookups that fall short ask
-// again where chunks were placed before the drain. Internal to client/; Client owns one when its
-// endpoint is etcd://.
+// again where chunks were placed before the drain, then where the prefix directory says the
+// missing chunks are (a node that joined, or whose capacity changed, moved their placement; the
+// pages stayed where they were written). The directory is read by the refresher thread, at most
+// once a second and only while lookups fall short: a lookup never waits on etcd. Internal to
+// client/; Client owns one when its endpoint is etcd://.
 #pragma once
 
 #include <condition_variable>
@@ -27,6 +30,7 @@
 #include "etcd_watch.h"
 #include "node_record.h"
 #include "placement.h"
+#include "prefix_directory.h"
 
 namespace cxlkv::detail {
 
@@ -98,9 +102,14 @@ class ClusterRouter {
   // else TCP) and checks it serves the primary's layout.
   Result<std::shared_ptr<Session>> connect_node(const cluster::NodeRecord& record) const;
   std::vector<Node> snapshot() const;
-  // The lookup of `keys` with chunks placed by `weights` (one per node of `nodes`).
-  Result<ReadLease> lookup_placed(std::span<const PageKey> keys, const std::vector<Node>& nodes,
-                                  const std::vector<cluster::PlacementNode>& weights);
+  // The lookup of `keys` cut into `chunks`, each asked of its node in `nodes`.
+  Result<ReadLease> lookup_chunks(std::span<const PageKey> keys, const std::vector<Node>& nodes,
+                                  const std::vector<cluster::ChunkPlacement>& chunks);
+  // The prefix directory of this client's namespace as last read (null before the first read);
+  // asks the refresher to read it again when it is older than kDirectoryMaxAge.
+  std::shared_ptr<const std::map<std::string, cluster::PrefixSummary>> directory_for_lookup();
+  // Reads this client's namespace's summaries from etcd (the refresher, when a lookup asked).
+  void refresh_directory();
   // The index in `nodes` of a node that holds `key` committed (all nodes asked at once); -1 if none.
   int node_holding(const PageKey& key, const std::vector<Node>& nodes);
   // reserve, placed over the membership as this client knows it now.
@@ -118,10 +127,13 @@ class ClusterRouter {
   uint32_t chunk_pages_ = 16;
   std::shared_ptr<Session> primary_;
 
-  mutable std::mutex mu_;  // guards nodes_, stopping_, changed_ and watch_
+  mutable std::mutex mu_;  // guards nodes_, stopping_, changed_, watch_ and directory*_
   std::vector<Node> nodes_;
   bool stopping_ = false;
   bool changed_ = false;                // the watch heard a change the refresher has not read
+  bool directory_due_ = false;          // a lookup fell short and the directory is old: read it
+  std::shared_ptr<const std::map<std::string, cluster::PrefixSummary>> directory_;  // by node id
+  std::chrono::steady_clock::time_point directory_read_at_{};  // last read (or tried)
   cluster::EtcdWatch* watch_ = nullptr;  // the watch in progress, to stop it
   std::condition_variable wake_;
   std::thread thread_;

@@ -114,7 +114,9 @@ class Client {
 
   // Read path. The longest committed prefix of keys in this namespace, pinned by a read lease
   // (an empty lease when the first key misses). Invalidates a slab's lines here, once, when this
-  // client saw an older generation of it (coherence rule 2).
+  // client saw an older generation of it (coherence rule 2). Over a cluster, a prefix that falls
+  // short is also asked for where the prefix directory says its missing chunks are (chunks written
+  // before the membership or a node's capacity changed: docs/cluster.md, "Lookups that fall short").
   Result<ReadLease> lookup(std::span<const PageKey> keys);
   Result<uint32_t> renew(ReadLease& lease) { return lease.renew(); }
   Status release(ReadLease& lease) { return lease.release(); }
