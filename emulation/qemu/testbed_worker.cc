@@ -13,6 +13,10 @@
 //            OS page of the mapping it was handed after the region header (the published slab
 //            words and every slab; the records lie on a metadata device no client maps); prefix A
 //            of the first tenant (on /dev/dax0.0) must still read back byte-exact
+//   cluster  a cluster client (--cluster etcd://...) over guest A's two memory nodes writes prefix
+//            C in chunks of one page, which land on both nodes; its lease spans both mappings
+//            (/dev/dax0.0 and the second node's device, each by the path its node names) and
+//            reads back byte-exact; then it is removed from both nodes
 // Contents are synthetic (testkit/synthetic.h): every byte follows from its page key, so
 // any reader (this worker, cxlkv-testbed-inspect on the host) checks them without a copy.
 #include <unistd.h>
@@ -44,6 +48,7 @@ struct Options {
   int connect_wait_s = 120;    // how long to retry connecting while the daemon boots
   int gone_wait_s = 120;       // hold: how long to wait for the daemon to go away
   ClientOptions tenant_b;      // tenants: the second tenant (its endpoint is client's)
+  std::string cluster;         // cluster: etcd://HOST:PORT/NAME of guest A's two memory nodes
 };
 
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
@@ -224,6 +229,48 @@ int step_tenants(Client& a, const Options& o) {
   return 0;
 }
 
+int step_cluster(const Options& o) {
+  ClientOptions co = o.client;
+  co.endpoint = o.cluster;
+  co.region_path.clear();  // each node's region by the path it names: this guest's devices mirror guest A's
+  // Guest A starts etcd and both daemons at once: retry until the client sees both nodes.
+  const auto t0 = Clock::now();
+  std::unique_ptr<Client> c;
+  std::string last = "not tried";
+  while (!c && since(t0) < o.connect_wait_s) {
+    auto r = Client::connect(co);
+    if (r && (*r)->cluster_nodes() == 2) c = std::move(*r);
+    else last = r ? fmt::format("{} node(s) registered", (*r)->cluster_nodes()) : r.status().to_string();
+    if (!c) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  if (!c) return fmt::print("FAIL worker cluster: no cluster of 2 nodes at {} within {} s; last: {}\n", o.cluster,
+                            o.connect_wait_s, last), 1;
+  fmt::print("worker: cluster client over {} nodes after {:.1f} s, chunks of {} page(s)\n", c->cluster_nodes(),
+             since(t0), c->chunk_pages());
+  const auto keys = c->page_keys(prompt(o.pages, o.seed + 3));
+  if (Status st = write_prefix(*c, keys); !st) return fmt::print("FAIL worker cluster: prefill: {}\n", st.to_string()), 1;
+  uint32_t nodes = 0;
+  {
+    auto lease = c->lookup(keys);
+    if (!lease) return fmt::print("FAIL worker cluster: lookup: {}\n", lease.status().to_string()), 1;
+    nodes = lease->nodes();
+  }
+  if (nodes != 2) return fmt::print("FAIL worker cluster: prefix C's lease spans {} node(s), not 2\n", nodes), 1;
+  if (Status st = verify_prefix(*c, keys, o.k); !st)
+    return fmt::print("FAIL worker cluster: decode: {}\n", st.to_string()), 1;
+  auto removed = c->remove(keys);
+  if (!removed || *removed != keys.size())
+    return fmt::print("FAIL worker cluster: remove: {}\n",
+                      removed ? fmt::format("{} of {} pages", *removed, keys.size()) : removed.status().to_string()), 1;
+  auto after = c->lookup(keys);
+  if (!after || after->pages() != 0)
+    return fmt::print("FAIL worker cluster: after the remove, lookup: {}\n",
+                      after ? fmt::format("{} pages", after->pages()) : after.status().to_string()), 1;
+  fmt::print("PASS worker cluster: prefix C ({} pages) written over memory nodes mem-a and mem-b, read back byte-exact "
+             "through one lease over both mappings, removed from both\n", keys.size());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -241,9 +288,9 @@ int main(int argc, char** argv) {
   std::string tenant_b;
   std::string step;
   CLI::App app{"cxlkv-testbed-worker: guest B's decode worker in the QEMU CXL testbed"};
-  app.add_option("step", step, "write | hold | recover | restart | tenants")
+  app.add_option("step", step, "write | hold | recover | restart | tenants | cluster")
       ->required()
-      ->check(CLI::IsMember({"write", "hold", "recover", "restart", "tenants"}));
+      ->check(CLI::IsMember({"write", "hold", "recover", "restart", "tenants", "cluster"}));
   app.add_option("--endpoint", o.client.endpoint, "daemon endpoint, tcp:host:port");
   app.add_option("--region", o.client.region_path, "this host's path of the pool (devdax)");
   app.add_option("--tenant", o.client.tenant, "tenant");
@@ -251,6 +298,7 @@ int main(int argc, char** argv) {
   app.add_option("--model", o.client.model, "model (namespace = tenant x model)");
   app.add_option("--tenant-b", tenant_b, "tenants: the second tenant, NAME:TOKEN (bound to the other partition)");
   app.add_option("--region-b", o.tenant_b.region_path, "tenants: this host's path of the second tenant's partition");
+  app.add_option("--cluster", o.cluster, "cluster: etcd://HOST:PORT/NAME of the memory nodes");
   app.add_option("--pages", o.pages, "pages per prefix")->check(CLI::Range(1u, 4096u));
   app.add_option("--seed", o.seed, "seed of prefix A (prefix B: seed + 1)");
   app.add_option("-k", o.k, "top-k entries gathered per layer")->check(CLI::Range(1, 65536));
@@ -266,6 +314,10 @@ int main(int argc, char** argv) {
     o.tenant_b.token = tenant_b.substr(colon + 1);
   }
 
+  if (step == "cluster") {
+    if (o.cluster.empty()) return fmt::print("FAIL worker cluster: --cluster etcd://HOST:PORT/NAME is required\n"), 1;
+    return step_cluster(o);
+  }
   auto client = connect_retry(o);
   if (!client) return fmt::print("FAIL worker {}: {}\n", step, client.status().to_string()), 1;
   if (step == "write") return step_write(**client, o);
