@@ -20,9 +20,6 @@ namespace cxlkv::detail {
 namespace {
 
 constexpr auto kWatchRetry = std::chrono::seconds(1);  // after a watch ends with an error
-// How old the prefix directory may be before a lookup that falls short has it read again. The
-// daemons publish every 2 s (their directory interval); reading more often would find little new.
-constexpr auto kDirectoryMaxAge = std::chrono::seconds(1);
 
 // The nodes' weights for placement, in the same order. kPlace (where new chunks go): a draining
 // node weighs 0. kFind (where chunks written before a drain began are): it keeps its capacity.
@@ -155,8 +152,10 @@ void ClusterRouter::refresher() {
 }
 
 std::shared_ptr<const std::map<std::string, cluster::PrefixSummary>> ClusterRouter::directory_for_lookup() {
+  if (options_.cluster_directory_max_age_ms <= 0) return nullptr;  // the operator turned it off
   std::lock_guard lock(mu_);
-  if (!directory_due_ && std::chrono::steady_clock::now() - directory_read_at_ >= kDirectoryMaxAge) {
+  const auto max_age = std::chrono::milliseconds(options_.cluster_directory_max_age_ms);
+  if (!directory_due_ && std::chrono::steady_clock::now() - directory_read_at_ >= max_age) {
     directory_due_ = true;
     wake_.notify_all();
   }

@@ -12,7 +12,8 @@
 // again where chunks were placed before the drain, then where the prefix directory says the
 // missing chunks are (a node that joined, or whose capacity changed, moved their placement; the
 // pages stayed where they were written). The directory is read by the refresher thread, at most
-// once a second and only while lookups fall short: a lookup never waits on etcd. Internal to
+// once per cluster_directory_max_age_ms and only while lookups fall short: a lookup never waits
+// on etcd. Internal to
 // client/; Client owns one when its endpoint is etcd://.
 #pragma once
 
@@ -105,8 +106,8 @@ class ClusterRouter {
   // The lookup of `keys` cut into `chunks`, each asked of its node in `nodes`.
   Result<ReadLease> lookup_chunks(std::span<const PageKey> keys, const std::vector<Node>& nodes,
                                   const std::vector<cluster::ChunkPlacement>& chunks);
-  // The prefix directory of this client's namespace as last read (null before the first read);
-  // asks the refresher to read it again when it is older than kDirectoryMaxAge.
+  // The prefix directory of this client's namespace as last read (null before the first read, or
+  // when turned off); asks the refresher to read it again once it is older than its max age.
   std::shared_ptr<const std::map<std::string, cluster::PrefixSummary>> directory_for_lookup();
   // Reads this client's namespace's summaries from etcd (the refresher, when a lookup asked).
   void refresh_directory();

@@ -84,6 +84,7 @@ struct Cluster {
     o.token = "t";
     o.model = model;
     o.io_timeout_ms = 2000;
+    o.cluster_directory_max_age_ms = 500;  // the directory again within the tests' waits
     auto c = Client::connect(o);
     INFO(c.status().to_string());
     REQUIRE(c.is_ok());
@@ -365,6 +366,15 @@ TEST_CASE("a client hears nodes join and leave through its etcd watch, with no p
     INFO("prefix " << p);
     CHECK(read_back(*c, *l, before[p], uint32_t(200 + p)).is_ok());
   }
+  // With the directory turned off, a client finds them only up to their first chunk placed on
+  // mem-3 now.
+  ClientOptions off;
+  off.endpoint = cl.url, off.tenant = "acme", off.token = "t", off.model = "m";
+  off.cluster_directory_max_age_ms = 0;
+  auto blind = std::move(*Client::connect(off));
+  uint32_t short_prefixes = 0;
+  for (const auto& keys : before) short_prefixes += blind->lookup(keys)->pages() < keys.size();
+  CHECK(short_prefixes > 0);
   // The new node takes its share of new prefixes at once.
   bool placed_on_fourth = false;
   for (int p = 0; p < 12 && !placed_on_fourth; ++p) {
