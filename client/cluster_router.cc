@@ -138,14 +138,20 @@ Status ClusterRouter::refresh() {
 
 void ClusterRouter::refresher() {
   const auto period = std::chrono::milliseconds(std::max(options_.cluster_poll_ms, 100));
+  auto next_poll = std::chrono::steady_clock::now() + period;
   std::unique_lock lock(mu_);
   while (!stopping_) {
-    const bool woken = wake_.wait_for(lock, period, [&] { return stopping_ || changed_ || directory_due_; });
+    // A deadline, not a wait per wake: directory reads asked for between polls do not put the
+    // membership poll off (it reconnects nodes whose records did not change).
+    wake_.wait_until(lock, next_poll, [&] { return stopping_ || changed_ || directory_due_; });
     if (stopping_) break;
-    const bool membership = changed_ || !woken, directory = directory_due_;
+    const bool membership = changed_ || std::chrono::steady_clock::now() >= next_poll, directory = directory_due_;
     changed_ = directory_due_ = false;
     lock.unlock();
-    if (membership) (void)refresh();
+    if (membership) {
+      (void)refresh();
+      next_poll = std::chrono::steady_clock::now() + period;
+    }
     if (directory) refresh_directory();
     lock.lock();
   }
@@ -155,8 +161,10 @@ std::shared_ptr<const std::map<std::string, cluster::PrefixSummary>> ClusterRout
   if (options_.cluster_directory_max_age_ms <= 0) return nullptr;  // the operator turned it off
   std::lock_guard lock(mu_);
   const auto max_age = std::chrono::milliseconds(options_.cluster_directory_max_age_ms);
-  if (!directory_due_ && std::chrono::steady_clock::now() - directory_read_at_ >= max_age) {
+  const auto now = std::chrono::steady_clock::now();
+  if (!directory_due_ && now - directory_read_at_ >= max_age) {
     directory_due_ = true;
+    directory_read_at_ = now;  // asked for: the lookups until it is read ask for no other
     wake_.notify_all();
   }
   return directory_;
@@ -245,8 +253,10 @@ bool any_draining(const std::vector<ClusterRouter::Node>& nodes) {
 }
 
 // Gives every chunk that ends past page `found` to a node whose directory summary holds its first
-// key, when the node it is placed on has none there: the first such node (answering) in
-// membership order. Whether any chunk moved.
+// key, when the node it is placed on has none there; among several, the one rendezvous hashing
+// ranks highest (where it was most likely written), so a false "maybe" elsewhere seldom wins. Stops
+// at the first chunk no summary holds: the prefix ends there whatever comes after. Whether any
+// chunk moved.
 bool relocate_by_directory(std::vector<cluster::ChunkPlacement>& chunks, std::span<const PageKey> keys, size_t found,
                            const std::vector<ClusterRouter::Node>& nodes,
                            const std::map<std::string, cluster::PrefixSummary>& directory) {
@@ -254,16 +264,21 @@ bool relocate_by_directory(std::vector<cluster::ChunkPlacement>& chunks, std::sp
   for (size_t n = 0; n < nodes.size(); ++n)
     if (auto it = directory.find(nodes[n].id); it != directory.end()) summary[n] = &it->second;
   auto holds = [&](size_t n, const PageKey& key) { return summary[n] && summary[n]->may_contain(key); };
+  const std::vector<cluster::PlacementNode> full = weights_of(nodes, Weights::kFind);
   bool moved = false;
   for (cluster::ChunkPlacement& c : chunks) {
     if (c.first_page + c.pages <= found) continue;
     const PageKey& first = keys[c.first_page];
     if (c.node >= 0 && holds(size_t(c.node), first)) continue;
-    for (size_t n = 0; n < nodes.size(); ++n)
-      if (nodes[n].session && holds(n, first)) {
-        c.node = int(n), moved = true;
-        break;
-      }
+    int best = -1;
+    double best_score = -1;
+    for (size_t n = 0; n < nodes.size(); ++n) {
+      if (!nodes[n].session || !holds(n, first)) continue;
+      const double score = cluster::rendezvous_score(first, full[n]);
+      if (score > best_score) best = int(n), best_score = score;
+    }
+    if (best < 0) break;
+    c.node = best, moved = true;
   }
   return moved;
 }
@@ -354,14 +369,15 @@ Result<ReadLease> ClusterRouter::lookup(std::span<const PageKey> keys) {
   // While a node drains, chunks written before the drain began are still where the weights that
   // count it placed them: a prefix that falls short is asked for there too, and the longer wins.
   if (any_draining(nodes)) {
-    auto before = lookup_chunks(keys, nodes, cluster::place_prefix(keys, chunk_pages_, weights_of(nodes, Weights::kFind)));
-    if (before && before->pages() > found->pages()) found = std::move(before);
+    auto find_chunks = cluster::place_prefix(keys, chunk_pages_, weights_of(nodes, Weights::kFind));
+    auto before = lookup_chunks(keys, nodes, find_chunks);
+    if (before && before->pages() > found->pages()) found = std::move(before), chunks = std::move(find_chunks);
     if (found->pages() == keys.size()) return found;
   }
   // Chunks written under another membership (a node joined since, or one's capacity changed) are
-  // where they were written, which the directory tells: the chunks from the first one short on
-  // are asked for there, and the longer prefix wins. A summary that is stale or wrong (a Bloom
-  // filter's false "maybe") costs this second lookup a miss, never a wrong byte.
+  // where they were written, which the directory tells: the chunks of the longer answer so far,
+  // from the first one short on, are asked for there, and the longer prefix wins. A summary that
+  // is stale or wrong (a Bloom filter's false "maybe") costs this lookup a miss, never a wrong byte.
   auto directory = directory_for_lookup();
   if (!directory || !relocate_by_directory(chunks, keys, found->pages(), nodes, *directory)) return found;
   auto there = lookup_chunks(keys, nodes, chunks);

@@ -19,6 +19,10 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using json = nlohmann::json;
 
+// The largest answer read from etcd: a namespace's prefix directory at 1e6 cached prefixes is
+// about 40 MB of summaries, 53 MB as etcd's base64 JSON (docs/cluster.md, Scale).
+constexpr uint64_t kMaxResponseBytes = uint64_t{256} << 20;
+
 std::string ClusterUrl::to_string() const { return fmt::format("etcd://{}:{}/{}", host, port, name); }
 
 Result<ClusterUrl> parse_cluster_url(std::string_view text) {
@@ -104,8 +108,10 @@ Result<std::string> EtcdClient::post(std::string_view path, const std::string& j
     req.prepare_payload();
     http::write(stream, req);
     beast::flat_buffer buffer;
-    http::response<http::string_body> res;
-    http::read(stream, buffer, res);
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(kMaxResponseBytes);  // Beast's default (8 MB) is below a large prefix directory
+    http::read(stream, buffer, parser);
+    http::response<http::string_body> res = parser.release();
     beast::error_code ignored;
     stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
     if (res.result() != http::status::ok)

@@ -45,9 +45,9 @@ struct ClientOptions {
                                 // Client::connect refuses it
   int cluster_poll_ms = 5000;   // etcd:// only: membership is re-read (and nodes that did not answer
                                 // are tried again) this often; changes are heard at once by a watch
-  int cluster_directory_max_age_ms = 5000;  // etcd:// only: a lookup that falls short asks where the
-                                // prefix directory says the missing chunks are, read again once it
-                                // is this old (a full read of the namespace's summaries); 0: never
+  int cluster_directory_max_age_ms = 30000;  // etcd:// only: a lookup that falls short asks where
+                                // the prefix directory says the missing chunks are, read again once
+                                // it is this old (a full read of the namespace's summaries); 0: never
   std::string tls_ca_file;      // tls: endpoints: PEM file of the CAs that may sign a daemon's
                                 // certificate; empty: the system's trusted CAs. Set, a cluster
                                 // client refuses nodes off this host that offer only plain TCP
