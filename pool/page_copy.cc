@@ -4,10 +4,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstring>
 
 #include "cacheline.h"
+#include "eviction.h"
 #include "page_record.h"
 
 namespace cxlkv::pool {
@@ -78,10 +78,9 @@ PageCopy::~PageCopy() {
 }
 
 uint64_t PageCopy::room() const {
-  const PoolStats s = to_.stats();
   // Slabs above the high watermark are the reaper's to free by eviction: never fill them.
-  const auto reserve = uint64_t(std::ceil(double(s.slabs_total) * (1.0 - to_.options().watermarks.high)));
-  return s.slabs_free > reserve ? s.slabs_free - reserve : 0;
+  const PoolStats s = to_.stats();
+  return slabs_below_high_watermark(s.slabs_total, s.slabs_free, to_.options().watermarks);
 }
 
 Status PageCopy::step(uint64_t byte_budget, Clock::time_point now) {

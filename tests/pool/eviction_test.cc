@@ -17,6 +17,18 @@ TEST_CASE("the watermark target is zero at or below the high watermark and reach
   REQUIRE(watermark_free_target(100, 0, Watermarks{1.0, 1.0}) == 0);  // off
 }
 
+TEST_CASE("the slabs below the high watermark are those taken before a watermark pass would evict") {
+  const Watermarks w{0.95, 0.9};
+  REQUIRE(slabs_below_high_watermark(100, 20, w) == 15);  // 80 used: 95 may be
+  REQUIRE(slabs_below_high_watermark(100, 5, w) == 0);    // at high
+  REQUIRE(slabs_below_high_watermark(100, 2, w) == 0);    // above it
+  REQUIRE(slabs_below_high_watermark(0, 0, w) == 0);
+  REQUIRE(slabs_below_high_watermark(100, 100, Watermarks{1.0, 1.0}) == 100);  // off: every free slab
+  // Taking them all leaves a pass nothing to do; one more would.
+  REQUIRE(watermark_free_target(100, 20 - slabs_below_high_watermark(100, 20, w), w) == 0);
+  REQUIRE(watermark_free_target(100, 20 - slabs_below_high_watermark(100, 20, w) - 1, w) > 0);
+}
+
 TEST_CASE("over the high watermark, eviction frees LRU pages down to the low watermark") {
   PoolOptions o;
   o.watermarks = {0.75, 0.5};
