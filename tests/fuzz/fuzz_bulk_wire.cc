@@ -27,7 +27,6 @@ namespace {
 // Never destroyed: its accept thread runs until the process exits, and tearing the server down
 // under it at exit would be a use after free of the harness's own making.
 BulkServer* server = nullptr;
-std::string region_path;
 
 std::vector<uint8_t> bytes_of(const void* p, size_t n) {
   const auto* b = static_cast<const uint8_t*>(p);
@@ -74,11 +73,6 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   spdlog::set_level(spdlog::level::off);
   write_seeds();
   fuzz::FuzzRegion r = fuzz::make_region("bulk", 4 << 20, 1);
-  region_path = r.spec.path;
-  std::atexit([] {  // the region and its metadata region (PATH.meta beside it)
-    std::remove(("/dev/shm" + region_path).c_str());
-    std::remove(("/dev/shm" + region_path + ".meta").c_str());
-  });
   BulkServerOptions o;
   o.region = r.spec;
   auto s = BulkServer::start(o);

@@ -26,7 +26,6 @@ struct World {
   std::unique_ptr<Dispatcher> dispatcher;
 };
 World* world = nullptr;
-std::string region_path;
 
 // Seeds: frames as a client sends them.
 std::vector<uint8_t> frame(const flatbuffers::FlatBufferBuilder& fbb) {
@@ -116,11 +115,6 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   spdlog::set_level(spdlog::level::off);
   write_seeds();
   world = new World{fuzz::make_region("dispatch", 8 << 20, 2), nullptr, {}, nullptr};
-  region_path = world->region.spec.path;
-  std::atexit([] {  // the region and its metadata region (PATH.meta beside it)
-    std::remove(("/dev/shm" + region_path).c_str());
-    std::remove(("/dev/shm" + region_path + ".meta").c_str());
-  });
   PoolOptions options;
   options.max_leases = 4096;
   auto service = PoolService::open(*world->region.region, *world->region.allocator, options);

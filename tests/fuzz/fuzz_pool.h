@@ -29,8 +29,24 @@ struct FuzzRegion {
   std::unique_ptr<SlabAllocator> allocator;
 };
 
+// Files the target removes when it exits (a fuzzer ends through exit(), never returning from main).
+inline std::vector<std::string>& files_removed_at_exit() {
+  static auto* files = new std::vector<std::string>();  // never destroyed: the atexit handler reads it
+  return *files;
+}
+inline void remove_at_exit(std::string file) {
+  static const bool registered = [] {
+    std::atexit([] {
+      for (const std::string& f : files_removed_at_exit()) std::remove(f.c_str());
+    });
+    return true;
+  }();
+  (void)registered;
+  files_removed_at_exit().push_back(std::move(file));
+}
+
 // A fresh shm region of `bytes` (its file: /dev/shm + spec.path) and its metadata region
-// (/dev/shm + spec.path + ".meta"), E = `slab_pages`, formatted;
+// (/dev/shm + spec.path + ".meta"), E = `slab_pages`, formatted, both removed at exit;
 // aborts on failure (a target that cannot set up must not report a clean run).
 inline FuzzRegion make_region(const std::string& tag, uint64_t bytes, uint32_t slab_pages) {
   FuzzRegion f;
@@ -47,6 +63,8 @@ inline FuzzRegion make_region(const std::string& tag, uint64_t bytes, uint32_t s
     std::fprintf(stderr, "fuzz: cannot make the region %s\n", f.spec.path.c_str());
     std::abort();
   }
+  remove_at_exit("/dev/shm" + f.spec.path);
+  remove_at_exit("/dev/shm" + f.spec.path + ".meta");
   auto a = SlabAllocator::open(**r, **m);
   if (!a) std::abort();
   f.region = std::move(*r);

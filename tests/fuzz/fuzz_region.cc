@@ -44,10 +44,6 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   shm_name = r.spec.path;
   data_path = "/dev/shm" + shm_name;
   meta_path = data_path + ".meta";
-  std::atexit([] {
-    std::remove(data_path.c_str());
-    std::remove(meta_path.c_str());
-  });
   {
     auto service = PoolService::open(*r.region, *r.allocator, PoolOptions{});
     if (!service) std::abort();
