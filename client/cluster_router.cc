@@ -64,6 +64,8 @@ Result<std::unique_ptr<ClusterRouter>> ClusterRouter::open(const ClientOptions& 
   // are connected (and checked) by the refresher.
   r->thread_ = std::thread([raw = r.get()] { raw->refresher(); });
   r->watch_thread_ = std::thread([raw = r.get()] { raw->watcher(); });
+  if (options.cluster_directory_max_age_ms > 0)
+    r->directory_thread_ = std::thread([raw = r.get()] { raw->directory_reader(); });
   return r;
 }
 
@@ -76,6 +78,7 @@ ClusterRouter::~ClusterRouter() {
   wake_.notify_all();
   if (thread_.joinable()) thread_.join();
   if (watch_thread_.joinable()) watch_thread_.join();
+  if (directory_thread_.joinable()) directory_thread_.join();
 }
 
 Result<std::shared_ptr<Session>> ClusterRouter::connect_node(const cluster::NodeRecord& record) const {
@@ -141,18 +144,24 @@ void ClusterRouter::refresher() {
   auto next_poll = std::chrono::steady_clock::now() + period;
   std::unique_lock lock(mu_);
   while (!stopping_) {
-    // A deadline, not a wait per wake: directory reads asked for between polls do not put the
-    // membership poll off (it reconnects nodes whose records did not change).
-    wake_.wait_until(lock, next_poll, [&] { return stopping_ || changed_ || directory_due_; });
+    wake_.wait_until(lock, next_poll, [&] { return stopping_ || changed_; });
     if (stopping_) break;
-    const bool membership = changed_ || std::chrono::steady_clock::now() >= next_poll, directory = directory_due_;
-    changed_ = directory_due_ = false;
+    changed_ = false;
     lock.unlock();
-    if (membership) {
-      (void)refresh();
-      next_poll = std::chrono::steady_clock::now() + period;
-    }
-    if (directory) refresh_directory();
+    (void)refresh();
+    next_poll = std::chrono::steady_clock::now() + period;
+    lock.lock();
+  }
+}
+
+void ClusterRouter::directory_reader() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    wake_.wait(lock, [&] { return stopping_ || directory_due_; });
+    if (stopping_) break;
+    directory_due_ = false;
+    lock.unlock();
+    refresh_directory();
     lock.lock();
   }
 }

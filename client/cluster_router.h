@@ -11,9 +11,10 @@
 // answers. A draining node (its record says so) gets no new chunk; lookups that fall short ask
 // again where chunks were placed before the drain, then where the prefix directory says the
 // missing chunks are (a node that joined, or whose capacity changed, moved their placement; the
-// pages stayed where they were written). The directory is read by the refresher thread, at most
-// once per cluster_directory_max_age_ms and only while lookups fall short: a lookup never waits
-// on etcd. Internal to
+// pages stayed where they were written). The directory is read by a third thread, at most once
+// per cluster_directory_max_age_ms and only while lookups fall short: a lookup never waits on
+// etcd, and neither a slow directory read (a large namespace, etcd slow to answer) nor a
+// membership poll waiting on a node's connect holds up the other. Internal to
 // client/; Client owns one when its endpoint is etcd://.
 #pragma once
 
@@ -40,7 +41,8 @@ class Session;
 class ClusterRouter {
  public:
   // Reads the cluster's settings and nodes, connects to every node (at least one must answer and
-  // every connected node must serve the first one's layout), starts the refresher.
+  // every connected node must serve the first one's layout), starts the refresher, the watcher
+  // and the directory reader.
   static Result<std::unique_ptr<ClusterRouter>> open(const ClientOptions& options);
   ~ClusterRouter();
   ClusterRouter(const ClusterRouter&) = delete;
@@ -107,10 +109,12 @@ class ClusterRouter {
   Result<ReadLease> lookup_chunks(std::span<const PageKey> keys, const std::vector<Node>& nodes,
                                   const std::vector<cluster::ChunkPlacement>& chunks);
   // The prefix directory of this client's namespace as last read (null before the first read, or
-  // when turned off); asks the refresher to read it again once it is older than its max age.
+  // when turned off); asks the directory reader to read it again once it is older than its max age.
   std::shared_ptr<const std::map<std::string, cluster::PrefixSummary>> directory_for_lookup();
-  // Reads this client's namespace's summaries from etcd (the refresher, when a lookup asked).
+  // Reads this client's namespace's summaries from etcd (the directory reader, when a lookup asked).
   void refresh_directory();
+  // Waits for lookups to ask for the directory and reads it (a thread of its own when enabled).
+  void directory_reader();
   // The index in `nodes` of a node that holds `key` committed (all nodes asked at once); -1 if none.
   int node_holding(const PageKey& key, const std::vector<Node>& nodes);
   // reserve, placed over the membership as this client knows it now.
@@ -139,6 +143,7 @@ class ClusterRouter {
   std::condition_variable wake_;
   std::thread thread_;
   std::thread watch_thread_;
+  std::thread directory_thread_;  // only with cluster_directory_max_age_ms > 0
 };
 
 }  // namespace cxlkv::detail
