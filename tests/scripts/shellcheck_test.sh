@@ -5,7 +5,7 @@
 # comment in place saying why. Usage: shellcheck_test.sh SOURCE_ROOT
 set -Eeuo pipefail
 # A command that fails where no check catches it still says what failed.
-trap 'echo "shellcheck_test.sh: line $LINENO: `$BASH_COMMAND` exited $?" >&2' ERR
+trap 'echo "shellcheck_test.sh: line $LINENO: \`$BASH_COMMAND\` exited $?" >&2' ERR
 cd "${1:?usage: shellcheck_test.sh SOURCE_ROOT}"
 command -v shellcheck >/dev/null || { echo "shellcheck_test: shellcheck is not installed (scripts/install-deps installs it)" >&2; exit 1; }
 
