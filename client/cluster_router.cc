@@ -171,7 +171,7 @@ std::shared_ptr<const std::map<std::string, cluster::PrefixSummary>> ClusterRout
   std::lock_guard lock(mu_);
   const auto max_age = std::chrono::milliseconds(options_.cluster_directory_max_age_ms);
   const auto now = std::chrono::steady_clock::now();
-  if (!directory_due_ && now - directory_read_at_ >= max_age) {
+  if (!directory_due_ && (!directory_read_at_ || now - *directory_read_at_ >= max_age)) {
     directory_due_ = true;
     directory_read_at_ = now;  // asked for: the lookups until it is read ask for no other
     wake_.notify_all();

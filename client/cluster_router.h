@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
@@ -138,7 +139,9 @@ class ClusterRouter {
   bool changed_ = false;                // the watch heard a change the refresher has not read
   bool directory_due_ = false;          // a lookup fell short and the directory is old: read it
   std::shared_ptr<const std::map<std::string, cluster::PrefixSummary>> directory_;  // by node id
-  std::chrono::steady_clock::time_point directory_read_at_{};  // last read (or tried)
+  // Last read (or tried); none yet: the first short lookup asks at once (steady_clock counts from
+  // boot, so a zero time point would hold a freshly booted host's lookups off for the max age).
+  std::optional<std::chrono::steady_clock::time_point> directory_read_at_;
   cluster::EtcdWatch* watch_ = nullptr;  // the watch in progress, to stop it
   std::condition_variable wake_;
   std::thread thread_;
