@@ -263,9 +263,10 @@ bool any_draining(const std::vector<ClusterRouter::Node>& nodes) {
 
 // Gives every chunk that ends past page `found` to a node whose directory summary holds its first
 // key, when the node it is placed on has none there; among several, the one rendezvous hashing
-// ranks highest (where it was most likely written), so a false "maybe" elsewhere seldom wins. Stops
-// at the first chunk no summary holds: the prefix ends there whatever comes after. Whether any
-// chunk moved.
+// ranks highest (where it was most likely written), so a false "maybe" elsewhere seldom wins. A
+// chunk found in part is cut at `found` when a node's summary holds that page (a run that began
+// away from its parent, whose node drained): the rest is asked of that node. Stops at the first
+// chunk no summary holds: the prefix ends there whatever comes after. Whether any chunk moved.
 bool relocate_by_directory(std::vector<cluster::ChunkPlacement>& chunks, std::span<const PageKey> keys, size_t found,
                            const std::vector<ClusterRouter::Node>& nodes,
                            const std::map<std::string, cluster::PrefixSummary>& directory) {
@@ -274,18 +275,33 @@ bool relocate_by_directory(std::vector<cluster::ChunkPlacement>& chunks, std::sp
     if (auto it = directory.find(nodes[n].id); it != directory.end()) summary[n] = &it->second;
   auto holds = [&](size_t n, const PageKey& key) { return summary[n] && summary[n]->may_contain(key); };
   const std::vector<cluster::PlacementNode> full = weights_of(nodes, Weights::kFind);
-  bool moved = false;
-  for (cluster::ChunkPlacement& c : chunks) {
-    if (c.first_page + c.pages <= found) continue;
-    const PageKey& first = keys[c.first_page];
-    if (c.node >= 0 && holds(size_t(c.node), first)) continue;
+  // The answering node that ranks highest among those whose summary may hold `key`, but `not_on`.
+  auto best_holder = [&](const PageKey& key, int not_on) {
     int best = -1;
     double best_score = -1;
     for (size_t n = 0; n < nodes.size(); ++n) {
-      if (!nodes[n].session || !holds(n, first)) continue;
-      const double score = cluster::rendezvous_score(first, full[n]);
+      if (int(n) == not_on || !nodes[n].session || !holds(n, key)) continue;
+      const double score = cluster::rendezvous_score(key, full[n]);
       if (score > best_score) best = int(n), best_score = score;
     }
+    return best;
+  };
+  bool moved = false;
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    cluster::ChunkPlacement& c = chunks[i];
+    if (c.first_page + c.pages <= found) continue;
+    if (c.first_page < found) {  // found in part: the rest may be a run written elsewhere
+      const int rest = best_holder(keys[found], c.node);
+      if (rest < 0) break;
+      const cluster::ChunkPlacement tail{uint32_t(found), c.first_page + c.pages - uint32_t(found), rest};
+      c.pages = uint32_t(found) - c.first_page;
+      chunks.insert(chunks.begin() + std::ptrdiff_t(i) + 1, tail);
+      moved = true;
+      continue;  // the tail is placed where its first page is held
+    }
+    const PageKey& first = keys[c.first_page];
+    if (c.node >= 0 && holds(size_t(c.node), first)) continue;
+    const int best = best_holder(first, -1);
     if (best < 0) break;
     c.node = best, moved = true;
   }

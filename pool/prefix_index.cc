@@ -70,16 +70,20 @@ void PrefixIndex::set_committed(uint32_t slot) {
   --reserved_;
   ++committed_;
   ++committed_changes_;
-  if (chunk_pages_ > 0 && cluster::starts_summarised_chunk(m.key, m.parent_key, chunk_pages_)) {
-    m.chunk_start_pos = static_cast<uint32_t>(chunk_starts_.size());
-    chunk_starts_.push_back(slot);
-  }
   if (!m.parent_key.is_zero()) {
     const uint32_t parent = find(m.ns, m.parent_key);
     if (parent != kNoSlot && pages_[parent].state == PageState::kCommitted) {
       m.parent_slot = parent;
       ++pages_[parent].children;
     }
+  }
+  // Summarised: chunk starts, and a run that begins away from its parent (an extension placed
+  // elsewhere because its parent's node drained): lookups find such a run only by the directory.
+  // Parents commit before their children (in a lease, and in recovery's commit order).
+  const bool away_from_parent = !m.parent_key.is_zero() && m.parent_slot == kNoSlot;
+  if (chunk_pages_ > 0 && (away_from_parent || cluster::starts_summarised_chunk(m.key, m.parent_key, chunk_pages_))) {
+    m.chunk_start_pos = static_cast<uint32_t>(chunk_starts_.size());
+    chunk_starts_.push_back(slot);
   }
   lru_push_head(slot);
 }

@@ -86,8 +86,8 @@ class PrefixIndex {
   // Bumped whenever a page becomes COMMITTED or a COMMITTED page leaves: the set of committed
   // keys is unchanged while this is (the prefix directory's snapshots skip such ticks).
   uint64_t committed_changes() const { return committed_changes_; }
-  // The COMMITTED pages that start a prefix or a chunk (kept when constructed with chunk_pages),
-  // in no order: about committed() / C of them.
+  // The COMMITTED pages that start a prefix, a chunk, or a run whose parent is not committed here
+  // (kept when constructed with chunk_pages), in no order: about committed() / C of them.
   std::span<const uint32_t> chunk_start_slots() const { return chunk_starts_; }
   // COMMITTED, unpinned pages (the LRU list): all that eviction could ever free, at most.
   uint64_t lru_pages() const { return lru_pages_; }

@@ -607,6 +607,21 @@ TEST_CASE("a draining node takes no new chunk, keeps serving its pages and its o
   const std::vector<PageKey> first_part(two_parts.begin(), two_parts.begin() + cut);
   const std::vector<PageKey> second_part(two_parts.begin() + cut, two_parts.end());
   REQUIRE(testing::write_prefix(*c, first_part).is_ok());
+  // A prefix written in two parts cut inside a chunk placed on mem-1: the second part's first run
+  // continues that chunk, cannot go beside its parent (mem-1 drains) and lands elsewhere, where
+  // no placement of the chunk looks; its node's summary names the run's first page.
+  std::vector<PageKey> split_chunk;
+  size_t inside = 0;
+  for (int salt = 600; inside == 0; ++salt) {
+    REQUIRE(salt < 800);
+    split_chunk = prefix(*c, 48, salt);
+    for (const auto& ch : cluster::place_prefix(split_chunk, kChunkPages, cl.placement()))
+      if (inside == 0 && ch.pages >= 2 && ch.first_page >= 8 && cl.placement()[size_t(ch.node)].node_id == "mem-1")
+        inside = ch.first_page + 1;
+  }
+  const std::vector<PageKey> split_first(split_chunk.begin(), split_chunk.begin() + inside);
+  const std::vector<PageKey> split_second(split_chunk.begin() + inside, split_chunk.end());
+  REQUIRE(testing::write_prefix(*c, split_first).is_ok());
 
   auto admin1 = node_admin(1);
   const uint64_t held_before = (*admin1->stats()).pages_committed;
@@ -646,13 +661,22 @@ TEST_CASE("a draining node takes no new chunk, keeps serving its pages and its o
     REQUIRE(written.is_ok());
   }
   CHECK((*admin1->stats()).pages_committed == held);
-  REQUIRE(testing::write_prefix(*c, second_part, first_part.back()).is_ok());
-  INFO("the prefix in two parts, cut at page " << cut);
-  REQUIRE(eventually([&] { auto l = c->lookup(two_parts); return l && l->pages() == two_parts.size(); }, 10s));
-  {
-    auto l = c->lookup(two_parts);
+  // found whole (once the summaries are read) and byte-exact
+  auto found_whole = [&](const std::vector<PageKey>& keys, uint32_t seed) {
+    REQUIRE(eventually([&] { auto l = c->lookup(keys); return l && l->pages() == keys.size(); }, 10s));
+    auto l = c->lookup(keys);
     REQUIRE(l.is_ok());
-    CHECK(read_back(*c, *l, two_parts, 500).is_ok());
+    CHECK(read_back(*c, *l, keys, seed).is_ok());
+  };
+  REQUIRE(testing::write_prefix(*c, second_part, first_part.back()).is_ok());
+  {
+    INFO("the prefix in two parts, cut at page " << cut);
+    found_whole(two_parts, 500);
+  }
+  REQUIRE(testing::write_prefix(*c, split_second, split_first.back()).is_ok());
+  {
+    INFO("the prefix in two parts, cut inside a chunk of mem-1's at page " << inside);
+    found_whole(split_chunk, 600);
   }
   // Every prefix, from before the drain (found where it was placed), the one committed under it
   // and those after, reads back whole and byte-exact.

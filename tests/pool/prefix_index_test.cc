@@ -169,3 +169,25 @@ TEST_CASE("in a cluster the index lists its committed prefix and chunk starts, t
   index.erase(1000);
   CHECK(index.chunk_start_slots().empty());
 }
+
+TEST_CASE("in a cluster a run whose parent this node does not hold is listed by its first page") {
+  constexpr uint32_t kChunk = 1u << 20;  // chunk starts so rare that none falls in these keys
+  PrefixIndex index(64, kChunk);
+  const auto keys = page_keys(3, 12);
+  for (const PageKey& k : keys) REQUIRE(!cluster::starts_chunk(k, kChunk));
+  // Pages 4..11 of a prefix whose first four are on another node: the run's first page is listed,
+  // the pages after it (their parents committed here, before them) are not.
+  std::vector<PageKey> run(keys.begin() + 4, keys.end());
+  for (uint32_t i = 0; i < run.size(); ++i) index.add_reserved(i, 1, run[i], keys[3 + i], 7);
+  for (uint32_t i = 0; i < run.size(); ++i) index.set_committed(i);
+  REQUIRE(index.chunk_start_slots().size() == 1);
+  CHECK(index.page(index.chunk_start_slots()[0]).key == run[0]);
+  // Its parent erased later, a child stays unlisted (the list names where runs began); a page
+  // whose parent is only reserved here is listed (reserved pages are not a prefix yet).
+  index.erase(3);
+  CHECK(index.chunk_start_slots().size() == 1);
+  index.add_reserved(20, 1, keys[0], {}, 8);
+  index.add_reserved(21, 1, keys[1], keys[0], 8);
+  index.set_committed(21);
+  CHECK(index.chunk_start_slots().size() == 2);
+}
