@@ -265,8 +265,10 @@ bool any_draining(const std::vector<ClusterRouter::Node>& nodes) {
 // key, when the node it is placed on has none there; among several, the one rendezvous hashing
 // ranks highest (where it was most likely written), so a false "maybe" elsewhere seldom wins. A
 // chunk found in part is cut at `found` when a node's summary holds that page (a run that began
-// away from its parent, whose node drained): the rest is asked of that node. Stops at the first
-// chunk no summary holds: the prefix ends there whatever comes after. Whether any chunk moved.
+// away from its parent, whose node drained): the rest is asked of that node (once a lookup: a run
+// cut twice is found up to the second cut); else the whole chunk may move, as any other. Stops at
+// the first chunk no summary holds: the prefix ends there whatever comes after. Whether any chunk
+// moved.
 bool relocate_by_directory(std::vector<cluster::ChunkPlacement>& chunks, std::span<const PageKey> keys, size_t found,
                            const std::vector<ClusterRouter::Node>& nodes,
                            const std::map<std::string, cluster::PrefixSummary>& directory) {
@@ -291,13 +293,13 @@ bool relocate_by_directory(std::vector<cluster::ChunkPlacement>& chunks, std::sp
     cluster::ChunkPlacement& c = chunks[i];
     if (c.first_page + c.pages <= found) continue;
     if (c.first_page < found) {  // found in part: the rest may be a run written elsewhere
-      const int rest = best_holder(keys[found], c.node);
-      if (rest < 0) break;
-      const cluster::ChunkPlacement tail{uint32_t(found), c.first_page + c.pages - uint32_t(found), rest};
-      c.pages = uint32_t(found) - c.first_page;
-      chunks.insert(chunks.begin() + std::ptrdiff_t(i) + 1, tail);
-      moved = true;
-      continue;  // the tail is placed where its first page is held
+      if (const int rest = best_holder(keys[found], c.node); rest >= 0) {
+        const cluster::ChunkPlacement tail{uint32_t(found), c.first_page + c.pages - uint32_t(found), rest};
+        c.pages = uint32_t(found) - c.first_page;
+        chunks.insert(chunks.begin() + std::ptrdiff_t(i) + 1, tail);  // `c` is not used after this
+        moved = true;
+        continue;  // the tail is placed where its first page is held
+      }
     }
     const PageKey& first = keys[c.first_page];
     if (c.node >= 0 && holds(size_t(c.node), first)) continue;

@@ -26,9 +26,9 @@
 namespace cxlkv::cluster {
 
 // Whether a page is in its node's summary by its key: it starts a prefix (no parent) or a chunk
-// (starts_chunk). Routing walks a prompt chunk by chunk and asks for exactly these keys. The
-// summary also lists a run whose parent its node does not hold (PrefixIndex::set_committed): an
-// extension placed away from its parent, which a cluster client's lookup finds by it.
+// (starts_chunk). Routing walks a prompt chunk by chunk and asks for these keys only. The summary
+// also lists a run whose parent its node does not hold (PrefixIndex::set_committed): an extension
+// placed away from its parent, which a cluster client's lookup asks for when a chunk ends early.
 bool starts_summarised_chunk(const PageKey& key, const PageKey& parent, uint32_t chunk_pages);
 
 // A Bloom filter over the chunk-start keys a node holds: 10 bits and 7 probes per key (about 1 %
